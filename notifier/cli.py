@@ -1,0 +1,136 @@
+"""The command line: the only module that prints for people or decides exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from notifier import __version__
+from notifier.config import check_config, load_config
+from notifier.errors import ConfigError, NotifierError, RoomlioAuthError, StoreError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2, 64
+
+
+def _default_config() -> str:
+    return os.environ.get("NOTIFIER_CONFIG", "rules.yaml")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="notifier", description=(
+        "Tail Roomlio rooms, match messages against rules, deliver signed webhooks."))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the notifier until SIGTERM/SIGINT")
+    check = sub.add_parser("check", help="validate a config file without using the network")
+    for p in (run, check):
+        p.add_argument("--config", "-c", default=_default_config(),
+                       help="the rules file (default: $NOTIFIER_CONFIG or ./rules.yaml)")
+    run.add_argument("--log-level", default=os.environ.get("NOTIFIER_LOG_LEVEL", "INFO"),
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    demo = sub.add_parser("demo", help="run the whole pipeline against a local emulator")
+    demo.add_argument("--seconds", type=float, default=None,
+                      help="stop after this many seconds (default: until Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=2.0, help="simulated messages per second")
+    demo.add_argument("--log-level", default="WARNING",
+                      choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``notifier`` console script."""
+    args = _parser().parse_args(argv)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": _cmd_run, "check": _cmd_check, "demo": _cmd_demo,
+    }
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    problems = check_config(args.config)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        noun = "problem" if len(problems) == 1 else "problems"
+        print(f"{args.config}: {len(problems)} {noun}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{args.config}: OK")
+    return EXIT_OK
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level), stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    from notifier.service import Service
+
+    log = logging.getLogger("notifier")
+    log.info("roomlio-notifier %s: %d room(s), %d rule(s), %d webhook(s), state %s",
+             __version__, len(config.rooms), len(config.rules), len(config.webhooks),
+             config.state)
+    try:
+        asyncio.run(_serve(Service(config)))
+    except RoomlioAuthError as exc:
+        print(f"notifier: Roomlio refused the API key: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        print(f"notifier: state store: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except NotifierError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+async def _serve(service: object) -> None:
+    from notifier.service import Service
+
+    assert isinstance(service, Service)
+    stop = asyncio.Event()
+    _install_signals(stop)
+    await service.run(stop)
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT: graceful stop. Second: exit at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            logging.getLogger("notifier").warning("second signal: exiting now")
+            os._exit(128 + signum)
+        logging.getLogger("notifier").info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from notifier.demo import run_demo
+
+    _setup_logging(args.log_level)
+    return asyncio.run(run_demo(seconds=args.seconds, rate=args.rate,
+                                install_signals=_install_signals, out=sys.stdout))

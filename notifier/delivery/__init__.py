@@ -1,0 +1,1 @@
+"""Delivery: format an event for its webhook, sign it, POST it, retry it."""

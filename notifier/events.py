@@ -1,0 +1,97 @@
+"""Event: the one type that flows from the tailer through the store to delivery.
+
+An event is one matched *version* of a Roomlio message (its id plus its ``editedAt``).
+Its id, and the ``webhook-id`` of each delivery made from it, are derived from that
+version alone, so they are the same across retries, restarts and replays, and differ
+between two versions of the same message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "CREATED",
+    "EDITED",
+    "NEVER_EDITED",
+    "Delivery",
+    "Event",
+    "EventKind",
+    "delivery_id",
+    "event_id",
+    "is_edited",
+]
+
+EventKind = Literal["message.created", "message.edited"]
+CREATED: EventKind = "message.created"
+EDITED: EventKind = "message.edited"
+
+#: Roomlio's ``editedAt`` for a message that was never edited.
+NEVER_EDITED = "0001-01-01T00:00:00Z"
+
+
+def is_edited(message: Mapping[str, Any]) -> bool:
+    """Whether the message carries a real ``editedAt`` (not the zero time, not missing)."""
+    edited = message.get("editedAt")
+    return bool(edited) and not str(edited).startswith("0001-01-01")
+
+
+def _digest_id(prefix: str, *parts: str) -> str:
+    digest = hashlib.sha256("\x00".join(parts).encode()).digest()[:20]
+    return prefix + base64.b32encode(digest).decode().rstrip("=").lower()
+
+
+def event_id(message_id: str, edited_at: str) -> str:
+    """The stable id of one message version."""
+    return _digest_id("evt_", message_id, edited_at or NEVER_EDITED)
+
+
+def delivery_id(event_id_: str, webhook: str) -> str:
+    """The stable ``webhook-id`` of one event sent to one webhook."""
+    return _digest_id("msg_", event_id_, webhook)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A message version that matched at least one rule."""
+
+    id: str
+    kind: EventKind
+    room: str
+    """The room as configured (its id, or its key when configured by key)."""
+    message: Mapping[str, Any]
+    """The Roomlio message exactly as received."""
+    rules: tuple[str, ...]
+    """Every rule that matched, in configuration order."""
+    detected_at: float
+    """Unix time at which the notifier first saw this version."""
+
+    @classmethod
+    def from_message(cls, kind: EventKind, room: str, message: Mapping[str, Any],
+                     rules: tuple[str, ...], detected_at: float) -> Event:
+        """Build the event for a matched message, deriving its stable id."""
+        edited = str(message.get("editedAt") or NEVER_EDITED)
+        return cls(event_id(str(message["id"]), edited), kind, room, message, rules, detected_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event bound for one webhook: a row of the outbox."""
+
+    id: str
+    """The ``webhook-id``: stable for this event and webhook."""
+    webhook: str
+    rules: tuple[str, ...]
+    """The matched rules that notify this webhook."""
+    event: Event
+    attempts: int = 0
+    """Attempts already made (persisted, so a restart resumes the retry budget)."""
+
+    @classmethod
+    def for_webhook(cls, event: Event, webhook: str, rules: tuple[str, ...]) -> Delivery:
+        """The delivery of ``event`` to ``webhook`` on behalf of ``rules``."""
+        return cls(delivery_id(event.id, webhook), webhook, rules, event)

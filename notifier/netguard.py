@@ -1,0 +1,63 @@
+"""Which webhook targets count as private: pure functions, no DNS.
+
+The config loader refuses literal private addresses up front; the sender asks the same
+question of every DNS answer at send time, so a public name cannot smuggle a request
+onto the local network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+
+__all__ = ["IPAddress", "is_private_address", "literal_address", "private_host"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Only these characters can make up the legacy IPv4 spellings that inet_aton accepts
+# ("127.1", "0x7f.0.0.1", "2130706433"); the resolver would send them to loopback too.
+_LEGACY_IPV4 = re.compile(r"[0-9a-fx.]+", re.IGNORECASE)
+
+
+def is_private_address(ip: IPAddress) -> bool:
+    """True for addresses a webhook must not reach: loopback, private, link-local, …"""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None and is_private_address(embedded):
+            return True
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+        or ip.is_reserved
+        or ip.is_multicast
+        or not ip.is_global
+    )
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address ``host`` spells literally (``[::1]``, ``127.1`` …), or None for a name."""
+    host = host.strip("[]").split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not _LEGACY_IPV4.fullmatch(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def private_host(host: str) -> str | None:
+    """How to name ``host`` in a message if it is private without a DNS lookup, else None."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return name
+    address = literal_address(name)
+    if address is not None and is_private_address(address):
+        return str(address)
+    return None

@@ -1,0 +1,177 @@
+"""The Roomlio RPC client: one request, decoded and classified (transient or permanent).
+
+Every answer is checked before anything downstream sees it: a page that is truncated,
+malformed or missing fields raises RoomlioTransientError, so the tailer retries it
+and never skips or advances past it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
+from notifier import __version__
+from notifier.config import Room, RoomlioSettings
+from notifier.errors import (
+    RoomlioAuthError,
+    RoomlioError,
+    RoomlioPermanentError,
+    RoomlioTransientError,
+)
+from notifier.retrying import RetryAfterWait, parse_retry_after
+from notifier.timeutil import parse_time
+
+__all__ = ["Page", "RoomlioClient", "RoomlioCursorError", "RoomlioNotFoundError"]
+
+_TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+_REQUIRED_STRINGS = ("id", "createdAt")
+
+
+class RoomlioCursorError(RoomlioPermanentError):
+    """Roomlio no longer knows the cursor we sent (400): resume by time instead."""
+
+
+class RoomlioNotFoundError(RoomlioPermanentError):
+    """The room does not exist (404), perhaps deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One RoomHistory answer, validated."""
+
+    messages: tuple[Mapping[str, Any], ...]
+    has_more: bool
+    next_cursor: str
+
+
+class RoomlioClient:
+    """Calls Roomlio RPC methods; retries transient failures with tenacity."""
+
+    def __init__(self, settings: RoomlioSettings, session: aiohttp.ClientSession, *,
+                 instance: str = "local", attempts: int = 4) -> None:
+        self._settings = settings
+        self._session = session
+        self._instance = instance
+        self._attempts = attempts
+        self._url = settings.base_url.rstrip("/")
+
+    async def call(self, method: str, params: Mapping[str, Any]) -> Any:
+        """POST ``params`` to ``{base_url}/{method}`` once; decode or raise a RoomlioError."""
+        headers = {
+            "Authorization": f"Bearer {self._settings.api_key}",
+            "User-Agent": f"roomlio-notifier/{__version__}",
+            "x-notifier-instance": self._instance,
+        }
+        timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout)
+        try:
+            async with self._session.post(f"{self._url}/{method}", json=dict(params),
+                                          headers=headers, timeout=timeout,
+                                          allow_redirects=False) as resp:
+                raw = await self._read_limited(resp)
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except TimeoutError:
+            raise RoomlioTransientError(f"{method}: no answer within "
+                                        f"{self._settings.request_timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise RoomlioTransientError(f"{method}: {type(exc).__name__}: {exc}") from None
+        if status != 200:
+            raise _status_error(method, status, raw, retry_after)
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise RoomlioTransientError(f"{method}: answer is not valid JSON ({exc})") from None
+
+    async def _read_limited(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self._settings.max_response_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise RoomlioTransientError(
+                f"answer of {resp.content_length} bytes exceeds the {limit}-byte limit; "
+                "lower roomlio.page_size")
+        body = await resp.content.read(limit + 1)
+        if len(body) > limit:
+            raise RoomlioTransientError(
+                f"answer exceeds the {limit}-byte limit; lower roomlio.page_size")
+        return body
+
+    async def room_history(self, room: Room, *, limit: int, start_cursor: str | None = None,
+                           since: str | None = None) -> Page:
+        """One RoomHistory page, retried on transient errors; raises the last error."""
+        params: dict[str, Any] = {**room.params(), "limit": limit}
+        if start_cursor:
+            params["startCursor"] = start_cursor
+        elif since:
+            params["since"] = since
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(RoomlioTransientError),
+            wait=RetryAfterWait(base=0.5, cap=30.0),
+            stop=stop_after_attempt(self._attempts),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return parse_page(await self.call("RoomHistory", params))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _status_error(method: str, status: int, raw: bytes,
+                  retry_after: float | None) -> RoomlioError:
+    detail = _error_detail(raw)
+    text = f"{method}: HTTP {status}{': ' + detail if detail else ''}"
+    if status in (401, 403):
+        return RoomlioAuthError(f"{text} (check roomlio.api_key)", status=status)
+    if status in _TRANSIENT_STATUSES:
+        return RoomlioTransientError(text, status=status, retry_after=retry_after)
+    if status == 404:
+        return RoomlioNotFoundError(text, status=status)
+    if status == 400 and "cursor" in detail.lower():
+        return RoomlioCursorError(text, status=status)
+    return RoomlioPermanentError(text, status=status)
+
+
+def _error_detail(raw: bytes) -> str:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    parts = [str(body[k])[:200] for k in ("code", "message") if body.get(k)]
+    return " ".join(parts)
+
+
+def parse_page(body: Any) -> Page:
+    """Validate a RoomHistory answer; raise RoomlioTransientError on anything malformed."""
+    if not isinstance(body, dict):
+        raise RoomlioTransientError("malformed page: the answer is not a JSON object")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise RoomlioTransientError("malformed page: 'messages' is missing or not a list")
+    for i, msg in enumerate(messages):
+        _check_message(i, msg)
+    has_more = body.get("hasMore", False)
+    cursor = body.get("nextCursor") or ""
+    if not isinstance(has_more, bool) or not isinstance(cursor, str):
+        raise RoomlioTransientError("malformed page: 'hasMore' or 'nextCursor' has a wrong type")
+    return Page(tuple(messages), has_more, cursor)
+
+
+def _check_message(i: int, msg: Any) -> None:
+    if not isinstance(msg, dict):
+        raise RoomlioTransientError(f"malformed page: messages[{i}] is not an object")
+    for key in _REQUIRED_STRINGS:
+        if not isinstance(msg.get(key), str) or not msg[key]:
+            raise RoomlioTransientError(f"malformed page: messages[{i}].{key} is missing "
+                                        "or not a string")
+    for key in ("body", "editedAt", "messageType", "userType", "roomID"):
+        if key in msg and msg[key] is not None and not isinstance(msg[key], str):
+            raise RoomlioTransientError(f"malformed page: messages[{i}].{key} is not a string")
+    if "links" in msg and msg["links"] is not None and not isinstance(msg["links"], list):
+        raise RoomlioTransientError(f"malformed page: messages[{i}].links is not a list")
+    if parse_time(msg["createdAt"]) is None:
+        raise RoomlioTransientError(f"malformed page: messages[{i}].createdAt is not ISO 8601")

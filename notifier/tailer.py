@@ -1,0 +1,173 @@
+"""One room's loop: follow the cursor, match each page, commit it with its events.
+
+Robust to every reading of the API's open questions (see ../shared/roomlio-api.md):
+
+* ``startCursor`` inclusive or exclusive: after the last page the next cursor is the id
+  of the last message processed, so either reading resumes at or after it; a message
+  returned twice is deduped by the store's ledger (message id + ``editedAt``).
+* ``nextCursor`` empty at the end, or empty with ``hasMore`` (malformed): fall back to the
+  last message's id.
+* A cursor Roomlio no longer knows (400): resume with ``since`` = the newest ``createdAt``
+  processed; overlap is deduped.
+* Edits: every ``edit_scan_interval`` the window ``since = now - edit_lookback`` is re-read
+  and each edited version that matches becomes a ``message.edited`` event.
+
+A page and the cursor move it causes are committed in one store transaction, so a crash
+between fetch and commit re-reads the page, never skips it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from notifier.config import Room, RoomlioSettings
+from notifier.errors import RoomlioTransientError
+from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
+from notifier.roomlio import Page, RoomlioClient, RoomlioCursorError
+from notifier.rules import Matcher
+from notifier.store import RoomState, Store
+from notifier.timeutil import format_time, parse_time
+
+__all__ = ["Routes", "Tailer", "routes_for"]
+
+log = logging.getLogger("notifier.tailer")
+
+#: rule name -> the webhooks it notifies
+Routes = Mapping[str, Sequence[str]]
+
+
+def routes_for(rules: Sequence[Any]) -> dict[str, tuple[str, ...]]:
+    """The routing table of a config's rules."""
+    return {rule.name: tuple(rule.notify) for rule in rules}
+
+
+def deliveries_for(event: Event, routes: Routes) -> list[Delivery]:
+    """One delivery per webhook, each listing the matched rules that notify it."""
+    per_webhook: dict[str, list[str]] = {}
+    for rule in event.rules:
+        for webhook in routes.get(rule, ()):
+            per_webhook.setdefault(webhook, []).append(rule)
+    return [Delivery.for_webhook(event, w, tuple(r)) for w, r in per_webhook.items()]
+
+
+class Tailer:
+    """Tails one room; ``poll`` and ``scan_edits`` are single passes, awaited by the service."""
+
+    def __init__(self, room: Room, *, client: RoomlioClient, store: Store, matcher: Matcher,
+                 routes: Routes, settings: RoomlioSettings,
+                 on_enqueued: Callable[[list[Delivery]], None],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.room = room
+        self._client, self._store, self._matcher = client, store, matcher
+        self._routes, self._settings = routes, settings
+        self._on_enqueued = on_enqueued
+        self._clock = clock
+        self._names = frozenset(n for n in (room.id, room.key) if n)
+        self._state: RoomState | None = None
+
+    async def poll(self) -> int:
+        """Read every page past the cursor and commit each; return messages read."""
+        state = await self._load()
+        seen = 0
+        while True:
+            try:
+                page = await self._client.room_history(
+                    self.room, limit=self._settings.page_size, start_cursor=state.cursor,
+                    since=None if state.cursor else self._since(state))
+            except RoomlioCursorError:
+                log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
+                            self.room.name, state.cursor, state.high_water or "start_from")
+                state = replace(state, cursor=None)
+                continue
+            new_state = advance(state, page)
+            await self._commit(new_state, page, CREATED)
+            self._state = state = new_state
+            seen += len(page.messages)
+            if not page.has_more:
+                return seen
+
+    async def scan_edits(self) -> int:
+        """Re-read the edit window; commit an event for each new matching edited version."""
+        state = await self._load()
+        if self._settings.edit_lookback <= 0 or state.high_water is None:
+            return 0
+        horizon = parse_time(state.high_water)
+        since = format_time(self._clock() - self._settings.edit_lookback)
+        cursor: str | None = None
+        seen = 0
+        while True:
+            page = await self._client.room_history(
+                self.room, limit=self._settings.page_size, start_cursor=cursor,
+                since=None if cursor else since)
+            edited = [m for m in page.messages if is_edited(m) and _created(m) <= horizon]
+            if edited:
+                await self._commit(None, Page(tuple(edited), False, ""), EDITED)
+            seen += len(page.messages)
+            if not page.has_more:
+                return seen
+            next_cursor = page.next_cursor or (page.messages[-1]["id"] if page.messages else "")
+            if not next_cursor or next_cursor == cursor:
+                raise RoomlioTransientError("edit scan: hasMore without a usable nextCursor")
+            cursor = next_cursor
+
+    async def _load(self) -> RoomState:
+        if self._state is None:
+            saved = await self._store.load_room(self.room.name)
+            if saved is None:
+                saved = self._initial_state()
+                await self._store.commit(saved, [])
+            self._state = saved
+        return self._state
+
+    def _initial_state(self) -> RoomState:
+        start = self._settings.start_from
+        if start == "beginning":
+            return RoomState(self.room.name)
+        when = datetime.fromtimestamp(self._clock(), UTC) if start == "now" else start
+        assert isinstance(when, datetime)
+        return RoomState(self.room.name, high_water=format_time(when))
+
+    def _since(self, state: RoomState) -> str | None:
+        return state.high_water
+
+    async def _commit(self, state: RoomState | None, page: Page, kind: EventKind) -> None:
+        now = self._clock()
+        deliveries: list[Delivery] = []
+        for message in page.messages:
+            rules = self._matcher.match(message, kind, self._names)
+            if rules:
+                event = Event.from_message(kind, self.room.name, message, rules, now)
+                deliveries.extend(deliveries_for(event, self._routes))
+        if state is None and not deliveries:
+            return
+        added = await self._store.commit(state, deliveries)
+        if added:
+            self._on_enqueued(added)
+
+
+def _created(message: Mapping[str, Any]) -> datetime:
+    when = parse_time(str(message.get("createdAt", "")))
+    return when or datetime.max.replace(tzinfo=UTC)
+
+
+def advance(state: RoomState, page: Page) -> RoomState:
+    """The room state after processing ``page`` (pure)."""
+    messages = page.messages
+    last_id = str(messages[-1]["id"]) if messages else state.last_id
+    if page.has_more:
+        cursor = page.next_cursor or last_id
+        if not cursor or (cursor == state.cursor and not messages):
+            raise RoomlioTransientError("RoomHistory said hasMore but gave no usable nextCursor")
+    else:
+        cursor = last_id or state.cursor
+    high = parse_time(state.high_water) if state.high_water else None
+    for message in messages:
+        created = parse_time(str(message["createdAt"]))
+        if created is not None and (high is None or created > high):
+            high = created
+    return RoomState(state.room, cursor, last_id, format_time(high) if high else None)
