@@ -133,4 +133,4 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
     return asyncio.run(run_demo(seconds=args.seconds, rate=args.rate,
-                                install_signals=_install_signals, out=sys.stdout))
+                                install_signals=_install_signals, emit=print))

@@ -1,28 +1,38 @@
 """rules.yaml → frozen dataclasses. Every check happens here, once.
 
-(Contract for the loader: see load_config.)
+``load_config`` returns a Config or raises ConfigError with every problem found;
+``check_config`` lists the problems without raising. The YAML plumbing (lines, duplicate
+keys, ${VAR}) lives in ``_yaml``, the typed reads in ``_fields``, the schema in ``_schema``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from notifier._yaml import parse
+from notifier.errors import ConfigError, Problem
+
 __all__ = [
+    "FORMATS",
     "Config",
     "DeliverySettings",
     "Room",
     "RoomlioSettings",
     "Rule",
     "Webhook",
+    "check_config",
     "load_config",
 ]
 
 MESSAGE_TYPES = frozenset({"user", "offline", "system"})
 USER_TYPES = frozenset({"admin", "member", "embed", "embed_insecure"})
 RULE_EVENTS = frozenset({"created", "edited"})
+FORMATS = ("standard",)
+"""Payload formats a webhook may name (notifier.delivery.formats implements each)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,44 @@ class Config:
     rules: tuple[Rule, ...]
 
 
+def _read(path: str) -> str | Problem:
+    try:
+        with open(path, encoding="utf-8-sig") as file:
+            return file.read()
+    except FileNotFoundError:
+        return Problem(path, None, "", "file not found")
+    except UnicodeDecodeError as exc:
+        return Problem(path, None, "", f"not UTF-8 text (bad byte at offset {exc.start})")
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return Problem(path, None, "", f"cannot read the file: {reason}")
+
+
+def _load(path: str, env: Mapping[str, str] | None) -> tuple[Config | None, list[Problem]]:
+    source = _read(path)
+    if isinstance(source, Problem):
+        return None, [source]
+    doc, problems = parse(source, path, os.environ if env is None else env)
+    if doc is None:
+        return None, problems
+    if doc.data is None:
+        return None, [Problem(path, None, "", "the file is empty; it needs roomlio, rooms, "
+                                              "webhooks and rules")]
+    from notifier._schema import build  # imported here: the schema builds the classes above
+
+    config, schema_problems = build(doc, path)
+    problems = sorted(problems + schema_problems, key=lambda p: p.line or 0)
+    return (None, problems) if problems else (config, [])
+
+
+def check_config(path: str, env: Mapping[str, str] | None = None) -> list[Problem]:
+    """Every problem in ``path`` (empty when it is valid); never raises for a bad file."""
+    return _load(path, env)[1]
+
+
 def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
     """Load and validate ``path``; raise ConfigError listing every problem found."""
-    raise NotImplementedError
+    config, problems = _load(path, env)
+    if config is None:
+        raise ConfigError(problems)
+    return config

@@ -11,7 +11,7 @@ import ipaddress
 import re
 import socket
 
-__all__ = ["IPAddress", "is_private_address", "literal_address", "private_host"]
+__all__ = ["IPAddress", "is_private_address", "literal_address", "private_literal"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -23,8 +23,9 @@ _LEGACY_IPV4 = re.compile(r"[0-9a-fx.]+", re.IGNORECASE)
 def is_private_address(ip: IPAddress) -> bool:
     """True for addresses a webhook must not reach: loopback, private, link-local, …"""
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is not None and is_private_address(embedded):
+        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d reaches a.b.c.d, nothing else
+            return is_private_address(ip.ipv4_mapped)
+        if ip.sixtofour is not None and is_private_address(ip.sixtofour):
             return True
     return (
         ip.is_private
@@ -52,12 +53,12 @@ def literal_address(host: str) -> IPAddress | None:
         return None
 
 
-def private_host(host: str) -> str | None:
+def private_literal(host: str) -> str | None:
     """How to name ``host`` in a message if it is private without a DNS lookup, else None."""
     name = host.lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return name
     address = literal_address(name)
     if address is not None and is_private_address(address):
-        return str(address)
+        return name.strip("[]")
     return None

@@ -117,12 +117,16 @@ class Sender:
     async def _deliver(self, lane: _WebhookLane, delivery: Delivery) -> None:
         webhook = lane.webhook
         remaining = max(1, webhook.max_attempts - delivery.attempts)
+
+        async def before_sleep(state: RetryCallState) -> None:
+            await self._persist_failure(delivery, state)
+
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(DeliveryTransientError),
             wait=RetryAfterWait(base=BACKOFF_BASE, cap=webhook.max_backoff,
                                 offset=delivery.attempts, rng=self._rng),
             stop=stop_after_attempt(remaining),
-            before_sleep=lambda rs: self._persist_failure(delivery, rs),
+            before_sleep=before_sleep,
             reraise=True,
         )
         attempt_no = delivery.attempts

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiohttp import web
 
-__all__ = ["LocalServer", "interruptible_sleep"]
+__all__ = ["Changes", "LocalServer", "interruptible_sleep"]
 
 
 class LocalServer:
@@ -54,3 +55,30 @@ async def interruptible_sleep(seconds: float, stop: asyncio.Event) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+class Changes:
+    """Wake waiters whenever something was recorded; notifying never blocks or yields."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """Wake every current waiter so it re-checks its predicate."""
+        self._event.set()
+        self._event = asyncio.Event()
+
+    # ASYNC109 ignored: a test helper whose timeout is part of its contract.
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float,  # noqa: ASYNC109
+                       describe: Callable[[], str]) -> None:
+        """Return once ``predicate()`` holds; TimeoutError naming ``describe()`` otherwise."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"condition still false after {timeout}s: {describe()}")
+            try:
+                await asyncio.wait_for(self._event.wait(), remaining)
+            except TimeoutError:
+                continue

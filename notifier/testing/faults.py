@@ -69,6 +69,14 @@ class Fault:
     OVERLAP: ClassVar[Fault]
     HUGE: ClassVar[Fault]
 
+    def retry_after_header(self) -> str | None:
+        """The ``Retry-After`` header value, or None to send none."""
+        if self.retry_after is None:
+            return None
+        if isinstance(self.retry_after, float) and self.retry_after.is_integer():
+            return str(int(self.retry_after))
+        return str(self.retry_after)
+
     @classmethod
     def status(cls, code: int, retry_after: float | str | None = None,
                body: Any = None) -> Fault:

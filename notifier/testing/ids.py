@@ -7,12 +7,12 @@ relies on that order; the notifier itself must not (the API documentation says s
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
 __all__ = ["new_id"]
 
-_ALPHABET = "0123456789abcdefghijklmnopqrstuv"
 _IDENTITY = int.from_bytes(os.urandom(5), "big")
 _COUNTER_MASK = (1 << 24) - 1
 
@@ -29,12 +29,8 @@ class _XidGenerator:
         self._counter = (self._counter + 1) & _COUNTER_MASK
         value = max((ts << 64) | (_IDENTITY << 24) | self._counter, self._last + 1)
         self._last = value
-        value <<= 4  # 96 bits fill 20 base32 digits with 4 zero bits to spare, as xid does
-        digits = []
-        for _ in range(20):
-            digits.append(_ALPHABET[value & 31])
-            value >>= 5
-        return "".join(reversed(digits))
+        # 96 bits fill 20 base32hex digits (4 zero bits to spare, then "====" padding).
+        return base64.b32hexencode(value.to_bytes(12, "big"))[:20].decode().lower()
 
 
 _GENERATOR = _XidGenerator()

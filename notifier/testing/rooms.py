@@ -18,7 +18,10 @@ def format_time(moment: datetime) -> str:
     """Roomlio's timestamp text: UTC, seconds precision, ``Z`` (``2021-01-06T19:13:05Z``)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    elif moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
 
 
 def parse_time(text: str) -> datetime:

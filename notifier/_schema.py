@@ -1,0 +1,315 @@
+"""The rules.yaml schema: which keys exist, what each must hold, how sections build.
+
+Pure: it reads a parsed Doc and returns the Config (or the problems found). Tables map
+each key to its converter, so adding a setting is one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from notifier._fields import (
+    MISSING,
+    Conv,
+    Invalid,
+    Reader,
+    boolean,
+    choice,
+    describe,
+    duration,
+    http_url,
+    integer,
+    is_hidden,
+    text,
+)
+from notifier._yaml import Doc, Path
+from notifier.config import (
+    FORMATS,
+    MESSAGE_TYPES,
+    RULE_EVENTS,
+    USER_TYPES,
+    Config,
+    DeliverySettings,
+    Room,
+    RoomlioSettings,
+    Rule,
+    Webhook,
+)
+from notifier.delivery.signing import SignatureError, decode_secret
+from notifier.errors import Problem
+from notifier.netguard import private_literal
+
+__all__ = ["build", "unsupported_state"]
+
+
+def _start_from(value: Any, shown: str) -> Literal["now", "beginning"] | datetime:
+    if value in ("now", "beginning"):
+        return value  # type: ignore[no-any-return]
+    hint = "use now, beginning or an ISO 8601 time with a timezone, like 2024-05-01T00:00:00Z"
+    try:
+        moment = datetime.fromisoformat(value.strip()) if isinstance(value, str) else None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is not None:
+        raise Invalid(f"has no timezone; add Z or an offset like +02:00 (got {shown})")
+    raise Invalid(f"{hint} (got {shown})")
+
+
+def _secret_key(value: Any, shown: str) -> bytes:
+    if not isinstance(value, str):
+        raise Invalid(f"must be a string like whsec_<base64> (got {shown})")
+    try:
+        return decode_secret(value.strip())
+    except SignatureError as exc:  # its message never contains the secret
+        raise Invalid(f"{shown} is not a valid webhook secret: {exc}") from None
+
+
+def _header_value(value: Any, shown: str) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"must be a string; put numbers in quotes (got {shown})")
+    if "\r" in value or "\n" in value:
+        raise Invalid(f"{shown} contains a line break; header values must be one line")
+    return value
+
+
+def unsupported_state(location: str) -> str | None:
+    """Why ``location`` cannot hold the state yet, or None (lift when PostgreSQL lands)."""
+    if location.lower().startswith(("postgres://", "postgresql://")):
+        return "PostgreSQL state is not supported yet; use a SQLite file path"
+    return None
+
+
+def _state_location(base_dir: str) -> Conv[str]:
+    def convert(value: Any, shown: str) -> str:
+        location = text(value, shown).strip()
+        reason = unsupported_state(location)
+        if reason is not None:
+            raise Invalid(reason)
+        if location.lower().startswith("sqlite:"):
+            parts = urlsplit(location)
+            if parts.netloc or not parts.path.strip("/"):
+                raise Invalid("write a SQLite URL as sqlite:///absolute/path/notifier.db")
+            return "/" + parts.path.lstrip("/")
+        if "://" in location:  # never echo the URL: it may carry a password
+            scheme = "" if is_hidden(shown) else f" '{urlsplit(location).scheme}'"
+            raise Invalid(f"unsupported state URL scheme{scheme}; use a SQLite file path")
+        if location == ":memory:":
+            return location
+        return os.path.normpath(os.path.join(base_dir, os.path.expanduser(location)))
+
+    return convert
+
+
+ROOMLIO_FIELDS: dict[str, Conv[Any]] = {
+    "base_url": http_url,
+    "api_key": text,
+    "poll_interval": duration(),
+    "page_size": integer(1, 1000),
+    "start_from": _start_from,
+    "edit_lookback": duration(allow_zero=True),
+    "edit_scan_interval": duration(),
+    "request_timeout": duration(),
+    "max_response_bytes": integer(1),
+}
+DELIVERY_FIELDS: dict[str, Conv[Any]] = {
+    "timeout": duration(),
+    "max_attempts": integer(1),
+    "max_backoff": duration(),
+    "allow_private_urls": boolean,
+    "max_in_flight": integer(1),
+    "shutdown_grace": duration(allow_zero=True),
+}
+WEBHOOK_FIELDS = {key: conv for key, conv in DELIVERY_FIELDS.items() if key != "shutdown_grace"}
+WEBHOOK_KEYS = ("url", "secret", "format", "headers", *WEBHOOK_FIELDS)
+TOP_KEYS = ("roomlio", "rooms", "state", "delivery", "webhooks", "rules")
+ROOM_KEYS = ("id", "key")
+RULE_KEYS = ("name", "events", "rooms", "message_type", "user_type", "keywords", "notify")
+_WEBHOOK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RESERVED_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature",
+                               "content-length", "host"})
+
+
+def _is_secret(path: Path) -> bool:
+    return path[:2] == ("roomlio", "api_key") or (
+        len(path) > 2 and path[0] == "webhooks" and path[2] in ("secret", "headers"))
+
+
+def _roomlio(r: Reader, value: Any) -> RoomlioSettings:
+    m = r.mapping(value, ("roomlio",), tuple(ROOMLIO_FIELDS), required=("base_url", "api_key"))
+    values = r.fields(m, ("roomlio",), ROOMLIO_FIELDS) if m is not None else {}
+    return RoomlioSettings(**{"base_url": "", "api_key": "", **values})
+
+
+def _rooms(r: Reader, value: Any) -> tuple[tuple[Room, ...], list[str]]:
+    """The rooms, and how each may be named in messages."""
+    first: dict[str, int] = {}
+    rooms: list[Room] = []
+    shown: list[str] = []
+    for i, item in enumerate(r.sequence(value, ("rooms",))):
+        room = _room(r, item, ("rooms", i))
+        if room is None:
+            continue
+        name_path: Path = ("rooms", i, "id" if room.id is not None else "key")
+        label = r.show(room.name, name_path)
+        if room.name in first:
+            r.problem(name_path, f"duplicate room {label} (also rooms[{first[room.name]}])")
+            continue
+        first[room.name] = i
+        rooms.append(room)
+        shown.append(label.strip("'") if not is_hidden(label) else label)
+    return tuple(rooms), shown
+
+
+def _room(r: Reader, item: Any, path: Path) -> Room | None:
+    m = r.mapping(item, path, ROOM_KEYS)
+    if m is None:
+        return None
+    given = {key: r.value(m, path, key, text, None) for key in ROOM_KEYS if key in m}
+    if len(given) != 1:
+        r.problem(path, "give exactly one of id or key, not both" if given
+                  else "needs an id or a key, like: - id: rm_bvr0h6tnf4q1u52mfit0")
+        return None
+    if None in given.values():
+        return None
+    return Room(**given)
+
+
+def _delivery(r: Reader, value: Any) -> DeliverySettings:
+    m = r.mapping(value, ("delivery",), tuple(DELIVERY_FIELDS))
+    return DeliverySettings(**r.fields(m, ("delivery",), DELIVERY_FIELDS)) if m else (
+        DeliverySettings())
+
+
+def _webhooks(r: Reader, value: Any, defaults: DeliverySettings) -> dict[str, Webhook]:
+    m = r.mapping(value, ("webhooks",))
+    if m is None:
+        return {}
+    if not m:
+        r.problem(("webhooks",), "must define at least one webhook, like crm: {url: https://...}")
+    hooks = {}
+    for name, spec in m.items():
+        if not _WEBHOOK_NAME.fullmatch(name):
+            r.problem(("webhooks", name), f"invalid webhook name {describe(name)}; "
+                                          "use letters, digits, '_', '.' and '-'")
+        elif (hook := _webhook(r, name, spec, defaults)) is not None:
+            hooks[name] = hook
+    return hooks
+
+
+def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Webhook | None:
+    path: Path = ("webhooks", name)
+    m = r.mapping(spec, path, WEBHOOK_KEYS, required=("url",))
+    if m is None:
+        return None
+    settings = {key: getattr(defaults, key) for key in WEBHOOK_FIELDS}
+    settings.update(r.fields(m, path, WEBHOOK_FIELDS))
+    url = r.value(m, path, "url", http_url, "")
+    if url and not settings["allow_private_urls"]:
+        _refuse_private(r, url, (*path, "url"))
+    return Webhook(
+        name=name,
+        url=url,
+        secrets=r.values(m, path, "secret", _secret_key) or (),
+        format=r.value(m, path, "format", choice(FORMATS, "format"), "standard"),
+        headers=_headers(r, m.get("headers", MISSING), (*path, "headers")),
+        **settings,
+    )
+
+
+def _refuse_private(r: Reader, url: str, path: Path) -> None:
+    host = private_literal(urlsplit(url).hostname or "")
+    if host is not None:
+        where = "" if is_hidden(r.show(url, path)) else f" ({host})"
+        r.problem(path, f"url points to a private address{where}; "
+                        "set allow_private_urls: true to allow it")
+
+
+def _headers(r: Reader, value: Any, path: Path) -> dict[str, str]:
+    m = r.mapping(value, path)
+    headers: dict[str, str] = {}
+    for name in m or {}:
+        if not _HEADER_NAME.fullmatch(name):
+            r.problem((*path, name), f"invalid header name {describe(name)}; "
+                                     "use letters, digits and '-'")
+        elif name.lower() in _RESERVED_HEADERS:
+            r.problem((*path, name), f"the notifier sets {name} itself; remove it")
+        elif (header := r.value(m or {}, path, name, _header_value, None)) is not None:
+            headers[name] = header
+    return headers
+
+
+def _rules(r: Reader, value: Any, rooms: list[str], webhooks: list[str]) -> tuple[Rule, ...]:
+    first: dict[str, int | None] = {}
+    rules: list[Rule] = []
+    for i, item in enumerate(r.sequence(value, ("rules",))):
+        rule = _rule(r, item, ("rules", i), rooms, webhooks)
+        if rule is None:
+            continue
+        if rule.name in first:
+            name_path: Path = ("rules", i, "name")
+            r.problem(name_path, f"duplicate rule name {r.show(rule.name, name_path)} "
+                                 f"(first at line {first[rule.name]})")
+        first.setdefault(rule.name, rule.line)
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _rule_filters(rooms: list[str]) -> dict[str, Conv[str]]:
+    return {
+        "events": choice(sorted(RULE_EVENTS), "event"),
+        "rooms": choice(rooms, "room", "configured") if rooms else text,
+        "message_type": choice(sorted(MESSAGE_TYPES), "message type"),
+        "user_type": choice(sorted(USER_TYPES), "user type"),
+        "keywords": text,
+    }
+
+
+def _rule(r: Reader, item: Any, path: Path, rooms: list[str],
+          webhooks: list[str]) -> Rule | None:
+    m = r.mapping(item, path, RULE_KEYS, required=("name", "notify"))
+    if m is None:
+        return None
+    given = {key: r.values(m, path, key, conv) for key, conv in _rule_filters(rooms).items()}
+    notify = choice(webhooks, "webhook", "known") if webhooks else text
+    sets = {key: frozenset(given[key] or ()) if given[key] is not None else None
+            for key in ("rooms", "message_type", "user_type")}
+    return Rule(
+        name=r.value(m, path, "name", text, ""),
+        notify=r.values(m, path, "notify", notify) or (),
+        events=frozenset(given["events"] or ()) if given["events"] is not None else RULE_EVENTS,
+        keywords=given["keywords"] or (),
+        line=r.doc.line(path),
+        **sets,
+    )
+
+
+def build(doc: Doc, path: str) -> tuple[Config | None, list[Problem]]:
+    """The Config in ``doc`` (None if its top level is not a mapping) and its problems."""
+    r = Reader(doc, path, _is_secret)
+    top = r.mapping(doc.data, (), TOP_KEYS, required=("roomlio", "rooms", "webhooks", "rules"))
+    return (_build(r, top, path) if top is not None else None), r.problems
+
+
+def _build(r: Reader, top: dict[str, Any], path: str) -> Config:
+    base_dir = os.path.dirname(os.path.abspath(path))
+    rooms, room_labels = _rooms(r, top.get("rooms", MISSING))
+    delivery = _delivery(r, top.get("delivery", MISSING))
+    webhooks = top.get("webhooks", MISSING)
+    return Config(
+        path=path,
+        roomlio=_roomlio(r, top.get("roomlio", MISSING)),
+        rooms=rooms,
+        state=r.value(top, (), "state", _state_location(base_dir),
+                      os.path.join(base_dir, "notifier.db")),
+        delivery=delivery,
+        webhooks=_webhooks(r, webhooks, delivery),
+        rules=_rules(r, top.get("rules", MISSING), room_labels,
+                     list(webhooks) if isinstance(webhooks, dict) else []),
+    )

@@ -1,0 +1,146 @@
+"""``notifier demo``: the real pipeline against the bundled emulator, receiver and rules.
+
+Nothing leaves 127.0.0.1 and nothing is written outside a temporary folder. Output goes
+through ``emit`` (the CLI passes ``print``), so this module never prints on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import random
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from notifier.config import load_config
+from notifier.service import Service
+from notifier.testing.chatter import simulate_chatter
+from notifier.testing.emulator import RoomlioEmulator
+from notifier.testing.receiver import Received, WebhookReceiver
+
+__all__ = ["DEMO_ROOMS", "run_demo"]
+
+DEMO_ROOMS = ("support-42", "billing", "community")
+#: After the chatter stops, wait this long without a new delivery before stopping.
+QUIET_PERIOD = 1.5
+
+
+class _Tally:
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.by_webhook: Counter[str] = Counter()
+        self.by_rule: Counter[str] = Counter()
+        self.by_type: Counter[str] = Counter()
+        self.unverified = 0
+        self.ids: Counter[str] = Counter()
+        self.last = time.monotonic()
+
+    def on_receive(self, got: Received) -> None:
+        self.last = time.monotonic()
+        webhook = got.path.strip("/")
+        doc: dict[str, Any] = got.json if isinstance(got.json, dict) else {}
+        data = doc.get("data", {})
+        message = data.get("message", {})
+        rules = ",".join(data.get("rules", []))
+        self.by_webhook[webhook] += 1
+        self.by_type[str(doc.get("type"))] += 1
+        self.by_rule.update(data.get("rules", []))
+        self.ids[str(got.webhook_id)] += 1
+        if not got.verified:
+            self.unverified += 1
+        body = " ".join(str(message.get("body", "")).split())
+        short = body if len(body) <= 48 else body[:47] + "…"
+        mark = "signature ok" if got.verified else "SIGNATURE FAILED"
+        self.emit(f"{time.strftime('%H:%M:%S')}  {webhook:<10} {rules:<22} "
+                  f"{message.get('roomName') or message.get('roomID', ''):<11} "
+                  f"{doc.get('type', ''):<16} {message.get('userType', ''):<7} "
+                  f'"{short}"  {mark}')
+
+    def summary(self, posted: int, seconds: float) -> list[str]:
+        dupes = sum(n - 1 for n in self.ids.values() if n > 1)
+        total = sum(self.by_webhook.values())
+        lines = [
+            "",
+            f"demo summary after {seconds:.1f}s: {posted} messages posted, {total} deliveries "
+            f"received, {total - self.unverified} with a valid signature, {dupes} duplicate(s)",
+        ]
+        for title, counter in (("per webhook", self.by_webhook), ("per rule", self.by_rule),
+                               ("per type", self.by_type)):
+            items = ", ".join(f"{k}: {v}" for k, v in sorted(counter.items()))
+            lines.append(f"  {title:<12} {items or '-'}")
+        return lines
+
+
+async def run_demo(*, seconds: float | None, rate: float,
+                   install_signals: Callable[[asyncio.Event], None],
+                   emit: Callable[[str], None]) -> int:
+    """Run the demo until ``seconds`` pass or a signal; return the exit code."""
+    api_key = "demo-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    tally = _Tally(emit)
+    stop = asyncio.Event()
+    install_signals(stop)
+    with tempfile.TemporaryDirectory(prefix="notifier-demo-") as tmp:
+        async with RoomlioEmulator(api_key=api_key) as emulator, \
+                WebhookReceiver({"/crm": secret, "/moderators": secret}) as receiver:
+            for key in DEMO_ROOMS:
+                emulator.add_room(key=key)
+            receiver.on_receive = tally.on_receive
+            env = {**os.environ, "DEMO_ROOMLIO_URL": emulator.url, "DEMO_API_KEY": api_key,
+                   "DEMO_RECEIVER_URL": receiver.url, "DEMO_SECRET": secret,
+                   "DEMO_STATE": os.path.join(tmp, "demo.db")}
+            rules = resources.files("notifier.demo").joinpath("rules.yaml")
+            with resources.as_file(rules) as path:
+                config = load_config(str(path), env=env)
+            emit(f"demo: Roomlio emulator at {emulator.url}, receiver at {receiver.url}, "
+                 f"{len(DEMO_ROOMS)} rooms, {len(config.rules)} rules; Ctrl-C to stop")
+            emit(f"{'time':<9} {'webhook':<10} {'rules':<22} {'room':<11} {'type':<16} "
+                 f"{'sender':<7} body")
+            started = time.monotonic()
+            await _run(config, emulator, rate, seconds, stop, tally)
+            for line in tally.summary(_posted(emulator), time.monotonic() - started):
+                emit(line)
+    return 0 if tally.unverified == 0 else 1
+
+
+async def _run(config: Any, emulator: RoomlioEmulator, rate: float, seconds: float | None,
+               stop: asyncio.Event, tally: _Tally) -> None:
+    chatter_stop = asyncio.Event()
+    service_stop = asyncio.Event()
+    chatter = asyncio.create_task(simulate_chatter(
+        emulator, list(DEMO_ROOMS), rate=rate, rng=random.Random(), stop=chatter_stop))
+    service = asyncio.create_task(Service(config).run(service_stop))
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_first(stop, service), timeout=seconds)
+        chatter_stop.set()
+        await chatter
+        if not stop.is_set() and not service.done():
+            await _quiet(tally, stop)
+    finally:
+        chatter_stop.set()
+        service_stop.set()
+        await service
+
+
+async def _first(stop: asyncio.Event, service: asyncio.Task[None]) -> None:
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([waiter, service], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+
+
+async def _quiet(tally: _Tally, stop: asyncio.Event) -> None:
+    """Let the last matches arrive: wait until no delivery came for QUIET_PERIOD."""
+    while time.monotonic() - tally.last < QUIET_PERIOD and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=QUIET_PERIOD / 3)
+
+
+def _posted(emulator: RoomlioEmulator) -> int:
+    return sum(len(emulator.messages(room)) for room in DEMO_ROOMS)

@@ -1,0 +1,122 @@
+"""Shared fixtures: a real Roomlio emulator, a real receiver, configs written to disk."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from notifier.config import Config, load_config
+from notifier.delivery.sender import DeliveryOutcome
+from notifier.service import Service, ServiceHooks
+from notifier.testing import RoomlioEmulator, WebhookReceiver
+
+API_KEY = "test-key-" + "k" * 16
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[RoomlioEmulator]:
+    async with RoomlioEmulator(api_key=API_KEY) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        yield rx
+
+
+DEFAULT_RULES: list[dict[str, Any]] = [
+    {"name": "refunds", "keywords": ["refund", "cancel my account"], "notify": ["crm"]},
+    {"name": "urgent", "keywords": ["urgent"], "notify": ["crm", "mod"]},
+]
+
+
+def config_text(emulator_url: str, receiver_url: str, *, rooms: list[str],
+                roomlio: dict[str, Any] | None = None, delivery: dict[str, Any] | None = None,
+                webhooks: dict[str, Any] | None = None,
+                rules: list[dict[str, Any]] | None = None, state: str = "state.db") -> str:
+    """A complete rules.yaml for the emulator and receiver given; dicts override defaults."""
+    document = {
+        "roomlio": {
+            "base_url": emulator_url, "api_key": "${TEST_API_KEY}", "poll_interval": "100ms",
+            "page_size": 50, "start_from": "beginning", "edit_lookback": "10m",
+            "edit_scan_interval": "200ms", **(roomlio or {}),
+        },
+        "rooms": [{"key": r} for r in rooms],
+        "state": state,
+        "delivery": {"timeout": "2s", "max_attempts": 5, "max_backoff": "200ms",
+                     "allow_private_urls": True, **(delivery or {})},
+        "webhooks": {
+            "crm": {"url": f"{receiver_url}/crm", "secret": "${TEST_SECRET}"},
+            "mod": {"url": f"{receiver_url}/mod", "secret": "${TEST_SECRET}"},
+            **(webhooks or {}),
+        },
+        "rules": rules if rules is not None else DEFAULT_RULES,
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+TEST_ENV = {"TEST_API_KEY": API_KEY, "TEST_SECRET": SECRET}
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, emulator: RoomlioEmulator,
+                receiver: WebhookReceiver) -> Callable[..., Config]:
+    """Write a config for this test's emulator and receiver and load it."""
+
+    def make(**kwargs: Any) -> Config:
+        path = tmp_path / "rules.yaml"
+        path.write_text(config_text(emulator.url, receiver.url, **kwargs))
+        return load_config(str(path), env={**os.environ, **TEST_ENV})
+
+    return make
+
+
+class Outcomes:
+    """Collects delivery outcomes from a running service; awaitable conditions on them."""
+
+    def __init__(self) -> None:
+        self.items: list[DeliveryOutcome] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, outcome: DeliveryOutcome) -> None:
+        self.items.append(outcome)
+        self._changed.set()
+
+    @property
+    def failed(self) -> list[DeliveryOutcome]:
+        return [o for o in self.items if not o.ok]
+
+    async def wait_for(self, predicate: Callable[[Outcomes], bool], timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config, outcomes: Outcomes | None = None) -> AsyncIterator[Service]:
+    """Run a Service in this event loop for the body of the block, then stop it."""
+    service = Service(config, hooks=ServiceHooks(on_outcome=outcomes))
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+def notifier_command(*args: str) -> list[str]:
+    """The CLI as a subprocess, exactly as a user runs it."""
+    return [sys.executable, "-m", "notifier", *args]

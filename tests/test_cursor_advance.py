@@ -1,0 +1,41 @@
+"""Cursor arithmetic: under every reading of the API, the cursor never skips a message."""
+
+from __future__ import annotations
+
+import pytest
+
+from notifier.errors import RoomlioTransientError
+from notifier.roomlio import Page
+from notifier.store import RoomState
+from notifier.tailer import advance
+
+
+def msg(i: int, created: str = "2026-11-25T10:00:00Z") -> dict:
+    return {"id": f"msg_{i:04d}", "createdAt": created}
+
+
+@pytest.mark.parametrize(("page", "cursor"), [
+    (Page((msg(1), msg(2)), True, "msg_0003"), "msg_0003"),     # inclusive reading
+    (Page((msg(1), msg(2)), True, "msg_0002"), "msg_0002"),     # exclusive reading
+    (Page((msg(1), msg(2)), True, ""), "msg_0002"),             # hasMore, empty nextCursor
+    (Page((msg(1), msg(2)), False, ""), "msg_0002"),            # end, empty nextCursor
+    (Page((msg(1), msg(2)), False, "msg_0009"), "msg_0002"),    # end, cursor ignored
+    (Page((), False, ""), "msg_0000"),                          # nothing new
+])
+def test_cursor_resumes_at_or_before_the_first_unseen_message(page, cursor):
+    """After a page, the cursor is the server's next cursor or the last id we processed."""
+    state = RoomState("r", cursor="msg_0000", last_id="msg_0000")
+    assert advance(state, page).cursor == cursor
+
+
+def test_has_more_without_any_cursor_is_an_error_not_a_skip():
+    """hasMore with no messages and no nextCursor is retried, never taken as progress."""
+    with pytest.raises(RoomlioTransientError):
+        advance(RoomState("r", cursor="msg_0000"), Page((), True, ""))
+
+
+def test_high_water_is_the_newest_created_at_even_out_of_order():
+    """An out-of-order page still records its newest createdAt."""
+    page = Page((msg(2, "2026-11-25T10:00:05Z"), msg(1, "2026-11-25T10:00:01Z")), False, "")
+    state = advance(RoomState("r", high_water="2026-11-25T09:00:00Z"), page)
+    assert state.high_water == "2026-11-25T10:00:05Z"
