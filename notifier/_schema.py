@@ -91,14 +91,15 @@ def _state_location(base_dir: str) -> Conv[str]:
         reason = unsupported_state(location)
         if reason is not None:
             raise Invalid(reason)
-        if location.lower().startswith("sqlite:"):
-            parts = urlsplit(location)
-            if parts.netloc or not parts.path.strip("/"):
+        scheme = _URL_SCHEME.match(location)
+        if scheme is not None and scheme[1].lower() == "sqlite":
+            path = location[scheme.end():]
+            if not path.startswith("/") or not path.strip("/"):
                 raise Invalid("write a SQLite URL as sqlite:///absolute/path/notifier.db")
-            return "/" + parts.path.lstrip("/")
-        if "://" in location:  # never echo the URL: it may carry a password
-            scheme = "" if is_hidden(shown) else f" '{urlsplit(location).scheme}'"
-            raise Invalid(f"unsupported state URL scheme{scheme}; use a SQLite file path")
+            return "/" + path.lstrip("/")
+        if scheme is not None:  # never echo the URL itself: it may carry a password
+            name = "" if is_hidden(shown) else f" '{scheme[1]}'"
+            raise Invalid(f"unsupported state URL scheme{name}; use a SQLite file path")
         if location == ":memory:":
             return location
         return os.path.normpath(os.path.join(base_dir, os.path.expanduser(location)))
@@ -130,6 +131,7 @@ WEBHOOK_KEYS = ("url", "secret", "format", "headers", *WEBHOOK_FIELDS)
 TOP_KEYS = ("roomlio", "rooms", "state", "delivery", "webhooks", "rules")
 ROOM_KEYS = ("id", "key")
 RULE_KEYS = ("name", "events", "rooms", "message_type", "user_type", "keywords", "notify")
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _WEBHOOK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _RESERVED_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature",

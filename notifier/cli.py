@@ -44,8 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_early_signals: list[int] = []
+
+
+def _remember_signal(signum: int, _frame: object) -> None:
+    """A SIGTERM that arrives before the event loop runs is honoured once it does."""
+    _early_signals.append(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``notifier`` console script."""
+    signal.signal(signal.SIGTERM, _remember_signal)
     args = _parser().parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _cmd_run, "check": _cmd_check, "demo": _cmd_demo,
@@ -126,6 +135,8 @@ def _install_signals(stop: asyncio.Event) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    for signum in _early_signals:
+        on_signal(signum)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
