@@ -24,6 +24,7 @@ __all__ = [
     "boolean",
     "choice",
     "describe",
+    "describe_type",
     "duration",
     "http_url",
     "integer",
@@ -180,15 +181,17 @@ def http_url(value: Any, shown: str) -> str:
     return url
 
 
-def choice(allowed: Iterable[str], noun: str, label: str = "choose from") -> Conv[str]:
-    """One of ``allowed``; the message lists them in the order given."""
+def choice(allowed: Iterable[str], noun: str, label: str = "choose from",
+           display: Iterable[str] | None = None) -> Conv[str]:
+    """One of ``allowed``; the message lists them (or ``display``) in the order given."""
     options = list(allowed)
+    shown_options = list(display) if display is not None else options
 
     def convert(value: Any, shown: str) -> str:
         if not isinstance(value, str):
             raise Invalid(f"must be a string naming a {noun} (got {shown})")
         if value not in options:
-            raise Invalid(f"unknown {noun} {shown} ({label}: {listing(options)})")
+            raise Invalid(f"unknown {noun} {shown} ({label}: {listing(shown_options)})")
         return value
 
     return convert

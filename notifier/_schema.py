@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from notifier._fields import (
@@ -20,6 +20,7 @@ from notifier._fields import (
     boolean,
     choice,
     describe,
+    describe_type,
     duration,
     http_url,
     integer,
@@ -45,20 +46,29 @@ from notifier.netguard import private_literal
 
 __all__ = ["build", "unsupported_state"]
 
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_WEBHOOK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RESERVED_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature",
+                               "content-length", "host"})
+
 
 def _start_from(value: Any, shown: str) -> Literal["now", "beginning"] | datetime:
     if value in ("now", "beginning"):
-        return value  # type: ignore[no-any-return]
-    hint = "use now, beginning or an ISO 8601 time with a timezone, like 2024-05-01T00:00:00Z"
+        return cast(Literal["now", "beginning"], value)
     try:
         moment = datetime.fromisoformat(value.strip()) if isinstance(value, str) else None
-        if moment is not None and moment.tzinfo is not None:
-            return moment.astimezone(UTC)
-    except (ValueError, OverflowError):
+    except ValueError:
         moment = None
-    if moment is not None:
+    if moment is None:
+        raise Invalid("use now, beginning or an ISO 8601 time with a timezone, "
+                      f"like 2024-05-01T00:00:00Z (got {shown})")
+    if moment.tzinfo is None:
         raise Invalid(f"has no timezone; add Z or an offset like +02:00 (got {shown})")
-    raise Invalid(f"{hint} (got {shown})")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise Invalid(f"is out of range (got {shown})") from None
 
 
 def _secret_key(value: Any, shown: str) -> bytes:
@@ -131,11 +141,6 @@ WEBHOOK_KEYS = ("url", "secret", "format", "headers", *WEBHOOK_FIELDS)
 TOP_KEYS = ("roomlio", "rooms", "state", "delivery", "webhooks", "rules")
 ROOM_KEYS = ("id", "key")
 RULE_KEYS = ("name", "events", "rooms", "message_type", "user_type", "keywords", "notify")
-_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-_WEBHOOK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_RESERVED_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature",
-                               "content-length", "host"})
 
 
 def _is_secret(path: Path) -> bool:
@@ -150,10 +155,10 @@ def _roomlio(r: Reader, value: Any) -> RoomlioSettings:
 
 
 def _rooms(r: Reader, value: Any) -> tuple[tuple[Room, ...], list[str]]:
-    """The rooms, and how each may be named in messages."""
+    """The rooms, and how each may be named in messages (${VAR} for a hidden one)."""
     first: dict[str, int] = {}
     rooms: list[Room] = []
-    shown: list[str] = []
+    labels: list[str] = []
     for i, item in enumerate(r.sequence(value, ("rooms",))):
         room = _room(r, item, ("rooms", i))
         if room is None:
@@ -165,8 +170,8 @@ def _rooms(r: Reader, value: Any) -> tuple[tuple[Room, ...], list[str]]:
             continue
         first[room.name] = i
         rooms.append(room)
-        shown.append(label.strip("'") if not is_hidden(label) else label)
-    return tuple(rooms), shown
+        labels.append(label.removeprefix("the value from ") if is_hidden(label) else room.name)
+    return tuple(rooms), labels
 
 
 def _room(r: Reader, item: Any, path: Path) -> Room | None:
@@ -185,8 +190,7 @@ def _room(r: Reader, item: Any, path: Path) -> Room | None:
 
 def _delivery(r: Reader, value: Any) -> DeliverySettings:
     m = r.mapping(value, ("delivery",), tuple(DELIVERY_FIELDS))
-    return DeliverySettings(**r.fields(m, ("delivery",), DELIVERY_FIELDS)) if m else (
-        DeliverySettings())
+    return DeliverySettings(**r.fields(m, ("delivery",), DELIVERY_FIELDS) if m else {})
 
 
 def _webhooks(r: Reader, value: Any, defaults: DeliverySettings) -> dict[str, Webhook]:
@@ -236,22 +240,25 @@ def _refuse_private(r: Reader, url: str, path: Path) -> None:
 def _headers(r: Reader, value: Any, path: Path) -> dict[str, str]:
     m = r.mapping(value, path)
     headers: dict[str, str] = {}
-    for name in m or {}:
+    if m is None:
+        return headers
+    for name in m:
         if not _HEADER_NAME.fullmatch(name):
             r.problem((*path, name), f"invalid header name {describe(name)}; "
                                      "use letters, digits and '-'")
         elif name.lower() in _RESERVED_HEADERS:
             r.problem((*path, name), f"the notifier sets {name} itself; remove it")
-        elif (header := r.value(m or {}, path, name, _header_value, None)) is not None:
+        elif (header := r.value(m, path, name, _header_value, None)) is not None:
             headers[name] = header
     return headers
 
 
-def _rules(r: Reader, value: Any, rooms: list[str], webhooks: list[str]) -> tuple[Rule, ...]:
+def _rules(r: Reader, value: Any, rooms: tuple[Room, ...], room_labels: list[str],
+           webhooks: list[str]) -> tuple[Rule, ...]:
     first: dict[str, int | None] = {}
     rules: list[Rule] = []
     for i, item in enumerate(r.sequence(value, ("rules",))):
-        rule = _rule(r, item, ("rules", i), rooms, webhooks)
+        rule = _rule(r, item, ("rules", i), _rule_filters(rooms, room_labels), webhooks)
         if rule is None:
             continue
         if rule.name in first:
@@ -263,22 +270,24 @@ def _rules(r: Reader, value: Any, rooms: list[str], webhooks: list[str]) -> tupl
     return tuple(rules)
 
 
-def _rule_filters(rooms: list[str]) -> dict[str, Conv[str]]:
+def _rule_filters(rooms: tuple[Room, ...], labels: list[str]) -> dict[str, Conv[str]]:
+    """The converter of each optional rule filter (a room check only if rooms loaded)."""
+    names = [room.name for room in rooms]
     return {
         "events": choice(sorted(RULE_EVENTS), "event"),
-        "rooms": choice(rooms, "room", "configured") if rooms else text,
+        "rooms": choice(names, "room", "configured", labels) if rooms else text,
         "message_type": choice(sorted(MESSAGE_TYPES), "message type"),
         "user_type": choice(sorted(USER_TYPES), "user type"),
         "keywords": text,
     }
 
 
-def _rule(r: Reader, item: Any, path: Path, rooms: list[str],
+def _rule(r: Reader, item: Any, path: Path, filters: dict[str, Conv[str]],
           webhooks: list[str]) -> Rule | None:
     m = r.mapping(item, path, RULE_KEYS, required=("name", "notify"))
     if m is None:
         return None
-    given = {key: r.values(m, path, key, conv) for key, conv in _rule_filters(rooms).items()}
+    given = {key: r.values(m, path, key, conv) for key, conv in filters.items()}
     notify = choice(webhooks, "webhook", "known") if webhooks else text
     sets = {key: frozenset(given[key] or ()) if given[key] is not None else None
             for key in ("rooms", "message_type", "user_type")}
@@ -295,6 +304,10 @@ def _rule(r: Reader, item: Any, path: Path, rooms: list[str],
 def build(doc: Doc, path: str) -> tuple[Config | None, list[Problem]]:
     """The Config in ``doc`` (None if its top level is not a mapping) and its problems."""
     r = Reader(doc, path, _is_secret)
+    if not isinstance(doc.data, dict):
+        r.problem((), "the top level must be a mapping with roomlio, rooms, webhooks and rules "
+                      f"(got {describe_type(doc.data)})")
+        return None, r.problems
     top = r.mapping(doc.data, (), TOP_KEYS, required=("roomlio", "rooms", "webhooks", "rules"))
     return (_build(r, top, path) if top is not None else None), r.problems
 
@@ -312,6 +325,6 @@ def _build(r: Reader, top: dict[str, Any], path: str) -> Config:
                       os.path.join(base_dir, "notifier.db")),
         delivery=delivery,
         webhooks=_webhooks(r, webhooks, delivery),
-        rules=_rules(r, top.get("rules", MISSING), room_labels,
+        rules=_rules(r, top.get("rules", MISSING), rooms, room_labels,
                      list(webhooks) if isinstance(webhooks, dict) else []),
     )

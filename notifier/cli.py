@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -17,6 +18,11 @@ from notifier.errors import ConfigError, NotifierError, RoomlioAuthError, StoreE
 __all__ = ["main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2, 64
+
+#: Modules that add subcommands: each has ``register(subparsers)``, which adds its
+#: parsers and sets ``handler`` (a function ``(args) -> exit code``) as their default.
+#: They live in notifier/commands/ and print only through the CLI's conventions.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _default_config() -> str:
@@ -41,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=2.0, help="simulated messages per second")
     demo.add_argument("--log-level", default="WARNING",
                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.set_defaults(handler=_cmd_run)
+    check.set_defaults(handler=_cmd_check)
+    demo.set_defaults(handler=_cmd_demo)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -56,11 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``notifier`` console script."""
     signal.signal(signal.SIGTERM, _remember_signal)
     args = _parser().parse_args(argv)
-    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "run": _cmd_run, "check": _cmd_check, "demo": _cmd_demo,
-    }
+    handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except KeyboardInterrupt:
         return 130
 

@@ -264,6 +264,11 @@ CASES = [
     ("header-number", "    secret: ${CRM_SECRET}",
      "    secret: ${CRM_SECRET}\n    headers: {X-Count: 5}", 11,
      "webhooks.crm.headers.X-Count", "must be a string; put numbers in quotes (got a number)"),
+    ("header-line-break", "    secret: ${CRM_SECRET}",
+     '    secret: ${CRM_SECRET}\n    headers: {X-Note: "a\\r\\nb"}', 11,
+     "webhooks.crm.headers.X-Note", "contains a line break; header values must be one line"),
+    ("sqlite-url-with-host", "rules:", "state: sqlite://host/x.db\nrules:", 13, "state",
+     "write a SQLite URL as sqlite:///absolute/path/notifier.db"),
     ("rule-name-missing", "  - name: refunds\n    keywords", "  - keywords", 14, "rules[0].name",
      "is required"),
     ("rule-name-empty", "name: refunds", "name: ''", 14, "rules[0].name", "must not be empty"),
@@ -343,8 +348,8 @@ def test_an_unset_variable_is_reported_once_by_name(tmp_path: Path) -> None:
 @pytest.mark.parametrize("file_text, fragment", [
     ("", "the file is empty"),
     ("# only a comment\n", "the file is empty"),
-    ("- a\n- b\n", "must be a mapping (got a list)"),
-    ("just text\n", "must be a mapping (got 'just text')"),
+    ("- a\n- b\n", "the top level must be a mapping with roomlio, rooms, webhooks and rules"),
+    ("just text\n", "must be a mapping with roomlio, rooms, webhooks and rules (got a string)"),
     ("a: 1\n---\nb: 2\n", "expected a single document"),
     ("a: \x00\n", "unacceptable character #x0000"),
     ("a: &x [*x]\n", "unknown key 'a'"),
@@ -433,17 +438,24 @@ def test_private_webhook_urls_are_refused_by_default(tmp_path: Path, host: str) 
                                 "set allow_private_urls: true to allow it")
 
 
-@pytest.mark.parametrize("allow", [
-    "    allow_private_urls: true\n",
-    "    allow_private_urls: false\n",
+@pytest.mark.parametrize(("own", "default", "allowed"), [
+    (None, None, False),
+    ("true", None, True),
+    (None, "true", True),
+    ("false", "true", False),
 ])
-def test_allow_private_urls_admits_private_targets(tmp_path: Path, allow: str) -> None:
+def test_allow_private_urls_admits_private_targets(tmp_path: Path, own: str | None,
+                                                   default: str | None, allowed: bool) -> None:
     """The webhook's own allow_private_urls, else the delivery default, decides."""
     text = edited("https://crm.example.com/hook", "http://127.0.0.1:8080/hook")
-    text = edited("    secret: ${CRM_SECRET}\n", "    secret: ${CRM_SECRET}\n" + allow, text)
-    text = edited("rules:", "delivery: {allow_private_urls: true}\nrules:", text)
-    found = problems(tmp_path, text)
-    assert (found == []) is ("true" in allow)
+    if own is not None:
+        text = edited("    secret: ${CRM_SECRET}", f"    secret: ${{CRM_SECRET}}\n"
+                      f"    allow_private_urls: {own}", text)
+    if default is not None:
+        text = edited("rules:", f"delivery: {{allow_private_urls: {default}}}\nrules:", text)
+    assert (problems(tmp_path, text) == []) is allowed
+    if allowed:
+        assert load_config(write(tmp_path, text), ENV).webhooks["crm"].allow_private_urls
 
 
 @pytest.mark.parametrize("url", ["https://crm.example.com/hook", "http://8.8.8.8/x",
@@ -489,6 +501,7 @@ def test_durations_reject_garbage(text: object) -> None:
     ("/var/lib/notifier.db", "/var/lib/notifier.db"),
     ("sqlite:///var/lib/n.db", "/var/lib/n.db"),
     ("sqlite:////var/lib/n.db", "/var/lib/n.db"),
+    ('":memory:"', ":memory:"),
 ])
 def test_state_is_resolved_against_the_config_folder(tmp_path: Path, state: str,
                                                      expected: str) -> None:
@@ -568,3 +581,12 @@ def test_mutated_files_never_raise_anything_but_config_error(tmp_path: Path,
         for secret in (SECRET, OLD_SECRET, API_KEY, TOKEN):
             assert secret not in message
     assert os.path.exists(path)
+
+
+def test_rules_may_name_rooms_whose_ids_come_from_the_environment(tmp_path: Path) -> None:
+    """A room id read from ${VAR} matches in rules, and is listed by its variable, not value."""
+    text = edited("  - id: rm_1", "  - id: ${ROOM}")
+    text = edited("    keywords: [refund]", "    rooms: [rm_hidden, nope]", text)
+    found = problems(tmp_path, text, env={**ENV, "ROOM": "rm_hidden"})
+    assert [p.message for p in found] == [
+        "unknown room 'nope' (configured: ${ROOM}, support-42)"]
