@@ -11,7 +11,6 @@ import email.utils
 import random
 import time
 
-
 from tenacity import RetryCallState
 from tenacity.wait import wait_base
 

@@ -131,7 +131,7 @@ class Service:
         health.failures += 1
         health.last_error = str(exc)
         base = self.config.roomlio.poll_interval
-        delay = min(MAX_ROOM_BACKOFF, base * 2 ** min(health.failures, 10))
+        delay: float = min(MAX_ROOM_BACKOFF, base * 2.0 ** min(health.failures, 10))
         if isinstance(exc, RoomlioNotFoundError):
             delay = MAX_ROOM_BACKOFF
         log.warning("room %s: %s; next try in %.0fs (cursor kept)", tailer.room.name, exc, delay)

@@ -96,7 +96,7 @@ class Tailer:
         state = await self._load()
         if self._settings.edit_lookback <= 0 or state.high_water is None:
             return 0
-        horizon = parse_time(state.high_water)
+        horizon = parse_time(state.high_water) or datetime.max.replace(tzinfo=UTC)
         since = format_time(self._clock() - self._settings.edit_lookback)
         cursor: str | None = None
         seen = 0

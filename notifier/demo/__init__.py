@@ -91,6 +91,7 @@ async def run_demo(*, seconds: float | None, rate: float,
                 WebhookReceiver({"/crm": secret, "/moderators": secret}) as receiver:
             for key in DEMO_ROOMS:
                 emulator.add_room(key=key)
+            _seed(emulator)
             receiver.on_receive = tally.on_receive
             env = {**os.environ, "DEMO_ROOMLIO_URL": emulator.url, "DEMO_API_KEY": api_key,
                    "DEMO_RECEIVER_URL": receiver.url, "DEMO_SECRET": secret,
@@ -140,6 +141,15 @@ async def _quiet(tally: _Tally, stop: asyncio.Event) -> None:
     while time.monotonic() - tally.last < QUIET_PERIOD and not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=QUIET_PERIOD / 3)
+
+
+def _seed(emulator: RoomlioEmulator) -> None:
+    """A few messages already waiting, so the first deliveries show at once."""
+    emulator.post("support-42", "Hi, I'd like a refund for order #4127, it arrived broken")
+    emulator.post("billing", "URGENT: I was charged twice this month")
+    emulator.post("community", "Welcome to the community room!", user_type="admin")
+    emulator.post("support-42", "Alex joined the conversation", user_type="admin",
+                  message_type="system")
 
 
 def _posted(emulator: RoomlioEmulator) -> int:

@@ -69,7 +69,7 @@ class Changes:
         self._event = asyncio.Event()
 
     # ASYNC109 ignored: a test helper whose timeout is part of its contract.
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float,  # noqa: ASYNC109
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float,
                        describe: Callable[[], str]) -> None:
         """Return once ``predicate()`` holds; TimeoutError naming ``describe()`` otherwise."""
         loop = asyncio.get_running_loop()

@@ -235,14 +235,14 @@ class RoomlioEmulator:
         self._latency = seconds
 
     async def wait_for(self, predicate: Callable[[RoomlioEmulator], bool],
-                       timeout: float = 10) -> None:  # noqa: ASYNC109 (a test helper: the timeout is its contract)
+                       timeout: float = 10) -> None:
         """Wait until ``predicate(self)`` holds, re-checked after every request."""
         await self._changes.wait_for(lambda: predicate(self), timeout,
                                      lambda: f"{len(self.requests)} RoomHistory requests; "
                                              f"last: {self.requests[-1:]}")
 
     async def wait_requests(self, n: int,
-                            timeout: float = 10) -> None:  # noqa: ASYNC109 (a test helper: the timeout is its contract)
+                            timeout: float = 10) -> None:
         """Wait until the emulator is done with at least ``n`` RoomHistory requests."""
         await self.wait_for(lambda emu: sum(r.done for r in emu.requests) >= n, timeout)
 

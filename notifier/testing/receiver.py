@@ -129,12 +129,12 @@ class WebhookReceiver:
     # -- looking at what arrived -------------------------------------------------------------
 
     async def wait_for(self, predicate: Callable[[WebhookReceiver], bool],
-                       timeout: float = 10) -> None:  # noqa: ASYNC109 (a test helper: the timeout is its contract)
+                       timeout: float = 10) -> None:
         """Wait until ``predicate(self)`` holds, re-checked after every request."""
         await self._changes.wait_for(lambda: predicate(self), timeout, self._describe)
 
     async def wait_count(self, n: int,
-                         timeout: float = 10) -> None:  # noqa: ASYNC109 (a test helper: the timeout is its contract)
+                         timeout: float = 10) -> None:
         """Wait until at least ``n`` requests have been accepted."""
         await self.wait_for(lambda r: len(r.received) >= n, timeout)
 
