@@ -1,0 +1,76 @@
+"""Shared pieces of the benchmarks: configs, subprocess control, /proc readings."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+API_KEY = "bench-key"
+SECRET = "whsec_" + base64.b64encode(b"b" * 32).decode()
+
+
+def config_yaml(roomlio_url: str, sink_url: str, rooms: list[str], state: str,
+                **roomlio: Any) -> str:
+    """A notifier config: every message containing 'refund' goes to the sink."""
+    return yaml.safe_dump({
+        "roomlio": {"base_url": roomlio_url, "api_key": API_KEY, "poll_interval": "1s",
+                    "page_size": 1000, "start_from": "beginning", "edit_lookback": 0,
+                    **roomlio},
+        "rooms": [{"key": r} for r in rooms],
+        "state": state,
+        "delivery": {"allow_private_urls": True, "max_in_flight": 64, "timeout": "30s"},
+        "webhooks": {"sink": {"url": sink_url, "secret": SECRET}},
+        "rules": [{"name": "bench", "keywords": ["refund"], "notify": ["sink"]}],
+    })
+
+
+async def start_notifier(config: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "notifier", "run", "--config", str(config), "--log-level",
+        "ERROR", stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+    await proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def write_results(name: str, report: dict[str, Any]) -> Path:
+    report.update(date=time.strftime("%Y-%m-%d"), machine=platform.platform(),
+                  cpus=os.cpu_count(), command=" ".join(sys.argv))
+    out = HERE / "results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    return out
+
+
+median = statistics.median

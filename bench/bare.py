@@ -1,0 +1,65 @@
+"""The baseline pipeline: fetch pages → sign → POST, concurrency 64, no rules, no state.
+
+Run by bench/e2e.py as a subprocess, exactly like `notifier run`, so both pay the same
+process start-up and share the machine the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import aiohttp
+
+from notifier.delivery.signing import decode_secret, signature_headers
+
+
+async def _room(session: aiohttp.ClientSession, args: argparse.Namespace, room: str,
+                queue: asyncio.Queue[dict | None]) -> None:
+    cursor = None
+    headers = {"Authorization": f"Bearer {args.api_key}"}
+    while True:
+        params = {"roomKey": room, "limit": args.page_size}
+        if cursor:
+            params["startCursor"] = cursor
+        async with session.post(f"{args.url}/RoomHistory", json=params, headers=headers) as r:
+            page = json.loads(await r.read())
+        for message in page["messages"]:
+            await queue.put(message)
+        if not page["hasMore"]:
+            return
+        cursor = page["nextCursor"]
+
+
+async def _sender(session: aiohttp.ClientSession, key: bytes, target: str,
+                  queue: asyncio.Queue[dict | None]) -> None:
+    while (message := await queue.get()) is not None:
+        body = json.dumps({"type": "message.created", "data": {"message": message}}).encode()
+        headers = {"content-type": "application/json",
+                   **signature_headers([key], "msg_" + message["id"], int(time.time()), body)}
+        async with session.post(target, data=body, headers=headers) as resp:
+            await resp.read()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    for name in ("--url", "--api-key", "--secret", "--target", "--rooms"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    key = decode_secret(args.secret)
+    queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=10_000)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        senders = [asyncio.create_task(_sender(session, key, args.target, queue))
+                   for _ in range(args.concurrency)]
+        await asyncio.gather(*(_room(session, args, r, queue) for r in args.rooms.split(",")))
+        for _ in senders:
+            await queue.put(None)
+        await asyncio.gather(*senders)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
