@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from notifier._cluster_schema import POSTGRES_SCHEMES, cluster_settings, postgres_url_problem
+from notifier._delivery_schema import OPS_FIELDS, resolve_retry
 from notifier._fields import (
     MISSING,
     Conv,
@@ -27,6 +29,9 @@ from notifier._fields import (
     is_hidden,
     text,
 )
+from notifier._format_schema import FORMAT_KEYS, format_settings
+from notifier._ops_schema import logging_settings, server_settings
+from notifier._rule_fields import RULE_EXTRA_KEYS, read_rule_extras
 from notifier._yaml import Doc, Path
 from notifier.config import (
     FORMATS,
@@ -43,6 +48,7 @@ from notifier.config import (
 from notifier.delivery.signing import SignatureError, decode_secret
 from notifier.errors import Problem
 from notifier.netguard import private_literal
+from notifier.retry_schedule import STANDARD_SCHEDULE
 
 __all__ = ["build", "unsupported_state"]
 
@@ -89,9 +95,9 @@ def _header_value(value: Any, shown: str) -> str:
 
 
 def unsupported_state(location: str) -> str | None:
-    """Why ``location`` cannot hold the state yet, or None (lift when PostgreSQL lands)."""
-    if location.lower().startswith(("postgres://", "postgresql://")):
-        return "PostgreSQL state is not supported yet; use a SQLite file path"
+    """Why ``location`` cannot hold the state, or None (a PostgreSQL URL: checks its form)."""
+    if location.lower().startswith(POSTGRES_SCHEMES):
+        return postgres_url_problem(location)
     return None
 
 
@@ -101,6 +107,8 @@ def _state_location(base_dir: str) -> Conv[str]:
         reason = unsupported_state(location)
         if reason is not None:
             raise Invalid(reason)
+        if location.lower().startswith(POSTGRES_SCHEMES):
+            return location
         scheme = _URL_SCHEME.match(location)
         if scheme is not None and scheme[1].lower() == "sqlite":
             path = location[scheme.end():]
@@ -135,16 +143,19 @@ DELIVERY_FIELDS: dict[str, Conv[Any]] = {
     "allow_private_urls": boolean,
     "max_in_flight": integer(1),
     "shutdown_grace": duration(allow_zero=True),
+    **OPS_FIELDS,
 }
 WEBHOOK_FIELDS = {key: conv for key, conv in DELIVERY_FIELDS.items() if key != "shutdown_grace"}
-WEBHOOK_KEYS = ("url", "secret", "format", "headers", *WEBHOOK_FIELDS)
-TOP_KEYS = ("roomlio", "rooms", "state", "delivery", "webhooks", "rules")
+WEBHOOK_KEYS = ("url", "secret", "format", "headers", *WEBHOOK_FIELDS, *FORMAT_KEYS)
+TOP_KEYS = ("roomlio", "rooms", "state", "delivery", "webhooks", "rules", "server", "logging",
+            "ops_webhook", "cluster")
 ROOM_KEYS = ("id", "key")
-RULE_KEYS = ("name", "events", "rooms", "message_type", "user_type", "keywords", "notify")
+RULE_KEYS = ("name", "events", "rooms", "message_type", "user_type", "keywords", "notify",
+             *RULE_EXTRA_KEYS)
 
 
 def _is_secret(path: Path) -> bool:
-    return path[:2] == ("roomlio", "api_key") or (
+    return path[:2] in (("roomlio", "api_key"), ("server", "admin_token")) or (
         len(path) > 2 and path[0] == "webhooks" and path[2] in ("secret", "headers"))
 
 
@@ -190,7 +201,9 @@ def _room(r: Reader, item: Any, path: Path) -> Room | None:
 
 def _delivery(r: Reader, value: Any) -> DeliverySettings:
     m = r.mapping(value, ("delivery",), tuple(DELIVERY_FIELDS))
-    return DeliverySettings(**r.fields(m, ("delivery",), DELIVERY_FIELDS) if m else {})
+    settings = r.fields(m, ("delivery",), DELIVERY_FIELDS) if m else {}
+    resolve_retry(r, m, ("delivery",), settings, default=STANDARD_SCHEDULE)
+    return DeliverySettings(**settings)
 
 
 def _webhooks(r: Reader, value: Any, defaults: DeliverySettings) -> dict[str, Webhook]:
@@ -216,16 +229,19 @@ def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Web
         return None
     settings = {key: getattr(defaults, key) for key in WEBHOOK_FIELDS}
     settings.update(r.fields(m, path, WEBHOOK_FIELDS))
+    resolve_retry(r, m, path, settings, default=defaults.retry_schedule)
     url = r.value(m, path, "url", http_url, "")
     if url and not settings["allow_private_urls"]:
         _refuse_private(r, url, (*path, "url"))
+    fmt = r.value(m, path, "format", choice(FORMATS, "format"), "standard")
     return Webhook(
         name=name,
         url=url,
         secrets=r.values(m, path, "secret", _secret_key) or (),
-        format=r.value(m, path, "format", choice(FORMATS, "format"), "standard"),
+        format=fmt,
         headers=_headers(r, m.get("headers", MISSING), (*path, "headers")),
         **settings,
+        **format_settings(r, m, path, fmt),
     )
 
 
@@ -291,13 +307,15 @@ def _rule(r: Reader, item: Any, path: Path, filters: dict[str, Conv[str]],
     notify = choice(webhooks, "webhook", "known") if webhooks else text
     sets = {key: frozenset(given[key] or ()) if given[key] is not None else None
             for key in ("rooms", "message_type", "user_type")}
+    name = r.value(m, path, "name", text, "")
     return Rule(
-        name=r.value(m, path, "name", text, ""),
+        name=name,
         notify=r.values(m, path, "notify", notify) or (),
         events=frozenset(given["events"] or ()) if given["events"] is not None else RULE_EVENTS,
         keywords=given["keywords"] or (),
         line=r.doc.line(path),
         **sets,
+        **read_rule_extras(r, m, path, name),
     )
 
 
@@ -327,4 +345,9 @@ def _build(r: Reader, top: dict[str, Any], path: str) -> Config:
         webhooks=_webhooks(r, webhooks, delivery),
         rules=_rules(r, top.get("rules", MISSING), rooms, room_labels,
                      list(webhooks) if isinstance(webhooks, dict) else []),
+        server=server_settings(r, top.get("server", MISSING)),
+        logging=logging_settings(r, top.get("logging", MISSING)),
+        ops_webhook=r.value(top, (), "ops_webhook", choice(
+            list(webhooks) if isinstance(webhooks, dict) else [], "webhook", "known"), None),
+        cluster=cluster_settings(r, top.get("cluster", MISSING)),
     )

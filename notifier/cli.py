@@ -12,8 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from notifier import __version__
-from notifier.config import check_config, load_config
+from notifier.config import Config, check_config, load_config
 from notifier.errors import ConfigError, NotifierError, RoomlioAuthError, StoreError
+from notifier.store import shown_location
 
 __all__ = ["main"]
 
@@ -22,7 +23,16 @@ EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2, 64
 #: Modules that add subcommands: each has ``register(subparsers)``, which adds its
 #: parsers and sets ``handler`` (a function ``(args) -> exit code``) as their default.
 #: They live in notifier/commands/ and print only through the CLI's conventions.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "notifier.commands.test_rules",
+    "notifier.commands.backtest",
+    "notifier.commands.dlq",
+    "notifier.commands.replay",
+    "notifier.commands.status",
+    "notifier.commands.state",
+    "notifier.commands.verify",
+    "notifier.commands.webhook",
+)
 
 
 def _default_config() -> str:
@@ -39,12 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     for p in (run, check):
         p.add_argument("--config", "-c", default=_default_config(),
                        help="the rules file (default: $NOTIFIER_CONFIG or ./rules.yaml)")
-    run.add_argument("--log-level", default=os.environ.get("NOTIFIER_LOG_LEVEL", "INFO"),
-                     choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-level", default=os.environ.get("NOTIFIER_LOG_LEVEL"),
+                     type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="default: $NOTIFIER_LOG_LEVEL, else logging.level, else INFO")
+    run.add_argument("--log-format", default=os.environ.get("NOTIFIER_LOG_FORMAT"),
+                     choices=["text", "json"],
+                     help="default: $NOTIFIER_LOG_FORMAT, else logging.format, else text")
     demo = sub.add_parser("demo", help="run the whole pipeline against a local emulator")
     demo.add_argument("--seconds", type=float, default=None,
                       help="stop after this many seconds (default: until Ctrl-C)")
     demo.add_argument("--rate", type=float, default=2.0, help="simulated messages per second")
+    demo.add_argument("--format", default="standard",
+                      choices=["standard", "slack", "teams", "template"],
+                      help="the payload format of the demo webhooks; prints each body received")
     demo.add_argument("--log-level", default="WARNING",
                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(handler=_cmd_run)
@@ -82,6 +99,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         noun = "problem" if len(problems) == 1 else "problems"
         print(f"{args.config}: {len(problems)} {noun}", file=sys.stderr)
         return EXIT_CONFIG
+    from notifier.rules import lint
+
+    for warning in lint(load_config(args.config).rules, args.config):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK")
     return EXIT_OK
 
@@ -94,21 +115,24 @@ def _setup_logging(level: str) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
+    from notifier.logs import config_secrets, setup_logging
+
+    setup_logging(args.log_level or "INFO", args.log_format or "text")
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
-    from notifier.service import Service
+    setup_logging(args.log_level or config.logging.level,
+                  args.log_format or config.logging.format, secrets=config_secrets(config))
 
     log = logging.getLogger("notifier")
     log.info("roomlio-notifier %s: %d room(s), %d rule(s), %d webhook(s), state %s",
              __version__, len(config.rooms), len(config.rules), len(config.webhooks),
-             config.state)
+             shown_location(config.state))
     try:
-        asyncio.run(_serve(Service(config)))
+        asyncio.run(_serve(config))
     except RoomlioAuthError as exc:
         print(f"notifier: Roomlio refused the API key: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -122,13 +146,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _serve(service: object) -> None:
-    from notifier.service import Service
+async def _serve(config: Config) -> None:
+    from notifier.reload import request_reload
+    from notifier.server import run_service
 
-    assert isinstance(service, Service)
     stop = asyncio.Event()
     _install_signals(stop)
-    await service.run(stop)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, request_reload)
+    await run_service(config, stop)
 
 
 def _install_signals(stop: asyncio.Event) -> None:
@@ -153,4 +178,5 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
     return asyncio.run(run_demo(seconds=args.seconds, rate=args.rate,
-                                install_signals=_install_signals, emit=print))
+                                install_signals=_install_signals, emit=print,
+                                fmt=args.format))

@@ -11,18 +11,25 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from notifier._yaml import parse
 from notifier.errors import ConfigError, Problem
+from notifier.retry_schedule import STANDARD_SCHEDULE
 
 __all__ = [
     "FORMATS",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "ClusterSettings",
     "Config",
     "DeliverySettings",
+    "LoggingSettings",
+    "Rate",
     "Room",
     "RoomlioSettings",
     "Rule",
+    "ServerSettings",
     "Webhook",
     "check_config",
     "load_config",
@@ -31,8 +38,15 @@ __all__ = [
 MESSAGE_TYPES = frozenset({"user", "offline", "system"})
 USER_TYPES = frozenset({"admin", "member", "embed", "embed_insecure"})
 RULE_EVENTS = frozenset({"created", "edited"})
-FORMATS = ("standard",)
+FORMATS = ("standard", "slack", "teams", "template")
 """Payload formats a webhook may name (notifier.delivery.formats implements each)."""
+
+
+class Rate(NamedTuple):
+    """A rate limit: at most ``requests`` per ``per`` seconds (in bursts of up to ``requests``)."""
+
+    requests: int
+    per: float
 
 
 @dataclass(frozen=True)
@@ -73,11 +87,18 @@ class DeliverySettings:
     """Defaults for every webhook."""
 
     timeout: float = 10.0
-    max_attempts: int = 12
-    max_backoff: float = 600.0
+    max_attempts: int = len(STANDARD_SCHEDULE) + 1
+    max_backoff: float = max(STANDARD_SCHEDULE)
     allow_private_urls: bool = False
     max_in_flight: int = 16
     shutdown_grace: float = 10.0
+    retry_schedule: tuple[float, ...] | None = STANDARD_SCHEDULE
+    """Seconds before each retry; None: exponential backoff (max_attempts, max_backoff)."""
+    breaker_window: int = 20
+    breaker_threshold: float = 0.7
+    breaker_cooldown: float = 60.0
+    disable_after: float = 5 * 86400.0
+    """Disable a webhook failing without a success for this long; 0: never."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,23 @@ class Webhook:
     max_in_flight: int = 16
     format: str = "standard"
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    retry_schedule: tuple[float, ...] | None = None
+    """Seconds before each retry; None: exponential backoff (max_attempts, max_backoff)."""
+    breaker_window: int = 20
+    """Attempts the circuit breaker judges; 0: no breaker."""
+    breaker_threshold: float = 0.7
+    breaker_cooldown: float = 60.0
+    disable_after: float = 5 * 86400.0
+    """Disable the webhook when it fails without a success for this long; 0: never."""
+    rate_limit: Rate | None = None
+    """None: unlimited (the default for standard and template)."""
+    group_wait: float = 0.0
+    """Seconds to collect one rule's events in one room into one message; 0: off."""
+    template: str | None = field(default=None, repr=False)
+    """The Jinja2 source of a ``template`` webhook (inline or read from template_file)."""
+    template_name: str = "template"
+    """Where the template came from, for messages (``webhooks.x.template`` or a file)."""
+    content_type: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -109,6 +147,52 @@ class Rule:
     user_type: frozenset[str] | None = None
     keywords: tuple[str, ...] = ()
     line: int | None = None
+    keywords_all: tuple[str, ...] = ()
+    exclude_keywords: tuple[str, ...] = ()
+    regex: tuple[str, ...] = ()
+    """Python ``re`` patterns, searched in the normalised text, case-insensitively."""
+    has_links: bool | None = None
+    link_type: frozenset[str] | None = None
+    users: frozenset[str] | None = None
+    exclude_users: frozenset[str] | None = None
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The ops listener: /metrics, /healthz, /readyz and the status page."""
+
+    host: str = "127.0.0.1"
+    port: int = 9464
+    admin_token: str | None = field(default=None, repr=False)
+    """Bearer token for state-changing actions (replay, enable); None disables them."""
+    room_metrics_limit: int = 500
+    """Rooms that get their own metric series; the rest are summed as room="_other"."""
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """How logs are written (the command line may override both)."""
+
+    format: Literal["text", "json"] = "text"
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Several instances on one PostgreSQL state: room leases and outbox claims."""
+
+    lease_ttl: float = 30.0
+    """A room whose holder has not renewed its lease for this long is taken over."""
+    heartbeat: float = 10.0
+    """How often leases are renewed and rooms rebalanced (at most lease_ttl / 2)."""
+    claim_timeout: float = 300.0
+    """A claimed delivery not settled for this long may be sent by another instance."""
+    pool_size: int = 8
+    """Connections per instance in the PostgreSQL pool."""
 
 
 @dataclass(frozen=True)
@@ -119,10 +203,18 @@ class Config:
     roomlio: RoomlioSettings
     rooms: tuple[Room, ...]
     state: str
-    """The state store: a SQLite path (resolved against the config file's folder)."""
+    """The state store: a SQLite path (resolved against the config file's folder) or a
+    ``postgresql://`` URL."""
     delivery: DeliverySettings
     webhooks: Mapping[str, Webhook]
     rules: tuple[Rule, ...]
+    server: ServerSettings | None = None
+    """The ops listener; None (no ``server:`` section) keeps it off."""
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    ops_webhook: str | None = None
+    """The webhook that receives operational events (``webhook.disabled``)."""
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    """Leases and claims when ``state`` is PostgreSQL (unused with SQLite)."""
 
 
 def _read(path: str) -> str | Problem:

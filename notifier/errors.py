@@ -8,8 +8,10 @@
     │       └── RoomlioAuthError    401/403: the API key is wrong
     ├── DeliveryError               POSTing an event to a webhook
     │   ├── DeliveryTransientError  network errors, timeouts, 408, 429, 5xx: retry
-    │   └── DeliveryPermanentError  other 4xx, refused targets: dead-letter at once
+    │   ├── DeliveryPermanentError  other 4xx, refused targets: dead-letter at once
+    │   └── WebhookDisabledError    the webhook is disabled: keep the delivery, send nothing
     └── StoreError                  the state store (SQLite file, PostgreSQL)
+        └── LeaseLost               a write for a room whose lease this instance lost
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "DeliveryError",
     "DeliveryPermanentError",
     "DeliveryTransientError",
+    "LeaseLost",
     "NotifierError",
     "Problem",
     "RoomlioAuthError",
@@ -28,6 +31,7 @@ __all__ = [
     "RoomlioPermanentError",
     "RoomlioTransientError",
     "StoreError",
+    "WebhookDisabledError",
 ]
 
 
@@ -97,5 +101,18 @@ class DeliveryPermanentError(DeliveryError):
     """A delivery failure that goes straight to the dead letters."""
 
 
+class WebhookDisabledError(DeliveryError):
+    """The webhook is disabled: the delivery stays in the outbox, unsent and undamaged."""
+
+
 class StoreError(NotifierError):
     """The state store failed or holds something we cannot use."""
+
+
+class LeaseLost(StoreError):
+    """This instance no longer holds the lease of a room it tried to write for."""
+
+    def __init__(self, rooms: frozenset[str] | set[str]) -> None:
+        self.rooms = frozenset(rooms)
+        super().__init__(f"lease lost on room(s) {', '.join(sorted(self.rooms))}: another "
+                         "instance may tail them now; nothing was written")

@@ -18,6 +18,7 @@ __all__ = [
     "CREATED",
     "EDITED",
     "NEVER_EDITED",
+    "WEBHOOK_DISABLED",
     "Delivery",
     "Event",
     "EventKind",
@@ -26,9 +27,11 @@ __all__ = [
     "is_edited",
 ]
 
-EventKind = Literal["message.created", "message.edited"]
+EventKind = Literal["message.created", "message.edited", "webhook.disabled"]
 CREATED: EventKind = "message.created"
 EDITED: EventKind = "message.edited"
+#: An operational event (to ``ops_webhook``): its ``message`` holds the event's data.
+WEBHOOK_DISABLED: EventKind = "webhook.disabled"
 
 #: Roomlio's ``editedAt`` for a message that was never edited.
 NEVER_EDITED = "0001-01-01T00:00:00Z"

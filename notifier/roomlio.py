@@ -8,7 +8,7 @@ and never skips or advances past it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +53,11 @@ class RoomlioClient:
     """Calls Roomlio RPC methods; retries transient failures with tenacity."""
 
     def __init__(self, settings: RoomlioSettings, session: aiohttp.ClientSession, *,
-                 instance: str = "local", attempts: int = 4) -> None:
+                 instance: str = "local", attempts: int = 4,
+                 on_error: Callable[[RoomlioError], None] | None = None) -> None:
         self._settings = settings
+        self._on_error = on_error
+        """Told of every failed call, retried or not (metrics count API errors by code)."""
         self._session = session
         self._instance = instance
         self._attempts = attempts
@@ -84,7 +87,7 @@ class RoomlioClient:
             raise _status_error(method, status, raw, retry_after)
         try:
             return json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise RoomlioTransientError(f"{method}: answer is not valid JSON ({exc})") from None
 
     async def _read_limited(self, resp: aiohttp.ClientResponse) -> bytes:
@@ -93,11 +96,14 @@ class RoomlioClient:
             raise RoomlioTransientError(
                 f"answer of {resp.content_length} bytes exceeds the {limit}-byte limit; "
                 "lower roomlio.page_size")
-        body = await resp.content.read(limit + 1)
-        if len(body) > limit:
-            raise RoomlioTransientError(
-                f"answer exceeds the {limit}-byte limit; lower roomlio.page_size")
-        return body
+        # read(n) returns what has arrived so far (up to n), not n: loop until the end.
+        body = bytearray()
+        while chunk := await resp.content.read(limit + 1 - len(body)):
+            body += chunk
+            if len(body) > limit:
+                raise RoomlioTransientError(
+                    f"answer exceeds the {limit}-byte limit; lower roomlio.page_size")
+        return bytes(body)
 
     async def room_history(self, room: Room, *, limit: int, start_cursor: str | None = None,
                            since: str | None = None) -> Page:
@@ -115,7 +121,12 @@ class RoomlioClient:
         )
         async for attempt in retrying:
             with attempt:
-                return parse_page(await self.call("RoomHistory", params))
+                try:
+                    return parse_page(await self.call("RoomHistory", params))
+                except RoomlioError as exc:
+                    if self._on_error is not None:
+                        self._on_error(exc)
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
 
 

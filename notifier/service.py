@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from notifier.config import Config
-from notifier.delivery.sender import DeliveryOutcome, Sender
-from notifier.errors import RoomlioAuthError, RoomlioError, StoreError
+from notifier.config import Config, Room
+from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
+from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
+from notifier.events import Delivery
+from notifier.leases import LeaseStore, RoomKeeper, new_instance_id
+from notifier.reload import Active, ConfigWatcher, ReloadPlan, load_plan
 from notifier.roomlio import RoomlioClient, RoomlioNotFoundError
-from notifier.rules import compile_rules
 from notifier.store import Store, open_store
-from notifier.tailer import Tailer, routes_for
+from notifier.tailer import Tailer
 
 __all__ = ["Service", "ServiceHooks"]
 
@@ -41,6 +43,14 @@ class ServiceHooks:
 
     on_outcome: Callable[[DeliveryOutcome], None] | None = None
     on_poll: Callable[[str, int], None] | None = None
+    on_poll_failed: Callable[[str, NotifierError], None] | None = None
+    """A room's poll failed (room name, the error); the room retries with backoff."""
+    on_api_error: Callable[[RoomlioError], None] | None = None
+    """Every failed Roomlio call, including those retried within one poll."""
+    on_enqueued: Callable[[list[Delivery]], None] | None = None
+    on_attempt: Callable[[AttemptReport], None] | None = None
+    on_reload: Callable[[bool], None] | None = None
+    """A config reload was tried: True if it took over, False if the file was invalid."""
 
 
 @dataclass
@@ -54,24 +64,39 @@ class Service:
     """``await Service(config).run(stop)`` runs until ``stop`` is set or a fatal error."""
 
     def __init__(self, config: Config, *, hooks: ServiceHooks | None = None,
-                 instance: str = "local", store: Store | None = None) -> None:
+                 instance: str | None = None, store: Store | None = None) -> None:
         self.config = config
         self.hooks = hooks or ServiceHooks()
-        self.instance = instance
+        self.instance = instance or new_instance_id()
+        """Names this process in leases, claims and the x-notifier-instance header."""
         self._store = store
         self._rng = random.Random()
+        self.store: Store | None = None
+        """The open state store while running (the ops listener reads it)."""
+        self.sender: Sender | None = None
+        self.tailers: dict[str, Tailer] = {}
+        self.active = Active.of(config)
+        """The config in force with its compiled rules; a reload swaps it as one object."""
+        self._watcher = ConfigWatcher(config.path, self._reload)
+        self._spawn: Callable[[Room], object] | None = None
+        self._room_tasks: dict[str, asyncio.Task[None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop``; raise RoomlioAuthError (bad key) or StoreError (bad state)."""
         async with contextlib.AsyncExitStack() as stack:
             store = self._store or open_store(self.config.state, instance=self.instance,
-                                              exclusive=True)
+                                              exclusive=True, cluster=self.config.cluster)
             await store.open()
             stack.push_async_callback(store.close)
+            self.store = store
             session = aiohttp.ClientSession()
             stack.push_async_callback(session.close)
-            client = RoomlioClient(self.config.roomlio, session, instance=self.instance)
-            sender = Sender(self.config.webhooks, store, on_outcome=self.hooks.on_outcome)
+            client = RoomlioClient(self.config.roomlio, session, instance=self.instance,
+                                   on_error=self.hooks.on_api_error)
+            sender = Sender(self.config.webhooks, store, on_outcome=self.hooks.on_outcome,
+                            on_attempt=self.hooks.on_attempt,
+                            ops_webhook=self.config.ops_webhook)
+            self.sender = sender
             try:
                 await self._run_tasks(stop, store, client, sender)
             except BaseExceptionGroup as group:
@@ -79,29 +104,50 @@ class Service:
 
     async def _run_tasks(self, stop: asyncio.Event, store: Store, client: RoomlioClient,
                          sender: Sender) -> None:
-        matcher = compile_rules(self.config.rules)
-        routes = routes_for(self.config.rules)
-        tailers = [
-            Tailer(room, client=client, store=store, matcher=matcher, routes=routes,
-                   settings=self.config.roomlio, on_enqueued=sender.poke)
-            for room in self.config.rooms
-        ]
+        def make_tailer(room: Room) -> Tailer:
+            matcher, routes = self.active.matcher, self.active.routes
+            return Tailer(room, client=client, store=store, matcher=matcher, routes=routes,
+                          settings=self.config.roomlio, on_enqueued=self._enqueued(sender))
+
+        tailers = [make_tailer(room) for room in self.config.rooms]
+        self.tailers = {t.room.name: t for t in tailers}
         polling_done = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as group:
                 dispatcher = group.create_task(sender.run(polling_done), name="dispatcher")
-                rooms = [group.create_task(self._tail(t, stop), name=f"room {t.room.name}")
-                         for t in tailers]
+                rooms = self._start_rooms(group, store, make_tailer, stop)
                 group.create_task(self._prune(store, stop), name="prune")
+                group.create_task(self._watcher.run(stop), name="config watcher")
                 await stop.wait()
                 log.info("stopping: polling ends, deliveries in flight get %.1fs",
                          self.config.delivery.shutdown_grace)
-                for task in rooms:
+                for task in [*rooms, *self._room_tasks.values()]:
                     task.cancel(msg="shutting down")
                 polling_done.set()
                 await dispatcher
         finally:
             await sender.shutdown(self.config.delivery.shutdown_grace)
+
+    def _start_rooms(self, group: asyncio.TaskGroup, store: Store,
+                     make_tailer: Callable[[Room], Tailer],
+                     stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        """A task per room; on shared state, one task that leases rooms and runs those."""
+        if not isinstance(store, LeaseStore):
+            def spawn(tailer: Tailer) -> asyncio.Task[None]:
+                task = group.create_task(self._tail(tailer, stop), name=f"room {tailer.room.name}")
+                self._room_tasks[tailer.room.name] = task
+                return task
+
+            self._spawn = lambda room: spawn(self.tailers.setdefault(room.name, make_tailer(room)))
+            return [spawn(t) for t in self.tailers.values()]
+        by_name = {room.name: room for room in self.config.rooms}
+
+        def start(name: str) -> asyncio.Task[None]:
+            tailer = self.tailers[name] = make_tailer(by_name[name])  # reloads the cursor
+            return group.create_task(self._tail(tailer, stop), name=f"room {name}")
+
+        keeper = RoomKeeper(store, list(by_name), self.config.cluster, start)
+        return [group.create_task(keeper.run(stop), name="room leases")]
 
     async def _tail(self, tailer: Tailer, stop: asyncio.Event) -> None:
         settings = self.config.roomlio
@@ -121,20 +167,65 @@ class Service:
                     self.hooks.on_poll(tailer.room.name, seen)
             except RoomlioAuthError:
                 raise
+            except LeaseLost as exc:
+                log.warning("room %s: %s; this instance stops tailing it", tailer.room.name, exc)
+                return
             except (RoomlioError, StoreError) as exc:
                 delay = self._room_failed(tailer, health, exc)
             # a little jitter keeps many rooms from polling in lock-step
             await _sleep_unless(stop, delay * self._rng.uniform(0.9, 1.1))
 
+    def request_reload(self) -> None:
+        """Re-read the config file now, changed or not (SIGHUP)."""
+        self._watcher.trigger()
+
+    async def _reload(self) -> None:
+        plan = await load_plan(self.config)
+        if plan is not None:
+            self.apply(plan)
+        if self.hooks.on_reload is not None:
+            self.hooks.on_reload(plan is not None)
+
+    def apply(self, plan: ReloadPlan) -> None:
+        """Put ``plan`` in force in one step: nothing here awaits, so no message or attempt
+        sees half of it. Removed rooms stop (cursors kept); added rooms start tailing."""
+        self.active, self.config = plan.active, plan.active.config
+        for tailer in self.tailers.values():
+            tailer.use_rules(plan.active.matcher, plan.active.routes)
+        if self.sender is not None:
+            self.sender.update_webhooks(self.config.webhooks)
+        if (plan.added or plan.removed) and self._spawn is None:
+            log.warning("config reload: room changes take effect after a restart")
+            return
+        for name in plan.removed:
+            self.tailers.pop(name, None)
+            task = self._room_tasks.pop(name, None)
+            if task is not None:
+                task.cancel(msg="room removed from the config; its cursor is kept")
+        for room in plan.added:
+            assert self._spawn is not None
+            self._spawn(room)
+
+    def _enqueued(self, sender: Sender) -> Callable[[list[Delivery]], None]:
+        def enqueued(added: list[Delivery]) -> None:
+            sender.poke()
+            if self.hooks.on_enqueued is not None:
+                self.hooks.on_enqueued(added)
+
+        return enqueued
+
     def _room_failed(self, tailer: Tailer, health: _RoomHealth,
                      exc: RoomlioError | StoreError) -> float:
+        if self.hooks.on_poll_failed is not None:
+            self.hooks.on_poll_failed(tailer.room.name, exc)
         health.failures += 1
         health.last_error = str(exc)
         base = self.config.roomlio.poll_interval
         delay: float = min(MAX_ROOM_BACKOFF, base * 2.0 ** min(health.failures, 10))
         if isinstance(exc, RoomlioNotFoundError):
             delay = MAX_ROOM_BACKOFF
-        log.warning("room %s: %s; next try in %.0fs (cursor kept)", tailer.room.name, exc, delay)
+        log.warning("room %s: %s; next try in %.0fs (cursor kept)", tailer.room.name, exc, delay,
+                    extra={"room": tailer.room.name, "status": getattr(exc, "status", None)})
         return delay
 
     async def _prune(self, store: Store, stop: asyncio.Event) -> None:

@@ -70,6 +70,16 @@ class Tailer:
         self._names = frozenset(n for n in (room.id, room.key) if n)
         self._state: RoomState | None = None
 
+    @property
+    def state(self) -> RoomState | None:
+        """Where the tail stands (None before the first poll loaded it)."""
+        return self._state
+
+    def use_rules(self, matcher: Matcher, routes: Routes) -> None:
+        """Match from the next message on with these (a config reload); a page being
+        committed is matched by one set only, as matching a page never awaits."""
+        self._matcher, self._routes = matcher, routes
+
     async def poll(self) -> int:
         """Read every page past the cursor and commit each; return messages read."""
         state = await self._load()
@@ -85,7 +95,11 @@ class Tailer:
                 state = replace(state, cursor=None)
                 continue
             new_state = advance(state, page)
-            await self._commit(new_state, page, CREATED)
+            # The message the last page ended on comes back first under the inclusive
+            # reading; it was processed then, so a new version of it is an edit, for
+            # scan_edits to find, not a new message.
+            fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
+            await self._commit(new_state, replace(page, messages=fresh), CREATED)
             self._state = state = new_state
             seen += len(page.messages)
             if not page.has_more:

@@ -19,6 +19,9 @@ from notifier.delivery.sender import DeliveryOutcome
 from notifier.service import Service, ServiceHooks
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 
+#: pg_server / pg_url: a real PostgreSQL server from the system's binaries (tests/pg.py).
+pytest_plugins = ["tests.pg"]
+
 API_KEY = "test-key-" + "k" * 16
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -120,3 +123,27 @@ async def running(config: Config, outcomes: Outcomes | None = None) -> AsyncIter
 def notifier_command(*args: str) -> list[str]:
     """The CLI as a subprocess, exactly as a user runs it."""
     return [sys.executable, "-m", "notifier", *args]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", default=False,
+                     help="run the chaos tests as a soak: more kills, rooms, messages and "
+                          "hypothesis examples (profile 'long')")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from hypothesis import HealthCheck, settings
+
+    # "ci" keeps the default suite fast; "long" is for the soak. Tests that pin
+    # max_examples themselves are not affected.
+    settings.register_profile("ci", max_examples=40, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("long", max_examples=600, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("long" if config.getoption("--long") else "ci")
+
+
+@pytest.fixture
+def long_run(request: pytest.FixtureRequest) -> bool:
+    """Whether the suite runs as a soak (``pytest --long``)."""
+    return bool(request.config.getoption("--long"))

@@ -132,7 +132,8 @@ def test_full_config_loads_into_dataclasses(tmp_path: Path) -> None:
     assert config.rooms == (Room(id="rm_bvr0h6tnf4q1u52mfit0"), Room(key="support-42"))
     assert config.state == str(tmp_path / "data" / "notifier.db")
     assert config.delivery == DeliverySettings(timeout=3.0, max_attempts=5, max_backoff=3600.0,
-                                               max_in_flight=4, shutdown_grace=2.0)
+                                               max_in_flight=4, shutdown_grace=2.0,
+                                               retry_schedule=None)
 
 
 def test_webhooks_merge_delivery_defaults_and_decode_secrets(tmp_path: Path) -> None:
@@ -230,8 +231,8 @@ CASES = [
     ("user-type-enum", "    keywords: [refund]", "    user_type: [guest]", 15,
      "rules[0].user_type", "unknown user type 'guest' (choose from: admin, embed,"),
     ("format-enum", "    url: https://hooks.example.com/x",
-     "    url: https://hooks.example.com/x\n    format: teams", 13, "webhooks.slack.format",
-     "unknown format 'teams' (choose from: standard)"),
+     "    url: https://hooks.example.com/x\n    format: telegram", 13, "webhooks.slack.format",
+     "unknown format 'telegram' (choose from: standard, slack, teams, template)"),
     ("unknown-room", "    keywords: [refund]", "    rooms: [rm_2]", 15, "rules[0].rooms",
      "unknown room 'rm_2' (configured: rm_1, support-42)"),
     ("room-both", "  - id: rm_1", "  - {id: rm_1, key: k}", 5, "rooms[0]",
@@ -295,8 +296,8 @@ CASES = [
     ("start-from-garbage", "  api_key: ${ROOMLIO_API_KEY}",
      "  api_key: ${ROOMLIO_API_KEY}\n  start_from: yesterday", 4, "roomlio.start_from",
      "use now, beginning or an ISO 8601 time with a timezone"),
-    ("postgres-state", "rules:", "state: postgresql://notifier:hunter2@db/notifier\nrules:", 13,
-     "state", "PostgreSQL state is not supported yet; use a SQLite file path"),
+    ("postgres-state-no-database", "rules:", "state: postgresql://notifier:hunter2@db\nrules:",
+     13, "state", "the PostgreSQL URL names no database (or more than one); write it as"),
     ("other-state-url", "rules:", "state: mysql://u:hunter2@db/x\nrules:", 13, "state",
      "unsupported state URL scheme 'mysql'; use a SQLite file path"),
     ("section-not-mapping", "roomlio:\n  base_url: https://api.roomlio.com/rpc\n"
@@ -512,8 +513,8 @@ def test_state_is_resolved_against_the_config_folder(tmp_path: Path, state: str,
 
 
 def test_postgres_state_message_hides_the_password(tmp_path: Path) -> None:
-    """The PostgreSQL refusal never prints the URL or its password."""
-    text = edited("rules:", "state: postgres://notifier:hunter2@db:5432/x\nrules:")
+    """A malformed PostgreSQL URL is refused without printing the URL or its password."""
+    text = edited("rules:", "state: postgres://notifier:hunter2@db:99999/x\nrules:")
     message = str(problems(tmp_path, text)[0])
     assert "hunter2" not in message and "db:5432" not in message
 

@@ -73,8 +73,21 @@ def path(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(path: str) -> AsyncIterator[SQLiteStore]:
+async def sqlite_store(path: str) -> AsyncIterator[SQLiteStore]:
     async with SQLiteStore(path) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, path: str) -> str:
+    """The contract suite runs against both implementations (PostgreSQL: a real server)."""
+    return path if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SQLiteStore]:
+    opened: Any = open_store(store_url)
+    async with opened:
         yield opened
 
 
@@ -162,8 +175,9 @@ async def _assert_unchanged_then_retry(store: SQLiteStore, retry: list[Delivery]
 
 
 async def test_commit_failing_midway_leaves_cursor_outbox_and_ledger_unchanged(
-        store: SQLiteStore, path: str) -> None:
+        sqlite_store: SQLiteStore, path: str) -> None:
     """A failure on the last outbox row undoes the events, the other rows and the cursor."""
+    store = sqlite_store
     await store.commit(RoomState("general", cursor="c1"), deliveries(make_event(1)))
     with raw(path) as conn:
         conn.execute("CREATE TRIGGER sabotage BEFORE INSERT ON outbox"
@@ -186,8 +200,10 @@ async def test_unserializable_message_fails_the_whole_commit(store: SQLiteStore)
     await _assert_unchanged_then_retry(store, good)
 
 
-async def test_disk_full_fails_the_commit_clearly_and_keeps_state(store: SQLiteStore) -> None:
+async def test_disk_full_fails_the_commit_clearly_and_keeps_state(
+        sqlite_store: SQLiteStore) -> None:
     """When the file cannot grow, the commit says so and the previous state stays."""
+    store = sqlite_store
     await store.commit(RoomState("general", cursor="c1"), deliveries(make_event(1)))
     await store._run("filling the disk", lambda c: c.execute(
         f"PRAGMA max_page_count = {c.execute('PRAGMA page_count').fetchone()[0]}"))

@@ -19,7 +19,7 @@ from aiohttp.resolver import DefaultResolver
 
 from notifier import __version__
 from notifier.config import Webhook
-from notifier.delivery.formats import FORMATS
+from notifier.delivery.formats import formatter_for
 from notifier.delivery.signing import signature_headers
 from notifier.errors import DeliveryPermanentError, DeliveryTransientError
 from notifier.events import Delivery
@@ -60,7 +60,7 @@ class WebhookClient:
 
     def __init__(self, webhook: Webhook) -> None:
         self._webhook = webhook
-        self._format = FORMATS[webhook.format]
+        self._format = formatter_for(webhook)
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:

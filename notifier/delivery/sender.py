@@ -11,6 +11,7 @@ so a restart resumes the retry budget where it stopped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -20,13 +21,16 @@ from dataclasses import dataclass, field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from notifier.config import Webhook
+from notifier.delivery.grouping import GroupedStore, Grouper, members_of
+from notifier.delivery.health import HealthBoard
 from notifier.delivery.http import WebhookClient
+from notifier.delivery.ratelimit import RateLimiter, Unlimited, limiter_for
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
-from notifier.retrying import RetryAfterWait
+from notifier.retry_schedule import retry_wait
 from notifier.store import Store
 
-__all__ = ["DeliveryOutcome", "Sender"]
+__all__ = ["AttemptReport", "DeliveryOutcome", "Sender"]
 
 log = logging.getLogger("notifier.delivery")
 
@@ -47,11 +51,31 @@ class DeliveryOutcome:
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    """One POST attempt: reported to listeners (metrics, the status page)."""
+
+    delivery: Delivery
+    attempt: int
+    status: int | None
+    """The HTTP status, or None when no answer came (network error, timeout)."""
+    error: str
+    seconds: float
+
+
+def _fields(delivery: Delivery, attempt: int, status: int | None) -> dict[str, object]:
+    """The structured fields of a delivery log line (see notifier.logs)."""
+    return {"webhook": delivery.webhook, "event_id": delivery.event.id, "room":
+            delivery.event.room, "attempt": attempt, "status": status}
+
+
 @dataclass
 class _WebhookLane:
     webhook: Webhook
     client: WebhookClient
     semaphore: asyncio.Semaphore
+    limiter: RateLimiter | Unlimited = field(default_factory=Unlimited)
+    grouper: Grouper | None = None
     held: set[str] = field(default_factory=set)
 
 
@@ -60,18 +84,59 @@ class Sender:
 
     def __init__(self, webhooks: Mapping[str, Webhook], store: Store, *,
                  on_outcome: Callable[[DeliveryOutcome], None] | None = None,
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
-        self._store = store
+                 on_attempt: Callable[[AttemptReport], None] | None = None,
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 ops_webhook: str | None = None) -> None:
+        self.health = HealthBoard(webhooks, store, clock=clock, ops_webhook=ops_webhook,
+                                  on_enqueued=self.poke)
+        self._grouped = GroupedStore(store)
+        self._store: Store = self._grouped  # a Store: it delegates what it does not expand
         self._on_outcome = on_outcome
+        self._on_attempt = on_attempt
         self._clock = clock
         self._rng = rng or random.Random()
         self._lanes = {
-            name: _WebhookLane(w, WebhookClient(w), asyncio.Semaphore(w.max_in_flight))
+            name: _WebhookLane(w, WebhookClient(w), asyncio.Semaphore(w.max_in_flight),
+                               limiter_for(w.rate_limit))
             for name, w in webhooks.items()
         }
+        for lane in self._lanes.values():
+            if lane.webhook.group_wait > 0:
+                send = functools.partial(self._start, lane)
+                lane.grouper = Grouper(lane.webhook.group_wait, send)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retired: list[_WebhookLane] = []
+        """Lanes a reload replaced or removed: closed (and released) at shutdown."""
         self._posting: set[asyncio.Task[None]] = set()
+
+    def update_webhooks(self, webhooks: Mapping[str, Webhook]) -> None:
+        """Adopt a reloaded config's webhooks; each change applies from the next attempt.
+
+        A changed webhook gets a new client (URL, secrets, headers, timeout), concurrency
+        and rate limit; a removed one is claimed no more (its outbox rows stay), and its
+        deliveries in flight finish their attempts. ``group_wait`` changes need a restart.
+        """
+        self.health.track(webhooks)
+        for name in [n for n in self._lanes if n not in webhooks]:
+            self._retired.append(self._lanes.pop(name))
+        for name, w in webhooks.items():
+            lane = self._lanes.get(name)
+            if lane is None:
+                lane = self._lanes[name] = _WebhookLane(
+                    w, WebhookClient(w), asyncio.Semaphore(w.max_in_flight),
+                    limiter_for(w.rate_limit))
+                if w.group_wait > 0:
+                    lane.grouper = Grouper(w.group_wait, functools.partial(self._start, lane))
+            elif lane.webhook != w:
+                self._retired.append(_WebhookLane(lane.webhook, lane.client, lane.semaphore))
+                lane.client = WebhookClient(w)
+                if w.max_in_flight != lane.webhook.max_in_flight:
+                    lane.semaphore = asyncio.Semaphore(w.max_in_flight)
+                if w.rate_limit != lane.webhook.rate_limit:
+                    lane.limiter = limiter_for(w.rate_limit)
+                lane.webhook = w
+        self.poke()
 
     def poke(self, _added: object = None) -> None:
         """New deliveries were committed: look for due work now."""
@@ -82,6 +147,7 @@ class Sender:
         while not stop.is_set():
             self._wake.clear()
             try:
+                await self.health.refresh()
                 claimed = await self._claim()
                 delay = 0.0 if claimed else await self._idle_delay()
             except StoreError as exc:
@@ -92,7 +158,8 @@ class Sender:
 
     async def _claim(self) -> int:
         held = frozenset().union(*(lane.held for lane in self._lanes.values()))
-        open_lanes = [n for n, lane in self._lanes.items() if len(lane.held) < PER_WEBHOOK_BACKLOG]
+        open_lanes = [n for n, lane in self._lanes.items()
+                      if len(lane.held) < PER_WEBHOOK_BACKLOG and self.health.claimable(n)]
         if not open_lanes:
             return 0
         batch = await self._store.claim_due(self._clock(), 256, held, webhooks=open_lanes)
@@ -103,18 +170,49 @@ class Sender:
                 await self._store.release([delivery.id])
                 continue
             lane.held.add(delivery.id)
-            task = asyncio.create_task(self._deliver(lane, delivery), name=f"deliver {delivery.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._finished)
+            if lane.grouper is not None:
+                lane.grouper.add(delivery)  # sent with its group when the window ends
+            else:
+                self._start(lane, delivery)
         return len(batch)
+
+    def _start(self, lane: _WebhookLane, delivery: Delivery) -> None:
+        self._grouped.track(delivery)
+        task = asyncio.create_task(self._deliver(lane, delivery), name=f"deliver {delivery.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
 
     async def _idle_delay(self) -> float:
         due = await self._store.next_due()
         if due is None:
-            return 5.0
-        return min(5.0, max(0.05, due - self._clock()))
+            return self.health.cap_delay(5.0)
+        return self.health.cap_delay(min(5.0, max(0.05, due - self._clock())))
 
     async def _deliver(self, lane: _WebhookLane, delivery: Delivery) -> None:
+        try:
+            await self._deliver_once(lane, delivery)
+        except StoreError as exc:
+            # The outcome could not be saved (a locked or full state file). Give the claim
+            # back once the store works again, so the delivery is retried in this run, not
+            # left claimed until a restart; a 2xx already received is then sent again under
+            # the same webhook-id: a duplicate, never a loss.
+            log.error("webhook %s: cannot record the outcome of %s (%s); it will be retried",
+                      delivery.webhook, delivery.id, exc)
+            await self._release_when_possible(delivery)
+
+    async def _release_when_possible(self, delivery: Delivery) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._store.release([delivery.id])
+            except StoreError:
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
+            else:
+                self.poke()
+                return
+
+    async def _deliver_once(self, lane: _WebhookLane, delivery: Delivery) -> None:
         webhook = lane.webhook
         remaining = max(1, webhook.max_attempts - delivery.attempts)
 
@@ -123,8 +221,8 @@ class Sender:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(DeliveryTransientError),
-            wait=RetryAfterWait(base=BACKOFF_BASE, cap=webhook.max_backoff,
-                                offset=delivery.attempts, rng=self._rng),
+            wait=retry_wait(webhook.retry_schedule, base=BACKOFF_BASE, cap=webhook.max_backoff,
+                            offset=delivery.attempts, rng=self._rng),
             stop=stop_after_attempt(remaining),
             before_sleep=before_sleep,
             reraise=True,
@@ -134,26 +232,53 @@ class Sender:
             async for attempt in retrying:
                 with attempt:
                     attempt_no = delivery.attempts + attempt.retry_state.attempt_number
-                    await self._attempt(lane, delivery)
+                    await self._attempt(lane, delivery, attempt_no)
             await self._store.delivered([delivery.id])
             self._report(DeliveryOutcome(delivery, True, attempt_no, None))
         except DeliveryError as exc:
+            if self.health.holds(webhook.name):  # disabled: kept in the outbox, unsent
+                await self._store.release([delivery.id])
+                return
             await self._store.dead_letter(delivery.id, attempt_no, exc.status, str(exc))
             log.error("webhook %s: delivery %s dead-lettered after %d attempt(s); last: %s",
-                      webhook.name, delivery.id, attempt_no, exc)
+                      webhook.name, delivery.id, attempt_no, exc,
+                      extra=_fields(delivery, attempt_no, exc.status))
             self._report(DeliveryOutcome(delivery, False, attempt_no, exc.status, str(exc)))
         finally:
-            lane.held.discard(delivery.id)
+            lane.held.difference_update(m.id for m in members_of(delivery))
 
-    async def _attempt(self, lane: _WebhookLane, delivery: Delivery) -> None:
-        async with lane.semaphore:
+    async def _attempt(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int) -> None:
+        """One attempt, admitted by the webhook's breaker, its result recorded there."""
+        health = self.health[lane.webhook.name]
+        probe = await health.admit()  # waits while the breaker is open; raises if disabled
+        try:
+            await self._post(lane, delivery, attempt_no)
+        except DeliveryError as exc:
+            await health.record(False, exc.status, probe=probe)
+            raise
+        except BaseException:
+            health.abandon(probe)
+            raise
+        await health.record(True, None, probe=probe)
+
+    async def _post(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int) -> None:
+        # the turn is taken holding a slot, so a 429's pause holds back every queued request
+        async with lane.semaphore, lane.limiter.turn():
             task = asyncio.current_task()
             assert task is not None
             self._posting.add(task)
+            started = time.monotonic()
+            status: int | None = None
+            error = ""
             try:
-                await lane.client.post(delivery)
+                status = await lane.client.post(delivery)
+            except DeliveryError as exc:
+                status, error = exc.status, str(exc)
+                raise
             finally:
                 self._posting.discard(task)
+                self._report_attempt(AttemptReport(delivery, attempt_no, status, error,
+                                                   time.monotonic() - started))
 
     async def _persist_failure(self, delivery: Delivery, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -161,7 +286,8 @@ class Sender:
         attempts = delivery.attempts + state.attempt_number
         status = getattr(exc, "status", None)
         log.warning("webhook %s: attempt %d for %s failed (%s); retrying in %.1fs",
-                    delivery.webhook, attempts, delivery.id, exc, sleep)
+                    delivery.webhook, attempts, delivery.id, exc, sleep,
+                    extra=_fields(delivery, attempts, status))
         await self._store.reschedule(delivery.id, attempts, self._clock() + sleep, status,
                                      str(exc))
 
@@ -175,6 +301,15 @@ class Sender:
         if self._on_outcome is not None:
             self._on_outcome(outcome)
 
+    def _report_attempt(self, report: AttemptReport) -> None:
+        log.debug("webhook %s: attempt %d for %s: %s in %.0fms", report.delivery.webhook,
+                  report.attempt, report.delivery.id, report.status or report.error or "cancelled",
+                  report.seconds * 1000, extra={**_fields(report.delivery, report.attempt,
+                                                           report.status),
+                                                "duration": round(report.seconds, 6)})
+        if self._on_attempt is not None:
+            self._on_attempt(report)
+
     @property
     def in_flight(self) -> int:
         """Deliveries held in memory (attempting or waiting to retry)."""
@@ -182,7 +317,10 @@ class Sender:
 
     async def shutdown(self, grace: float) -> None:
         """Let POSTs under way finish within ``grace``; cancel the rest; release claims."""
-        held = [i for lane in self._lanes.values() for i in lane.held]
+        for lane in self._lanes.values():
+            if lane.grouper is not None:
+                lane.grouper.close()  # its deliveries are in ``held``: released below
+        held = [i for lane in (*self._lanes.values(), *self._retired) for i in lane.held]
         posting = set(self._posting)
         if posting:
             log.info("waiting up to %.1fs for %d delivery(ies) in flight", grace, len(posting))
@@ -193,7 +331,7 @@ class Sender:
         await asyncio.gather(*waiting, return_exceptions=True)
         if held:
             await self._store.release(held)
-        for lane in self._lanes.values():
+        for lane in (*self._lanes.values(), *self._retired):
             await lane.client.close()
 
 

@@ -16,9 +16,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from notifier.config import load_config
+from notifier.demo.formats import retarget, show
 from notifier.service import Service
 from notifier.testing.chatter import simulate_chatter
 from notifier.testing.emulator import RoomlioEmulator
@@ -40,6 +42,15 @@ class _Tally:
         self.unverified = 0
         self.ids: Counter[str] = Counter()
         self.last = time.monotonic()
+
+    def on_receive_raw(self, got: Received) -> None:
+        """Count a request of any format and print its body (unsigned is not a failure)."""
+        self.last = time.monotonic()
+        self.by_webhook[got.path.strip("/")] += 1
+        self.ids[str(got.webhook_id)] += 1
+        if got.verified is False:
+            self.unverified += 1
+        show(got, self.emit)
 
     def on_receive(self, got: Received) -> None:
         self.last = time.monotonic()
@@ -79,7 +90,7 @@ class _Tally:
 
 async def run_demo(*, seconds: float | None, rate: float,
                    install_signals: Callable[[asyncio.Event], None],
-                   emit: Callable[[str], None]) -> int:
+                   emit: Callable[[str], None], fmt: str = "standard") -> int:
     """Run the demo until ``seconds`` pass or a signal; return the exit code."""
     api_key = "demo-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -88,16 +99,21 @@ async def run_demo(*, seconds: float | None, rate: float,
     install_signals(stop)
     with tempfile.TemporaryDirectory(prefix="notifier-demo-") as tmp:
         async with RoomlioEmulator(api_key=api_key) as emulator, \
-                WebhookReceiver({"/crm": secret, "/moderators": secret}) as receiver:
+                WebhookReceiver({} if fmt in ("slack", "teams") else
+                                {"/crm": secret, "/moderators": secret}) as receiver:
             for key in DEMO_ROOMS:
                 emulator.add_room(key=key)
             _seed(emulator)
-            receiver.on_receive = tally.on_receive
+            receiver.on_receive = (tally.on_receive if fmt == "standard"
+                                   else tally.on_receive_raw)
             env = {**os.environ, "DEMO_ROOMLIO_URL": emulator.url, "DEMO_API_KEY": api_key,
                    "DEMO_RECEIVER_URL": receiver.url, "DEMO_SECRET": secret,
                    "DEMO_STATE": os.path.join(tmp, "demo.db")}
             rules = resources.files("notifier.demo").joinpath("rules.yaml")
             with resources.as_file(rules) as path:
+                if fmt != "standard":
+                    path = Path(tmp, "rules.yaml")
+                    path.write_text(retarget(rules.read_text(encoding="utf-8"), fmt))
                 config = load_config(str(path), env=env)
             emit(f"demo: Roomlio emulator at {emulator.url}, receiver at {receiver.url}, "
                  f"{len(DEMO_ROOMS)} rooms, {len(config.rules)} rules; Ctrl-C to stop")

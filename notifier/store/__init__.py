@@ -18,9 +18,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from notifier.config import ClusterSettings
 from notifier.events import Delivery
 
-__all__ = ["DeadLetter", "RoomState", "Store", "StoreStats", "open_store"]
+__all__ = ["POSTGRES_SCHEMES", "DeadLetter", "RoomState", "Store", "StoreStats", "WebhookState",
+           "open_store", "shown_location"]
+
+#: ``state`` values with these prefixes (any case) are PostgreSQL connection URLs.
+POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,28 @@ class StoreStats:
     outbox: int
     dead_letters: int
     rooms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookState:
+    """A webhook's health as the running sender last saved it; the CLI reads and resets it."""
+
+    webhook: str
+    breaker: str = "closed"
+    """``closed``, ``open`` or ``half_open`` (see notifier.delivery.breaker)."""
+    opened_at: float | None = None
+    """When the breaker last opened (unix time), while it is not closed."""
+    failing_since: float | None = None
+    """The first failure since the last success; None while it succeeds."""
+    last_success_at: float | None = None
+    disabled_at: float | None = None
+    """When the webhook was disabled; None while it is enabled."""
+    disabled_reason: str = ""
+
+    @property
+    def disabled(self) -> bool:
+        """Whether deliveries to this webhook are held (kept in the outbox, not sent)."""
+        return self.disabled_at is not None
 
 
 class Store(Protocol):
@@ -103,14 +130,49 @@ class Store(Protocol):
     async def stats(self) -> StoreStats:
         """Outbox depth, dead letters, rooms known."""
 
+    async def requeue_dead_letters(self, ids: Sequence[str], now: float) -> int:
+        """Move the dead letters with these delivery ids back to the outbox, unclaimed, due
+        at ``now``, with ``attempts`` reset to 0 (a fresh retry budget); return how many
+        moved. Unknown ids are skipped. The ``webhook-id`` (the delivery id) is unchanged."""
 
-def open_store(url: str, *, instance: str = "local", exclusive: bool = False) -> Store:
-    """The store for a ``state`` value (not yet opened)."""
-    if url.startswith(("postgres://", "postgresql://")):
-        from notifier.errors import StoreError
+    async def purge_dead_letters(self, ids: Sequence[str]) -> int:
+        """Delete the dead letters with these delivery ids; return how many were deleted."""
 
-        raise StoreError("PostgreSQL state is not available in this version")
+    async def requeue(self, deliveries: Sequence[Delivery], now: float) -> int:
+        """Enqueue ``deliveries`` even when their events are already in the ledger (replay).
+
+        An event new to the ledger is added to it; a delivery already in the outbox is left
+        as it is; a dead-lettered one is moved back (as ``requeue_dead_letters``); the rest
+        are added due at ``now`` with 0 attempts. Never touches cursors. Returns how many
+        deliveries were added or moved back."""
+
+    async def webhook_states(self) -> dict[str, WebhookState]:
+        """Every saved webhook state, by webhook name (webhooks never saved are absent)."""
+
+    async def save_webhook_state(self, state: WebhookState) -> None:
+        """Insert or replace the saved state of ``state.webhook``."""
+
+
+def open_store(url: str, *, instance: str = "local", exclusive: bool = False,
+               cluster: ClusterSettings | None = None) -> Store:
+    """The store for a ``state`` value (not yet opened); ``cluster`` tunes PostgreSQL."""
+    if url.lower().startswith(POSTGRES_SCHEMES):
+        from notifier.store.postgres import PostgresStore
+
+        settings = cluster or ClusterSettings()
+        return PostgresStore(url, instance=instance, exclusive=exclusive,
+                             pool_size=settings.pool_size,
+                             claim_timeout=settings.claim_timeout)
     from notifier.store.sqlite import SQLiteStore
 
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
     return SQLiteStore(path, instance=instance, exclusive=exclusive)
+
+
+def shown_location(url: str) -> str:
+    """The ``state`` value as it may appear in logs and output (a URL loses its password)."""
+    if url.lower().startswith(POSTGRES_SCHEMES):
+        from notifier.store._pg_schema import safe_url
+
+        return safe_url(url)
+    return url

@@ -57,6 +57,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX dead_letters_event ON dead_letters (event_seq)",
     ),
+    (
+        # Delivery operations: each webhook's breaker, failure streak and disablement.
+        """CREATE TABLE webhook_state (
+            webhook TEXT PRIMARY KEY, breaker TEXT NOT NULL, opened_at REAL,
+            failing_since REAL, last_success_at REAL, disabled_at REAL,
+            disabled_reason TEXT NOT NULL, updated_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX dead_letters_failed_at ON dead_letters (failed_at)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -21,8 +21,9 @@ from typing import TypeVar, cast
 
 from notifier.errors import StoreError
 from notifier.events import Delivery
-from notifier.store import DeadLetter, RoomState, StoreStats
+from notifier.store import DeadLetter, RoomState, StoreStats, WebhookState
 from notifier.store import _sqlite_ops as ops
+from notifier.store import _sqlite_ops_ops as dlq
 from notifier.store._sqlite_schema import describe, prepare
 
 __all__ = ["SQLiteStore"]
@@ -168,6 +169,32 @@ class SQLiteStore:
             (limit,)).fetchall())
         return [(d, r[10], r[11], r[12])
                 for d, r in zip(ops.deliveries(rows), rows, strict=True)]
+
+    async def requeue_dead_letters(self, ids: Sequence[str], now: float) -> int:
+        """Move these dead letters back to the outbox, due at ``now``, attempts reset."""
+        batch = list(ids)
+        return await self._run("requeueing dead letters",
+                               lambda c: dlq.requeue_dead_letters(c, batch, now))
+
+    async def purge_dead_letters(self, ids: Sequence[str]) -> int:
+        """Delete these dead letters; return how many were deleted."""
+        batch = list(ids)
+        return await self._run("purging dead letters",
+                               lambda c: dlq.purge_dead_letters(c, batch))
+
+    async def requeue(self, deliveries: Sequence[Delivery], now: float) -> int:
+        """Enqueue ``deliveries`` even when the ledger knows their events (replay)."""
+        batch = list(deliveries)
+        return await self._run("replaying deliveries", lambda c: dlq.requeue(c, batch, now))
+
+    async def webhook_states(self) -> dict[str, WebhookState]:
+        """Every saved webhook state, by webhook name."""
+        return await self._run("reading webhook states", dlq.webhook_states)
+
+    async def save_webhook_state(self, state: WebhookState) -> None:
+        """Insert or replace the saved state of ``state.webhook``."""
+        await self._run("saving a webhook state",
+                        lambda c: dlq.save_webhook_state(c, state, time.time()))
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the worker thread; an SQLite error becomes a StoreError."""

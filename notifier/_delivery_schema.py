@@ -1,0 +1,83 @@
+"""The delivery-operations part of the rules.yaml schema: retry schedules, the circuit
+breaker, and auto-disable keys, shared by ``delivery`` and each webhook.
+
+Pure, like ``_schema``: converters raise Invalid, ``resolve_retry`` records Problems.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notifier._fields import Conv, Invalid, Reader, duration, integer, parse_duration
+from notifier._yaml import Path
+
+__all__ = ["OPS_FIELDS", "ratio", "resolve_retry", "retry_schedule"]
+
+_EXPONENTIAL_KEYS = ("max_attempts", "max_backoff")
+#: What exponential backoff uses for a half not given (DeliverySettings' defaults).
+EXPONENTIAL_DEFAULTS: dict[str, Any] = {"max_attempts": 12, "max_backoff": 600.0}
+
+
+def ratio(value: Any, shown: str) -> float:
+    """A share above 0 and at most 1: ``0.7`` or ``70%``."""
+    number: Any = value
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            number = float(value.strip()[:-1]) / 100
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, int | float) or not 0 < number <= 1:
+        raise Invalid(f"must be a share like 0.7 or 70% (above 0, at most 1) (got {shown})")
+    return float(number)
+
+
+def retry_schedule(value: Any, shown: str) -> tuple[float, ...]:
+    """A non-empty list of durations: the wait before each retry."""
+    if not isinstance(value, list) or not value:
+        raise Invalid(f"must be a non-empty list of durations like [5s, 5m, 30m, 2h] "
+                      f"(got {shown})")
+    steps = []
+    for i, item in enumerate(value):
+        try:
+            seconds = parse_duration(item)
+        except ValueError:
+            seconds = -1.0
+        if seconds <= 0:
+            raise Invalid(f"item {i} must be a duration greater than 0, like 5s or 2h")
+        steps.append(seconds)
+    return tuple(steps)
+
+
+#: Keys that ``delivery`` and every webhook accept, beyond the original ones.
+OPS_FIELDS: dict[str, Conv[Any]] = {
+    "retry_schedule": retry_schedule,
+    "breaker_window": integer(0, 10000),
+    "breaker_threshold": ratio,
+    "breaker_cooldown": duration(),
+    "disable_after": duration(allow_zero=True),
+}
+
+
+def resolve_retry(r: Reader, m: dict[str, Any] | None, path: Path, settings: dict[str, Any],
+                  *, default: tuple[float, ...] | None) -> None:
+    """Settle ``settings``' retry policy from the keys given in ``m``.
+
+    An explicit ``retry_schedule`` wins; ``max_attempts``/``max_backoff`` choose exponential
+    backoff; neither keeps ``default`` (the inherited policy). With a schedule,
+    ``max_attempts`` and ``max_backoff`` are derived from it, so they always tell the truth.
+    """
+    given = m or {}
+    exponential = [key for key in _EXPONENTIAL_KEYS if key in given]
+    if "retry_schedule" in given and exponential:
+        r.problem((*path, "retry_schedule"),
+                  f"give either retry_schedule or {' and '.join(exponential)}, not both")
+    if "retry_schedule" not in given:
+        settings["retry_schedule"] = None if exponential else default
+    if exponential and default is not None:  # leaving a schedule: the unset half is reset
+        for key, value in EXPONENTIAL_DEFAULTS.items():
+            settings.setdefault(key, value) if key in given else settings.update({key: value})
+    schedule = settings.get("retry_schedule")
+    if schedule:
+        settings["max_attempts"] = len(schedule) + 1
+        settings["max_backoff"] = max(schedule)
+

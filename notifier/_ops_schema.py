@@ -1,0 +1,55 @@
+"""The schema of the ops sections of rules.yaml: ``server:`` (the listener) and ``logging:``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notifier._fields import MISSING, Conv, Invalid, Reader, choice, integer, text
+from notifier.config import LOG_FORMATS, LOG_LEVELS, LoggingSettings, ServerSettings
+
+__all__ = ["LOGGING_FIELDS", "SERVER_KEYS", "logging_settings", "server_settings"]
+
+SERVER_KEYS = ("listen", "admin_token", "room_metrics_limit")
+#: An admin token shorter than this is refused: it guards replay and enable.
+MIN_TOKEN = 16
+
+
+def _level(value: Any, shown: str) -> str:
+    return choice(LOG_LEVELS, "log level")(value.upper() if isinstance(value, str) else value,
+                                           shown)
+
+
+LOGGING_FIELDS: dict[str, Conv[Any]] = {
+    "format": choice(LOG_FORMATS, "log format"),
+    "level": _level,
+}
+
+
+def _listen(value: Any, shown: str) -> tuple[str, int]:
+    host, sep, port = text(value, shown).strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise Invalid(f"must be host:port, like 127.0.0.1:9464 (got {shown})")
+    return host, int(port)
+
+
+def server_settings(r: Reader, value: Any) -> ServerSettings | None:
+    """The ``server:`` section; None (no listener) when it is absent."""
+    if value is MISSING:
+        return None
+    m = r.mapping(value, ("server",), SERVER_KEYS)
+    if m is None:
+        return None
+    host, port = r.value(m, ("server",), "listen", _listen, ("127.0.0.1", 9464))
+    token = r.value(m, ("server",), "admin_token", text, None)
+    if token is not None and len(token) < MIN_TOKEN:
+        r.problem(("server", "admin_token"), f"is too short; use at least {MIN_TOKEN} random "
+                                             "characters, like the output of: openssl rand -hex 24")
+    limit = r.value(m, ("server",), "room_metrics_limit", integer(0), 500)
+    return ServerSettings(host, port, token, limit)
+
+
+def logging_settings(r: Reader, value: Any) -> LoggingSettings:
+    """The ``logging:`` section (defaults when absent)."""
+    m = r.mapping(value, ("logging",), tuple(LOGGING_FIELDS))
+    return LoggingSettings(**r.fields(m, ("logging",), LOGGING_FIELDS) if m else {})

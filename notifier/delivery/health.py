@@ -1,0 +1,230 @@
+"""Each webhook's health: its circuit breaker, its failure streak and auto-disable.
+
+The async shell around the pure ``Breaker``: attempts ``admit`` themselves (waiting, not
+spending attempts, while the breaker is open), ``record`` their result, and the state is
+saved to the store on every change so ``notifier status`` can show it and a restart
+resumes it. A webhook failing without a single success for ``disable_after``, or
+answering ``410 Gone``, is disabled: its deliveries stay in the outbox, unsent, until
+``notifier webhook enable NAME`` (seen through ``sync``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+
+from notifier.config import Webhook
+from notifier.delivery.breaker import Breaker, BreakerSettings, BreakerState, Transition
+from notifier.delivery.ops_events import disabled_delivery
+from notifier.errors import WebhookDisabledError
+from notifier.events import Delivery
+from notifier.store import Store, WebhookState
+
+__all__ = ["GONE", "HealthBoard", "WebhookHealth"]
+
+log = logging.getLogger("notifier.delivery")
+
+#: The status that disables a webhook at once: the receiver says it is gone for good.
+GONE = 410
+#: A healthy webhook's last success is saved at most this often (seconds).
+SUCCESS_SAVE_INTERVAL = 60.0
+
+
+class WebhookHealth:
+    """Breaker, failure streak and disablement of one webhook."""
+
+    def __init__(self, webhook: Webhook, store: Store, *,
+                 clock: Callable[[], float] = time.time,
+                 on_disabled: Callable[[WebhookState], Awaitable[None]] | None = None) -> None:
+        self.webhook = webhook
+        self._store, self._clock, self._on_disabled = store, clock, on_disabled
+        self.breaker = Breaker(BreakerSettings(webhook.breaker_window, webhook.breaker_threshold,
+                                               webhook.breaker_cooldown), clock=clock)
+        self.state = WebhookState(webhook.name)
+        self._changed = asyncio.Event()
+        self._saved_success = 0.0
+
+    @property
+    def disabled(self) -> bool:
+        """Whether deliveries to this webhook are held in the outbox."""
+        return self.state.disabled
+
+    def restore(self, saved: WebhookState | None) -> None:
+        """Resume the state a previous run saved."""
+        if saved is not None:
+            self.state = saved
+            self.breaker.restore(BreakerState(saved.breaker), saved.opened_at)
+
+    def claimable(self) -> bool:
+        """Whether the dispatcher should claim deliveries for this webhook now."""
+        return not self.disabled and self.breaker.would_admit()
+
+    def wake_at(self) -> float | None:
+        """When an open breaker will admit its probe (for the dispatcher's sleep)."""
+        return None if self.disabled else self.breaker.retry_at
+
+    async def admit(self) -> bool:
+        """Wait until an attempt may go; True if it is the breaker's probe.
+
+        Raises WebhookDisabledError when the webhook is (or becomes) disabled.
+        """
+        while True:
+            if self.disabled:
+                raise WebhookDisabledError(f"webhook {self.webhook.name} is disabled")
+            admission = self.breaker.admit()
+            if admission.go:
+                return admission.probe
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), admission.wait)
+
+    async def record(self, ok: bool, status: int | None, *, probe: bool) -> None:
+        """Note one attempt's result: move the breaker, the streak, maybe disable."""
+        now = self._clock()
+        transition = self.breaker.record(ok, probe=probe)
+        before = self.state
+        if ok:
+            self.state = replace(before, failing_since=None, last_success_at=now)
+        elif before.failing_since is None:
+            self.state = replace(before, failing_since=now)
+        if transition is not None:
+            self._log(transition)
+        if not ok and not self.disabled:
+            reason = self._disable_reason(status, now)
+            if reason is not None:
+                await self.disable(reason)
+                return
+        if transition is not None or self._worth_saving(before, now):
+            await self._save()
+
+    def abandon(self, probe: bool) -> None:
+        """An admitted attempt ended without a result (cancelled)."""
+        if probe and (transition := self.breaker.abandon_probe()) is not None:
+            self._log(transition)
+
+    async def disable(self, reason: str) -> None:
+        """Hold every delivery of this webhook; notify the ops webhook."""
+        self.state = replace(self.state, disabled_at=self._clock(), disabled_reason=reason)
+        log.error("webhook %s: disabled (%s); its deliveries are kept in the outbox; "
+                  "turn it back on with: notifier webhook enable %s",
+                  self.webhook.name, reason, self.webhook.name)
+        await self._save()
+        if self._on_disabled is not None:
+            await self._on_disabled(self.state)
+
+    async def sync(self, saved: WebhookState | None) -> None:
+        """Adopt an enable made by ``notifier webhook enable`` in another process."""
+        if self.disabled and (saved is None or not saved.disabled):
+            log.info("webhook %s: enabled again; sending its held deliveries",
+                     self.webhook.name)
+            self.state = saved or WebhookState(self.webhook.name)
+            self.breaker.restore(BreakerState(self.state.breaker), self.state.opened_at)
+            self._changed.set()
+
+    def _disable_reason(self, status: int | None, now: float) -> str | None:
+        if status == GONE:
+            return "the receiver answered 410 Gone"
+        after, since = self.webhook.disable_after, self.state.failing_since
+        if after > 0 and since is not None and now - since >= after:
+            return f"no successful delivery for {_span(now - since)}"
+        return None
+
+    def _worth_saving(self, before: WebhookState, now: float) -> bool:
+        if (before.failing_since is None) != (self.state.failing_since is None):
+            return True
+        return (self.state.last_success_at is not None
+                and now - self._saved_success >= SUCCESS_SAVE_INTERVAL)
+
+    def _log(self, transition: Transition) -> None:
+        retry = self.breaker.retry_at
+        when = f"; one probe in {retry - self._clock():.1f}s" if retry is not None else ""
+        log.warning("webhook %s: circuit %s -> %s (%s)%s", self.webhook.name,
+                    transition.before, transition.after, transition.reason, when)
+        self._changed.set()
+
+    async def _save(self) -> None:
+        b = self.breaker
+        self.state = replace(self.state, breaker=str(b.state), opened_at=b.opened_at)
+        if self.state.last_success_at is not None:
+            self._saved_success = self._clock()
+        await self._store.save_webhook_state(self.state)
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.1f}s"
+
+
+class HealthBoard:
+    """The health of every webhook of a sender, kept in step with the store."""
+
+    #: How often (seconds) saved states are re-read, to see ``notifier webhook enable``.
+    refresh_interval = 1.0
+
+    def __init__(self, webhooks: Mapping[str, Webhook], store: Store, *,
+                 clock: Callable[[], float] = time.time, ops_webhook: str | None = None,
+                 on_enqueued: Callable[[list[Delivery]], None] | None = None) -> None:
+        self._store, self._clock = store, clock
+        self._ops_webhook, self._on_enqueued = ops_webhook, on_enqueued
+        self._health = {name: WebhookHealth(w, store, clock=clock, on_disabled=self._notify)
+                        for name, w in webhooks.items()}
+        self._loaded = False
+        self._refreshed = -float("inf")
+
+    def __getitem__(self, webhook: str) -> WebhookHealth:
+        return self._health[webhook]
+
+    def track(self, webhooks: Mapping[str, Webhook]) -> None:
+        """Follow a reloaded config: webhooks new to it start healthy (the next refresh
+        adopts any saved state); the others keep theirs."""
+        for name, w in webhooks.items():
+            if name not in self._health:
+                self._health[name] = WebhookHealth(w, self._store, clock=self._clock,
+                                                   on_disabled=self._notify)
+
+    async def refresh(self) -> None:
+        """Load saved states once, then adopt enables made elsewhere (rate-limited)."""
+        if time.monotonic() - self._refreshed < self.refresh_interval:
+            return
+        self._refreshed = time.monotonic()
+        states = await self._store.webhook_states()
+        for name, health in self._health.items():
+            if self._loaded:
+                await health.sync(states.get(name))
+            else:
+                health.restore(states.get(name))
+        self._loaded = True
+
+    def claimable(self, webhook: str) -> bool:
+        """Whether deliveries for ``webhook`` should be claimed now."""
+        health = self._health.get(webhook)
+        return health is None or health.claimable()
+
+    def holds(self, webhook: str) -> bool:
+        """Whether ``webhook`` is disabled (its deliveries go back to the outbox)."""
+        health = self._health.get(webhook)
+        return health is not None and health.disabled
+
+    def cap_delay(self, delay: float) -> float:
+        """``delay``, shortened to wake for a probe, and to at most ``refresh_interval`` so
+        deliveries replayed and webhooks enabled by another process are seen quickly."""
+        now = self._clock()
+        for health in self._health.values():
+            wake = health.wake_at()
+            if wake is not None:
+                delay = min(delay, max(0.05, wake - now))
+        return min(delay, self.refresh_interval)
+
+    async def _notify(self, state: WebhookState) -> None:
+        ops = self._ops_webhook
+        if ops is None or ops == state.webhook or self.holds(ops):
+            return
+        added = await self._store.commit(None, [disabled_delivery(state, ops)])
+        if added and self._on_enqueued is not None:
+            self._on_enqueued(added)

@@ -1,0 +1,133 @@
+"""The ``slack`` format: a Slack incoming-webhook payload, ``text`` plus Block Kit ``blocks``.
+
+Message text is escaped for Slack's mrkdwn (``&``, ``<``, ``>``), so a chat message can
+neither mention ``@channel`` nor forge a link, and cut to Slack's limits (3,000
+characters a section, 150 a header, 50 blocks) with a visible "…". Slack does not check
+signatures, so none are sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from notifier.config import Webhook
+from notifier.delivery import _chat
+from notifier.delivery.formats import Payload
+from notifier.delivery.grouping import members_of
+from notifier.events import Delivery
+from notifier.timeutil import parse_time
+
+__all__ = ["MAX_BLOCKS", "SECTION_LIMIT", "escape", "formatter", "quoted", "slack_payload"]
+
+SECTION_LIMIT = 3000
+HEADER_LIMIT = 150
+FIELD_LIMIT = 2000
+MAX_BLOCKS = 50
+#: The notification text: short, it is what a phone shows.
+FALLBACK_LIMIT = 300
+
+Block = dict[str, Any]
+
+
+def escape(text: str) -> str:
+    """``text`` with the three characters mrkdwn reserves escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def quoted(text: str, limit: int = SECTION_LIMIT) -> str:
+    """``text`` escaped and quoted line by line, at most ``limit`` characters long."""
+    keep = limit
+    while True:
+        raw = _chat.cut(text, keep)
+        result = "\n".join("> " + line for line in escape(raw).splitlines() or [""])
+        if len(result) <= limit:
+            return result
+        keep -= max(1, len(result) - limit)  # escapes and "> " took room: shorten the source
+
+
+def _link(url: str, label: str) -> str:
+    safe = escape(quote(url, safe=":/?#[]@!$&'()*+,;=%~"))
+    return f"<{safe}|{escape(label)}>"
+
+
+def _time(message: Mapping[str, Any]) -> str:
+    """A Slack date token (shown in the reader's time zone), the ISO time as its fallback."""
+    iso = _chat.when(message)
+    moment = parse_time(iso)
+    if moment is None:
+        return escape(iso)
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time_secs}}|{iso}>"
+
+
+def _header(text: str) -> Block:
+    return {"type": "header",
+            "text": {"type": "plain_text", "text": _chat.cut(text, HEADER_LIMIT), "emoji": False}}
+
+
+def _mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _message_blocks(room: str, message: Mapping[str, Any]) -> list[Block]:
+    fields = [("Room", escape(room)), ("From", escape(_chat.sender(message))),
+              ("Time", _time(message))]
+    blocks: list[Block] = [
+        {"type": "section", "text": _mrkdwn(quoted(_chat.body(message)))},
+        {"type": "section", "fields": [_mrkdwn(_chat.cut(f"*{k}*\n{v}", FIELD_LIMIT))
+                                       for k, v in fields]},
+    ]
+    urls = _chat.images(message)
+    if urls:
+        links = "  ".join(_link(u, f"image {i}") for i, u in enumerate(urls, 1))
+        blocks.append({"type": "section", "text": _mrkdwn(_chat.cut(f"*Images*  {links}",
+                                                                    SECTION_LIMIT))})
+    return blocks
+
+
+def _group_blocks(delivery: Delivery) -> list[Block]:
+    members = members_of(delivery)
+    blocks: list[Block] = [_header(_chat.summary(delivery))]
+    for member in members[: _chat.QUOTED_IN_GROUP]:
+        message = member.event.message
+        blocks.append({"type": "section", "text": _mrkdwn(quoted(_chat.body(message)))})
+        blocks.append({"type": "context", "elements": [_mrkdwn(
+            _chat.cut(f"{escape(_chat.sender(message))} · {_time(message)}", SECTION_LIMIT))]})
+    rest = len(members) - _chat.QUOTED_IN_GROUP
+    if rest > 0:
+        more = f"{_chat.ELLIPSIS}and {rest} more"
+        blocks.append({"type": "context", "elements": [_mrkdwn(more)]})
+    return blocks
+
+
+def _fallback(delivery: Delivery) -> str:
+    members = members_of(delivery)
+    title = _chat.summary(delivery) if len(members) > 1 else _chat.headline(delivery)
+    first = delivery.event.message
+    text = f"{title} in {delivery.event.room}: {_chat.sender(first)}: {_chat.body(first)}"
+    return escape(_chat.cut(" ".join(text.split()), FALLBACK_LIMIT))
+
+
+def slack_payload(delivery: Delivery) -> dict[str, Any]:
+    """The incoming-webhook JSON for one delivery (or one group of them)."""
+    if len(members_of(delivery)) > 1:
+        blocks = _group_blocks(delivery)
+    else:
+        blocks = [_header(_chat.headline(delivery)),
+                  *_message_blocks(delivery.event.room, delivery.event.message)]
+    if len(blocks) > MAX_BLOCKS:
+        blocks = [*blocks[: MAX_BLOCKS - 1],
+                  {"type": "context", "elements": [_mrkdwn(f"{_chat.ELLIPSIS} (cut)")]}]
+    return {"text": _fallback(delivery), "blocks": blocks}
+
+
+def formatter(_webhook: Webhook) -> Callable[[Delivery], Payload]:
+    """The payload function of a ``slack`` webhook."""
+
+    def format_delivery(delivery: Delivery) -> Payload:
+        body = json.dumps(slack_payload(delivery), ensure_ascii=False, separators=(",", ":"))
+        return Payload(body.encode(), signed=False)
+
+    return format_delivery

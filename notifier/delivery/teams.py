@@ -1,0 +1,111 @@
+"""The ``teams`` format: an Adaptive Card in the message a Teams Workflows webhook expects.
+
+``{"type": "message", "attachments": [{"contentType":
+"application/vnd.microsoft.card.adaptive", "content": <card>}]}``; old Office 365
+connector URLs accept the same. The card (version 1.4, every TextBlock wrapping) shows
+the rules, the quoted message, the room, the sender, the time and image links, and the
+whole payload is kept under Teams' 28 KB limit by shortening the quoted text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from notifier.config import Webhook
+from notifier.delivery import _chat
+from notifier.delivery.formats import Payload
+from notifier.delivery.grouping import members_of
+from notifier.events import Delivery
+
+__all__ = ["CARD_VERSION", "MAX_BYTES", "card", "formatter", "teams_payload"]
+
+CARD_VERSION = "1.4"
+#: Teams refuses messages over 28 KB; leave room for the HTTP envelope.
+MAX_BYTES = 27 * 1024
+#: The longest quote tried first; shortened until the payload fits MAX_BYTES.
+FIRST_LIMIT = 8000
+MIN_LIMIT = 200
+ADAPTIVE = "application/vnd.microsoft.card.adaptive"
+
+Element = dict[str, Any]
+
+
+def _text(text: str, **style: Any) -> Element:
+    return {"type": "TextBlock", "text": text, "wrap": True, **style}
+
+
+def _quote(message: Mapping[str, Any], limit: int) -> Element:
+    return {"type": "Container", "style": "emphasis",
+            "items": [_text(_chat.cut(_chat.body(message), limit))]}
+
+
+def _images(message: Mapping[str, Any]) -> list[Element]:
+    urls = _chat.images(message)
+    if not urls:
+        return []
+    links = " · ".join(f"[image {i}]({u})" for i, u in enumerate(urls, 1))
+    return [_text(f"Images: {links}", size="Small")]
+
+
+def _single(delivery: Delivery, limit: int) -> list[Element]:
+    message = delivery.event.message
+    facts = [("Room", delivery.event.room), ("From", _chat.sender(message)),
+             ("Time", _chat.when(message))]
+    return [
+        _text(_chat.headline(delivery), weight="Bolder", size="Medium"),
+        _quote(message, limit),
+        {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in facts]},
+        *_images(message),
+    ]
+
+
+def _group(delivery: Delivery, limit: int) -> list[Element]:
+    members = members_of(delivery)
+    body: list[Element] = [_text(_chat.summary(delivery), weight="Bolder", size="Medium")]
+    for member in members[: _chat.QUOTED_IN_GROUP]:
+        message = member.event.message
+        body.append(_quote(message, limit))
+        body.append(_text(f"{_chat.sender(message)} · {_chat.when(message)}",
+                          isSubtle=True, size="Small", spacing="None"))
+    rest = len(members) - _chat.QUOTED_IN_GROUP
+    if rest > 0:
+        body.append(_text(f"{_chat.ELLIPSIS}and {rest} more", isSubtle=True))
+    return body
+
+
+def card(delivery: Delivery, limit: int = FIRST_LIMIT) -> dict[str, Any]:
+    """The Adaptive Card for a delivery (or a group), quotes cut to ``limit`` characters."""
+    grouped = len(members_of(delivery)) > 1
+    return {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": CARD_VERSION,
+        "body": _group(delivery, limit) if grouped else _single(delivery, limit),
+    }
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def teams_payload(delivery: Delivery) -> bytes:
+    """The message JSON, shortened until it is at most MAX_BYTES."""
+    limit = FIRST_LIMIT
+    while True:
+        document = {"type": "message", "attachments": [
+            {"contentType": ADAPTIVE, "contentUrl": None, "content": card(delivery, limit)}]}
+        encoded = _encode(document)
+        if len(encoded) <= MAX_BYTES or limit <= MIN_LIMIT:
+            return encoded
+        limit = max(MIN_LIMIT, limit * MAX_BYTES // len(encoded) - 50)
+
+
+def formatter(_webhook: Webhook) -> Callable[[Delivery], Payload]:
+    """The payload function of a ``teams`` webhook."""
+
+    def format_delivery(delivery: Delivery) -> Payload:
+        return Payload(teams_payload(delivery), signed=False)
+
+    return format_delivery

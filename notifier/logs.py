@@ -1,0 +1,144 @@
+"""Logging set-up: human-readable text or one JSON object per line, always redacted.
+
+The redaction filter sits on the handler, so every record is cleaned whatever its logger
+or level: the config's secrets (API key, webhook secrets, header values, webhook URLs,
+the admin token) are replaced by their names, and anything shaped like a credential
+(``Authorization`` values, bearer tokens, ``whsec_`` secrets, ``user:password@`` in a URL)
+is masked even when it is not in the config.
+
+JSON lines carry ``time``, ``level``, ``logger`` and ``event`` (the message) always, and
+``room``, ``webhook``, ``event_id``, ``attempt``, ``status``, ``duration`` (seconds) and
+``error`` (a traceback) when the line is about one of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import IO, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from notifier.config import Config
+
+__all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "config_secrets", "setup_logging"]
+
+#: The optional structured fields, in output order (``extra={...}`` in a log call).
+FIELDS = ("room", "webhook", "event_id", "attempt", "status", "duration")
+_TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+_MIN_SECRET = 4  # shorter values would redact ordinary words
+
+#: Credential shapes masked even when the config does not name them.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+(\s+[^'\"\s,}]+)?"),
+     r"\1[REDACTED]"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), r"\1 [REDACTED]"),
+    (re.compile(r"whsec_[A-Za-z0-9+/=]+"), "whsec_[REDACTED]"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@"), r"\1[REDACTED]@"),
+)
+
+
+def config_secrets(config: Config) -> dict[str, str]:
+    """Every secret value of ``config``, mapped to the name shown in its place."""
+    found: dict[str, str] = {config.roomlio.api_key: "roomlio.api_key"}
+    if config.server is not None and config.server.admin_token:
+        found[config.server.admin_token] = "server.admin_token"
+    for name, hook in config.webhooks.items():
+        found[hook.url] = f"webhooks.{name}.url"
+        found.update(_url_parts(hook.url, f"webhooks.{name}.url"))
+        for key in hook.secrets:
+            encoded = base64.b64encode(key).decode()
+            found[encoded] = found["whsec_" + encoded] = f"webhooks.{name}.secret"
+        for header, value in hook.headers.items():
+            found[value] = f"webhooks.{name}.headers.{header}"
+            found.update({part: f"webhooks.{name}.headers.{header}" for part in value.split()[1:]})
+    return {value: name for value, name in found.items() if len(value) >= _MIN_SECRET}
+
+
+def _url_parts(url: str, name: str) -> dict[str, str]:
+    """The parts of a URL that often carry tokens: credentials, query values, the path."""
+    parts = urlsplit(url)
+    found = {value: name for value in (parts.username, parts.password) if value}
+    found.update({value: name for _, value in parse_qsl(parts.query) if value})
+    if parts.path.strip("/"):
+        found[parts.path] = name  # Slack-style URLs keep the token in the path
+    return found
+
+
+class RedactionFilter(logging.Filter):
+    """Replace secrets in a record's message, arguments, traceback and fields."""
+
+    def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self._secrets = sorted((secrets or {}).items(), key=lambda item: -len(item[0]))
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret and credential shape masked."""
+        for value, name in self._secrets:
+            if value in text:
+                text = text.replace(value, f"[{name}]")
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None  # the cleaned exc_text is what gets written
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        for key in FIELDS:
+            value = record.__dict__.get(key)
+            if isinstance(value, str):
+                setattr(record, key, self.redact(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line with a stable set of fields (see the module docstring)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key in FIELDS:
+            value = record.__dict__.get(key)
+            if value is not None:
+                line[key] = value
+        if record.exc_text:
+            line["error"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", *,
+                  secrets: Mapping[str, str] | None = None,
+                  stream: IO[str] | None = None) -> logging.Handler:
+    """Send the notifier's logs (and its libraries') to ``stream``, redacted; idempotent."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(RedactionFilter(secrets))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_notifier", False)]:
+        root.removeHandler(old)
+    handler._notifier = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+    _quiet(("aiohttp.access",), logging.WARNING)
+    return handler
+
+
+def _quiet(names: Iterable[str], level: int) -> None:
+    for name in names:
+        logging.getLogger(name).setLevel(level)

@@ -1,0 +1,228 @@
+"""The ops listener's aiohttp app: /metrics, /healthz, /readyz, the status page, admin actions.
+
+Reads go through the running Service (its store, tailers and sender) and the Board;
+state-changing requests (replay, enable) need ``Authorization: Bearer <admin_token>``
+and are refused (403) when no token is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from notifier.errors import StoreError
+from notifier.logs import RedactionFilter
+from notifier.server.board import Board
+from notifier.server.metrics import CONTENT_TYPE, Metrics
+from notifier.service import Service
+from notifier.store import DeadLetter, RoomState, StoreStats, WebhookState
+
+__all__ = ["OpsState", "make_app"]
+
+#: How long /readyz waits for the store before calling it unreachable.
+STORE_TIMEOUT = 2.0
+#: Dead letters listed on the status page at most.
+DEAD_LETTER_LIMIT = 200
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class OpsState:
+    """What the handlers share: the service, its board and metrics, the stop event."""
+
+    def __init__(self, service: Service, board: Board, metrics: Metrics,
+                 stop: asyncio.Event, redactor: RedactionFilter) -> None:
+        self.service, self.board, self.metrics = service, board, metrics
+        self.stop, self.redactor = stop, redactor
+        server = service.config.server
+        self.admin_token = server.admin_token if server else None
+        self.room_limit = server.room_metrics_limit if server else 500
+
+    def states(self) -> dict[str, RoomState | None]:
+        return {name: tailer.state for name, tailer in self.service.tailers.items()}
+
+    async def webhook_states(self) -> dict[str, WebhookState]:
+        """Each webhook's saved health (breaker, disabled), as the sender last saved it."""
+        store = self.service.store
+        if store is None:
+            return {}
+        async with asyncio.timeout(STORE_TIMEOUT):
+            return await store.webhook_states()
+
+    async def breakers(self) -> dict[str, str]:
+        """Each configured webhook's breaker state ("closed" when none was saved)."""
+        try:
+            saved = await self.webhook_states()
+        except (StoreError, TimeoutError):
+            saved = {}
+        return {name: saved[name].breaker if name in saved else "closed"
+                for name in self.service.config.webhooks}
+
+    async def stats(self) -> StoreStats | None:
+        store = self.service.store
+        if store is None:
+            return None
+        async with asyncio.timeout(STORE_TIMEOUT):
+            return await store.stats()
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, default=str))
+
+
+def _ops(request: web.Request) -> OpsState:
+    state: OpsState = request.app[OPS]
+    return state
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """The process is alive and its event loop answers."""
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the state store answers, every room was polled once, not shutting down."""
+    ops = _ops(request)
+    checks: dict[str, str] = {}
+    try:
+        checks["store"] = "ok" if await ops.stats() is not None else "not open yet"
+    except (StoreError, TimeoutError) as exc:
+        checks["store"] = f"unreachable: {ops.redactor.redact(str(exc)) or 'timed out'}"
+    checks["first_poll"] = "ok" if ops.board.first_poll_done else "waiting"
+    checks["shutdown"] = "shutting down" if ops.stop.is_set() else "ok"
+    ready = all(value == "ok" for value in checks.values())
+    return _json({"status": "ready" if ready else "not ready", "checks": checks},
+                 200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; store gauges are read now (left as they were if it fails)."""
+    ops = _ops(request)
+    try:
+        stats = await ops.stats()
+    except (StoreError, TimeoutError):
+        stats = None
+    ops.metrics.refresh(outbox=stats.outbox if stats else None,
+                        dead_letters=stats.dead_letters if stats else None,
+                        rooms=ops.board.room_views(ops.states()),
+                        breakers=await ops.breakers())
+    return web.Response(body=ops.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def status_page(_request: web.Request) -> web.Response:
+    """The status page: static HTML whose script reads /api/status."""
+    page = resources.files("notifier.server").joinpath("status.html").read_text("utf-8")
+    return web.Response(text=page, content_type="text/html",
+                        headers={"Cache-Control": "no-store"})
+
+
+async def status_api(request: web.Request) -> web.Response:
+    """Everything the status page shows, as JSON."""
+    ops = _ops(request)
+    dead: list[DeadLetter] = []
+    stats = None
+    store = ops.service.store
+    try:
+        if store is not None:
+            dead = (await store.dead_letters())[-DEAD_LETTER_LIMIT:]
+            stats = await ops.stats()
+    except (StoreError, TimeoutError):
+        pass
+    try:
+        saved = await ops.webhook_states()
+    except (StoreError, TimeoutError):
+        saved = {}
+    snap = ops.board.snapshot(states=ops.states(), webhooks=saved, dead_letters=dead,
+                              outbox=stats.outbox if stats else None)
+    snap["dead_letters_total"] = stats.dead_letters if stats else len(dead)
+    snap["admin"] = ops.admin_token is not None
+    return _json(_redacted(snap, ops.redactor))
+
+
+def _redacted(value: Any, redactor: RedactionFilter) -> Any:
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, list):
+        return [_redacted(v, redactor) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v, redactor) for k, v in value.items()}
+    return value
+
+
+def _authorized(request: web.Request) -> web.Response | None:
+    """None when the request carries the admin token; else the refusal to send."""
+    token = _ops(request).admin_token
+    if token is None:
+        return _json({"error": "admin actions are disabled: set server.admin_token"}, 403)
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return _json({"error": "missing or wrong admin token"}, 401)
+    return None
+
+
+async def replay(request: web.Request) -> web.Response:
+    """Put dead letters back in the outbox: body ``{"ids": [...]}`` or ``{"all": true}``."""
+    refused = _authorized(request)
+    if refused is not None:
+        return refused
+    ops = _ops(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    every = isinstance(body, dict) and body.get("all") is True
+    ids = body.get("ids") if isinstance(body, dict) else None
+    if not every and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+        return _json({"error": 'send {"ids": ["msg_…"]} or {"all": true}'}, 400)
+    store = ops.service.store
+    if store is None:
+        return _json({"error": "the state store is not open yet"}, 503)
+    if every or not isinstance(ids, list):
+        ids = [d.delivery.id for d in await store.dead_letters()]
+    moved = await store.requeue_dead_letters(ids, time.time())
+    if ops.service.sender is not None:
+        ops.service.sender.poke()
+    return _json({"replayed": moved})
+
+
+async def enable_webhook(request: web.Request) -> web.Response:
+    """Turn a disabled webhook back on and reset its breaker."""
+    refused = _authorized(request)
+    if refused is not None:
+        return refused
+    ops = _ops(request)
+    name = request.match_info["name"]
+    if name not in ops.service.config.webhooks:
+        return _json({"error": f"unknown webhook {name!r}"}, 404)
+    store = ops.service.store
+    if store is None:
+        return _json({"error": "the state store is not open yet"}, 503)
+    was = (await store.webhook_states()).get(name)
+    # as `notifier webhook enable`: a fresh state; the sender adopts it on its next refresh
+    await store.save_webhook_state(WebhookState(
+        name, last_success_at=was.last_success_at if was else None))
+    return _json({"enabled": name, "was_disabled": bool(was and was.disabled)})
+
+
+OPS = web.AppKey("ops", OpsState)
+
+
+def make_app(state: OpsState) -> web.Application:
+    """The aiohttp application for ``state``."""
+    app = web.Application()
+    app[OPS] = state
+    app.router.add_get("/", status_page)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/status", status_api)
+    app.router.add_post("/api/dead-letters/replay", replay)
+    app.router.add_post("/api/webhooks/{name}/enable", enable_webhook)
+    return app

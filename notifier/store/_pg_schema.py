@@ -1,0 +1,111 @@
+"""The PostgreSQL schema, its versioned migrations, and how a connection URL is shown.
+
+Migrations run in one transaction under ``pg_advisory_xact_lock``, so several instances
+starting together migrate once: the others wait for the lock, then find the schema at
+the current version. A database whose ``notifier_meta`` names a newer version is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from notifier.errors import StoreError
+
+__all__ = ["APPLICATION", "MIGRATIONS", "SCHEMA_VERSION", "migrate", "safe_url"]
+
+APPLICATION = "roomlio-notifier"
+#: The advisory lock key taken while migrating ("RNOT" as an integer).
+MIGRATION_LOCK = 0x524E4F54
+
+#: ``MIGRATIONS[n]`` takes a database from schema version ``n`` to ``n + 1``.
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """CREATE TABLE notifier_rooms (
+            room TEXT PRIMARY KEY, cursor TEXT, last_id TEXT, high_water TEXT,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        # The message is kept as JSON text, not jsonb: jsonb would reorder keys and
+        # round numbers beyond 64 bits, and the webhook must get the message as received.
+        """CREATE TABLE notifier_events (
+            seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+            room TEXT NOT NULL, message TEXT NOT NULL, rules TEXT NOT NULL,
+            detected_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX notifier_events_detected_at ON notifier_events (detected_at)",
+        """CREATE TABLE notifier_outbox (
+            id TEXT PRIMARY KEY, event_seq BIGINT NOT NULL REFERENCES notifier_events (seq),
+            webhook TEXT NOT NULL, rules TEXT NOT NULL, attempts INTEGER NOT NULL,
+            next_attempt_at DOUBLE PRECISION NOT NULL, claimed_by TEXT,
+            claimed_until DOUBLE PRECISION, last_status INTEGER, last_error TEXT,
+            created_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX notifier_outbox_due ON notifier_outbox (next_attempt_at, id)",
+        "CREATE INDEX notifier_outbox_lane ON notifier_outbox (webhook, next_attempt_at, id)",
+        "CREATE INDEX notifier_outbox_event ON notifier_outbox (event_seq)",
+        """CREATE TABLE notifier_dead_letters (
+            id TEXT PRIMARY KEY, event_seq BIGINT NOT NULL REFERENCES notifier_events (seq),
+            webhook TEXT NOT NULL, rules TEXT NOT NULL, attempts INTEGER NOT NULL,
+            last_status INTEGER, last_error TEXT NOT NULL,
+            failed_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX notifier_dead_letters_event ON notifier_dead_letters (event_seq)",
+        # Times in these two tables are the database's clock, never a host's: leases
+        # must not depend on the hosts' clocks agreeing.
+        """CREATE TABLE notifier_instances (
+            id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL)""",
+        """CREATE TABLE notifier_leases (
+            room TEXT PRIMARY KEY, owner TEXT, acquired_at DOUBLE PRECISION,
+            expires_at DOUBLE PRECISION NOT NULL, fence BIGINT NOT NULL DEFAULT 0)""",
+        "CREATE INDEX notifier_leases_owner ON notifier_leases (owner)",
+    ),
+    (
+        # Delivery operations: each webhook's breaker, failure streak and disablement.
+        """CREATE TABLE notifier_webhook_state (
+            webhook TEXT PRIMARY KEY, breaker TEXT NOT NULL, opened_at DOUBLE PRECISION,
+            failing_since DOUBLE PRECISION, last_success_at DOUBLE PRECISION,
+            disabled_at DOUBLE PRECISION, disabled_reason TEXT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX notifier_dead_letters_failed_at ON notifier_dead_letters (failed_at)",
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_META = "CREATE TABLE IF NOT EXISTS notifier_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, fit for logs and messages."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if _port(parts) else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def _port(parts: Any) -> int | None:
+    try:
+        return int(parts.port) if parts.port else None
+    except ValueError:
+        return None
+
+
+async def migrate(conn: Any, where: str) -> tuple[int, int]:
+    """Bring the schema to SCHEMA_VERSION; return (version found, version now)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(_META)
+        rows = dict(await conn.fetch("SELECT key, value FROM notifier_meta"))
+        if rows and rows.get("application") != APPLICATION:
+            raise StoreError(f"{where} holds a notifier_meta table that is not "
+                             f"{APPLICATION}'s; use another database")
+        found = int(rows.get("schema_version", "0"))
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"{where} was written by a newer notifier (schema version {found}, this one "
+                f"knows up to {SCHEMA_VERSION}); upgrade the notifier")
+        for migration in MIGRATIONS[found:]:
+            for statement in migration:
+                await conn.execute(statement)
+        await conn.executemany(
+            "INSERT INTO notifier_meta (key, value) VALUES ($1, $2)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION))])
+    return found, SCHEMA_VERSION

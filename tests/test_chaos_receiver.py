@@ -1,0 +1,211 @@
+"""Webhook receivers misbehaving: errors, slowness, refused and dropped connections.
+
+Whatever the receiver does, every event ends up accepted; an event is sent again only
+under its one webhook-id, with the same body; the other webhook is not held up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
+from notifier.testing._server import LocalServer
+from tests.chaos import (
+    PATIENT,
+    LogWatch,
+    Traffic,
+    assert_no_secrets,
+    deliveries_complete,
+    measure,
+    serve,
+    webhooks_with_tokens,
+    write_config,
+)
+from tests.conftest import API_KEY, SECRET
+
+pytestmark = pytest.mark.chaos
+
+TIMEOUT = 0.3
+FAULTS: dict[str, Callable[[random.Random], Fault]] = {
+    "500": lambda rng: Fault.status(500),
+    "502": lambda rng: Fault.status(502),
+    "503 Retry-After": lambda rng: Fault.status(503, retry_after=rng.choice([0, 0.1, 0.25])),
+    "429": lambda rng: Fault.status(429),
+    "429 Retry-After": lambda rng: Fault.status(429, retry_after=0.1),
+    "408": lambda rng: Fault.status(408),
+    "slow past the timeout, then 200": lambda rng: Fault.delay(TIMEOUT + rng.uniform(0.05, 0.3)),
+    "slow but in time": lambda rng: Fault.delay(TIMEOUT / 4),
+    "connection dropped": lambda rng: Fault.DROP,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_random_receiver_faults_lose_nothing_and_repeat_only_by_webhook_id(
+        tmp_path, caplog, long_run):
+    """Errors, 429s, timeouts, late 200s and drops at random: all arrive, ids stable."""
+    caplog.set_level(logging.DEBUG)
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    rounds = 300 if long_run else 25
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        rooms = ["r1", "r2", "r3"]
+        for room in rooms:
+            emu.add_room(key=room)
+        traffic = Traffic(emu, rooms, rng)
+        config = write_config(tmp_path, emu.url, rx.url, rooms=rooms,
+                              delivery={"timeout": f"{TIMEOUT}s", **PATIENT, "max_in_flight": 4})
+        injected: Counter[str] = Counter()
+        async with serve(config) as run:
+            for _ in range(rounds):
+                traffic.step(rng.randint(1, 3))
+                for _ in range(rng.randint(0, 3)):
+                    name = rng.choice(list(FAULTS))
+                    rx.inject(FAULTS[name](rng), path=rng.choice([None, "/crm", "/mod"]),
+                              times=rng.randint(1, 3))
+                    injected[name] += 1
+                await asyncio.sleep(rng.uniform(0.02, 0.08))  # the pace of the chat
+            await deliveries_complete(run, traffic, rx)
+    answered = Counter(a.status for a in rx.attempts)
+    late_ids = {r.webhook_id for r in rx.late}
+    figures = measure(f"receiver chaos, seed {seed}", traffic, rx,
+                      attempts=len(rx.attempts), answers=dict(answered),
+                      late_200s=len(rx.late), faults_injected=sum(injected.values()))
+    figures.check()
+    assert rx.late and answered[500] and answered[429], "the faults did not happen"
+    assert late_ids <= rx.unique_ids(), "an event answered late was not sent again"
+    assert_no_secrets(caplog.text, "the logs")
+
+
+async def test_a_refused_connection_is_retried_until_the_receiver_comes_up(tmp_path, caplog):
+    """Nothing listens on the webhook's port for a while; then everything arrives."""
+    caplog.set_level(logging.DEBUG)
+    port = free_port()
+    async with RoomlioEmulator(api_key=API_KEY) as emu:
+        emu.add_room(key="r1")
+        traffic = Traffic(emu, ["r1"], random.Random())
+        url = f"http://127.0.0.1:{port}"
+        config = write_config(tmp_path, emu.url, url, rooms=["r1"],
+                              webhooks=webhooks_with_tokens(url),
+                              delivery={**PATIENT})
+        with LogWatch() as logs:
+            async with serve(config) as run:
+                traffic.step(8)
+                await run.until(logs.wait_for(lambda w: w.count("cannot connect") >= 6))
+                traffic.step(4)
+                async with WebhookReceiver({"/crm": SECRET, "/mod": SECRET},
+                                           port=port) as rx:
+                    await deliveries_complete(run, traffic, rx, timeout=20)
+    figures = measure("connection refused, then up", traffic, rx,
+                      refused_attempts=logs.count("cannot connect"))
+    figures.check()
+    assert_no_secrets(caplog.text, "the logs")
+
+
+class Saboteur:
+    """A proxy before a receiver that cuts connections mid-body, request or response."""
+
+    def __init__(self, target: str, plan: Callable[[], str]) -> None:
+        self.target, self.plan = target, plan
+        self.done: Counter[str] = Counter()
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.server = LocalServer(app)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> str:
+        self._session = aiohttp.ClientSession()
+        return await self.server.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.stop()
+        assert self._session is not None
+        await self._session.close()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        action = self.plan()
+        self.done[action] += 1
+        if action == "cut request":
+            await request.content.readany()  # the first chunk of the body, not all of it
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=499)
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower().startswith("webhook-") or k.lower() == "content-type"}
+        assert self._session is not None
+        async with self._session.post(self.target + request.path_qs, data=body,
+                                      headers=headers) as answer:
+            status, text = answer.status, await answer.read()
+        if action != "cut response":
+            return web.Response(status=status, body=text)
+        response = web.StreamResponse(status=status)
+        response.content_length = len(text) + 1000
+        await response.prepare(request)
+        await response.write(text[:1])
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+
+async def test_connections_dropped_mid_body_are_retried_under_the_same_webhook_id(
+        tmp_path, caplog):
+    """Cut mid-request (nothing received) or mid-response (received, answer lost)."""
+    caplog.set_level(logging.DEBUG)
+    rng = random.Random()
+    saboteur = Saboteur("", lambda: rng.choices(["cut request", "cut response", "pass"],
+                                                (3, 3, 4))[0])
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        saboteur.target = rx.url
+        async with saboteur as url:
+            emu.add_room(key="r1")
+            traffic = Traffic(emu, ["r1"], rng)
+            config = write_config(tmp_path, emu.url, url, rooms=["r1"],
+                                  delivery={**PATIENT})
+            async with serve(config) as run:
+                for i in range(12):
+                    # every third body is big, so a request can be cut half-way through
+                    traffic.post("r1", "refund", body=f"refund {i} " + "x" * 300_000
+                                 if i % 3 == 0 else None)
+                    traffic.step(1)
+                await deliveries_complete(run, traffic, rx, timeout=30)
+    figures = measure("dropped mid-body", traffic, rx, **dict(saboteur.done))
+    figures.check()
+    assert saboteur.done["cut request"] and saboteur.done["cut response"]
+    assert_no_secrets(caplog.text, "the logs")
+
+
+@pytest.mark.parametrize("retry_after", ["1", "http-date"])
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_receivers_retry_after_is_honoured(emulator, receiver, make_config,
+                                                  status, retry_after):
+    """The next attempt comes no earlier than the receiver's Retry-After asked."""
+    emulator.add_room(key="r1")
+    emulator.post("r1", "refund please")
+    value = retry_after
+    if retry_after == "http-date":
+        value = email.utils.formatdate(time.time() + 2, usegmt=True)
+    receiver.inject(Fault.status(status, retry_after=value), path="/crm")
+    async with serve(make_config(rooms=["r1"], delivery={"max_backoff": "50ms"})) as run:
+        await run.until(receiver.wait_count(1, timeout=10))
+    first, second = (a for a in receiver.attempts if a.path == "/crm")
+    assert first.status == status and second.status == 200
+    assert second.at - first.at >= 0.95
+    assert first.webhook_id == second.webhook_id
