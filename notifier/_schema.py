@@ -305,7 +305,7 @@ def _rule(r: Reader, item: Any, path: Path, filters: dict[str, Conv[str]],
         return None
     given = {key: r.values(m, path, key, conv) for key, conv in filters.items()}
     notify = choice(webhooks, "webhook", "known") if webhooks else text
-    sets = {key: frozenset(given[key] or ()) if given[key] is not None else None
+    sets: dict[str, Any] = {key: frozenset(given[key] or ()) if given[key] is not None else None
             for key in ("rooms", "message_type", "user_type")}
     name = r.value(m, path, "name", text, "")
     return Rule(

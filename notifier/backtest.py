@@ -67,6 +67,8 @@ class Tally:
     per_rule: Counter[str] = field(default_factory=Counter)
     per_webhook: Counter[str] = field(default_factory=Counter)
     samples: dict[str, list[Sample]] = field(default_factory=dict)
+    blocked_by: dict[str, Counter[str]] = field(default_factory=dict)
+    """Per rule, how often each condition was the first one a message failed."""
 
     def add(self, matcher: Matcher, room: Room, message: Mapping[str, Any],
             names: Collection[str]) -> None:
@@ -78,6 +80,11 @@ class Tally:
             matched = matcher.explain(message, kind, names)
             webhooks = {w for m in matched for w in routes.get(m.rule, ())}
             self.per_webhook.update(webhooks)
+            hit = {m.rule for m in matched}
+            for rule in matcher.rule_names:
+                if rule not in hit:
+                    why = matcher.why_not(rule, message, kind, names) or "?"
+                    self.blocked_by.setdefault(rule, Counter())[why] += 1
             for m in matched:
                 self.per_rule[m.rule] += 1
                 kept = self.samples.setdefault(m.rule, [])
@@ -90,12 +97,21 @@ class Tally:
         """Rules that matched nothing in the history read."""
         return [rule.name for rule in self.config.rules if not self.per_rule[rule.name]]
 
+    def blocker(self, rule: str) -> str:
+        """``link_type (100%)``: the condition that most often stopped ``rule``."""
+        counts = self.blocked_by.get(rule)
+        if not counts:
+            return "no message"
+        condition, n = counts.most_common(1)[0]
+        return f"{condition} ({n / sum(counts.values()):.0%})"
+
     def as_json(self) -> dict[str, Any]:
         """The report as plain data (``--json``)."""
         return {
             "messages": self.messages,
             "rules": {rule.name: {"matches": self.per_rule[rule.name],
-                                  "samples": [vars(s) for s in self.samples.get(rule.name, [])]}
+                                  "samples": [vars(s) for s in self.samples.get(rule.name, [])],
+                                  "stopped_by": dict(self.blocked_by.get(rule.name, {}))}
                       for rule in self.config.rules},
             "webhooks": {name: self.per_webhook[name] for name in self.config.webhooks},
             "never_matched": self.never_matched(),

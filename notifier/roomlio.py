@@ -8,6 +8,7 @@ and never skips or advances past it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +87,8 @@ class RoomlioClient:
         if status != 200:
             raise _status_error(method, status, raw, retry_after)
         try:
-            return json.loads(raw)
+            body = json.loads(raw)
+            return _scrub_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise RoomlioTransientError(f"{method}: answer is not valid JSON ({exc})") from None
 
@@ -128,6 +130,22 @@ class RoomlioClient:
                         self._on_error(exc)
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: A JSON escape of a UTF-16 surrogate: the only way a lone one can get into a string.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _scrub_surrogates(value: Any) -> Any:
+    """``value`` with lone surrogates (valid JSON escapes, but no UTF-8 can carry them to
+    the store or a webhook) replaced by U+FFFD, as Go's JSON decoder does."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_scrub_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrub_surrogates(k): _scrub_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def _status_error(method: str, status: int, raw: bytes,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from notifier._fields import MISSING, Reader, choice, text
-from notifier._yaml import Doc
+from notifier._yaml import Doc, Path
 from notifier.config import Config
 from notifier.errors import Problem
 from notifier.events import NEVER_EDITED
@@ -81,13 +81,13 @@ class CaseResult:
 def read_cases(doc: Doc, file: str, config: Config) -> tuple[list[Case], list[Problem]]:
     """The cases in ``doc`` (a list, or a mapping with ``cases:``), checked against ``config``."""
     r = Reader(doc, file, lambda _path: False)
-    data, base = doc.data, ()
+    data, base = doc.data, cast(Path, ())
     if isinstance(data, dict) and set(data) == {"cases"}:
         data, base = data["cases"], ("cases",)
     rule = choice([x.name for x in config.rules], "rule", "rules in the config")
     cases = []
     for i, item in enumerate(r.sequence(data if data is not None else [], base)):
-        path = (*base, i)
+        path: Path = (*base, i)
         m = r.mapping(item, path, CASE_KEYS, required=("message",))
         if m is None:
             continue

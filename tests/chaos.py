@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,6 +67,20 @@ def assert_no_secrets(text: str, where: str) -> None:
     """No API key, webhook secret, URL token or header value in ``text``."""
     for secret in SECRETS:
         assert secret not in text, f"{where} shows a secret ({secret[:8]}…)"
+
+
+def rounds(long_run: bool, short: int, long: int) -> Iterator[int]:
+    """Round numbers for a chaos loop: ``short`` of them, ``long`` under ``--long``, or
+    under ``--long`` with NOTIFIER_SOAK_SECONDS=N as many as fit in N seconds."""
+    seconds = float(os.environ.get("NOTIFIER_SOAK_SECONDS", "0")) if long_run else 0.0
+    if seconds <= 0:
+        yield from range(long if long_run else short)
+        return
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        yield i
+        i += 1
 
 
 # -- traffic ---------------------------------------------------------------------------
@@ -165,6 +179,11 @@ def _key(received: Any) -> tuple[str, str, str] | None:
         return received.path.strip("/"), str(message["id"]), str(message["editedAt"])
     except (TypeError, KeyError):
         return None
+
+
+def accepted_keys(rx: WebhookReceiver) -> set[tuple[str, str, str]]:
+    """Each (webhook, message id, editedAt) the receiver accepted."""
+    return set(_accepted(rx))
 
 
 def _accepted(rx: WebhookReceiver) -> dict[tuple[str, str, str], float]:

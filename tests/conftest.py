@@ -147,3 +147,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def long_run(request: pytest.FixtureRequest) -> bool:
     """Whether the suite runs as a soak (``pytest --long``)."""
     return bool(request.config.getoption("--long"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--long"):
+        for item in items:  # a soak runs as long as it was asked to
+            item.add_marker(pytest.mark.timeout(0))

@@ -28,6 +28,7 @@ from tests.chaos import (
     assert_no_secrets,
     deliveries_complete,
     measure,
+    rounds,
     serve,
     webhooks_with_tokens,
     write_config,
@@ -62,7 +63,6 @@ async def test_random_receiver_faults_lose_nothing_and_repeat_only_by_webhook_id
     caplog.set_level(logging.DEBUG)
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    rounds = 300 if long_run else 25
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
         rooms = ["r1", "r2", "r3"]
@@ -73,7 +73,7 @@ async def test_random_receiver_faults_lose_nothing_and_repeat_only_by_webhook_id
                               delivery={"timeout": f"{TIMEOUT}s", **PATIENT, "max_in_flight": 4})
         injected: Counter[str] = Counter()
         async with serve(config) as run:
-            for _ in range(rounds):
+            for _ in rounds(long_run, 25, 300):
                 traffic.step(rng.randint(1, 3))
                 for _ in range(rng.randint(0, 3)):
                     name = rng.choice(list(FAULTS))

@@ -16,12 +16,12 @@ import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from notifier.errors import StoreError
+from notifier.service import ServiceHooks
 from notifier.store.sqlite import SQLiteStore
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.chaos import (
@@ -31,10 +31,11 @@ from tests.chaos import (
     assert_no_secrets,
     deliveries_complete,
     measure,
+    rounds,
     serve,
     write_config,
 )
-from tests.conftest import API_KEY, SECRET, TEST_ENV, notifier_command
+from tests.conftest import API_KEY, SECRET, TEST_ENV, Outcomes, notifier_command
 
 pytestmark = pytest.mark.chaos
 
@@ -157,7 +158,6 @@ async def test_random_store_failures_are_retried_and_lose_nothing(tmp_path, capl
     caplog.set_level(logging.DEBUG)
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    rounds = 200 if long_run else 20
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
         for room in ("r1", "r2", "r3"):
@@ -167,7 +167,7 @@ async def test_random_store_failures_are_retried_and_lose_nothing(tmp_path, capl
                               delivery={**PATIENT})
         store = FlakyStore(SQLiteStore(config.state, exclusive=True), rng, rate=0.15)
         async with serve(config, store=store) as run:  # type: ignore[arg-type]
-            for _ in range(rounds):
+            for _ in rounds(long_run, 20, 200):
                 traffic.step(rng.randint(1, 3))
                 if rng.random() < 0.3:
                     rx.inject(Fault.status(503), times=rng.randint(1, 3))
@@ -179,12 +179,6 @@ async def test_random_store_failures_are_retried_and_lose_nothing(tmp_path, capl
     figures.check()
     assert sum(store.failures.values()) >= 10, "the faults did not happen"
     assert_no_secrets(caplog.text, "the logs")
-
-
-async def _eventually(predicate: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.05)  # nothing to await: the state lives in the store
 
 
 @pytest.mark.parametrize(("fails", "answers"), [
@@ -201,15 +195,13 @@ async def test_a_store_error_while_recording_an_attempt_does_not_strand_the_deli
         {"name": "refunds", "keywords": ["refund"], "notify": ["crm"]}])
     store = FlakyStore(SQLiteStore(config.state, exclusive=True), random.Random(), rate=0)
     store.fail_next[fails] = 1
-    letters = 1 if fails == "dead_letter" else 0
-
-    async def settled() -> bool:
+    outcomes = Outcomes()
+    async with serve(config, store=store, hooks=ServiceHooks(on_outcome=outcomes)) as run:  # type: ignore[arg-type]
+        await run.until(outcomes.wait_for(lambda o: len(o.items) >= 1))
         stats = await store.stats()
-        return (store.failures[fails] == 1 and stats.outbox == 0
-                and stats.dead_letters == letters)
-
-    async with serve(config, store=store) as run:  # type: ignore[arg-type]
-        await run.until(_eventually(settled))
+    assert store.failures[fails] == 1
+    assert (stats.outbox, stats.dead_letters) == (0, 1 if fails == "dead_letter" else 0)
+    assert [o.ok for o in outcomes.items] == [fails != "dead_letter"]
     assert len({a.webhook_id for a in receiver.attempts}) == 1
     if fails == "dead_letter":
         assert [a.status for a in receiver.attempts] == [400, 400]

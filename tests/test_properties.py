@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import random
@@ -212,10 +213,9 @@ async def _run_model(actions: list[tuple[Any, ...]], inclusive: bool, empty_at_e
                 for i in range(ROOMS)]
 
     async def attempt(tailer: Tailer, scan: bool) -> None:
-        try:
+        # the service logs these and polls again later
+        with contextlib.suppress(RoomlioTransientError, RoomlioCursorError, StoreError):
             await (tailer.scan_edits() if scan else tailer.poll())
-        except (RoomlioTransientError, RoomlioCursorError, StoreError):
-            pass  # the service logs it and polls again later
 
     async def quiet() -> None:
         api.faults.clear()
@@ -337,7 +337,7 @@ TEXT = st.lists(st.sampled_from(WORDS) | st.text(max_size=4), max_size=8).flatma
     lambda words: st.lists(st.sampled_from([" ", "  ", ", ", "\n", "-", "", "."]),
                            min_size=len(words), max_size=len(words)).map(
         lambda seps: "".join(w + s for w, s in zip(words, seps, strict=True))))
-KEYWORD = st.sampled_from(WORDS + ["cancel my account", "refund please", "退款", "x 2"]) \
+KEYWORD = st.sampled_from([*WORDS, "cancel my account", "refund please", "退款", "x 2"]) \
     | st.text(string.ascii_letters + "ßİ ", min_size=1, max_size=6)
 OPTIONAL_SET = lambda values: st.none() | st.frozensets(st.sampled_from(values), min_size=1)  # noqa: E731
 

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from notifier.config import load_config
-from notifier.reload import plan_reload
+from notifier.reload import ConfigWatcher, plan_reload
 from notifier.service import Service, ServiceHooks
 from notifier.testing import WebhookReceiver
 from tests.conftest import SECRET, TEST_ENV, Outcomes, config_text, notifier_command
@@ -190,3 +190,57 @@ async def test_sighup_reloads_a_running_notifier(tmp_path, emulator, receiver):
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_a_delivery_already_retrying_uses_the_new_webhook_url_on_its_next_attempt(
+        tmp_path, emulator):
+    """A webhook change applies from the next attempt, even mid-retry."""
+    async with WebhookReceiver({"/crm": SECRET, "/crm2": SECRET, "/mod": SECRET}) as receiver:
+        receiver.set_default_status("/crm", 503)
+        emulator.add_room(key="r1")
+        path = tmp_path / "rules.yaml"
+        write(path, emulator, receiver, rooms=["r1"], rules=[CATCH_ALL],
+              delivery={"max_attempts": 50})
+        outcomes, reloads = Outcomes(), Reloads()
+        async with service_for(path, outcomes, reloads) as service:
+            emulator.post("r1", "hello")
+            await receiver.wait_for(lambda r: len(r.attempts) >= 2)
+            write(path, emulator, receiver, rooms=["r1"], rules=[CATCH_ALL],
+                  delivery={"max_attempts": 50},
+                  webhooks={"crm": {"url": f"{receiver.url}/crm2", "secret": "${TEST_SECRET}"}})
+            service.request_reload()
+            assert await reloads.next() is True
+            await outcomes.wait_for(lambda o: len(o.items) == 1)
+        assert outcomes.items[0].ok and outcomes.items[0].attempts >= 3
+        assert [r.path for r in receiver.received] == ["/crm2"]
+
+
+async def test_watcher_reloads_when_the_content_changes_not_when_the_file_is_touched(tmp_path):
+    """A touch (new mtime, same bytes) is ignored; new content or trigger() reloads."""
+    path = tmp_path / "rules.yaml"
+    path.write_text("a: 1\n")
+    calls: list[str] = []
+    called = asyncio.Event()
+
+    async def reload() -> None:
+        calls.append(path.read_text())
+        called.set()
+
+    watcher = ConfigWatcher(str(path), reload, interval=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(watcher.run(stop))
+    try:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+        await asyncio.sleep(0.2)  # a negative: give the 10ms poll many chances to misfire
+        assert calls == []
+        path.write_text("a: 2\n")
+        await asyncio.wait_for(called.wait(), 5)
+        assert calls == ["a: 2\n"]
+        called.clear()
+        watcher.trigger()
+        await asyncio.wait_for(called.wait(), 5)
+        assert calls == ["a: 2\n", "a: 2\n"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)

@@ -158,6 +158,7 @@ async def test_backtest_reports_history_per_rule_and_webhook_without_side_effect
         "refunds": 5, "orders": 1, "pictures": 0, "edits": 1}
     assert report["webhooks"] == {"crm": 6, "mod": 1}
     assert report["never_matched"] == ["pictures"]
+    assert report["rules"]["pictures"]["stopped_by"] == {"link_type": 8}  # 7 + 1 edited
     assert len(report["rules"]["refunds"]["samples"]) == 3
     assert report["rules"]["edits"]["samples"][0]["kind"] == "message.edited"
     assert sum(r.status == 503 for r in emulator.requests) == 1
@@ -179,3 +180,5 @@ async def test_backtest_text_report_and_room_filter(tmp_path, emulator):
     assert "1 message(s) read; nothing was delivered" in out
     assert "other" in out and "refund elsewhere" in out and "a refund please" not in out
     assert "crm: 1" in out and "never matched in this history: orders, pictures, edits" in out
+    assert "pictures: most often stopped by link_type (100%)" in out
+    assert "edits: most often stopped by events (100%)" in out

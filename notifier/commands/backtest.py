@@ -106,3 +106,5 @@ def _print(tally: Tally, since: str) -> None:
     never = tally.never_matched()
     if never:
         print(f"\nwarning: never matched in this history: {', '.join(never)}")
+        for name in never:
+            print(f"  {name}: most often stopped by {tally.blocker(name)}")

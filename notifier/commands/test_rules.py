@@ -19,6 +19,7 @@ from notifier._yaml import parse
 from notifier.commands._common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, add_config, load
 from notifier.config import Config
 from notifier.rule_cases import (
+    Case,
     complete_message,
     describe,
     read_cases,
@@ -82,7 +83,7 @@ def _run_cases(args: argparse.Namespace, config: Config, matcher: Matcher) -> in
         print(f"{args.cases}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
     doc, problems = parse(source, args.cases, os.environ)
-    cases = []
+    cases: list[Case] = []
     if doc is not None:
         cases, more = read_cases(doc, args.cases, config)
         problems += more
@@ -121,7 +122,7 @@ def read_messages(source: str) -> Iterator[dict[str, Any]]:
     stripped = source.strip()
     if stripped.startswith("["):
         items = json.loads(stripped)
-        lines = range(1, len(items) + 1)
+        lines = list(range(1, len(items) + 1))
     else:
         pairs = [(n, line) for n, line in enumerate(source.splitlines(), 1) if line.strip()]
         items, lines = [], [n for n, _ in pairs]

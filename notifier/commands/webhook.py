@@ -50,7 +50,7 @@ def _enable(args: argparse.Namespace) -> int:
         print(f"notifier: state store: {exc}", file=sys.stderr)
         return EXIT_ERROR
     if was is None or not was.disabled:
-        print(f"webhook {args.name} was not disabled; its breaker and failure streak are reset")
+        print(f"webhook {args.name} is not disabled; nothing changed")
     else:
         print(f"webhook {args.name} enabled (it was disabled: {was.disabled_reason}); "
               "a running notifier sends its held deliveries now")
@@ -60,6 +60,7 @@ def _enable(args: argparse.Namespace) -> int:
 async def _reset(config: Any, name: str) -> WebhookState | None:
     async with opened(config) as store:
         was = (await store.webhook_states()).get(name)
-        await store.save_webhook_state(WebhookState(
-            name, last_success_at=was.last_success_at if was else None))
+        if was is not None and was.disabled:  # the runner adopts this within a second
+            await store.save_webhook_state(WebhookState(name,
+                                                        last_success_at=was.last_success_at))
     return was

@@ -20,7 +20,7 @@ from dataclasses import replace
 from notifier.config import Webhook
 from notifier.delivery.breaker import Breaker, BreakerSettings, BreakerState, Transition
 from notifier.delivery.ops_events import disabled_delivery
-from notifier.errors import WebhookDisabledError
+from notifier.errors import StoreError, WebhookDisabledError
 from notifier.events import Delivery
 from notifier.store import Store, WebhookState
 
@@ -151,7 +151,11 @@ class WebhookHealth:
         self.state = replace(self.state, breaker=str(b.state), opened_at=b.opened_at)
         if self.state.last_success_at is not None:
             self._saved_success = self._clock()
-        await self._store.save_webhook_state(self.state)
+        try:
+            # shielded: a shutdown that cancels this task must not drop the last transition
+            await asyncio.shield(self._store.save_webhook_state(self.state))
+        except StoreError as exc:  # advisory: kept in memory, saved with the next change
+            log.warning("webhook %s: cannot save its health: %s", self.webhook.name, exc)
 
 
 def _span(seconds: float) -> str:
@@ -225,6 +229,10 @@ class HealthBoard:
         ops = self._ops_webhook
         if ops is None or ops == state.webhook or self.holds(ops):
             return
-        added = await self._store.commit(None, [disabled_delivery(state, ops)])
+        try:
+            added = await self._store.commit(None, [disabled_delivery(state, ops)])
+        except StoreError as exc:
+            log.error("cannot enqueue webhook.disabled for %s to %s: %s", state.webhook, ops, exc)
+            return
         if added and self._on_enqueued is not None:
             self._on_enqueued(added)

@@ -5,8 +5,9 @@ into word tokens. A token is either
 
 * a run of letters, digits and combining marks of a script written with spaces
   (Latin, Cyrillic, Greek, Arabic, Devanagari, Hangul …): ``refund``, ``hindī``; or
-* one single character of a script written without spaces (Han, Hiragana, Katakana,
-  Thai, Lao, Khmer, Myanmar), so a keyword in those scripts matches as a substring.
+* one single letter, digit or mark of a script written without spaces (Han, Hiragana,
+  Katakana, Thai, Lao, Khmer, Myanmar), so a keyword in those scripts matches as a
+  substring.
 
 Everything else (spaces, punctuation, emoji, symbols, ``_``) separates tokens, and a
 change between the two kinds is a boundary too: ``refund`` matches "退款refund请求" and
@@ -24,40 +25,53 @@ from collections.abc import Iterable
 
 __all__ = ["KeywordIndex", "contains", "normalize", "tokens"]
 
-#: Scripts written without spaces between words: each character is a token.
-_UNSPACED = (
-    "\u0e00-\u0eff"            # Thai, Lao
-    "\u1000-\u109f"            # Myanmar
-    "\u1780-\u17ff"            # Khmer
-    "\u2e80-\u2fdf"            # CJK radicals
-    "\u3005-\u3007\u3021-\u3029\u3038-\u303c"  # ideographic iteration marks and numerals
-    "\u3040-\u30ff\u31f0-\u31ff"  # Hiragana, Katakana
-    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # Han
-    "\U00020000-\U0003134f"    # Han, supplementary planes
+#: Scripts written without spaces between words: each letter, digit or mark is a token.
+_UNSPACED_RANGES = (
+    (0x0E00, 0x0EFF),                      # Thai, Lao
+    (0x1000, 0x109F),                      # Myanmar
+    (0x1780, 0x17FF),                      # Khmer
+    (0x2E80, 0x2FDF),                      # CJK radicals
+    (0x3005, 0x3007), (0x3021, 0x3029), (0x3038, 0x303C),  # ideographic marks, numerals
+    (0x3040, 0x30FF), (0x31F0, 0x31FF),    # Hiragana, Katakana
+    (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),  # Han
+    (0x20000, 0x3134F),                    # Han, supplementary planes
 )
+
+
+def _char_class(ranges: Iterable[tuple[int, int]]) -> str:
+    return "".join(f"{chr(a)}-{chr(b)}" for a, b in ranges)
+
+
+def _unspaced(cp: int) -> bool:
+    return any(a <= cp <= b for a, b in _UNSPACED_RANGES)
 
 
 @functools.cache
 def _token_pattern() -> re.Pattern[str]:
     """Built on first use: the combining marks take a scan of the Unicode tables."""
-    marks = "".join(f"{chr(a)}-{chr(b)}" for a, b in _mark_ranges())
-    # a mark of an unspaced script (Thai ั) is a token of its own, even after a Latin letter
-    spaced = f"(?:[^\\W_{_UNSPACED}]|(?![{_UNSPACED}])[{marks}])+"
-    return re.compile(f"[{_UNSPACED}]|{spaced}")
+    unspaced = _char_class(_UNSPACED_RANGES)
+    inside, outside = _mark_ranges()
+    one = f"(?=[{unspaced}])(?:[^\\W_]|[{_char_class(inside)}])"
+    run = f"(?:[^\\W_{unspaced}]|[{_char_class(outside)}])+"
+    return re.compile(f"{one}|{run}")
 
 
-def _mark_ranges() -> list[tuple[int, int]]:
-    ranges: list[tuple[int, int]] = []
-    start = None
-    # each span ends on a code point that is no mark, so no range runs on past it
-    for cp in (*range(0x20000), *range(0xE0100, 0xE01F1), sys.maxunicode + 1):
+def _mark_ranges() -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The combining marks' code point ranges: inside the unspaced scripts, and outside."""
+    inside: list[tuple[int, int]] = []
+    outside: list[tuple[int, int]] = []
+    start = previous = -1
+    current: list[tuple[int, int]] | None = None
+    # marks live below U+20000 and in U+E0100..E01EF (variation selectors) only
+    for cp in (*range(0x20000), *range(0xE0100, 0xE01F0), sys.maxunicode + 1):
         is_mark = cp <= sys.maxunicode and unicodedata.category(chr(cp)).startswith("M")
-        if is_mark and start is None:
-            start = cp
-        elif not is_mark and start is not None:
-            ranges.append((start, cp - 1))
-            start = None
-    return ranges
+        kind = (inside if _unspaced(cp) else outside) if is_mark else None
+        if kind is not current or cp != previous + 1:
+            if current is not None:
+                current.append((start, previous))
+            start, current = cp, kind
+        previous = cp
+    return inside, outside
 
 
 def normalize(text: str) -> str:

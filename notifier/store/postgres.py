@@ -33,7 +33,10 @@ __all__ = ["PostgresStore"]
 
 log = logging.getLogger("notifier.store")
 
-_CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+#: What a lost or restarting server raises (InternalClientError: a connection broken
+#: mid-statement); each becomes a StoreError, and the pool replaces the connection.
+_CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError,
+                      asyncpg.exceptions.InternalClientError, OSError, TimeoutError)
 
 
 class PostgresStore(AdminOps):
