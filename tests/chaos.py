@@ -69,6 +69,13 @@ def assert_no_secrets(text: str, where: str) -> None:
         assert secret not in text, f"{where} shows a secret ({secret[:8]}…)"
 
 
+def chaos_seed() -> int:
+    """The seed of a run's random choices: NOTIFIER_CHAOS_SEED replays one (as far as
+    timing allows), otherwise a fresh one, printed with the figures."""
+    given = os.environ.get("NOTIFIER_CHAOS_SEED") or os.environ.get("NOTIFIER_CRASH_SEED")
+    return int(given) if given else random.randrange(2**32)
+
+
 def rounds(long_run: bool, short: int, long: int) -> Iterator[int]:
     """Round numbers for a chaos loop: ``short`` of them, ``long`` under ``--long``, or
     under ``--long`` with NOTIFIER_SOAK_SECONDS=N as many as fit in N seconds."""

@@ -153,3 +153,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.getoption("--long"):
         for item in items:  # a soak runs as long as it was asked to
             item.add_marker(pytest.mark.timeout(0))
+
+
+def require_tool(present: bool, what: str) -> None:
+    """Skip when a system tool the test drives is missing; under CI (CI=true), fail:
+    scripts/test installs it, so missing there is a defect, not a reason to skip."""
+    if present:
+        return
+    message = f"{what} is not installed (scripts/test installs it)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -22,6 +22,7 @@ from tests.chaos import (
     PATIENT,
     Traffic,
     assert_no_secrets,
+    chaos_seed,
     deliveries_complete,
     measure,
     rounds,
@@ -65,7 +66,7 @@ async def test_random_roomlio_faults_over_many_rooms_lose_nothing(
         tmp_path, caplog, long_run, cursor_mode, empty_cursor_at_end):
     """Random API faults, a deleted room and edits: every matching version arrives once."""
     caplog.set_level(logging.DEBUG)
-    seed = random.randrange(2**32)
+    seed = chaos_seed()
     rng = random.Random(seed)
     rooms = [f"room{i}" for i in range(16 if long_run else 6)]
     async with RoomlioEmulator(api_key=API_KEY, cursor_mode=cursor_mode,

@@ -29,6 +29,7 @@ from tests.chaos import (
     LogWatch,
     Traffic,
     assert_no_secrets,
+    chaos_seed,
     deliveries_complete,
     measure,
     rounds,
@@ -68,7 +69,7 @@ async def test_a_state_file_locked_by_another_process_delays_but_loses_nothing(
                 await deliveries_complete(run, traffic, rx, timeout=20)
                 rx.set_default_status("/crm", 503)  # retries pending while the lock is held
                 traffic.step(6)
-                await run.until(logs.wait_for(lambda w: w.count("attempt") >= 2))
+                await run.until(logs.wait_for(lambda w: w.count("failed (HTTP 503") >= 2))
                 locker = await asyncio.create_subprocess_exec(
                     sys.executable, "-c", LOCKER, config.state, stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE)
@@ -126,9 +127,9 @@ def _limit_pages(conn: sqlite3.Connection) -> None:
 
 
 class FlakyStore:
-    """Wraps a store; its writes fail at random (a disk that errs) while ``failing``."""
+    """Wraps a store; its calls fail at random (a disk that errs) while ``failing``."""
 
-    WRITES = frozenset({"commit", "claim_due", "delivered", "reschedule", "release",
+    CALLS = frozenset({"commit", "claim_due", "delivered", "reschedule", "release",
                         "dead_letter", "next_due", "load_room"})
 
     def __init__(self, inner: SQLiteStore, rng: random.Random, rate: float) -> None:
@@ -140,7 +141,7 @@ class FlakyStore:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._inner, name)
-        if name not in self.WRITES:
+        if name not in self.CALLS:
             return method
 
         async def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -156,7 +157,7 @@ class FlakyStore:
 async def test_random_store_failures_are_retried_and_lose_nothing(tmp_path, caplog, long_run):
     """Any store call may fail for a while; afterwards every event still arrives."""
     caplog.set_level(logging.DEBUG)
-    seed = random.randrange(2**32)
+    seed = chaos_seed()
     rng = random.Random(seed)
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:

@@ -1,8 +1,8 @@
 """At-least-once across crashes: SIGKILL `notifier run` at random moments, lose nothing;
 SIGTERM it mid-burst, again and again: it exits 0 and counts nothing half-sent as sent.
 
-``pytest --long`` (or NOTIFIER_CRASH_KILLS=N) kills it more often; NOTIFIER_CRASH_SEED
-replays a run.
+``pytest --long`` (or NOTIFIER_CRASH_KILLS=N) kills it more often; NOTIFIER_CHAOS_SEED
+(or NOTIFIER_CRASH_SEED) replays a run's random choices.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from tests.chaos import (
     Traffic,
     accepted_keys,
     assert_no_secrets,
+    chaos_seed,
     measure,
     rounds,
     write_config,
@@ -39,10 +40,6 @@ def _kills(long_run: bool) -> int:
     return int(os.environ.get("NOTIFIER_CRASH_KILLS", "60" if long_run else "12"))
 
 
-def _seed() -> int:
-    return int(os.environ.get("NOTIFIER_CRASH_SEED", random.randrange(2**32)))
-
-
 async def _start(path: Path, log: Path) -> asyncio.subprocess.Process:
     """`notifier run` at DEBUG, its stderr appended to ``log`` (grepped for secrets)."""
     with log.open("ab") as stderr:
@@ -54,7 +51,7 @@ async def _start(path: Path, log: Path) -> asyncio.subprocess.Process:
 
 async def test_sigkill_at_random_moments_loses_no_event(tmp_path, long_run):
     """Killed mid-fetch, mid-commit or mid-delivery, every matching version still arrives."""
-    kills, seed = _kills(long_run), _seed()
+    kills, seed = _kills(long_run), chaos_seed()
     rng = random.Random(seed)
     log = tmp_path / "stderr.log"
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
@@ -123,7 +120,7 @@ async def test_sigterm_mid_burst_again_and_again_exits_zero_and_loses_nothing(
         tmp_path, long_run):
     """SIGTERM while slow requests are in flight, many times: exit 0 each time; whatever
     got no 2xx stays in the outbox; in the end everything arrives."""
-    stops, seed = (30 if long_run else 5), _seed()
+    stops, seed = (30 if long_run else 5), chaos_seed()
     rng = random.Random(seed)
     log = tmp_path / "stderr.log"
     async with RoomlioEmulator(api_key=API_KEY) as emu, \

@@ -14,6 +14,8 @@ import venv
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import require_tool
 import yaml
 
 from notifier.server.metrics import Metrics
@@ -80,9 +82,9 @@ def test_alert_rules_and_dashboard_use_only_metrics_that_exist():
     assert used <= known, f"unknown metrics: {sorted(used - known)}"
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_alert_rules_pass_promtool():
     """promtool accepts the alert rules file."""
+    require_tool(shutil.which("promtool") is not None, "promtool (Debian package prometheus)")
     result = subprocess.run(["promtool", "check", "rules", str(DEPLOY / "prometheus-alerts.yml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

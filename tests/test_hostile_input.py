@@ -124,7 +124,7 @@ async def test_an_answer_over_the_size_limit_is_refused_and_says_so(world, chunk
 
 
 async def test_a_page_too_big_for_the_limit_holds_its_room_only(world):
-    """A room whose pages cannot fit keeps its cursor and says why; others go on."""
+    """A room whose pages cannot fit delivers nothing wrong and says why; others go on."""
     emu, rx, config = world
     for i in range(3):
         emu.post("r1", f"refund {i} " + "z" * 90_000)

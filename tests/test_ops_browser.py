@@ -16,21 +16,19 @@ from typing import Any
 import pytest
 
 from notifier.testing import Fault
-from tests.conftest import Outcomes
+from tests.conftest import Outcomes, require_tool
 from tests.opsutil import ADMIN_TOKEN, ops_config, serving
 
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-pytestmark = [
-    pytest.mark.skipif(CHROMEDRIVER is None or CHROMIUM is None,
-                       reason="chromium and chromium-driver are not installed (see .ci/run)"),
-    pytest.mark.slow,
-]
+pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
+    require_tool(CHROMEDRIVER is not None and CHROMIUM is not None,
+                 "chromium and chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service as DriverService
 

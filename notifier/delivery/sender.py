@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from notifier.config import Webhook
+from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import GroupedStore, Grouper, members_of
 from notifier.delivery.health import HealthBoard
 from notifier.delivery.http import WebhookClient
@@ -109,6 +110,8 @@ class Sender:
         self._retired: list[_WebhookLane] = []
         """Lanes a reload replaced or removed: closed (and released) at shutdown."""
         self._posting: set[asyncio.Task[None]] = set()
+        self._completer = Completer(self._store.delivered)
+        """2xx answers are recorded in batches (one transaction for many deliveries)."""
 
     def update_webhooks(self, webhooks: Mapping[str, Webhook]) -> None:
         """Adopt a reloaded config's webhooks; each change applies from the next attempt.
@@ -233,7 +236,7 @@ class Sender:
                 with attempt:
                     attempt_no = delivery.attempts + attempt.retry_state.attempt_number
                     await self._attempt(lane, delivery, attempt_no)
-            await self._store.delivered([delivery.id])
+            await self._completer.delivered(delivery.id)
             self._report(DeliveryOutcome(delivery, True, attempt_no, None))
         except DeliveryError as exc:
             if self.health.holds(webhook.name):  # disabled: kept in the outbox, unsent
@@ -329,6 +332,7 @@ class Sender:
         for task in waiting:
             task.cancel(msg="shutting down: the delivery stays in the outbox")
         await asyncio.gather(*waiting, return_exceptions=True)
+        await self._completer.drain()
         if held:
             await self._store.release(held)
         for lane in (*self._lanes.values(), *self._retired):

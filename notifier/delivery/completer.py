@@ -1,0 +1,68 @@
+"""Record successful deliveries in batches: one store transaction for many 2xx answers.
+
+A group commit: the first completion starts a flush at once; completions that arrive
+while a flush is being written wait for the next one, which takes them all. At low load
+every delivery is recorded alone with no added delay; under load one transaction (one
+fsync, one thread hop) covers as many deliveries as finished during the previous one.
+
+At-least-once is unchanged: each caller awaits the flush holding its id, and a delivery
+stays claimed in the outbox until that flush has deleted it. A failed flush raises the
+StoreError in every caller of the batch, exactly as a failed single ``delivered`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+__all__ = ["MAX_BATCH", "Completer"]
+
+#: Ids one transaction removes at most (keeps one flush short under a big backlog).
+MAX_BATCH = 1024
+
+
+class Completer:
+    """``await completer.delivered(id)`` returns once ``id`` has left the outbox."""
+
+    def __init__(self, write: Callable[[Sequence[str]], Awaitable[None]]) -> None:
+        self._write = write
+        self._pending: list[tuple[str, asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self.flushes = 0
+        """Transactions written so far (for tests and benchmarks)."""
+
+    async def delivered(self, delivery_id: str) -> None:
+        """Remove ``delivery_id`` from the outbox with the next batch; raise its error."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((delivery_id, done))
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush_all(), name="record deliveries")
+        # shielded: a caller cancelled at shutdown must not cancel its batch-mates' write
+        await asyncio.shield(done)
+
+    async def drain(self) -> None:
+        """Wait for the batch being written, and any queued behind it (shutdown)."""
+        while self._flushing is not None:
+            await asyncio.shield(self._flushing)
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._flush(batch)
+        finally:
+            self._flushing = None
+
+    async def _flush(self, batch: list[tuple[str, asyncio.Future[None]]]) -> None:
+        self.flushes += 1
+        try:
+            await self._write([i for i, _ in batch])
+        except Exception as exc:  # each waiter handles it (the sender releases and retries)
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+                    done.exception()  # retrieved: a caller cancelled at shutdown logs nothing
+            return
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
