@@ -234,12 +234,17 @@ def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Web
     if url and not settings["allow_private_urls"]:
         _refuse_private(r, url, (*path, "url"))
     fmt = r.value(m, path, "format", choice(FORMATS, "format"), "standard")
+    headers = _headers(r, m.get("headers", MISSING), (*path, "headers"))
+    if url and urlsplit(url).username is not None and any(
+            h.lower() == "authorization" for h in headers):
+        r.problem((*path, "headers"), "the url carries credentials and headers sets "
+                                      "Authorization too; keep only one of them")
     return Webhook(
         name=name,
         url=url,
         secrets=r.values(m, path, "secret", _secret_key) or (),
         format=fmt,
-        headers=_headers(r, m.get("headers", MISSING), (*path, "headers")),
+        headers=headers,
         **settings,
         **format_settings(r, m, path, fmt),
     )

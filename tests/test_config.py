@@ -591,3 +591,17 @@ def test_rules_may_name_rooms_whose_ids_come_from_the_environment(tmp_path: Path
     found = problems(tmp_path, text, env={**ENV, "ROOM": "rm_hidden"})
     assert [p.message for p in found] == [
         "unknown room 'nope' (configured: ${ROOM}, support-42)"]
+
+
+def test_url_credentials_and_an_authorization_header_are_refused_together(tmp_path):
+    """A webhook cannot carry credentials both in its URL and in an Authorization header."""
+    from tests.conftest import TEST_ENV, config_text
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(config_text(
+        "http://127.0.0.1:1/rpc", "https://hooks.example.com", rooms=["r1"],
+        webhooks={"crm": {"url": "https://u:pw@hooks.example.com/x",
+                          "headers": {"Authorization": "Bearer s3cret"}}}))
+    problems = [str(p) for p in check_config(str(path), env={**os.environ, **TEST_ENV})]
+    assert any("webhooks.crm.headers" in p and "Authorization" in p for p in problems)
+    assert not any("pw" in p or "s3cret" in p for p in problems)

@@ -43,3 +43,18 @@ async def test_private_targets_are_reached_when_allowed():
         finally:
             await client.close()
         assert len(rx.received) == 1
+
+
+async def test_an_unbuildable_request_is_a_permanent_failure_not_a_crash():
+    """Credentials in the URL plus an Authorization header: dead-letter, never a stuck task."""
+    async with WebhookReceiver() as rx:
+        client = WebhookClient(Webhook("crm", url=rx.url.replace("//", "//user:pw@") + "/crm",
+                                       allow_private_urls=True,
+                                       headers={"Authorization": "Bearer t0ken"}))
+        try:
+            with pytest.raises(DeliveryPermanentError) as info:
+                await client.post(a_delivery())
+        finally:
+            await client.close()
+        assert "pw" not in str(info.value) and "t0ken" not in str(info.value)
+        assert rx.attempts == []

@@ -109,6 +109,11 @@ class WebhookClient:
             raise DeliveryTransientError(f"cannot connect: {exc.os_error}") from None
         except aiohttp.ClientError as exc:
             raise DeliveryTransientError(f"{type(exc).__name__}: {exc}") from None
+        except ValueError as exc:
+            # aiohttp refuses a request it cannot build (say, credentials in the URL and an
+            # Authorization header): no retry will change that. The message names no URL.
+            raise DeliveryPermanentError(f"webhook {w.name}: the request cannot be built: "
+                                         f"{type(exc).__name__}") from None
 
     async def close(self) -> None:
         if self._session is not None:
