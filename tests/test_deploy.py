@@ -14,13 +14,11 @@ import venv
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import require_tool
 import yaml
 
 from notifier.server.metrics import Metrics
 from notifier.testing import RoomlioEmulator, WebhookReceiver
-from tests.conftest import TEST_ENV, config_text
+from tests.conftest import TEST_ENV, config_text, require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
