@@ -129,6 +129,8 @@ ROOMLIO_FIELDS: dict[str, Conv[Any]] = {
     "base_url": http_url,
     "api_key": text,
     "poll_interval": duration(),
+    "max_poll_interval": duration(),
+    "max_requests_per_second": integer(0),
     "page_size": integer(1, 1000),
     "start_from": _start_from,
     "edit_lookback": duration(allow_zero=True),

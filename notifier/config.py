@@ -56,6 +56,10 @@ class RoomlioSettings:
     base_url: str
     api_key: str = field(repr=False)
     poll_interval: float = 5.0
+    max_poll_interval: float = 60.0
+    """A quiet room's pause grows step by step up to this (never below poll_interval)."""
+    max_requests_per_second: int = 0
+    """RoomHistory requests a second for the whole process, all rooms; 0: no limit."""
     page_size: int = 100
     start_from: Literal["now", "beginning"] | datetime = "now"
     edit_lookback: float = 3600.0

@@ -69,6 +69,8 @@ class Tailer:
         self._clock = clock
         self._names = frozenset(n for n in (room.id, room.key) if n)
         self._state: RoomState | None = None
+        self.fresh = 0
+        """Messages the last ``poll`` read for the first time (adaptive polling's signal)."""
 
     @property
     def state(self) -> RoomState | None:
@@ -83,7 +85,7 @@ class Tailer:
     async def poll(self) -> int:
         """Read every page past the cursor and commit each; return messages read."""
         state = await self._load()
-        seen = 0
+        seen = self.fresh = 0
         while True:
             try:
                 page = await self._client.room_history(
@@ -102,6 +104,7 @@ class Tailer:
             await self._commit(new_state, replace(page, messages=fresh), CREATED)
             self._state = state = new_state
             seen += len(page.messages)
+            self.fresh += len(fresh)
             if not page.has_more:
                 return seen
 

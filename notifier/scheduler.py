@@ -1,0 +1,215 @@
+"""Poll many rooms from one task: a heap ordered by when each room is next due.
+
+A sleeping task per room costs memory and wake-ups that grow with the rooms watched
+(100,000 tasks: about 170 MB); one heap costs a tuple per room and wakes only when a
+room is due. Rooms are served in the order they fell due, so when polls are held back
+(by ``max_requests_per_second`` or the concurrency cap) every room waits its turn and
+none is starved.
+
+The pure parts, tested with tables: ``next_interval`` (adaptive polling: a quiet room
+backs off step by step to ``max_poll_interval``; its first new message brings it back to
+``poll_interval``) and ``TokenBucket.reserve`` (the global request budget).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from notifier.roomlio import RoomlioClient
+from notifier.tailer import Tailer
+
+__all__ = ["BACKOFF_FACTOR", "MAX_CONCURRENT_POLLS", "RoomTurn", "Scheduler",
+           "ThrottledClient", "TokenBucket", "next_interval"]
+
+log = logging.getLogger("notifier.scheduler")
+
+#: Each poll that finds nothing new multiplies a room's interval by this.
+BACKOFF_FACTOR = 2.0
+#: Polls under way at once; more rooms wait in the heap, in the order they fell due.
+MAX_CONCURRENT_POLLS = 64
+
+
+def next_interval(current: float, seen: int, base: float, ceiling: float) -> float:
+    """The pause before a room's next poll after one that read ``seen`` messages (pure).
+
+    A poll that read something resets the pause to ``base``; an empty one multiplies it by
+    BACKOFF_FACTOR, up to ``ceiling`` (never below ``base``)."""
+    if seen:
+        return base
+    return min(max(ceiling, base), max(current, base) * BACKOFF_FACTOR)
+
+
+class TokenBucket:
+    """At most ``rate`` requests a second, in any window: ``1 + rate × seconds`` at most.
+
+    A burst of one: each request reserves the next free slot, 1/rate after the previous
+    one, so callers are served in the order they asked (fair) and none is refused."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._next = float("-inf")
+
+    def reserve(self) -> float:
+        """Take the next slot; return how many seconds to wait for it (0: now)."""
+        now = self._clock()
+        slot = max(self._next, now)
+        self._next = slot + 1.0 / self.rate
+        return slot - now
+
+    async def take(self) -> None:
+        """Wait for the next slot."""
+        wait = self.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class ThrottledClient(RoomlioClient):
+    """A RoomlioClient whose every request (retries and edit scans too) takes a token."""
+
+    def __init__(self, *args: Any, bucket: TokenBucket, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bucket = bucket
+
+    async def call(self, method: str, params: Mapping[str, Any]) -> Any:
+        await self.bucket.take()
+        return await super().call(method, params)
+
+
+@dataclass(eq=False)
+class RoomTurn:
+    """One room's place in the schedule and what its polls remember."""
+
+    tailer: Tailer
+    handle: asyncio.Future[None]
+    """Done when the room leaves the schedule; cancelling it removes the room."""
+    interval: float
+    failures: int = 0
+    next_scan: float = 0.0
+    polling: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+#: One poll of a room; returns the seconds until its next, or None to leave the schedule.
+Step = Callable[[RoomTurn], Awaitable[float | None]]
+
+
+class Scheduler:
+    """Runs ``step`` for each room when it falls due, up to ``concurrency`` at once."""
+
+    def __init__(self, step: Step, *, concurrency: int = MAX_CONCURRENT_POLLS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._step = step
+        self._clock = clock
+        self._slots = asyncio.Semaphore(concurrency)
+        self._turns: dict[str, RoomTurn] = {}
+        self._heap: list[tuple[float, int, RoomTurn]] = []
+        self._order = itertools.count()
+        self._wake = asyncio.Event()
+        self._fatal: BaseException | None = None
+
+    def __len__(self) -> int:
+        return len(self._turns)
+
+    def add(self, tailer: Tailer, interval: float, *, due: float | None = None,
+            next_scan: float = 0.0) -> asyncio.Future[None]:
+        """Schedule ``tailer`` (first poll at ``due``, default now); return its handle."""
+        name = tailer.room.name
+        old = self._turns.get(name)
+        if old is not None:
+            old.handle.cancel(msg="room scheduled again")
+        handle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turn = RoomTurn(tailer, handle, interval, next_scan=next_scan)
+        self._turns[name] = turn
+        handle.add_done_callback(lambda _: self._drop(turn))
+        self._push(turn, self._clock() if due is None else due)
+        return handle
+
+    def turn(self, name: str) -> RoomTurn | None:
+        """The schedule entry of room ``name`` (None when not scheduled)."""
+        return self._turns.get(name)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll rooms as they fall due until ``stop``; raise what a step could not handle."""
+        polls: set[asyncio.Task[None]] = set()
+        try:
+            while not stop.is_set() and self._fatal is None:
+                turn = await self._next_due(stop)
+                if turn is None:
+                    continue
+                await self._slots.acquire()
+                task = asyncio.create_task(self._poll(turn), name=f"poll {turn.tailer.room.name}")
+                turn.polling = task
+                polls.add(task)
+                task.add_done_callback(polls.discard)
+        finally:
+            for task in list(polls):
+                task.cancel(msg="polling stops")
+            await asyncio.gather(*polls, return_exceptions=True)
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _next_due(self, stop: asyncio.Event) -> RoomTurn | None:
+        while self._heap:
+            due, _, turn = self._heap[0]
+            if self._turns.get(turn.tailer.room.name) is not turn:
+                heapq.heappop(self._heap)  # removed or replaced since it was pushed
+                continue
+            wait = due - self._clock()
+            if wait <= 0:
+                heapq.heappop(self._heap)
+                return turn
+            break
+        else:
+            wait = 3600.0
+        self._wake.clear()
+        await _wait_any(self._wake, stop, timeout=wait)
+        return None
+
+    async def _poll(self, turn: RoomTurn) -> None:
+        try:
+            delay = await self._step(turn)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to run(), which raises it
+            self._fatal = exc
+            self._wake.set()
+            return
+        finally:
+            turn.polling = None
+            self._slots.release()
+        if delay is None:
+            if not turn.handle.done():
+                turn.handle.set_result(None)
+        elif self._turns.get(turn.tailer.room.name) is turn:
+            self._push(turn, self._clock() + delay)
+
+    def _push(self, turn: RoomTurn, due: float) -> None:
+        if not self._heap or due < self._heap[0][0]:
+            self._wake.set()  # earlier than what run() sleeps for
+        heapq.heappush(self._heap, (due, next(self._order), turn))
+
+    def _drop(self, turn: RoomTurn) -> None:
+        name = turn.tailer.room.name
+        if self._turns.get(name) is turn:
+            del self._turns[name]
+        if turn.polling is not None:
+            turn.polling.cancel(msg="room left the schedule")
+
+
+async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, *, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*waiters, return_exceptions=True)
