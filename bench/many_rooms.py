@@ -1,17 +1,27 @@
 """Many rooms in one process (issue 7, benchmark 4): memory, CPU, API calls, latency.
 
-    python bench/many_rooms.py [--rooms 1000,10000] [--active 10] [--seconds 20]
+    python bench/many_rooms.py [--rooms 1000,10000] [--seconds 20] [--idle 100000]
 
-Most rooms are idle; ``--active`` rooms get one matching message a second. Reported for
-the notifier process: RSS, CPU (% of one core) over the measuring window, RoomHistory
-requests/s, and detection latency (post → receiver) in the active rooms. The baseline
-for API calls is fixed polling: rooms / poll_interval requests per second.
+Most rooms are idle. ``--busy`` rooms get a matching message every second; ``--woken``
+rooms, quiet until then, get one message at a random moment of the measuring window (what
+a quiet room pays for adaptive polling). Each room count runs twice in the same run:
+``fixed`` polling (max_poll_interval = poll_interval, the baseline) and ``adaptive``
+(quiet rooms back off to max_poll_interval). Measured after a warm-up long enough for
+quiet rooms to reach the ceiling: RSS, CPU (% of one core), RoomHistory requests/s,
+detection latency (post → receiver) for busy and woken rooms, and the time from start to
+the first RoomHistory request.
+
+``--idle N`` adds the scheduler alone at N rooms (100,000 by default): the config loaded,
+a Tailer per room, one Scheduler whose steps do no I/O, every room quiet; RSS and the
+scheduling CPU over the window.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,12 +43,47 @@ from _common import (  # noqa: E402
 
 from notifier.testing import RoomlioEmulator, WebhookReceiver  # noqa: E402
 
-POLL = 5.0
+POLL, CEILING = 2.0, 30.0
+#: Long enough for a quiet room to back off to the ceiling: 2 + 4 + 8 + 16 + 30 s.
+WARMUP = 2 + 4 + 8 + 16 + 2.0
 
 
-async def measure(n_rooms: int, active: int, seconds: float) -> dict[str, float]:
+async def _until(predicate: object, timeout: float) -> None:
+    # cheap polling: the emulator's own wait re-counts every request on every request
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.05)
+
+
+async def _busy(emu: RoomlioEmulator, rooms: list[str],
+                posted: dict[str, tuple[str, float]]) -> None:
+    """A message a second in each busy room, from the start until cancelled."""
+    while True:
+        for room in rooms:
+            posted[emu.post(room, "refund please")["id"]] = ("busy", time.monotonic())
+        await asyncio.sleep(1)
+
+
+async def _wake(emu: RoomlioEmulator, rooms: list[str], seconds: float,
+                posted: dict[str, tuple[str, float]]) -> None:
+    """One message in each quiet room, at random moments of the window."""
+    rng = random.Random(7)
+    wake_at = sorted((rng.uniform(0, seconds - 1), room) for room in rooms)
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        while wake_at and wake_at[0][0] <= elapsed:
+            posted[emu.post(wake_at.pop(0)[1], "refund please")["id"]] = (
+                "woken", time.monotonic())
+        await asyncio.sleep(0.05)
+
+
+async def measure(n_rooms: int, mode: str, args: argparse.Namespace) -> dict[str, object]:
     rooms = [f"room-{i}" for i in range(n_rooms)]
-    posted: dict[str, float] = {}
+    busy, woken = rooms[:args.busy], rooms[args.busy:args.busy + args.woken]
+    posted: dict[str, tuple[str, float]] = {}
+    extra = {"max_poll_interval": f"{POLL if mode == 'fixed' else CEILING}s"}
+    if args.max_rps:
+        extra["max_requests_per_second"] = args.max_rps
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/sink": SECRET}) as rx:
         for room in rooms:
@@ -46,47 +91,137 @@ async def measure(n_rooms: int, active: int, seconds: float) -> dict[str, float]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp, "rules.yaml")
             path.write_text(config_yaml(emu.url, rx.url_for("/sink"), rooms,
-                                        str(Path(tmp, "state.db")), poll_interval=f"{POLL}s"))
+                                        str(Path(tmp, "state.db")), poll_interval=f"{POLL}s",
+                                        **extra))
+            started = time.monotonic()
             proc = await start_notifier(path)
+            busy_traffic = asyncio.create_task(_busy(emu, busy, posted))
             try:
-                started = time.monotonic()
-                await emu.wait_requests(n_rooms, timeout=300)
-                first_round = time.monotonic() - started
+                await _until(lambda: emu.requests, 60)
+                first_poll = emu.requests[0].time - started
+                await asyncio.sleep(max(0.0, WARMUP - (time.monotonic() - started)))
                 requests_before, cpu_before = len(emu.requests), cpu_seconds(proc.pid)
                 window_start = time.monotonic()
-                while time.monotonic() - window_start < seconds:
-                    for room in rooms[:active]:
-                        posted[emu.post(room, "refund please")["id"]] = time.monotonic()
-                    await asyncio.sleep(1)
+                await _wake(emu, woken, args.seconds, posted)
                 window = time.monotonic() - window_start
                 requests = len(emu.requests) - requests_before
+                times = [r.time for r in emu.requests[requests_before:]]
+                busy_traffic.cancel()
                 cpu = (cpu_seconds(proc.pid) - cpu_before) / window * 100
                 rss = rss_mb(proc.pid)
-                await rx.wait_count(len(posted), timeout=120)
+                await _until(lambda: len(rx.received) >= len(posted), 180)
             finally:
+                busy_traffic.cancel()
                 await stop(proc)
-        delays = [r.at - posted[r.json["data"]["message"]["id"]] for r in rx.received]
-    return {"rooms": n_rooms, "rss_mb": rss, "cpu_pct": cpu, "requests_per_s": requests / window,
-            "fixed_polling_requests_per_s": n_rooms / POLL, "first_round_s": first_round,
-            "p50_ms": percentile(delays, 0.5) * 1000, "p99_ms": percentile(delays, 0.99) * 1000}
+    delays: dict[str, list[float]] = {"busy": [], "woken": []}
+    for r in rx.received:
+        kind, at = posted[r.json["data"]["message"]["id"]]
+        delays[kind].append(r.at - at)
+    busiest = _busiest_second(times)
+    return {"rooms": n_rooms, "mode": mode, "rss_mb": rss, "cpu_pct": cpu,
+            "requests_per_s": requests / window, "busiest_second": busiest,
+            "fixed_polling_requests_per_s": n_rooms / POLL, "first_poll_s": first_poll,
+            **{f"{k}_p{q}_ms": percentile(v, q / 100) * 1000 if v else float("nan")
+               for k, v in delays.items() for q in (50, 99)}}
+
+
+def _busiest_second(times: list[float]) -> int:
+    """The most requests in any one-second window (arrival times in order)."""
+    best = start = 0
+    for end, at in enumerate(times):
+        while times[start] <= at - 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+IDLE_CHILD = r"""
+import asyncio, resource, sys, time
+from notifier.config import load_config
+from notifier.scheduler import Scheduler, next_interval
+from notifier.tailer import Tailer
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+async def main(path, seconds):
+    config = load_config(path)
+    s = config.roomlio
+    async def step(turn):  # a quiet room: no I/O, nothing new
+        turn.interval = next_interval(turn.interval, 0, s.poll_interval, s.max_poll_interval)
+        return turn.interval
+    scheduler = Scheduler(step)
+    for room in config.rooms:
+        tailer = Tailer(room, client=None, store=None, matcher=None, routes={}, settings=s,
+                        on_enqueued=lambda added: None)
+        scheduler.add(tailer, s.max_poll_interval,
+                      due=time.monotonic() + hash(room.name) % 60_000 / 1000)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(scheduler.run(stop))
+    await asyncio.sleep(1)
+    before, t0 = time.process_time(), time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu = (time.process_time() - before) / (time.monotonic() - t0) * 100
+    stop.set()
+    await runner
+    print(rss(), cpu)
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+
+
+def measure_idle(n_rooms: int, seconds: float) -> dict[str, object]:
+    rooms = [f"room-{i}" for i in range(n_rooms)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "rules.yaml")
+        path.write_text(config_yaml("http://127.0.0.1:9", "http://127.0.0.1:9/sink", rooms,
+                                    str(Path(tmp, "state.db")), poll_interval=f"{POLL}s",
+                                    max_poll_interval="60s"))
+        out = subprocess.run([sys.executable, "-c", IDLE_CHILD, str(path), str(seconds)],
+                             check=True, capture_output=True, text=True).stdout.split()
+    return {"rooms": n_rooms, "rss_mb": float(out[0]), "scheduling_cpu_pct": float(out[1])}
+
+
+def _print(rows: list[dict[str, object]], idle: dict[str, object] | None,
+           args: argparse.Namespace) -> None:
+    print(f"many rooms: poll_interval {POLL:g}s, adaptive ceiling {CEILING:g}s; {args.busy} "
+          f"busy rooms (1 msg/s), {args.woken} woken rooms (1 msg each), {args.seconds:g}s "
+          f"window after {WARMUP:g}s warm-up")
+    head = ("rooms", "mode", "RSS MB", "CPU %", "req/s", "max/s", "fixed req/s", "1st poll s",
+            "busy p50", "busy p99", "woken p50", "woken p99")
+    print(" ".join(f"{h:>11}" for h in head))
+    for r in rows:
+        cells = [r["rooms"], r["mode"], f"{r['rss_mb']:.0f}", f"{r['cpu_pct']:.1f}",
+                 f"{r['requests_per_s']:.0f}", r["busiest_second"],
+                 f"{r['fixed_polling_requests_per_s']:.0f}", f"{r['first_poll_s']:.2f}",
+                 *(f"{r[k]:.0f}ms" for k in ("busy_p50_ms", "busy_p99_ms", "woken_p50_ms",
+                                               "woken_p99_ms"))]
+        print(" ".join(f"{c:>11}" for c in cells))
+    if idle is not None:
+        print(f"scheduler alone, {idle['rooms']:,} quiet rooms (max_poll_interval 60s): "
+              f"RSS {idle['rss_mb']:.0f} MB, scheduling CPU {idle['scheduling_cpu_pct']:.1f}% "
+              "of a core")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", default="1000,10000")
-    parser.add_argument("--active", type=int, default=10)
+    parser.add_argument("--modes", default="fixed,adaptive")
+    parser.add_argument("--busy", type=int, default=10)
+    parser.add_argument("--woken", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--max-rps", type=int, default=0,
+                        help="roomlio.max_requests_per_second (0: no limit)")
+    parser.add_argument("--idle", type=int, default=100_000, help="0 skips it")
     args = parser.parse_args()
-    rows = [asyncio.run(measure(int(n), args.active, args.seconds))
-            for n in args.rooms.split(",")]
-    print(f"many rooms: {args.active} active rooms, 1 msg/s each, poll_interval {POLL:g}s")
-    print(f"{'rooms':>7} {'RSS MB':>7} {'CPU %':>6} {'req/s':>7} {'fixed req/s':>12} "
-          f"{'1st round s':>12} {'p50 ms':>7} {'p99 ms':>7}")
-    for r in rows:
-        print(f"{r['rooms']:>7} {r['rss_mb']:>7.0f} {r['cpu_pct']:>6.1f} "
-              f"{r['requests_per_s']:>7.0f} {r['fixed_polling_requests_per_s']:>12.0f} "
-              f"{r['first_round_s']:>12.1f} {r['p50_ms']:>7.0f} {r['p99_ms']:>7.0f}")
-    out = write_results("many_rooms", {"poll_interval": POLL, "rows": rows})
+    rows = [asyncio.run(measure(int(n), mode, args))
+            for n in args.rooms.split(",") for mode in args.modes.split(",")]
+    idle = measure_idle(args.idle, args.seconds) if args.idle else None
+    _print(rows, idle, args)
+    out = write_results("many_rooms", {"poll_interval": POLL, "max_poll_interval": CEILING,
+                                       "rows": rows, "idle_scheduler": idle})
     print(f"results written to {out}")
 
 

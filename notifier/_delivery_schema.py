@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifier._fields import Conv, Invalid, Reader, duration, integer, parse_duration
+from notifier._fields import Conv, Invalid, Reader, boolean, duration, integer, parse_duration
 from notifier._yaml import Path
 
-__all__ = ["OPS_FIELDS", "ratio", "resolve_retry", "retry_schedule"]
+__all__ = ["OPS_FIELDS", "check_ordered", "ratio", "resolve_retry", "retry_schedule"]
 
 _EXPONENTIAL_KEYS = ("max_attempts", "max_backoff")
 #: What exponential backoff uses for a half not given (DeliverySettings' defaults).
@@ -55,6 +55,7 @@ OPS_FIELDS: dict[str, Conv[Any]] = {
     "breaker_threshold": ratio,
     "breaker_cooldown": duration(),
     "disable_after": duration(allow_zero=True),
+    "ordered": boolean,
 }
 
 
@@ -81,3 +82,11 @@ def resolve_retry(r: Reader, m: dict[str, Any] | None, path: Path, settings: dic
         settings["max_attempts"] = len(schedule) + 1
         settings["max_backoff"] = max(schedule)
 
+
+
+def check_ordered(r: Reader, path: Path, settings: dict[str, Any], group_wait: float) -> None:
+    """An ordered webhook sends one delivery per room at a time: nothing left to group."""
+    if settings.get("ordered") and group_wait > 0:
+        r.problem((*path, "group_wait"), "an ordered webhook sends one event per room at a "
+                                         "time, so there is nothing to group; remove "
+                                         "group_wait or set ordered: false")

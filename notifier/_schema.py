@@ -13,7 +13,7 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from notifier._cluster_schema import POSTGRES_SCHEMES, cluster_settings, postgres_url_problem
-from notifier._delivery_schema import OPS_FIELDS, resolve_retry
+from notifier._delivery_schema import OPS_FIELDS, check_ordered, resolve_retry
 from notifier._fields import (
     MISSING,
     Conv,
@@ -79,7 +79,7 @@ def _start_from(value: Any, shown: str) -> Literal["now", "beginning"] | datetim
 
 def _secret_key(value: Any, shown: str) -> bytes:
     if not isinstance(value, str):
-        raise Invalid(f"must be a string like whsec_<base64> (got {shown})")
+        raise Invalid(f"must be a string like whsec_<base64> or whsk_<base64> (got {shown})")
     try:
         return decode_secret(value.strip())
     except SignatureError as exc:  # its message never contains the secret
@@ -241,6 +241,8 @@ def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Web
             h.lower() == "authorization" for h in headers):
         r.problem((*path, "headers"), "the url carries credentials and headers sets "
                                       "Authorization too; keep only one of them")
+    formatting = format_settings(r, m, path, fmt)
+    check_ordered(r, path, settings, formatting["group_wait"])
     return Webhook(
         name=name,
         url=url,
@@ -248,7 +250,7 @@ def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Web
         format=fmt,
         headers=headers,
         **settings,
-        **format_settings(r, m, path, fmt),
+        **formatting,
     )
 
 

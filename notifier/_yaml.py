@@ -180,6 +180,11 @@ class _Converter:
                     yield from self.merged(nested, path, seen)
 
 
+#: libyaml's parser when PyYAML was built with it: 10,000 rooms compose in a fifth of the
+#: time (``notifier run`` must reach its first poll within a second).
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
@@ -194,7 +199,7 @@ def _entry_line(key: yaml.Node, value: yaml.Node) -> int:
 def parse(text: str, file: str, env: Mapping[str, str]) -> tuple[Doc | None, list[Problem]]:
     """Parse ``text``; return the Doc (None when the YAML is unreadable) and the problems."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text)
     except yaml.YAMLError as exc:
         return None, [_syntax_problem(exc, text, file)]
     except RecursionError:
@@ -208,6 +213,16 @@ def parse(text: str, file: str, env: Mapping[str, str]) -> tuple[Doc | None, lis
         problem = Problem(file, None, "", "the document is too large once its aliases expand")
         return None, [problem]
     return converter.doc, converter.problems
+
+
+def _compose(text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=_LOADER)
+    except yaml.YAMLError:
+        if _LOADER is yaml.SafeLoader:
+            raise
+    # the pure-Python parser's messages and marks are the ones documented and tested
+    return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
 def _syntax_problem(exc: yaml.YAMLError, text: str, file: str) -> Problem:

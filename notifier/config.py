@@ -103,6 +103,8 @@ class DeliverySettings:
     breaker_cooldown: float = 60.0
     disable_after: float = 5 * 86400.0
     """Disable a webhook failing without a success for this long; 0: never."""
+    ordered: bool = False
+    """Send each room's events one at a time, in ledger order (see Store.claim_due)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ class Webhook:
     name: str
     url: str = field(repr=False)
     secrets: tuple[bytes, ...] = field(default=(), repr=False)
-    """Decoded HMAC keys; empty means the requests are not signed."""
+    """Decoded signing keys: plain bytes sign ``v1`` (HMAC), an ``Ed25519Key`` signs
+    ``v1a`` (see notifier.delivery.signing); empty means the requests are not signed."""
     timeout: float = 10.0
     max_attempts: int = 12
     max_backoff: float = 600.0
@@ -128,6 +131,8 @@ class Webhook:
     breaker_cooldown: float = 60.0
     disable_after: float = 5 * 86400.0
     """Disable the webhook when it fails without a success for this long; 0: never."""
+    ordered: bool = False
+    """One delivery per room at a time, in ledger order; a retried one holds back the rest."""
     rate_limit: Rate | None = None
     """None: unlimited (the default for standard and template)."""
     group_wait: float = 0.0

@@ -75,13 +75,13 @@ def plan(held: Collection[str], rooms: int, live: int) -> LeasePlan:
 
 
 class RoomKeeper:
-    """Holds this instance's leases and runs one task per room it holds."""
+    """Holds this instance's leases and has each room it holds polled (``start``)."""
 
     def __init__(self, store: LeaseStore, rooms: Sequence[str], settings: ClusterSettings,
-                 start: Callable[[str], asyncio.Task[None]]) -> None:
+                 start: Callable[[str], asyncio.Future[None]]) -> None:
         self._store, self._rooms, self._settings = store, list(rooms), settings
         self._start = start
-        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.tasks: dict[str, asyncio.Future[None]] = {}
         """The room tasks running now, by room name."""
         self._renewed = time.monotonic()
 

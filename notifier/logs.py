@@ -3,8 +3,8 @@
 The redaction filter sits on the handler, so every record is cleaned whatever its logger
 or level: the config's secrets (API key, webhook secrets, header values, webhook URLs,
 the admin token) are replaced by their names, and anything shaped like a credential
-(``Authorization`` values, bearer tokens, ``whsec_`` secrets, ``user:password@`` in a URL)
-is masked even when it is not in the config.
+(``Authorization`` values, bearer tokens, ``whsec_`` and ``whsk_`` secrets,
+``user:password@`` in a URL) is masked even when it is not in the config.
 
 JSON lines carry ``time``, ``level``, ``logger`` and ``event`` (the message) always, and
 ``room``, ``webhook``, ``event_id``, ``attempt``, ``status``, ``duration`` (seconds) and
@@ -38,6 +38,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
      r"\1[REDACTED]"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), r"\1 [REDACTED]"),
     (re.compile(r"whsec_[A-Za-z0-9+/=]+"), "whsec_[REDACTED]"),
+    (re.compile(r"whsk_[A-Za-z0-9+/=]+"), "whsk_[REDACTED]"),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@"), r"\1[REDACTED]@"),
 )
 

@@ -178,7 +178,7 @@ class Scheduler:
             delay = await self._step(turn)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - handed to run(), which raises it
+        except BaseException as exc:
             self._fatal = exc
             self._wake.set()
             return

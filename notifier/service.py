@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -24,6 +24,7 @@ from notifier.events import Delivery
 from notifier.leases import LeaseStore, RoomKeeper, new_instance_id
 from notifier.reload import Active, ConfigWatcher, ReloadPlan, load_plan
 from notifier.roomlio import RoomlioClient, RoomlioNotFoundError
+from notifier.scheduler import RoomTurn, Scheduler, ThrottledClient, TokenBucket, next_interval
 from notifier.store import Store, open_store
 from notifier.tailer import Tailer
 
@@ -53,13 +54,6 @@ class ServiceHooks:
     """A config reload was tried: True if it took over, False if the file was invalid."""
 
 
-@dataclass
-class _RoomHealth:
-    failures: int = 0
-    last_error: str = ""
-    next_scan: float = field(default=0.0)
-
-
 class Service:
     """``await Service(config).run(stop)`` runs until ``stop`` is set or a fatal error."""
 
@@ -79,7 +73,9 @@ class Service:
         """The config in force with its compiled rules; a reload swaps it as one object."""
         self._watcher = ConfigWatcher(config.path, self._reload)
         self._spawn: Callable[[Room], object] | None = None
-        self._room_tasks: dict[str, asyncio.Task[None]] = {}
+        self._room_tasks: dict[str, asyncio.Future[None]] = {}
+        self.scheduler: Scheduler | None = None
+        """Polls every room this instance tails (one task, a heap of due times)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop``; raise RoomlioAuthError (bad key) or StoreError (bad state)."""
@@ -91,8 +87,7 @@ class Service:
             self.store = store
             session = aiohttp.ClientSession()
             stack.push_async_callback(session.close)
-            client = RoomlioClient(self.config.roomlio, session, instance=self.instance,
-                                   on_error=self.hooks.on_api_error)
+            client = self._client(session)
             sender = Sender(self.config.webhooks, store, on_outcome=self.hooks.on_outcome,
                             on_attempt=self.hooks.on_attempt,
                             ops_webhook=self.config.ops_webhook)
@@ -101,6 +96,15 @@ class Service:
                 await self._run_tasks(stop, store, client, sender)
             except BaseExceptionGroup as group:
                 raise _first_fatal(group) from None
+
+    def _client(self, session: aiohttp.ClientSession) -> RoomlioClient:
+        settings = self.config.roomlio
+        if not settings.max_requests_per_second:
+            return RoomlioClient(settings, session, instance=self.instance,
+                                 on_error=self.hooks.on_api_error)
+        return ThrottledClient(settings, session, instance=self.instance,
+                               on_error=self.hooks.on_api_error,
+                               bucket=TokenBucket(settings.max_requests_per_second))
 
     async def _run_tasks(self, stop: asyncio.Event, store: Store, client: RoomlioClient,
                          sender: Sender) -> None:
@@ -131,49 +135,59 @@ class Service:
     def _start_rooms(self, group: asyncio.TaskGroup, store: Store,
                      make_tailer: Callable[[Room], Tailer],
                      stop: asyncio.Event) -> list[asyncio.Task[None]]:
-        """A task per room; on shared state, one task that leases rooms and runs those."""
+        """One scheduler task polls every room; on shared state, a keeper leases rooms and
+        hands those to it."""
+        scheduler = self.scheduler = Scheduler(self._step)
+        tasks = [group.create_task(scheduler.run(stop), name="room scheduler")]
         if not isinstance(store, LeaseStore):
-            def spawn(tailer: Tailer) -> asyncio.Task[None]:
-                task = group.create_task(self._tail(tailer, stop), name=f"room {tailer.room.name}")
-                self._room_tasks[tailer.room.name] = task
-                return task
+            def spawn(tailer: Tailer) -> None:
+                self._room_tasks[tailer.room.name] = self._schedule(tailer)
 
             self._spawn = lambda room: spawn(self.tailers.setdefault(room.name, make_tailer(room)))
-            return [spawn(t) for t in self.tailers.values()]
+            for tailer in self.tailers.values():
+                spawn(tailer)
+            return tasks
         by_name = {room.name: room for room in self.config.rooms}
 
-        def start(name: str) -> asyncio.Task[None]:
+        def start(name: str) -> asyncio.Future[None]:
             tailer = self.tailers[name] = make_tailer(by_name[name])  # reloads the cursor
-            return group.create_task(self._tail(tailer, stop), name=f"room {name}")
+            return self._schedule(tailer)
 
         keeper = RoomKeeper(store, list(by_name), self.config.cluster, start)
-        return [group.create_task(keeper.run(stop), name="room leases")]
+        return [*tasks, group.create_task(keeper.run(stop), name="room leases")]
 
-    async def _tail(self, tailer: Tailer, stop: asyncio.Event) -> None:
+    def _schedule(self, tailer: Tailer) -> asyncio.Future[None]:
+        assert self.scheduler is not None
         settings = self.config.roomlio
-        health = _RoomHealth(next_scan=time.monotonic() + settings.edit_scan_interval)
-        while not stop.is_set():
-            delay = settings.poll_interval
-            try:
-                seen = await tailer.poll()
-                if settings.edit_lookback > 0 and time.monotonic() >= health.next_scan:
-                    await tailer.scan_edits()
-                    health.next_scan = time.monotonic() + settings.edit_scan_interval
-                if health.failures:
-                    log.info("room %s: polling again after %d failure(s)",
-                             tailer.room.name, health.failures)
-                health.failures = 0
-                if self.hooks.on_poll is not None:
-                    self.hooks.on_poll(tailer.room.name, seen)
-            except RoomlioAuthError:
-                raise
-            except LeaseLost as exc:
-                log.warning("room %s: %s; this instance stops tailing it", tailer.room.name, exc)
-                return
-            except (RoomlioError, StoreError) as exc:
-                delay = self._room_failed(tailer, health, exc)
-            # a little jitter keeps many rooms from polling in lock-step
-            await _sleep_unless(stop, delay * self._rng.uniform(0.9, 1.1))
+        return self.scheduler.add(tailer, settings.poll_interval,
+                                  next_scan=time.monotonic() + settings.edit_scan_interval)
+
+    async def _step(self, turn: RoomTurn) -> float | None:
+        """One poll of a room (and its edit scan when due); the pause before the next."""
+        settings, tailer = self.config.roomlio, turn.tailer
+        try:
+            seen = await tailer.poll()
+            if settings.edit_lookback > 0 and time.monotonic() >= turn.next_scan:
+                await tailer.scan_edits()
+                turn.next_scan = time.monotonic() + settings.edit_scan_interval
+            if turn.failures:
+                log.info("room %s: polling again after %d failure(s)",
+                         tailer.room.name, turn.failures)
+            turn.failures = 0
+            if self.hooks.on_poll is not None:
+                self.hooks.on_poll(tailer.room.name, seen)
+            turn.interval = delay = next_interval(turn.interval, tailer.fresh,
+                                                  settings.poll_interval,
+                                                  settings.max_poll_interval)
+        except RoomlioAuthError:
+            raise
+        except LeaseLost as exc:
+            log.warning("room %s: %s; this instance stops tailing it", tailer.room.name, exc)
+            return None
+        except (RoomlioError, StoreError) as exc:
+            delay = self._room_failed(tailer, turn, exc)
+        # a little jitter keeps many rooms from polling in lock-step
+        return delay * self._rng.uniform(0.9, 1.1)
 
     def request_reload(self) -> None:
         """Re-read the config file now, changed or not (SIGHUP)."""
@@ -214,12 +228,11 @@ class Service:
 
         return enqueued
 
-    def _room_failed(self, tailer: Tailer, health: _RoomHealth,
+    def _room_failed(self, tailer: Tailer, health: RoomTurn,
                      exc: RoomlioError | StoreError) -> float:
         if self.hooks.on_poll_failed is not None:
             self.hooks.on_poll_failed(tailer.room.name, exc)
         health.failures += 1
-        health.last_error = str(exc)
         base = self.config.roomlio.poll_interval
         delay: float = min(MAX_ROOM_BACKOFF, base * 2.0 ** min(health.failures, 10))
         if isinstance(exc, RoomlioNotFoundError):

@@ -63,7 +63,9 @@ def write_config(tmp_path: Path, emu: RoomlioEmulator, rx: WebhookReceiver, room
                  state: str, **roomlio: Any) -> Path:
     doc = yaml.safe_load(config_text(
         emu.url, rx.url, rooms=rooms, state=state,
-        roomlio={"poll_interval": "250ms", "edit_scan_interval": "1s", **roomlio},
+        # fixed polling (no adaptive back-off): the tests watch which instance polls a room
+        roomlio={"poll_interval": "250ms", "max_poll_interval": "250ms",
+                 "edit_scan_interval": "1s", **roomlio},
         delivery={"max_attempts": 1000, "max_backoff": "200ms"}))
     doc["cluster"] = {"lease_ttl": f"{TTL}s", "heartbeat": f"{BEAT}s"}
     path = tmp_path / "rules.yaml"

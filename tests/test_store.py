@@ -274,6 +274,52 @@ async def test_claim_due_for_some_webhooks_keeps_global_age_order(store: SQLiteS
     assert await store.claim_due(1000.0, 10) == [batch["2/teams"], batch["1/crm"]]
 
 
+async def _queues(store: SQLiteStore, rooms: dict[str, int],
+                  *webhooks: str) -> dict[str, list[Delivery]]:
+    """Commit ``rooms[room]`` events per room, interleaved, each to ``webhooks``; return
+    each "room/webhook" queue in ledger order."""
+    queues: dict[str, list[Delivery]] = {}
+    for n in range(max(rooms.values())):
+        for r, (room, count) in enumerate(rooms.items()):
+            if n < count:
+                event = replace(make_event(10 * n + r + 1), room=room)
+                for d in deliveries(event, *webhooks):
+                    queues.setdefault(f"{room}/{d.webhook}", []).append(d)
+                await store.commit(None, deliveries(event, *webhooks))
+    return queues
+
+
+async def test_ordered_claim_takes_one_head_per_room_and_waits_for_it(
+        store: SQLiteStore) -> None:
+    """An ordered webhook gets each room's oldest delivery, then nothing there until
+    that one leaves the outbox; an unordered webhook beside it gets everything."""
+    q = await _queues(store, {"a": 3, "b": 2}, "crm", "slack")
+    claimed = await store.claim_due(later(), 100, ordered=["crm"])
+    assert {d.id for d in claimed if d.webhook == "crm"} == {q["a/crm"][0].id, q["b/crm"][0].id}
+    assert len([d for d in claimed if d.webhook == "slack"]) == 5
+    assert await store.claim_due(later(), 100, ordered=["crm"]) == []
+    await store.delivered([q["a/crm"][0].id])
+    assert await store.claim_due(later(), 100, ordered=["crm"]) == [q["a/crm"][1]]
+    await store.delivered([q["b/crm"][0].id])
+    assert await store.claim_due(later(), 100, webhooks=["crm"],
+                                 ordered=["crm"]) == [q["b/crm"][1]]
+
+
+async def test_ordered_head_being_retried_blocks_its_room_until_dead_lettered(
+        store: SQLiteStore) -> None:
+    """A head waiting for its next attempt, claimed or not, holds back the rest of its
+    room; once dead-lettered, the next delivery of that room is claimed."""
+    q = await _queues(store, {"a": 2}, "crm")
+    head, second = q["a/crm"]
+    assert await store.claim_due(later(), 10, ordered=["crm"]) == [head]
+    await store.reschedule(head.id, 1, later() + 60, 500, "HTTP 500")
+    await store.release([head.id])  # unclaimed, but not yet due: still the head
+    assert await store.claim_due(later(), 10, ordered=["crm"]) == []
+    assert await store.claim_due(later(), 10, frozenset({head.id}), ordered=["crm"]) == []
+    await store.dead_letter(head.id, 1, 500, "HTTP 500")
+    assert await store.claim_due(later(), 10, ordered=["crm"]) == [second]
+
+
 async def test_next_due_is_the_earliest_unclaimed_time(store: SQLiteStore) -> None:
     """next_due ignores claimed deliveries and is None once nothing is waiting."""
     assert await store.next_due() is None

@@ -4,10 +4,12 @@
 
     notifier verify --secret whsec_... --headers headers.txt --body body.json
     notifier verify --secret whsec_... --request captured.json   # {"headers": {}, "body": ""}
+    notifier verify --public-key whpk_... --request captured.json  # v1a (ed25519) signatures
 
 Headers are ``Name: value`` lines (as copied from a request dump) or a JSON object. The
 secret may also come from ``$WEBHOOK_SECRET`` (keeps it out of the shell history); it is
-never printed. Exit 0 if the request verifies, 1 if not.
+never printed. ``--public-key whpk_...`` (or ``$WEBHOOK_PUBLIC_KEY``) checks ``v1a``
+signatures. Exit 0 if the request verifies, 1 if not.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def register(subparsers: Any) -> None:
     verify = subparsers.add_parser("verify", help="check a captured webhook request's signature")
     verify.add_argument("--secret", action="append",
                         help="a whsec_ secret (repeatable; default: $WEBHOOK_SECRET)")
+    verify.add_argument("--public-key", action="append", default=[],
+                        help="a whpk_ ed25519 public key, for v1a signatures (repeatable; "
+                             "default: $WEBHOOK_PUBLIC_KEY)")
     verify.add_argument("--headers", help="a file of 'Name: value' lines or a JSON object")
     verify.add_argument("--body", help="a file holding the raw body")
     verify.add_argument("--request", help='a JSON file {"headers": {...}, "body": "..."}')
@@ -66,10 +71,11 @@ def _read(args: argparse.Namespace) -> tuple[dict[str, str], bytes]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    secrets = args.secret or ([os.environ["WEBHOOK_SECRET"]]
-                              if os.environ.get("WEBHOOK_SECRET") else [])
+    secrets = (args.secret or _env("WEBHOOK_SECRET")) + (
+        args.public_key or _env("WEBHOOK_PUBLIC_KEY"))
     if not secrets:
-        print("notifier: give --secret or set WEBHOOK_SECRET", file=sys.stderr)
+        print("notifier: give --secret or --public-key, or set WEBHOOK_SECRET",
+              file=sys.stderr)
         return EXIT_USAGE
     try:
         headers, body = _read(args)
@@ -80,3 +86,7 @@ def _verify(args: argparse.Namespace) -> int:
     for reason in verdict.reasons:
         print(("OK: " if verdict.ok else "FAILED: ") + reason)
     return EXIT_OK if verdict.ok else EXIT_ERROR
+
+
+def _env(name: str) -> list[str]:
+    return [os.environ[name]] if os.environ.get(name) else []

@@ -2,7 +2,8 @@
 
 ``diagnose`` checks a request the way ``standardwebhooks`` does (HMAC-SHA256 ``v1,``
 signatures over ``{id}.{timestamp}.{body}``, a 5-minute timestamp tolerance) against one
-or more secrets, and when it fails, says which of the usual mistakes it is: a signature
+or more secrets, or ed25519 ``v1a,`` signatures against ``whpk_`` public keys, and when
+it fails, says which of the usual mistakes it is: a signature
 pasted where the secret belongs, the wrong secret, a stale timestamp, a body changed on
 the way (re-serialised JSON, a newline added or removed), missing headers. It never
 repeats a secret.
@@ -10,12 +11,11 @@ repeats a secret.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from notifier.delivery.signing import SignatureError, decode_secret, sign
+from notifier.delivery.signing import SignatureError, decode_verifying_key, matches
 
 __all__ = ["Verdict", "diagnose"]
 
@@ -32,7 +32,7 @@ class Verdict:
 
 def diagnose(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, *, now: int,
              tolerance: int = TOLERANCE) -> Verdict:
-    """Check ``body`` and ``headers`` against each secret; explain a failure."""
+    """Check ``body`` and ``headers`` against each secret or public key; explain a failure."""
     lower = {k.lower(): v.strip() for k, v in headers.items()}
     missing = [h for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
                if not lower.get(h)]
@@ -45,9 +45,9 @@ def diagnose(secrets: Sequence[str], headers: Mapping[str, str], body: bytes, *,
     keys, problems = _keys(secrets)
     if not keys:
         return Verdict(False, tuple(problems))
-    given = [s for s in lower["webhook-signature"].split() if s.startswith("v1,")]
+    given = [s for s in lower["webhook-signature"].split() if s.startswith(("v1,", "v1a,"))]
     if not given:
-        return Verdict(False, ("webhook-signature holds no v1, signature",))
+        return Verdict(False, ("webhook-signature holds no v1, or v1a, signature",))
     msg_id = lower["webhook-id"]
     matched = [n for n, key in keys if _matches(key, msg_id, timestamp, body, given)]
     if matched:
@@ -59,21 +59,20 @@ def _keys(secrets: Sequence[str]) -> tuple[list[tuple[int, bytes]], list[str]]:
     keys, problems = [], []
     for n, secret in enumerate(secrets, 1):
         text = secret.strip()
-        if text.startswith("v1,"):
-            problems.append(f"secret {n} starts with 'v1,': that is a signature from the "
-                            "webhook-signature header, not the secret; use the whsec_... "
-                            "secret from rules.yaml")
+        if text.startswith(("v1,", "v1a,")):
+            problems.append(f"secret {n} starts with '{text.split(',')[0]},': that is a "
+                            "signature from the webhook-signature header, not the secret; "
+                            "use the whsec_... secret (or whpk_... public key) of the webhook")
             continue
         try:
-            keys.append((n, decode_secret(text)))
+            keys.append((n, decode_verifying_key(text)))
         except SignatureError as exc:
             problems.append(f"secret {n} {exc}")
     return keys, problems
 
 
 def _matches(key: bytes, msg_id: str, timestamp: int, body: bytes, given: list[str]) -> bool:
-    expected = sign(key, msg_id, timestamp, body)
-    return any(hmac.compare_digest(expected, sig) for sig in given)
+    return matches(key, msg_id, timestamp, body, given)
 
 
 def _fresh(matched: list[int], timestamp: int, now: int, tolerance: int) -> Verdict:

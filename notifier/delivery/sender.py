@@ -165,7 +165,9 @@ class Sender:
                       if len(lane.held) < PER_WEBHOOK_BACKLOG and self.health.claimable(n)]
         if not open_lanes:
             return 0
-        batch = await self._store.claim_due(self._clock(), 256, held, webhooks=open_lanes)
+        ordered = [n for n in open_lanes if self._lanes[n].webhook.ordered]
+        batch = await self._store.claim_due(self._clock(), 256, held, webhooks=open_lanes,
+                                            ordered=ordered)
         for delivery in batch:
             lane = self._lanes.get(delivery.webhook)
             if lane is None:
@@ -217,25 +219,20 @@ class Sender:
 
     async def _deliver_once(self, lane: _WebhookLane, delivery: Delivery) -> None:
         webhook = lane.webhook
-        remaining = max(1, webhook.max_attempts - delivery.attempts)
-
-        async def before_sleep(state: RetryCallState) -> None:
-            await self._persist_failure(delivery, state)
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(DeliveryTransientError),
-            wait=retry_wait(webhook.retry_schedule, base=BACKOFF_BASE, cap=webhook.max_backoff,
-                            offset=delivery.attempts, rng=self._rng),
-            stop=stop_after_attempt(remaining),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        attempt_no = delivery.attempts
+        attempt_no = delivery.attempts + 1
         try:
-            async for attempt in retrying:
-                with attempt:
-                    attempt_no = delivery.attempts + attempt.retry_state.attempt_number
-                    await self._attempt(lane, delivery, attempt_no)
+            # The first attempt runs outside tenacity (most succeed: its machinery costs
+            # more than the POST); a transient failure is replayed as tenacity's attempt 1,
+            # so the backoff, the persisted failure and the budget are exactly as before.
+            failed = await self._first_attempt(lane, delivery, attempt_no)
+            if failed is not None:
+                async for attempt in self._retrying(webhook, delivery):
+                    with attempt:
+                        attempt_no = delivery.attempts + attempt.retry_state.attempt_number
+                        if failed is not None:
+                            exc, failed = failed, None
+                            raise exc
+                        await self._attempt(lane, delivery, attempt_no)
             await self._completer.delivered(delivery.id)
             self._report(DeliveryOutcome(delivery, True, attempt_no, None))
         except DeliveryError as exc:
@@ -249,6 +246,30 @@ class Sender:
             self._report(DeliveryOutcome(delivery, False, attempt_no, exc.status, str(exc)))
         finally:
             lane.held.difference_update(m.id for m in members_of(delivery))
+            if webhook.ordered:
+                self.poke()  # the room's next delivery is its queue's head now
+
+    def _retrying(self, webhook: Webhook, delivery: Delivery) -> AsyncRetrying:
+        async def before_sleep(state: RetryCallState) -> None:
+            await self._persist_failure(delivery, state)
+
+        return AsyncRetrying(
+            retry=retry_if_exception_type(DeliveryTransientError),
+            wait=retry_wait(webhook.retry_schedule, base=BACKOFF_BASE, cap=webhook.max_backoff,
+                            offset=delivery.attempts, rng=self._rng),
+            stop=stop_after_attempt(max(1, webhook.max_attempts - delivery.attempts)),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    async def _first_attempt(self, lane: _WebhookLane, delivery: Delivery,
+                             attempt_no: int) -> DeliveryTransientError | None:
+        """The first attempt of this run; the transient error to retry, or None on a 2xx."""
+        try:
+            await self._attempt(lane, delivery, attempt_no)
+        except DeliveryTransientError as exc:
+            return exc
+        return None
 
     async def _attempt(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int) -> None:
         """One attempt, admitted by the webhook's breaker, its result recorded there."""
@@ -305,13 +326,17 @@ class Sender:
             self._on_outcome(outcome)
 
     def _report_attempt(self, report: AttemptReport) -> None:
+        if log.isEnabledFor(logging.DEBUG):  # its fields cost more than the POST's own work
+            self._log_attempt(report)
+        if self._on_attempt is not None:
+            self._on_attempt(report)
+
+    def _log_attempt(self, report: AttemptReport) -> None:
         log.debug("webhook %s: attempt %d for %s: %s in %.0fms", report.delivery.webhook,
                   report.attempt, report.delivery.id, report.status or report.error or "cancelled",
                   report.seconds * 1000, extra={**_fields(report.delivery, report.attempt,
                                                            report.status),
                                                 "duration": round(report.seconds, 6)})
-        if self._on_attempt is not None:
-            self._on_attempt(report)
 
     @property
     def in_flight(self) -> int:

@@ -1,8 +1,18 @@
 """Standard Webhooks signatures: pure functions, no I/O.
 
-``webhook-signature`` is ``v1,`` + base64(HMAC-SHA256(secret, f"{id}.{timestamp}.{body}")),
-where the secret is the base64 text after ``whsec_``. Several signatures are separated by
-spaces (secret rotation).
+Two schemes sign the same content, ``{id}.{timestamp}.{body}``:
+
+* ``v1,`` + base64(HMAC-SHA256(key, content)), where the secret ``whsec_<base64>`` is
+  shared with the receiver;
+* ``v1a,`` + base64(ed25519 signature of content), signed with a private key
+  ``whsk_<base64>`` and checked by the receiver with the public key ``whpk_<base64>``.
+
+The spec says only "base64 encoded" for ed25519 keys; the reference libraries' drafts
+read ``whsk_`` either as the 32-byte seed (RFC 8032's private key; Go's NewKeyFromSeed)
+or as the 64-byte seed-and-public-key (Go's and libsodium's ed25519.PrivateKey). Both
+are accepted here (a 64-byte key must carry its own public key); ``generate_key_pair``
+writes the 32-byte seed. ``whpk_`` is the 32-byte public key. Several signatures are
+separated by spaces (secret rotation, or one of each scheme).
 """
 
 from __future__ import annotations
@@ -11,34 +21,76 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 __all__ = [
+    "PRIVATE_KEY_PREFIX",
+    "PUBLIC_KEY_PREFIX",
     "SECRET_PREFIX",
+    "Ed25519Key",
+    "PublicKey",
     "SignatureError",
+    "decode_public_key",
     "decode_secret",
+    "decode_verifying_key",
+    "generate_key_pair",
+    "matches",
+    "public_key_text",
     "sign",
+    "sign_v1a",
     "signature_headers",
     "verify",
 ]
 
 SECRET_PREFIX = "whsec_"
+PRIVATE_KEY_PREFIX = "whsk_"
+PUBLIC_KEY_PREFIX = "whpk_"
 MIN_SECRET_BYTES = 24
 MAX_SECRET_BYTES = 64
+_SEED_BYTES = 32
 
 
 class SignatureError(ValueError):
     """A secret is malformed or a request does not verify."""
 
 
-def decode_secret(secret: str) -> bytes:
-    """Decode ``whsec_<base64>`` to the HMAC key; the message never contains the secret."""
-    if not secret.startswith(SECRET_PREFIX):
-        raise SignatureError("must start with 'whsec_' followed by base64")
+class Ed25519Key(bytes):
+    """A ``v1a`` signing key: the bytes after ``whsk_`` (a 32-byte seed, or 64 bytes: the
+    seed then its public key). Kept as given, so log redaction finds the configured text."""
+
+    def __eq__(self, other: object) -> bool:  # never equal to an HMAC key of the same bytes
+        return isinstance(other, Ed25519Key) and bytes.__eq__(self, other)
+
+    __hash__ = bytes.__hash__
+
+    @property
+    def private(self) -> Ed25519PrivateKey:
+        """The key, ready to sign."""
+        return Ed25519PrivateKey.from_private_bytes(bytes(self[:_SEED_BYTES]))
+
+    @property
+    def public(self) -> PublicKey:
+        """The matching public key (what receivers verify ``v1a`` signatures with)."""
+        return PublicKey(self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+class PublicKey(bytes):
+    """A ``v1a`` verifying key: the 32 bytes after ``whpk_``."""
+
+
+def _b64(text: str, prefix: str) -> bytes:
     try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        return base64.b64decode(text[len(prefix):], validate=True)
     except (binascii.Error, ValueError):
-        raise SignatureError("the part after 'whsec_' is not valid base64") from None
+        raise SignatureError(f"the part after '{prefix}' is not valid base64") from None
+
+
+def _hmac_key(secret: str) -> bytes:
+    key = _b64(secret, SECRET_PREFIX)
     if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
         raise SignatureError(
             f"decodes to {len(key)} bytes; use {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} "
@@ -48,26 +100,137 @@ def decode_secret(secret: str) -> bytes:
     return key
 
 
+def _ed25519_key(secret: str) -> bytes:
+    key = Ed25519Key(_b64(secret, PRIVATE_KEY_PREFIX))
+    if len(key) not in (_SEED_BYTES, 2 * _SEED_BYTES):
+        raise SignatureError(
+            f"decodes to {len(key)} bytes; an ed25519 private key is 32 bytes (or 64: the "
+            "key then its public key); make a pair with python -c \"from notifier.delivery."
+            "signing import generate_key_pair; print(*generate_key_pair(), sep='\\n')\"")
+    if len(key) > _SEED_BYTES and key[_SEED_BYTES:] != key.public:
+        raise SignatureError("is 64 bytes but its second half is not the public key of the "
+                             "first; give the 32-byte private key alone")
+    return key
+
+
+def _public_only(_secret: str) -> bytes:
+    raise SignatureError("is a public key (whpk_): it verifies signatures but cannot make "
+                         "them; put the whsk_ private key here and give the whpk_ key to "
+                         "the receiver")
+
+
+#: How each kind of secret is decoded, by prefix.
+_SIGNING_KEYS: dict[str, Callable[[str], bytes]] = {
+    SECRET_PREFIX: _hmac_key,
+    PRIVATE_KEY_PREFIX: _ed25519_key,
+    PUBLIC_KEY_PREFIX: _public_only,
+}
+
+
+def decode_secret(secret: str) -> bytes:
+    """Decode a signing secret: ``whsec_<base64>`` to an HMAC key (plain bytes), or
+    ``whsk_<base64>`` to an Ed25519Key. The message never contains the secret."""
+    for prefix, decode in _SIGNING_KEYS.items():
+        if secret.startswith(prefix):
+            return decode(secret)
+    raise SignatureError("must start with 'whsec_' (a shared secret) or 'whsk_' (an ed25519 "
+                         "private key) followed by base64")
+
+
+def decode_public_key(text: str) -> PublicKey:
+    """Decode ``whpk_<base64>``, the 32-byte ed25519 public key."""
+    if not text.startswith(PUBLIC_KEY_PREFIX):
+        raise SignatureError("must start with 'whpk_' followed by base64")
+    key = _b64(text, PUBLIC_KEY_PREFIX)
+    if len(key) != _SEED_BYTES:
+        raise SignatureError(f"decodes to {len(key)} bytes; an ed25519 public key is 32")
+    return PublicKey(key)
+
+
+def decode_verifying_key(text: str) -> bytes:
+    """A key a receiver checks requests with: ``whsec_``, ``whpk_`` or even ``whsk_``."""
+    if text.startswith(PUBLIC_KEY_PREFIX):
+        return decode_public_key(text)
+    return decode_secret(text)
+
+
+def public_key_text(key: Ed25519Key) -> str:
+    """``whpk_<base64>``: the public key of ``key``, safe to hand to receivers."""
+    return PUBLIC_KEY_PREFIX + base64.b64encode(key.public).decode()
+
+
+def generate_key_pair() -> tuple[str, str]:
+    """A new (``whsk_`` private key, ``whpk_`` public key) pair."""
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    seed = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return (PRIVATE_KEY_PREFIX + base64.b64encode(seed).decode(),
+            public_key_text(Ed25519Key(seed)))
+
+
+def _content(msg_id: str, timestamp: int, body: bytes) -> bytes:
+    return f"{msg_id}.{timestamp}.".encode() + body
+
+
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    """One ``v1,<base64>`` signature of ``body`` under ``key``."""
-    to_sign = f"{msg_id}.{timestamp}.".encode() + body
-    mac = hmac.digest(key, to_sign, hashlib.sha256)
+    """One ``v1,<base64>`` signature of ``body`` under the HMAC ``key``."""
+    mac = hmac.digest(key, _content(msg_id, timestamp, body), hashlib.sha256)
     return "v1," + base64.b64encode(mac).decode()
+
+
+def sign_v1a(key: Ed25519Key, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One ``v1a,<base64>`` ed25519 signature of ``body``."""
+    signature = key.private.sign(_content(msg_id, timestamp, body))
+    return "v1a," + base64.b64encode(signature).decode()
+
+
+def _sign_any(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    if isinstance(key, Ed25519Key):
+        return sign_v1a(key, msg_id, timestamp, body)
+    return sign(key, msg_id, timestamp, body)
 
 
 def signature_headers(keys: Sequence[bytes], msg_id: str, timestamp: int,
                       body: bytes) -> dict[str, str]:
-    """The three Standard Webhooks headers, signed with every key given."""
+    """The three Standard Webhooks headers, signed with every key given (each in its
+    scheme: ``v1`` for HMAC keys, ``v1a`` for Ed25519Keys)."""
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(sign(k, msg_id, timestamp, body) for k in keys),
+        "webhook-signature": " ".join(_sign_any(k, msg_id, timestamp, body) for k in keys),
     }
+
+
+def _ed25519_matches(public: bytes, content: bytes, given: Sequence[str]) -> bool:
+    verifier = Ed25519PublicKey.from_public_bytes(bytes(public))
+    for sig in given:
+        version, _, encoded = sig.partition(",")
+        if version != "v1a":
+            continue
+        try:
+            verifier.verify(base64.b64decode(encoded, validate=True), content)
+        except (InvalidSignature, binascii.Error, ValueError):
+            continue
+        return True
+    return False
+
+
+def matches(key: bytes, msg_id: str, timestamp: int, body: bytes, given: Sequence[str]) -> bool:
+    """Whether one of the ``given`` signatures is ``key``'s: ``v1`` for an HMAC key,
+    ``v1a`` for a PublicKey (or an Ed25519Key, through its public key)."""
+    if isinstance(key, Ed25519Key):
+        key = key.public
+    if isinstance(key, PublicKey):
+        return _ed25519_matches(key, _content(msg_id, timestamp, body), given)
+    expected = sign(key, msg_id, timestamp, body)
+    return any(hmac.compare_digest(expected, sig) for sig in given)
 
 
 def verify(key: bytes, headers: Mapping[str, str], body: bytes, *, now: int,
            tolerance: int = 300) -> None:
-    """Raise SignatureError unless ``headers`` carry a valid, fresh signature of ``body``."""
+    """Raise SignatureError unless ``headers`` carry a valid, fresh signature of ``body``
+    by ``key`` (an HMAC key, a PublicKey or an Ed25519Key)."""
     lower = {k.lower(): v for k, v in headers.items()}
     try:
         msg_id = lower["webhook-id"]
@@ -77,6 +240,5 @@ def verify(key: bytes, headers: Mapping[str, str], body: bytes, *, now: int,
         raise SignatureError("missing or malformed webhook-* headers") from None
     if abs(now - timestamp) > tolerance:
         raise SignatureError(f"timestamp {timestamp} is more than {tolerance}s from now")
-    expected = sign(key, msg_id, timestamp, body)
-    if not any(hmac.compare_digest(expected, sig) for sig in given):
+    if not matches(key, msg_id, timestamp, body, given):
         raise SignatureError("no signature matches")

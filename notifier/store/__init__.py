@@ -100,9 +100,14 @@ class Store(Protocol):
         the ledger; return the deliveries actually added to the outbox."""
 
     async def claim_due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
-                        webhooks: Collection[str] | None = None) -> list[Delivery]:
+                        webhooks: Collection[str] | None = None,
+                        ordered: Collection[str] = ()) -> list[Delivery]:
         """Up to ``limit`` outbox deliveries due at ``now``, oldest first, not in ``exclude``,
-        for ``webhooks`` only (None: every webhook), marked as claimed by this instance."""
+        for ``webhooks`` only (None: every webhook), marked as claimed by this instance.
+
+        For a webhook in ``ordered``, only the head of each room's queue (the delivery
+        whose event the ledger numbered first) is claimed, and nothing for a room that
+        has a delivery to that webhook claimed already: one at a time, in ledger order."""
 
     async def next_due(self) -> float | None:
         """When the earliest unclaimed outbox delivery becomes due, or None if empty."""

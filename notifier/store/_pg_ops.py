@@ -98,24 +98,45 @@ def _event_row(event: Event) -> tuple[Any, ...]:
 
 async def claim(conn: Any, now: float, limit: int, exclude: frozenset[str],
                 webhooks: Collection[str] | None, instance: str,
-                timeout: float) -> list[Any]:
-    """Mark up to ``limit`` due, claimable rows as ``instance``'s; return them, oldest first."""
+                timeout: float, ordered: Collection[str] = ()) -> list[Any]:
+    """Mark up to ``limit`` due, claimable rows as ``instance``'s; return them, oldest first.
+
+    A webhook in ``ordered`` gets only the head of each room's queue (see ``_HEADS``).
+    """
     if limit <= 0 or (webhooks is not None and not webhooks):
         return []
+    in_order = [w for w in dict.fromkeys(ordered) if webhooks is None or w in webhooks]
+    others = None if webhooks is None else [w for w in webhooks if w not in in_order]
     async with conn.transaction():
-        ids = await conn.fetch(
-            "WITH due AS (SELECT o.id FROM notifier_outbox AS o WHERE o.next_attempt_at <= $1"
-            " AND NOT (o.id = ANY($2::text[])) AND ($3::text[] IS NULL OR o.webhook = ANY($3))"
-            f" AND {_CLAIMABLE} ORDER BY o.next_attempt_at, o.id LIMIT $4"
-            " FOR UPDATE OF o SKIP LOCKED)"
-            f" UPDATE notifier_outbox AS t SET claimed_by = $5, claimed_until = {NOW} + $6"
-            " FROM due WHERE t.id = due.id RETURNING t.id",
-            now, list(exclude), None if webhooks is None else list(webhooks), limit,
-            instance, timeout)
+        ids = await conn.fetch(_HEADS + _CLAIM, now, list(exclude), in_order, limit,
+                               instance, timeout) if in_order else []
+        if others is None or others:
+            ids += await conn.fetch(_DUE + _CLAIM, now, list(exclude), others, limit - len(ids),
+                                    instance, timeout, in_order)
         return list(await conn.fetch(
             select_deliveries("notifier_outbox", "t.next_attempt_at")
             + " WHERE t.id = ANY($1::text[]) ORDER BY t.next_attempt_at, t.id",
             [r["id"] for r in ids]))
+
+
+#: Due, claimable rows of the webhooks $3 (NULL: all but the ordered ones, $7), oldest
+#: first, locked (``SKIP LOCKED``: instances draining together never take the same row).
+_DUE = ("WITH due AS (SELECT o.id FROM notifier_outbox AS o WHERE o.next_attempt_at <= $1"
+        " AND NOT (o.id = ANY($2::text[])) AND ($3::text[] IS NULL OR o.webhook = ANY($3))"
+        f" AND NOT (o.webhook = ANY($7::text[])) AND {_CLAIMABLE}"
+        " ORDER BY o.next_attempt_at, o.id LIMIT $4 FOR UPDATE OF o SKIP LOCKED)")
+#: For the ordered webhooks $3: per (webhook, room), the row whose event the ledger
+#: numbered first, if due and no row of that room for that webhook is held by a live
+#: claim. The lock re-checks the head's own claim, so two instances never both take it.
+_HEADS = ("WITH heads AS (SELECT o.webhook, min(o.event_seq) AS seq FROM notifier_outbox AS o"
+          " JOIN notifier_events AS e ON e.seq = o.event_seq WHERE o.webhook = ANY($3::text[])"
+          f" GROUP BY o.webhook, e.room HAVING bool_and({_CLAIMABLE})),"
+          " due AS (SELECT o.id FROM notifier_outbox AS o JOIN heads AS h"
+          " ON h.webhook = o.webhook AND h.seq = o.event_seq WHERE o.next_attempt_at <= $1"
+          f" AND NOT (o.id = ANY($2::text[])) AND {_CLAIMABLE}"
+          " ORDER BY o.next_attempt_at, o.id LIMIT $4 FOR UPDATE OF o SKIP LOCKED)")
+_CLAIM = (f" UPDATE notifier_outbox AS t SET claimed_by = $5, claimed_until = {NOW} + $6"
+          " FROM due WHERE t.id = due.id RETURNING t.id")
 
 
 async def heartbeat(conn: Any, instance: str, host: str, pid: int,

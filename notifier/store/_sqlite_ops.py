@@ -38,6 +38,16 @@ def select_deliveries(table: str, *extra: str) -> str:
     return f"SELECT {columns} FROM {table} AS t JOIN events AS e ON e.seq = t.event_seq"
 
 
+#: An ordered webhook's claimable rows: per room, the row whose event the ledger numbered
+#: first (events.seq follows the tail's page order), if due and if no row of that room
+#: for that webhook is claimed (count() skips NULLs). Parameters: webhook, now, webhook.
+_HEADS = select_deliveries("outbox", "t.next_attempt_at") + (
+    " WHERE t.webhook = ? AND t.claimed_by IS NULL AND t.next_attempt_at <= ?"
+    " AND t.event_seq IN (SELECT min(o.event_seq) FROM outbox AS o"
+    " JOIN events AS r ON r.seq = o.event_seq WHERE o.webhook = ?"
+    " GROUP BY r.room HAVING count(o.claimed_by) = 0)" + _OLDEST)
+
+
 def deliveries(rows: Sequence[Row]) -> list[Delivery]:
     """Rebuild deliveries from rows of a ``select_deliveries`` query."""
     events: dict[str, Event] = {}
@@ -86,21 +96,30 @@ def commit(conn: sqlite3.Connection, state: RoomState | None,
 
 
 def claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[str],
-          webhooks: Collection[str] | None, instance: str) -> list[Row]:
-    """Mark up to ``limit`` due, unclaimed rows as ``instance``'s; return them."""
+          webhooks: Collection[str] | None, instance: str,
+          ordered: Collection[str] = ()) -> list[Row]:
+    """Mark up to ``limit`` due, unclaimed rows as ``instance``'s; return them.
+
+    A webhook in ``ordered`` gets only the head of each room's queue (see ``_heads``).
+    """
     if limit <= 0 or (webhooks is not None and not webhooks):
         return []
+    in_order = frozenset(ordered)
     sql = select_deliveries("outbox", "t.next_attempt_at") + _DUE
     with transaction(conn):
         if webhooks is None:
-            rows = _take(conn.execute(sql + _OLDEST, (now,)), limit, exclude)
+            rows = _take(conn.execute(sql + _OLDEST, (now,)), limit, exclude, in_order)
+            lanes: Collection[str] = in_order
         else:
-            # One index range per webhook, so a full lane's backlog is never scanned.
-            rows = []
-            for webhook in dict.fromkeys(webhooks):
+            rows, lanes = [], webhooks
+        # One index range per webhook, so a full lane's backlog is never scanned.
+        for webhook in dict.fromkeys(lanes):
+            if webhook in in_order:
+                rows += _take(conn.execute(_HEADS, (webhook, now, webhook)), limit, exclude)
+            else:
                 cursor = conn.execute(sql + " AND t.webhook = ?" + _OLDEST, (now, webhook))
                 rows += _take(cursor, limit, exclude)
-            rows = sorted(rows, key=lambda r: (r[10], r[0]))[:limit]
+        rows = sorted(rows, key=lambda r: (r[10], r[0]))[:limit]
         conn.executemany("UPDATE outbox SET claimed_by = ? WHERE id = ?",
                          [(instance, r[0]) for r in rows])
     return rows
@@ -126,12 +145,13 @@ def dead_letter(conn: sqlite3.Connection, delivery_id: str, attempts: int,
         conn.execute("DELETE FROM outbox WHERE id = ?", (delivery_id,))
 
 
-def _take(cursor: sqlite3.Cursor, limit: int, exclude: frozenset[str]) -> list[Row]:
+def _take(cursor: sqlite3.Cursor, limit: int, exclude: frozenset[str],
+          skip_webhooks: frozenset[str] = frozenset()) -> list[Row]:
     # Stream rows and skip the excluded ones, rather than binding them into NOT IN (...).
     rows: list[Row] = []
     try:
         for row in cursor:
-            if row[0] not in exclude:
+            if row[0] not in exclude and row[1] not in skip_webhooks:
                 rows.append(row)
                 if len(rows) == limit:
                     break

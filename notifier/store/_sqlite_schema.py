@@ -66,6 +66,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX dead_letters_failed_at ON dead_letters (failed_at)",
     ),
+    (
+        # Ordered webhooks: claim_due finds each room's head among a webhook's rows,
+        # claimed ones included, which the partial outbox_lane index leaves out.
+        "CREATE INDEX outbox_webhook_seq ON outbox (webhook, event_seq)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

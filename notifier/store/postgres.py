@@ -122,12 +122,14 @@ class PostgresStore(AdminOps):
             return await ops.commit(conn, state, list(deliveries), time.time(), fence)
 
     async def claim_due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
-                        webhooks: Collection[str] | None = None) -> list[Delivery]:
+                        webhooks: Collection[str] | None = None,
+                        ordered: Collection[str] = ()) -> list[Delivery]:
         """Up to ``limit`` due deliveries no live instance holds, oldest first, claimed
-        (``SKIP LOCKED``: instances draining together never take the same row)."""
+        (``SKIP LOCKED``: instances draining together never take the same row); only
+        each room's head for a webhook in ``ordered`` (see Store.claim_due)."""
         async with self._conn("claiming deliveries") as conn:
             rows = await ops.claim(conn, now, limit, exclude, webhooks, self.instance,
-                                   self.claim_timeout)
+                                   self.claim_timeout, ordered)
         return deliveries(rows)
 
     async def next_due(self) -> float | None:

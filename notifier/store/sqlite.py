@@ -90,12 +90,15 @@ class SQLiteStore:
         return await self._run("commit", lambda c: ops.commit(c, state, batch, time.time()))
 
     async def claim_due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
-                        webhooks: Collection[str] | None = None) -> list[Delivery]:
+                        webhooks: Collection[str] | None = None,
+                        ordered: Collection[str] = ()) -> list[Delivery]:
         """Up to ``limit`` outbox deliveries due at ``now``, oldest first, not in ``exclude``,
-        for ``webhooks`` only (None: every webhook), marked as claimed by this instance."""
+        for ``webhooks`` only (None: every webhook), marked as claimed by this instance;
+        only each room's head for a webhook in ``ordered`` (see Store.claim_due)."""
         lanes = None if webhooks is None else list(webhooks)
+        in_order = frozenset(ordered)
         rows = await self._run("claiming deliveries", lambda c: ops.claim(
-            c, now, limit, exclude, lanes, self.instance))
+            c, now, limit, exclude, lanes, self.instance, in_order))
         return ops.deliveries(rows)
 
     async def next_due(self) -> float | None:

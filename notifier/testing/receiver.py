@@ -9,8 +9,9 @@
         await hooks.wait_count(3)
         assert not hooks.duplicates()
 
-A path with a secret has its Standard Webhooks signature checked; a bad one is answered
-401 and recorded with ``verified=False``. ``attempts`` holds every request, ``received``
+A path with a secret has its Standard Webhooks signature checked: a ``whsec_`` secret
+checks ``v1`` (HMAC) signatures, a ``whpk_`` public key ``v1a`` (ed25519) ones. A bad one
+is answered 401 and recorded with ``verified=False``. ``attempts`` holds every request, ``received``
 the accepted (2xx) ones, ``late`` those answered only after the client had hung up.
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from notifier.delivery.signing import SignatureError, decode_secret, verify
+from notifier.delivery.signing import SignatureError, decode_verifying_key, verify
 from notifier.testing._server import Changes, LocalServer, interruptible_sleep
 from notifier.testing.faults import Fault, FaultQueue
 
@@ -70,7 +71,8 @@ class WebhookReceiver:
                  on_receive: Callable[[Received], None] | None = None,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         # Decode now, so a bad secret fails here rather than as 401s in the middle of a test.
-        self._keys = {_normal_path(p): decode_secret(s) for p, s in (secrets or {}).items()}
+        self._keys = {_normal_path(p): decode_verifying_key(s)
+                      for p, s in (secrets or {}).items()}
         self.tolerance = tolerance
         self.on_receive = on_receive
         """Called with each accepted request (e.g. for ``notifier demo`` to print it)."""
