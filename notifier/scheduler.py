@@ -14,7 +14,6 @@ backs off step by step to ``max_poll_interval``; its first new message brings it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -84,7 +83,7 @@ class ThrottledClient(RoomlioClient):
         return await super().call(method, params)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class RoomTurn:
     """One room's place in the schedule and what its polls remember."""
 
@@ -139,9 +138,10 @@ class Scheduler:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll rooms as they fall due until ``stop``; raise what a step could not handle."""
         polls: set[asyncio.Task[None]] = set()
+        stopping = asyncio.create_task(self._stop_wakes(stop), name="scheduler stop")
         try:
             while not stop.is_set() and self._fatal is None:
-                turn = await self._next_due(stop)
+                turn = await self._next_due()
                 if turn is None:
                     continue
                 await self._slots.acquire()
@@ -150,13 +150,18 @@ class Scheduler:
                 polls.add(task)
                 task.add_done_callback(polls.discard)
         finally:
+            stopping.cancel()
             for task in list(polls):
                 task.cancel(msg="polling stops")
-            await asyncio.gather(*polls, return_exceptions=True)
+            await asyncio.gather(stopping, *polls, return_exceptions=True)
         if self._fatal is not None:
             raise self._fatal
 
-    async def _next_due(self, stop: asyncio.Event) -> RoomTurn | None:
+    async def _stop_wakes(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
+    async def _next_due(self) -> RoomTurn | None:
         while self._heap:
             due, _, turn = self._heap[0]
             if self._turns.get(turn.tailer.room.name) is not turn:
@@ -169,8 +174,13 @@ class Scheduler:
             break
         else:
             wait = 3600.0
+        # one timer per sleep, cheaper than a timeout around an event's wait
         self._wake.clear()
-        await _wait_any(self._wake, stop, timeout=wait)
+        timer = asyncio.get_running_loop().call_later(wait, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            timer.cancel()
         return None
 
     async def _poll(self, turn: RoomTurn) -> None:
@@ -203,13 +213,3 @@ class Scheduler:
         if turn.polling is not None:
             turn.polling.cancel(msg="room left the schedule")
 
-
-async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, *, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*waiters, return_exceptions=True)

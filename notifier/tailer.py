@@ -58,6 +58,10 @@ def deliveries_for(event: Event, routes: Routes) -> list[Delivery]:
 class Tailer:
     """Tails one room; ``poll`` and ``scan_edits`` are single passes, awaited by the service."""
 
+    # one Tailer per room, 100,000 rooms in a process: slots keep each a few hundred bytes
+    __slots__ = ("_client", "_clock", "_matcher", "_names", "_on_enqueued", "_routes",
+                 "_settings", "_state", "_store", "fresh", "room")
+
     def __init__(self, room: Room, *, client: RoomlioClient, store: Store, matcher: Matcher,
                  routes: Routes, settings: RoomlioSettings,
                  on_enqueued: Callable[[list[Delivery]], None],

@@ -26,7 +26,7 @@ from notifier.delivery.signing import (
 from notifier.errors import ConfigError
 from notifier.logs import RedactionFilter, config_secrets
 from notifier.testing import RoomlioEmulator, WebhookReceiver
-from tests.conftest import SECRET, Outcomes, running
+from tests.conftest import SECRET, Outcomes, config_text, running
 from tests.test_delivery_ops import cli
 
 # RFC 8032, section 7.1, TEST 2: a private key (seed), its public key, and the signature
@@ -160,3 +160,19 @@ async def test_verify_command_checks_v1a_with_a_public_key(tmp_path: Path):
                              "--request", str(request))
     assert code == 1 and "no signature matches" in out
     assert private[5:] not in out
+
+
+async def test_webhook_public_key_prints_the_whpk_of_each_whsk_and_nothing_secret(
+        tmp_path: Path, emulator: RoomlioEmulator, receiver: WebhookReceiver):
+    """`notifier webhook public-key crm` prints the public key of each whsk_ in its
+    secret list and never a secret; a webhook without one exits 1 and says why."""
+    private, public = generate_key_pair()
+    path = tmp_path / "rules.yaml"
+    path.write_text(config_text(emulator.url, receiver.url, rooms=["r1"], webhooks={
+        "crm": {"url": f"{receiver.url}/crm", "secret": [SECRET, private, RFC_WHSK]}}))
+    code, out, err = await cli("webhook", "public-key", "crm", "--config", str(path))
+    assert (code, out.split()) == (0, [public, RFC_WHPK]), err
+    code, out2, err2 = await cli("webhook", "public-key", "mod", "--config", str(path))
+    assert code == 1 and out2 == "" and "has no whsk_ key" in err2
+    for text in (out, err, out2, err2):
+        assert private[5:] not in text and SECRET[6:] not in text

@@ -320,6 +320,42 @@ async def test_ordered_head_being_retried_blocks_its_room_until_dead_lettered(
     assert await store.claim_due(later(), 10, ordered=["crm"]) == [second]
 
 
+async def test_ordered_claims_racing_from_two_instances_take_each_head_once(
+        store: SQLiteStore, store_url: str) -> None:
+    """Two instances claiming an ordered webhook at the same moment take each room's
+    head once between them, and nothing behind it."""
+    q = await _queues(store, {"a": 3, "b": 3, "c": 3}, "crm")
+    other: Any = open_store(store_url, instance="other")
+    async with other:
+        for _ in range(5):
+            mine, theirs = await asyncio.gather(
+                store.claim_due(later(), 100, ordered=["crm"]),
+                other.claim_due(later(), 100, ordered=["crm"]))
+            assert sorted(d.id for d in mine + theirs) == sorted(
+                queue[0].id for queue in q.values())
+            await store.delivered([d.id for d in mine + theirs])
+            q = {room: queue[1:] for room, queue in q.items() if queue[1:]}
+            if not q:
+                break
+    assert not q and await store.claim_due(later(), 100, ordered=["crm"]) == []
+
+
+async def test_next_due_of_an_ordered_webhook_counts_only_claimable_heads(
+        store: SQLiteStore) -> None:
+    """Rows waiting behind a claimed or not-yet-due head are not due for an ordered
+    webhook, so the sender sleeps until the head's retry instead of polling."""
+    q = await _queues(store, {"a": 3}, "crm")
+    head = q["a/crm"][0]
+    assert await store.next_due(ordered=["crm"]) == await store.next_due()
+    await store.claim_due(later(), 10, ordered=["crm"])
+    assert await store.next_due(ordered=["crm"]) is None
+    assert await store.next_due() is not None  # unordered, the rows behind look due
+    retry_at = later() + 60
+    await store.reschedule(head.id, 1, retry_at, 500, "HTTP 500")
+    await store.release([head.id])
+    assert await store.next_due(ordered=["crm"]) == retry_at
+
+
 async def test_next_due_is_the_earliest_unclaimed_time(store: SQLiteStore) -> None:
     """next_due ignores claimed deliveries and is None once nothing is waiting."""
     assert await store.next_due() is None

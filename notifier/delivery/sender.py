@@ -188,7 +188,9 @@ class Sender:
         task.add_done_callback(self._finished)
 
     async def _idle_delay(self) -> float:
-        due = await self._store.next_due()
+        # an ordered room waiting on a retry would otherwise look due, and poll at 20/s
+        due = await self._store.next_due(
+            ordered=[n for n, lane in self._lanes.items() if lane.webhook.ordered])
         if due is None:
             return self.health.cap_delay(5.0)
         return self.health.cap_delay(min(5.0, max(0.05, due - self._clock())))

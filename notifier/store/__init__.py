@@ -109,8 +109,10 @@ class Store(Protocol):
         whose event the ledger numbered first) is claimed, and nothing for a room that
         has a delivery to that webhook claimed already: one at a time, in ledger order."""
 
-    async def next_due(self) -> float | None:
-        """When the earliest unclaimed outbox delivery becomes due, or None if empty."""
+    async def next_due(self, ordered: Collection[str] = ()) -> float | None:
+        """When the earliest unclaimed outbox delivery becomes due, or None if empty; for a
+        webhook in ``ordered``, only the deliveries ``claim_due`` could hand out count (each
+        room's head, none while the room has one claimed)."""
 
     async def delivered(self, ids: Sequence[str]) -> None:
         """Remove deliveries that received a 2xx."""

@@ -15,7 +15,7 @@ from notifier.events import Delivery, Event
 from notifier.store import RoomState
 from notifier.store._sqlite_ops import dumps
 
-__all__ = ["NOW", "claim", "claim_rooms", "commit", "event_rows", "heartbeat",
+__all__ = ["NEXT_DUE", "NOW", "claim", "claim_rooms", "commit", "event_rows", "heartbeat",
            "select_deliveries"]
 
 NOW = "extract(epoch from clock_timestamp())::float8"
@@ -128,15 +128,28 @@ _DUE = ("WITH due AS (SELECT o.id FROM notifier_outbox AS o WHERE o.next_attempt
 #: For the ordered webhooks $3: per (webhook, room), the row whose event the ledger
 #: numbered first, if due and no row of that room for that webhook is held by a live
 #: claim. The lock re-checks the head's own claim, so two instances never both take it.
-_HEADS = ("WITH heads AS (SELECT o.webhook, min(o.event_seq) AS seq FROM notifier_outbox AS o"
-          " JOIN notifier_events AS e ON e.seq = o.event_seq WHERE o.webhook = ANY($3::text[])"
-          f" GROUP BY o.webhook, e.room HAVING bool_and({_CLAIMABLE})),"
+def _heads(webhooks: str) -> str:
+    """A ``heads (webhook, seq)`` CTE over the ordered webhooks in parameter ``webhooks``."""
+    return ("heads AS (SELECT o.webhook, min(o.event_seq) AS seq FROM notifier_outbox AS o"
+            " JOIN notifier_events AS e ON e.seq = o.event_seq"
+            f" WHERE o.webhook = ANY({webhooks}::text[])"
+            f" GROUP BY o.webhook, e.room HAVING bool_and({_CLAIMABLE}))")
+
+
+_HEADS = ("WITH " + _heads("$3") + ","
           " due AS (SELECT o.id FROM notifier_outbox AS o JOIN heads AS h"
           " ON h.webhook = o.webhook AND h.seq = o.event_seq WHERE o.next_attempt_at <= $1"
           f" AND NOT (o.id = ANY($2::text[])) AND {_CLAIMABLE}"
           " ORDER BY o.next_attempt_at, o.id LIMIT $4 FOR UPDATE OF o SKIP LOCKED)")
 _CLAIM = (f" UPDATE notifier_outbox AS t SET claimed_by = $5, claimed_until = {NOW} + $6"
           " FROM due WHERE t.id = due.id RETURNING t.id")
+#: When the earliest unclaimed row of an unordered webhook, or head of an ordered one
+#: (the webhooks in $1), becomes due.
+NEXT_DUE = ("WITH " + _heads("$1") + " SELECT min(x) FROM ("
+            "SELECT min(next_attempt_at) AS x FROM notifier_outbox"
+            " WHERE claimed_by IS NULL AND NOT (webhook = ANY($1::text[])) UNION ALL"
+            " SELECT min(o.next_attempt_at) FROM notifier_outbox AS o JOIN heads AS h"
+            " ON h.webhook = o.webhook AND h.seq = o.event_seq WHERE o.claimed_by IS NULL) AS m")
 
 
 async def heartbeat(conn: Any, instance: str, host: str, pid: int,

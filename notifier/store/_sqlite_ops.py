@@ -21,7 +21,7 @@ try:
 except ImportError:  # optional: only faster
     orjson = None  # type: ignore[assignment]
 
-__all__ = ["claim", "commit", "dead_letter", "deliveries", "dumps", "loads",
+__all__ = ["claim", "commit", "dead_letter", "deliveries", "dumps", "loads", "next_due",
            "select_deliveries", "update_each"]
 
 Row = tuple[Any, ...]
@@ -41,11 +41,15 @@ def select_deliveries(table: str, *extra: str) -> str:
 #: An ordered webhook's claimable rows: per room, the row whose event the ledger numbered
 #: first (events.seq follows the tail's page order), if due and if no row of that room
 #: for that webhook is claimed (count() skips NULLs). Parameters: webhook, now, webhook.
+_HEAD_SEQS = (" AND t.event_seq IN (SELECT min(o.event_seq) FROM outbox AS o"
+              " JOIN events AS r ON r.seq = o.event_seq WHERE o.webhook = ?"
+              " GROUP BY r.room HAVING count(o.claimed_by) = 0)")
 _HEADS = select_deliveries("outbox", "t.next_attempt_at") + (
     " WHERE t.webhook = ? AND t.claimed_by IS NULL AND t.next_attempt_at <= ?"
-    " AND t.event_seq IN (SELECT min(o.event_seq) FROM outbox AS o"
-    " JOIN events AS r ON r.seq = o.event_seq WHERE o.webhook = ?"
-    " GROUP BY r.room HAVING count(o.claimed_by) = 0)" + _OLDEST)
+    + _HEAD_SEQS + _OLDEST)
+#: When the next head of an ordered webhook is due. Parameters: webhook, webhook.
+_NEXT_HEAD = ("SELECT min(t.next_attempt_at) FROM outbox AS t"
+              " WHERE t.webhook = ? AND t.claimed_by IS NULL" + _HEAD_SEQS)
 
 
 def deliveries(rows: Sequence[Row]) -> list[Delivery]:
@@ -123,6 +127,17 @@ def claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[s
         conn.executemany("UPDATE outbox SET claimed_by = ? WHERE id = ?",
                          [(instance, r[0]) for r in rows])
     return rows
+
+
+def next_due(conn: sqlite3.Connection, ordered: Collection[str]) -> float | None:
+    """When the earliest row ``claim`` could hand out becomes due (None: no such row)."""
+    lanes = list(dict.fromkeys(ordered))
+    marks = ",".join("?" * len(lanes))
+    times = [conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE claimed_by IS NULL"
+                          f" AND webhook NOT IN ({marks})", lanes).fetchone()[0]]
+    times += [conn.execute(_NEXT_HEAD, (w, w)).fetchone()[0] for w in lanes]
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
 
 
 def update_each(conn: sqlite3.Connection, sql: str, ids: Iterable[str]) -> None:

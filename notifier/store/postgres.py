@@ -132,11 +132,11 @@ class PostgresStore(AdminOps):
                                    self.claim_timeout, ordered)
         return deliveries(rows)
 
-    async def next_due(self) -> float | None:
-        """When the earliest unclaimed outbox delivery becomes due, or None if empty."""
+    async def next_due(self, ordered: Collection[str] = ()) -> float | None:
+        """When the earliest unclaimed outbox delivery becomes due, or None if empty
+        (for a webhook in ``ordered``: the earliest claimable head)."""
         async with self._conn("reading the outbox") as conn:
-            due: float | None = await conn.fetchval(
-                "SELECT min(next_attempt_at) FROM notifier_outbox WHERE claimed_by IS NULL")
+            due: float | None = await conn.fetchval(ops.NEXT_DUE, list(ordered))
         return due
 
     async def delivered(self, ids: Sequence[str]) -> None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from notifier.errors import StoreError
 from notifier.events import Delivery
@@ -101,11 +101,11 @@ class SQLiteStore:
             c, now, limit, exclude, lanes, self.instance, in_order))
         return ops.deliveries(rows)
 
-    async def next_due(self) -> float | None:
-        """When the earliest unclaimed outbox delivery becomes due, or None if empty."""
-        row = await self._run("reading the outbox", lambda c: c.execute(
-            "SELECT min(next_attempt_at) FROM outbox WHERE claimed_by IS NULL").fetchone())
-        return cast(float | None, row[0])
+    async def next_due(self, ordered: Collection[str] = ()) -> float | None:
+        """When the earliest unclaimed outbox delivery becomes due, or None if empty
+        (for a webhook in ``ordered``: the earliest claimable head)."""
+        lanes = list(ordered)
+        return await self._run("reading the outbox", lambda c: ops.next_due(c, lanes))
 
     async def delivered(self, ids: Sequence[str]) -> None:
         """Remove deliveries that received a 2xx."""
