@@ -11,6 +11,9 @@ quiet rooms to reach the ceiling: RSS, CPU (% of one core), RoomHistory requests
 detection latency (post → receiver) for busy and woken rooms, and the time from start to
 the first RoomHistory request.
 
+``capped`` is adaptive with ``max_requests_per_second: --cap``; "max/s" is the busiest
+one-second window seen by the emulator. The warm-up starts once every room was polled.
+
 ``--idle N`` adds the scheduler alone at N rooms (100,000 by default): the config loaded,
 a Tailer per room, one Scheduler whose steps do no I/O, every room quiet; RSS and the
 scheduling CPU over the window.
@@ -81,9 +84,9 @@ async def measure(n_rooms: int, mode: str, args: argparse.Namespace) -> dict[str
     rooms = [f"room-{i}" for i in range(n_rooms)]
     busy, woken = rooms[:args.busy], rooms[args.busy:args.busy + args.woken]
     posted: dict[str, tuple[str, float]] = {}
-    extra = {"max_poll_interval": f"{POLL if mode == 'fixed' else CEILING}s"}
-    if args.max_rps:
-        extra["max_requests_per_second"] = args.max_rps
+    extra: dict[str, object] = {"max_poll_interval": f"{POLL if mode == 'fixed' else CEILING}s"}
+    if mode == "capped":
+        extra["max_requests_per_second"] = args.cap
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/sink": SECRET}) as rx:
         for room in rooms:
@@ -99,7 +102,9 @@ async def measure(n_rooms: int, mode: str, args: argparse.Namespace) -> dict[str
             try:
                 await _until(lambda: emu.requests, 60)
                 first_poll = emu.requests[0].time - started
-                await asyncio.sleep(max(0.0, WARMUP - (time.monotonic() - started)))
+                await _until(lambda: len({r.room for r in emu.requests}) >= n_rooms, 300)
+                first_round = time.monotonic() - started
+                await asyncio.sleep(WARMUP)
                 requests_before, cpu_before = len(emu.requests), cpu_seconds(proc.pid)
                 window_start = time.monotonic()
                 await _wake(emu, woken, args.seconds, posted)
@@ -121,6 +126,7 @@ async def measure(n_rooms: int, mode: str, args: argparse.Namespace) -> dict[str
     return {"rooms": n_rooms, "mode": mode, "rss_mb": rss, "cpu_pct": cpu,
             "requests_per_s": requests / window, "busiest_second": busiest,
             "fixed_polling_requests_per_s": n_rooms / POLL, "first_poll_s": first_poll,
+            "first_round_s": first_round, "cap": args.cap if mode == "capped" else None,
             **{f"{k}_p{q}_ms": percentile(v, q / 100) * 1000 if v else float("nan")
                for k, v in delays.items() for q in (50, 99)}}
 
@@ -189,13 +195,13 @@ def _print(rows: list[dict[str, object]], idle: dict[str, object] | None,
     print(f"many rooms: poll_interval {POLL:g}s, adaptive ceiling {CEILING:g}s; {args.busy} "
           f"busy rooms (1 msg/s), {args.woken} woken rooms (1 msg each), {args.seconds:g}s "
           f"window after {WARMUP:g}s warm-up")
-    head = ("rooms", "mode", "RSS MB", "CPU %", "req/s", "max/s", "fixed req/s", "1st poll s",
+    head = ("rooms", "mode", "RSS MB", "CPU %", "req/s", "max/s", "fixed req/s", "1st poll s", "1st round s",
             "busy p50", "busy p99", "woken p50", "woken p99")
     print(" ".join(f"{h:>11}" for h in head))
     for r in rows:
         cells = [r["rooms"], r["mode"], f"{r['rss_mb']:.0f}", f"{r['cpu_pct']:.1f}",
                  f"{r['requests_per_s']:.0f}", r["busiest_second"],
-                 f"{r['fixed_polling_requests_per_s']:.0f}", f"{r['first_poll_s']:.2f}",
+                 f"{r['fixed_polling_requests_per_s']:.0f}", f"{r['first_poll_s']:.2f}", f"{r['first_round_s']:.1f}",
                  *(f"{r[k]:.0f}ms" for k in ("busy_p50_ms", "busy_p99_ms", "woken_p50_ms",
                                                "woken_p99_ms"))]
         print(" ".join(f"{c:>11}" for c in cells))
@@ -208,12 +214,12 @@ def _print(rows: list[dict[str, object]], idle: dict[str, object] | None,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", default="1000,10000")
-    parser.add_argument("--modes", default="fixed,adaptive")
+    parser.add_argument("--modes", default="fixed,adaptive,capped")
     parser.add_argument("--busy", type=int, default=10)
     parser.add_argument("--woken", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--max-rps", type=int, default=0,
-                        help="roomlio.max_requests_per_second (0: no limit)")
+    parser.add_argument("--cap", type=int, default=300,
+                        help="max_requests_per_second of the 'capped' mode (adaptive too)")
     parser.add_argument("--idle", type=int, default=100_000, help="0 skips it")
     args = parser.parse_args()
     rows = [asyncio.run(measure(int(n), mode, args))
