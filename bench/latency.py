@@ -2,7 +2,8 @@
 
     python bench/latency.py [--rates 10,100,1000] [--seconds 10] [--poll-interval 1s]
 
-Messages are posted to the emulator at a steady rate; latency is from the moment a
+After a warm-up of the same stream (--warmup, not measured: rooms idle before it have
+backed off), messages are posted to the emulator at a steady rate; latency is from the moment a
 message becomes visible in the emulator to the moment the receiver has accepted it.
 The baseline is the configured poll interval: with polling, a message waits on average
 half of it and at worst all of it before it is even seen.
@@ -46,7 +47,7 @@ async def _steady(emu: RoomlioEmulator, rooms: list[str], rate: float, seconds: 
         await asyncio.sleep(interval if interval > 0.002 else 0.002)
 
 
-async def measure(rate: float, seconds: float, poll: str) -> dict[str, float]:
+async def measure(rate: float, seconds: float, poll: str, warmup: float) -> dict[str, float]:
     rooms = [f"room-{i}" for i in range(10)]
     posted: dict[str, float] = {}
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
@@ -60,11 +61,14 @@ async def measure(rate: float, seconds: float, poll: str) -> dict[str, float]:
             proc = await start_notifier(path)
             try:
                 await emu.wait_requests(len(rooms), timeout=30)
+                warm: dict[str, float] = {}  # the stream before it is measured
+                await _steady(emu, rooms, rate, warmup, warm)
                 await _steady(emu, rooms, rate, seconds, posted)
-                await rx.wait_count(len(posted), timeout=120)
+                await rx.wait_count(len(warm) + len(posted), timeout=120)
             finally:
                 await stop(proc)
-        delays = [r.at - posted[r.json["data"]["message"]["id"]] for r in rx.received]
+        delays = [r.at - posted[r.json["data"]["message"]["id"]] for r in rx.received
+                  if r.json["data"]["message"]["id"] in posted]
     return {"rate": rate, "events": len(delays), "p50_ms": percentile(delays, 0.5) * 1000,
             "p95_ms": percentile(delays, 0.95) * 1000, "p99_ms": percentile(delays, 0.99) * 1000}
 
@@ -74,8 +78,10 @@ def main() -> None:
     parser.add_argument("--rates", default="10,100,1000")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--poll-interval", default="1s")
+    parser.add_argument("--warmup", type=float, default=3,
+                        help="seconds of the stream before measuring (rooms reach their pace)")
     args = parser.parse_args()
-    rows = [asyncio.run(measure(float(r), args.seconds, args.poll_interval))
+    rows = [asyncio.run(measure(float(r), args.seconds, args.poll_interval, args.warmup))
             for r in args.rates.split(",")]
     print(f"latency: post → receiver, poll_interval {args.poll_interval} (the baseline: "
           "worst-case wait before a message is even seen)")

@@ -156,7 +156,9 @@ async def main(path, seconds):
     config = load_config(path)
     s = config.roomlio
     async def step(turn):  # a quiet room: no I/O, nothing new
-        turn.interval = next_interval(turn.interval, 0, s.poll_interval, s.max_poll_interval)
+        turn.quiet += 1
+        turn.interval = next_interval(turn.interval, turn.quiet, s.poll_interval,
+                                      s.max_poll_interval)
         return turn.interval
     scheduler = Scheduler(step)
     for room in config.rooms:

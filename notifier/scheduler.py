@@ -25,23 +25,27 @@ from typing import Any
 from notifier.roomlio import RoomlioClient
 from notifier.tailer import Tailer
 
-__all__ = ["BACKOFF_FACTOR", "MAX_CONCURRENT_POLLS", "RoomTurn", "Scheduler",
+__all__ = ["BACKOFF_FACTOR", "MAX_CONCURRENT_POLLS", "QUIET_POLLS", "RoomTurn", "Scheduler",
            "ThrottledClient", "TokenBucket", "next_interval"]
 
 log = logging.getLogger("notifier.scheduler")
 
 #: Each poll that finds nothing new multiplies a room's interval by this.
 BACKOFF_FACTOR = 2.0
+#: Empty polls in a row before the back-off starts: a room with a message about every
+#: poll_interval often finds one poll empty, and must not pay a doubled pause for it.
+QUIET_POLLS = 2
 #: Polls under way at once; more rooms wait in the heap, in the order they fell due.
 MAX_CONCURRENT_POLLS = 64
 
 
-def next_interval(current: float, seen: int, base: float, ceiling: float) -> float:
-    """The pause before a room's next poll after one that read ``seen`` messages (pure).
+def next_interval(current: float, quiet: int, base: float, ceiling: float) -> float:
+    """The pause before a room's next poll, after ``quiet`` empty polls in a row (pure).
 
-    A poll that read something resets the pause to ``base``; an empty one multiplies it by
-    BACKOFF_FACTOR, up to ``ceiling`` (never below ``base``)."""
-    if seen:
+    A poll that read something (``quiet`` 0) resets the pause to ``base``; from the
+    QUIET_POLLS-th empty poll in a row on, each multiplies it by BACKOFF_FACTOR, up to
+    ``ceiling`` (never below ``base``)."""
+    if quiet < QUIET_POLLS:
         return base
     return min(max(ceiling, base), max(current, base) * BACKOFF_FACTOR)
 
@@ -91,6 +95,8 @@ class RoomTurn:
     handle: asyncio.Future[None]
     """Done when the room leaves the schedule; cancelling it removes the room."""
     interval: float
+    quiet: int = 0
+    """Polls in a row that found nothing new."""
     failures: int = 0
     next_scan: float = 0.0
     polling: asyncio.Task[None] | None = field(default=None, repr=False)

@@ -176,7 +176,8 @@ class Service:
             turn.failures = 0
             if self.hooks.on_poll is not None:
                 self.hooks.on_poll(tailer.room.name, seen)
-            turn.interval = delay = next_interval(turn.interval, tailer.fresh,
+            turn.quiet = 0 if tailer.fresh else turn.quiet + 1
+            turn.interval = delay = next_interval(turn.interval, turn.quiet,
                                                   settings.poll_interval,
                                                   settings.max_poll_interval)
         except RoomlioAuthError:
@@ -186,8 +187,9 @@ class Service:
             return None
         except (RoomlioError, StoreError) as exc:
             delay = self._room_failed(tailer, turn, exc)
-        # a little jitter keeps many rooms from polling in lock-step
-        return delay * self._rng.uniform(0.9, 1.1)
+        # a little jitter keeps many rooms from polling in lock-step; only ever earlier,
+        # so a message waits at most poll_interval before it is seen
+        return delay * self._rng.uniform(0.9, 1.0)
 
     def request_reload(self) -> None:
         """Re-read the config file now, changed or not (SIGHUP)."""
