@@ -166,6 +166,7 @@ async def main(path, seconds):
                         on_enqueued=lambda added: None)
         scheduler.add(tailer, s.max_poll_interval,
                       due=time.monotonic() + hash(room.name) % 60_000 / 1000)
+        scheduler.turn(room.name).quiet = 100  # long quiet: at the ceiling already
     stop = asyncio.Event()
     runner = asyncio.create_task(scheduler.run(stop))
     await asyncio.sleep(1)
