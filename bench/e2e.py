@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import API_KEY, HERE, SECRET, config_yaml, write_results  # noqa: E402
+from _common import API_KEY, HERE, SECRET, config_yaml, write_results
 
-from notifier.testing import RoomlioEmulator, WebhookReceiver  # noqa: E402
+from notifier.testing import RoomlioEmulator, WebhookReceiver
 
 
 async def _measure(command: list[str], emu: RoomlioEmulator, rx: WebhookReceiver,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     API_KEY,
     SECRET,
     config_yaml,
@@ -30,7 +30,7 @@ from _common import (  # noqa: E402
     write_results,
 )
 
-from notifier.testing import RoomlioEmulator, WebhookReceiver  # noqa: E402
+from notifier.testing import RoomlioEmulator, WebhookReceiver
 
 
 async def _steady(emu: RoomlioEmulator, rooms: list[str], rate: float, seconds: float,

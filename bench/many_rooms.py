@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     API_KEY,
     SECRET,
     config_yaml,
@@ -44,7 +44,7 @@ from _common import (  # noqa: E402
     write_results,
 )
 
-from notifier.testing import RoomlioEmulator, WebhookReceiver  # noqa: E402
+from notifier.testing import RoomlioEmulator, WebhookReceiver
 
 POLL, CEILING = 2.0, 30.0
 #: Long enough for a quiet room to back off to the ceiling: 2 + 4 + 8 + 16 + 30 s.
@@ -198,13 +198,14 @@ def _print(rows: list[dict[str, object]], idle: dict[str, object] | None,
     print(f"many rooms: poll_interval {POLL:g}s, adaptive ceiling {CEILING:g}s; {args.busy} "
           f"busy rooms (1 msg/s), {args.woken} woken rooms (1 msg each), {args.seconds:g}s "
           f"window after {WARMUP:g}s warm-up")
-    head = ("rooms", "mode", "RSS MB", "CPU %", "req/s", "max/s", "fixed req/s", "1st poll s", "1st round s",
-            "busy p50", "busy p99", "woken p50", "woken p99")
+    head = ("rooms", "mode", "RSS MB", "CPU %", "req/s", "max/s", "fixed req/s",
+            "1st poll s", "1st round s", "busy p50", "busy p99", "woken p50", "woken p99")
     print(" ".join(f"{h:>11}" for h in head))
     for r in rows:
         cells = [r["rooms"], r["mode"], f"{r['rss_mb']:.0f}", f"{r['cpu_pct']:.1f}",
                  f"{r['requests_per_s']:.0f}", r["busiest_second"],
-                 f"{r['fixed_polling_requests_per_s']:.0f}", f"{r['first_poll_s']:.2f}", f"{r['first_round_s']:.1f}",
+                 f"{r['fixed_polling_requests_per_s']:.0f}", f"{r['first_poll_s']:.2f}",
+                 f"{r['first_round_s']:.1f}",
                  *(f"{r[k]:.0f}ms" for k in ("busy_p50_ms", "busy_p99_ms", "woken_p50_ms",
                                                "woken_p99_ms"))]
         print(" ".join(f"{c:>11}" for c in cells))
