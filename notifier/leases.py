@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from notifier.aio import sleep_unless
 from notifier.config import ClusterSettings
 from notifier.errors import StoreError
 
@@ -90,8 +91,7 @@ class RoomKeeper:
         try:
             while not stop.is_set():
                 await self._beat()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._settings.heartbeat)
+                await sleep_unless(stop, self._settings.heartbeat)
         finally:
             await self._stop_rooms(list(self.tasks))
             with contextlib.suppress(StoreError):

@@ -21,6 +21,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from notifier.aio import wait_any
 from notifier.config import Config, Room, load_config
 from notifier.errors import ConfigError
 from notifier.rules import Matcher, compile_rules
@@ -156,7 +157,7 @@ class ConfigWatcher:
                 except Exception:  # a bug in applying must not stop the notifier
                     log.exception("config reload failed; the running config stays in force")
             self._wake.clear()
-            await _wait_any(self._wake, stop, timeout=self._interval)
+            await wait_any(self._wake, stop, timeout=self._interval)
 
     def _changed(self) -> bool:
         seen = fingerprint(self._path)
@@ -164,13 +165,3 @@ class ConfigWatcher:
             return False
         self._seen = seen
         return seen is not None and digest(self._path) != self._digest
-
-
-async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)

@@ -13,10 +13,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from tenacity import RetryCallState
 from tenacity.wait import wait_base
 
-from notifier.retrying import RetryAfterWait, retry_after_of
+from notifier.retrying import RetryAfterAwareWait, RetryAfterWait
 
 __all__ = ["JITTER", "STANDARD_SCHEDULE", "ScheduleWait", "retry_wait", "schedule_delay"]
 
@@ -34,21 +33,16 @@ def schedule_delay(retry: int, schedule: Sequence[float], *, rng: random.Random)
     return step * rng.uniform(1.0, 1.0 + JITTER)
 
 
-class ScheduleWait(wait_base):
+class ScheduleWait(RetryAfterAwareWait):
     """Tenacity wait following an explicit schedule; ``offset`` counts earlier attempts."""
 
     def __init__(self, schedule: Sequence[float], *, offset: int = 0,
                  rng: random.Random | None = None) -> None:
-        self.schedule, self.offset = tuple(schedule), offset
-        self.rng = rng or random.Random()
+        super().__init__(offset=offset, rng=rng)
+        self.schedule = tuple(schedule)
 
-    def __call__(self, retry_state: RetryCallState) -> float:
-        delay = schedule_delay(retry_state.attempt_number + self.offset, self.schedule,
-                               rng=self.rng)
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None and outcome.failed else None
-        retry_after = retry_after_of(exc) if exc is not None else None
-        return max(delay, retry_after) if retry_after is not None else delay
+    def delay(self, attempt: int) -> float:
+        return schedule_delay(attempt, self.schedule, rng=self.rng)
 
 
 def retry_wait(schedule: Sequence[float] | None, *, base: float, cap: float, offset: int,

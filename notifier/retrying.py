@@ -14,7 +14,18 @@ import time
 from tenacity import RetryCallState
 from tenacity.wait import wait_base
 
-__all__ = ["RetryAfterWait", "backoff_delay", "parse_retry_after", "retry_after_of"]
+__all__ = [
+    "TRANSIENT_STATUSES",
+    "RetryAfterAwareWait",
+    "RetryAfterWait",
+    "backoff_delay",
+    "parse_retry_after",
+    "retry_after_of",
+]
+
+#: HTTP statuses worth retrying, from Roomlio and from webhooks alike: timeouts, too
+#: early, rate limited, and every server error.
+TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
 #: A Retry-After longer than this is treated as this (a misconfigured peer must not
 #: park a delivery for a week).
@@ -45,27 +56,39 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-class RetryAfterWait(wait_base):
-    """Tenacity wait: the server's Retry-After if the error carries one, else full jitter.
+class RetryAfterAwareWait(wait_base):
+    """Tenacity wait: a policy's own delay, or the server's Retry-After when longer.
 
     ``offset`` counts attempts already made before this policy started (persisted across
     restarts), so the backoff keeps growing where it left off.
     """
 
-    def __init__(self, *, base: float, cap: float, offset: int = 0,
-                 rng: random.Random | None = None) -> None:
-        self.base, self.cap, self.offset = base, cap, offset
+    def __init__(self, *, offset: int = 0, rng: random.Random | None = None) -> None:
+        self.offset = offset
         self.rng = rng or random.Random()
 
+    def delay(self, attempt: int) -> float:
+        """The policy's own wait before retry number ``attempt`` (offset included)."""
+        raise NotImplementedError
+
     def __call__(self, retry_state: RetryCallState) -> float:
-        delay = backoff_delay(retry_state.attempt_number + self.offset,
-                              base=self.base, cap=self.cap, rng=self.rng)
+        delay = self.delay(retry_state.attempt_number + self.offset)
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None and outcome.failed else None
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, int | float):
-            return max(delay, float(retry_after))
-        return delay
+        retry_after = retry_after_of(exc) if exc is not None else None
+        return max(delay, retry_after) if retry_after is not None else delay
+
+
+class RetryAfterWait(RetryAfterAwareWait):
+    """Full-jitter exponential backoff, or the server's Retry-After when longer."""
+
+    def __init__(self, *, base: float, cap: float, offset: int = 0,
+                 rng: random.Random | None = None) -> None:
+        super().__init__(offset=offset, rng=rng)
+        self.base, self.cap = base, cap
+
+    def delay(self, attempt: int) -> float:
+        return backoff_delay(attempt, base=self.base, cap=self.cap, rng=self.rng)
 
 
 def retry_after_of(exc: BaseException) -> float | None:

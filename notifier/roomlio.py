@@ -24,12 +24,11 @@ from notifier.errors import (
     RoomlioPermanentError,
     RoomlioTransientError,
 )
-from notifier.retrying import RetryAfterWait, parse_retry_after
+from notifier.retrying import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
 from notifier.timeutil import parse_time
 
 __all__ = ["Page", "RoomlioClient", "RoomlioCursorError", "RoomlioNotFoundError"]
 
-_TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 _REQUIRED_STRINGS = ("id", "createdAt")
 
 
@@ -154,7 +153,7 @@ def _status_error(method: str, status: int, raw: bytes,
     text = f"{method}: HTTP {status}{': ' + detail if detail else ''}"
     if status in (401, 403):
         return RoomlioAuthError(f"{text} (check roomlio.api_key)", status=status)
-    if status in _TRANSIENT_STATUSES:
+    if status in TRANSIENT_STATUSES:
         return RoomlioTransientError(text, status=status, retry_after=retry_after)
     if status == 404:
         return RoomlioNotFoundError(text, status=status)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from notifier.aio import sleep_unless
 from notifier.config import Config, Room
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
 from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
@@ -250,12 +251,7 @@ class Service:
                 await store.prune(time.time() - keep)
             except StoreError as exc:
                 log.warning("pruning the ledger failed: %s", exc)
-            await _sleep_unless(stop, PRUNE_INTERVAL)
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+            await sleep_unless(stop, PRUNE_INTERVAL)
 
 
 def _first_fatal(group: BaseExceptionGroup[BaseException]) -> BaseException:

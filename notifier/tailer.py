@@ -37,6 +37,9 @@ __all__ = ["Routes", "Tailer", "routes_for"]
 
 log = logging.getLogger("notifier.tailer")
 
+#: Stands in for a time that cannot be read: later than any real one.
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
 #: rule name -> the webhooks it notifies
 Routes = Mapping[str, Sequence[str]]
 
@@ -94,7 +97,7 @@ class Tailer:
             try:
                 page = await self._client.room_history(
                     self.room, limit=self._settings.page_size, start_cursor=state.cursor,
-                    since=None if state.cursor else self._since(state))
+                    since=None if state.cursor else state.high_water)
             except RoomlioCursorError:
                 log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
                             self.room.name, state.cursor, state.high_water or "start_from")
@@ -117,7 +120,7 @@ class Tailer:
         state = await self._load()
         if self._settings.edit_lookback <= 0 or state.high_water is None:
             return 0
-        horizon = parse_time(state.high_water) or datetime.max.replace(tzinfo=UTC)
+        horizon = parse_time(state.high_water) or _FAR_FUTURE
         since = format_time(self._clock() - self._settings.edit_lookback)
         cursor: str | None = None
         seen = 0
@@ -153,9 +156,6 @@ class Tailer:
         assert isinstance(when, datetime)
         return RoomState(self.room.name, high_water=format_time(when))
 
-    def _since(self, state: RoomState) -> str | None:
-        return state.high_water
-
     async def _commit(self, state: RoomState | None, page: Page, kind: EventKind) -> None:
         now = self._clock()
         deliveries: list[Delivery] = []
@@ -172,8 +172,7 @@ class Tailer:
 
 
 def _created(message: Mapping[str, Any]) -> datetime:
-    when = parse_time(str(message.get("createdAt", "")))
-    return when or datetime.max.replace(tzinfo=UTC)
+    return parse_time(str(message.get("createdAt", ""))) or _FAR_FUTURE
 
 
 def advance(state: RoomState, page: Page) -> RoomState:

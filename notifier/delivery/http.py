@@ -24,11 +24,10 @@ from notifier.delivery.signing import signature_headers
 from notifier.errors import DeliveryPermanentError, DeliveryTransientError
 from notifier.events import Delivery
 from notifier.netguard import is_private_address, private_literal
-from notifier.retrying import parse_retry_after
+from notifier.retrying import TRANSIENT_STATUSES, parse_retry_after
 
 __all__ = ["GuardedResolver", "PrivateAddressRefused", "WebhookClient"]
 
-_TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
 
 class PrivateAddressRefused(OSError):
@@ -127,7 +126,7 @@ def _classify(name: str, resp: aiohttp.ClientResponse) -> int:
         return status
     reason: Any = resp.reason or ""
     text = f"HTTP {status} {reason}".strip()
-    if status in _TRANSIENT_STATUSES:
+    if status in TRANSIENT_STATUSES:
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         raise DeliveryTransientError(text, status=status, retry_after=retry_after)
     if 300 <= status < 400:

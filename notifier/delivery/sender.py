@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
+from notifier.aio import wait_any
 from notifier.config import Webhook
 from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import GroupedStore, Grouper, members_of
@@ -157,7 +158,7 @@ class Sender:
                 log.error("cannot read the outbox: %s; trying again in 5s", exc)
                 delay = 5.0
             if delay > 0:
-                await _wait_any(self._wake, stop, timeout=delay)
+                await wait_any(self._wake, stop, timeout=delay)
 
     async def _claim(self) -> int:
         held = frozenset().union(*(lane.held for lane in self._lanes.values()))
@@ -364,15 +365,4 @@ class Sender:
             await self._store.release(held)
         for lane in (*self._lanes.values(), *self._retired):
             await lane.client.close()
-
-
-async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, *, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-
 

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from notifier.aio import sleep_unless
 from notifier.config import load_config
 from notifier.demo.formats import retarget, show
 from notifier.service import Service
@@ -155,8 +156,7 @@ async def _first(stop: asyncio.Event, service: asyncio.Task[None]) -> None:
 async def _quiet(tally: _Tally, stop: asyncio.Event) -> None:
     """Let the last matches arrive: wait until no delivery came for QUIET_PERIOD."""
     while time.monotonic() - tally.last < QUIET_PERIOD and not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=QUIET_PERIOD / 3)
+        await sleep_unless(stop, QUIET_PERIOD / 3)
 
 
 def _seed(emulator: RoomlioEmulator) -> None:

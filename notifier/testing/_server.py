@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-__all__ = ["Changes", "LocalServer", "interruptible_sleep"]
+__all__ = ["Changes", "LocalServer"]
 
 
 class LocalServer:
@@ -46,15 +46,6 @@ class LocalServer:
         if runner is not None:
             self.closing.set()
             await runner.cleanup()
-
-
-async def interruptible_sleep(seconds: float, stop: asyncio.Event) -> bool:
-    """Sleep ``seconds`` unless ``stop`` is set first; return whether it was set."""
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
 
 
 class Changes:

@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from notifier.aio import sleep_unless
 from notifier.testing.emulator import RoomlioEmulator
 
 __all__ = ["simulate_chatter"]
@@ -96,11 +97,7 @@ async def simulate_chatter(emu: RoomlioEmulator, rooms: Sequence[str], *, rate: 
     recent: list[tuple[str, str]] = []  # (message id, body) of recent member messages
     actions = 0
     while True:
-        try:
-            await asyncio.wait_for(stop.wait(), rng.expovariate(rate))
-        except TimeoutError:
-            pass
-        else:
+        if await sleep_unless(stop, rng.expovariate(rate)):
             return actions
         try:
             if recent and rng.random() < 0.07:

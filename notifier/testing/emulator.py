@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from notifier.aio import sleep_unless
 from notifier.events import NEVER_EDITED, is_edited
-from notifier.testing._server import Changes, LocalServer, interruptible_sleep
+from notifier.testing._server import Changes, LocalServer
 from notifier.testing.answers import error_response, page_response, status_fault_response
 from notifier.testing.faults import Fault, FaultQueue
 from notifier.testing.ids import new_id
@@ -266,7 +267,7 @@ class RoomlioEmulator:
 
     async def _serve(self, request: web.Request, record: RequestRecord) -> web.StreamResponse:
         if self._latency:
-            await interruptible_sleep(self._latency, self._server.closing)
+            await sleep_unless(self._server.closing, self._latency)
         params, problem = _decode(await request.read())
         record.params = params
         raw_room = params.get("roomID") or params.get("roomKey")
@@ -281,7 +282,7 @@ class RoomlioEmulator:
                 request.transport.abort()
             return web.Response(status=499)
         if fault is not None and fault.kind == "delay":
-            await interruptible_sleep(fault.seconds, self._server.closing)
+            await sleep_unless(self._server.closing, fault.seconds)
         try:
             room, page = self._page_for(request, params, problem)
         except _ApiError as err:

@@ -29,8 +29,9 @@ from typing import Any
 
 from aiohttp import web
 
+from notifier.aio import sleep_unless
 from notifier.delivery.signing import SignatureError, decode_verifying_key, verify
-from notifier.testing._server import Changes, LocalServer, interruptible_sleep
+from notifier.testing._server import Changes, LocalServer
 from notifier.testing.faults import Fault, FaultQueue
 
 __all__ = ["Received", "WebhookReceiver"]
@@ -182,7 +183,7 @@ class WebhookReceiver:
             assert fault.code is not None
             return self._respond(record, fault.code, fault.retry_after_header())
         if fault is not None and fault.kind == "delay":
-            await interruptible_sleep(fault.seconds, self._server.closing)
+            await sleep_unless(self._server.closing, fault.seconds)
             if request.transport is None or request.transport.is_closing():
                 self.late.append(record)
                 return web.Response(status=499)
