@@ -24,24 +24,58 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import API_KEY, HERE, SECRET, config_yaml, write_results
 
-from notifier.testing import RoomlioEmulator, WebhookReceiver
+from notifier.testing import RoomlioEmulator
 
 
-async def _measure(command: list[str], emu: RoomlioEmulator, rx: WebhookReceiver,
+class _Receiver:
+    """bench/fast_receiver.py in its own process, driven over its stdin/stdout."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc, self.port = proc, port
+
+    @classmethod
+    async def start(cls) -> _Receiver:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(HERE / "fast_receiver.py"), "--secret", SECRET,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        ready = (await proc.stdout.readline()).split()
+        return cls(proc, int(ready[1]))
+
+    def url_for(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def expect(self, path: str, n: int) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"expect {path} {n}\n".encode())
+
+    async def done(self) -> tuple[float, int, int]:
+        """(last arrival, duplicates, bad signatures) once the expected count arrived."""
+        assert self.proc.stdout is not None
+        _, _, _, last, duplicates, bad = (await self.proc.stdout.readline()).split()
+        return float(last), int(duplicates), int(bad)
+
+    async def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        await self.proc.wait()
+
+
+async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path: str,
                    expected: int) -> float:
     emu.requests.clear()
-    rx.received.clear()
-    rx.attempts.clear()
+    rx.expect(path, expected)
     proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:
-        await rx.wait_count(expected, timeout=600)
+        last, _duplicates, bad = await asyncio.wait_for(rx.done(), timeout=600)
     finally:
         if proc.returncode is None:
             proc.terminate()
         await proc.wait()
-    start = emu.requests[0].time
-    return expected / (rx.received[-1].at - start)
+    if bad:
+        raise SystemExit(f"{bad} deliveries with a bad signature")
+    return expected / (last - emu.requests[0].time)
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -49,27 +83,30 @@ async def run(args: argparse.Namespace) -> dict:
     matching = int(args.messages * args.match)
     results: dict[str, list[float]] = {"bare": [], "notifier (disk)": [],
                                        "notifier (tmpfs)": []}
-    async with RoomlioEmulator(api_key=API_KEY) as emu, \
-            WebhookReceiver({"/sink": SECRET, "/bare": SECRET}) as rx:
-        for room in rooms:
-            emu.add_room(key=room)
-            for i in range(args.messages):
-                emu.post(room, f"refund please, order {i}" if i < matching else f"hello {i}")
-        total = matching * len(rooms)
-        bare_total = args.messages * len(rooms)
-        for _ in range(args.repeat):
-            bare = [sys.executable, str(HERE / "bare.py"), "--url", emu.url, "--api-key",
-                    API_KEY, "--secret", SECRET, "--target", rx.url_for("/bare"),
-                    "--rooms", ",".join(rooms)]
-            results["bare"].append(await _measure(bare, emu, rx, bare_total))
-            for label, folder in (("notifier (disk)", None), ("notifier (tmpfs)", "/dev/shm")):
-                with tempfile.TemporaryDirectory(dir=folder) as tmp:
-                    path = Path(tmp, "rules.yaml")
-                    path.write_text(config_yaml(emu.url, rx.url_for("/sink"), rooms,
-                                                str(Path(tmp, "state.db"))))
-                    command = [sys.executable, "-m", "notifier", "run", "--config", str(path),
-                               "--log-level", "ERROR"]
-                    results[label].append(await _measure(command, emu, rx, total))
+    rx = await _Receiver.start()
+    try:
+        async with RoomlioEmulator(api_key=API_KEY) as emu:
+            for room in rooms:
+                emu.add_room(key=room)
+                for i in range(args.messages):
+                    emu.post(room, f"refund please, order {i}" if i < matching else f"hello {i}")
+            total = matching * len(rooms)
+            bare_total = args.messages * len(rooms)
+            for _ in range(args.repeat):
+                bare = [sys.executable, str(HERE / "bare.py"), "--url", emu.url, "--api-key",
+                        API_KEY, "--secret", SECRET, "--target", rx.url_for("/bare"),
+                        "--rooms", ",".join(rooms)]
+                results["bare"].append(await _measure(bare, emu, rx, "/bare", bare_total))
+                for label, folder in (("notifier (disk)", None), ("notifier (tmpfs)", "/dev/shm")):
+                    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+                        path = Path(tmp, "rules.yaml")
+                        path.write_text(config_yaml(emu.url, rx.url_for("/sink"), rooms,
+                                                    str(Path(tmp, "state.db"))))
+                        command = [sys.executable, "-m", "notifier", "run", "--config", str(path),
+                                   "--log-level", "ERROR"]
+                        results[label].append(await _measure(command, emu, rx, "/sink", total))
+    finally:
+        await rx.close()
     return {"rooms": args.rooms, "messages_per_room": args.messages, "match": args.match,
             "repeat": args.repeat, "events_per_s": results}
 

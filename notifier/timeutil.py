@@ -21,6 +21,6 @@ def parse_time(value: str) -> datetime | None:
 def format_time(when: datetime | float) -> str:
     """ISO 8601 UTC with a ``Z``, to the second (microseconds kept when present)."""
     if not isinstance(when, datetime):
-        when = datetime.fromtimestamp(when, UTC)
+        return datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
     text = when.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")

@@ -8,10 +8,10 @@ to the Payload to POST (the same bytes on every retry). ``slack``, ``teams`` and
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from notifier._json import dumps_bytes
 from notifier.config import Webhook
 from notifier.events import Delivery
 from notifier.timeutil import format_time
@@ -43,7 +43,7 @@ def standard(delivery: Delivery) -> Payload:
         "data": {"rules": list(delivery.rules), "message": event.message}
         if event.kind.startswith("message.") else dict(event.message),  # an ops event
     }
-    return Payload(json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode())
+    return Payload(dumps_bytes(document))
 
 
 def _standard(_webhook: Webhook) -> Formatter:

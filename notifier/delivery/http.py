@@ -61,6 +61,11 @@ class WebhookClient:
         self._webhook = webhook
         self._format = formatter_for(webhook)
         self._session: aiohttp.ClientSession | None = None
+        host = urlsplit(webhook.url).hostname or ""
+        self._private_target = (not webhook.allow_private_urls
+                                and private_literal(host) is not None)
+        self._fixed_headers = {"user-agent": f"roomlio-notifier/{__version__}",
+                               **webhook.headers}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -73,11 +78,7 @@ class WebhookClient:
 
     def _headers(self, delivery: Delivery, body: bytes, content_type: str,
                  signed: bool) -> dict[str, str]:
-        headers = {
-            "content-type": content_type,
-            "user-agent": f"roomlio-notifier/{__version__}",
-            **self._webhook.headers,
-        }
+        headers = {"content-type": content_type, **self._fixed_headers}
         if signed and self._webhook.secrets:
             headers.update(signature_headers(self._webhook.secrets, delivery.id,
                                              int(time.time()), body))
@@ -88,8 +89,7 @@ class WebhookClient:
     async def post(self, delivery: Delivery) -> int:
         """POST once; return the 2xx status or raise a DeliveryError subclass."""
         w = self._webhook
-        host = urlsplit(w.url).hostname or ""
-        if not w.allow_private_urls and private_literal(host) is not None:
+        if self._private_target:
             raise DeliveryPermanentError(
                 f"webhook {w.name}: target is a private address; "
                 "set allow_private_urls: true to allow it")

@@ -6,22 +6,17 @@ than one row, one ``BEGIN IMMEDIATE`` transaction with batched statements.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, cast
 
+from notifier._json import dumps, loads
 from notifier.errors import StoreError
 from notifier.events import Delivery, Event, EventKind
 from notifier.store import RoomState
 from notifier.store._sqlite_schema import transaction
 
-try:
-    import orjson
-except ImportError:  # optional: only faster
-    orjson = None  # type: ignore[assignment]
-
-__all__ = ["claim", "commit", "dead_letter", "deliveries", "dumps", "loads", "next_due",
+__all__ = ["claim", "commit", "dead_letter", "deliveries", "next_due",
            "select_deliveries", "update_each"]
 
 Row = tuple[Any, ...]
@@ -193,24 +188,3 @@ def _event_row(seq: int, event: Event) -> Row:
                          f" as JSON ({exc}); nothing was saved") from exc
     return (seq, event.id, event.kind, event.room, message, dumps(list(event.rules)),
             event.detected_at)
-
-
-def _default(obj: object) -> object:
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def dumps(obj: object) -> str:
-    """JSON text for a message or a list of rule names."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(obj, default=_default).decode()
-        except TypeError:
-            pass  # e.g. an integer beyond 64 bits: the standard library copes
-    return json.dumps(obj, default=_default, ensure_ascii=False, allow_nan=False)
-
-
-def loads(text: str) -> Any:
-    """The value ``dumps`` stored."""
-    return orjson.loads(text) if orjson is not None else json.loads(text)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from notifier._json import dumps
 from notifier.events import Delivery, Event
 from notifier.store import WebhookState
 from notifier.store import _sqlite_ops as ops
@@ -57,14 +58,14 @@ def requeue(conn: sqlite3.Connection, deliveries: Sequence[Delivery], now: float
         seqs = _ledger(conn, events)
         dead = {r[0] for r in conn.execute(
             "SELECT id FROM dead_letters WHERE id IN (SELECT value FROM json_each(?))",
-            (ops.dumps([d.id for d in deliveries]),))}
+            (dumps([d.id for d in deliveries]),))}
         added = _move_back(conn, sorted(dead), now)
         for d in deliveries:
             if d.id not in dead:
                 added += conn.execute(
                     "INSERT OR IGNORE INTO outbox (id, event_seq, webhook, rules, attempts,"
                     " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 0, ?, ?)",
-                    (d.id, seqs[d.event.id], d.webhook, ops.dumps(list(d.rules)), now,
+                    (d.id, seqs[d.event.id], d.webhook, dumps(list(d.rules)), now,
                      now)).rowcount
     return added
 
