@@ -145,9 +145,12 @@ DELIVERY_FIELDS: dict[str, Conv[Any]] = {
     "allow_private_urls": boolean,
     "max_in_flight": integer(1),
     "shutdown_grace": duration(allow_zero=True),
+    "workers": integer(0, 64),
     **OPS_FIELDS,
 }
-WEBHOOK_FIELDS = {key: conv for key, conv in DELIVERY_FIELDS.items() if key != "shutdown_grace"}
+#: ``delivery`` keys that are about the process, not about a webhook.
+_PROCESS_KEYS = ("shutdown_grace", "workers")
+WEBHOOK_FIELDS = {key: conv for key, conv in DELIVERY_FIELDS.items() if key not in _PROCESS_KEYS}
 WEBHOOK_KEYS = ("url", "secret", "format", "headers", *WEBHOOK_FIELDS, *FORMAT_KEYS)
 TOP_KEYS = ("roomlio", "rooms", "state", "delivery", "webhooks", "rules", "server", "logging",
             "ops_webhook", "cluster")
@@ -344,12 +347,16 @@ def _build(r: Reader, top: dict[str, Any], path: str) -> Config:
     rooms, room_labels = _rooms(r, top.get("rooms", MISSING))
     delivery = _delivery(r, top.get("delivery", MISSING))
     webhooks = top.get("webhooks", MISSING)
+    state = r.value(top, (), "state", _state_location(base_dir),
+                    os.path.join(base_dir, "notifier.db"))
+    if delivery.workers and (state == ":memory:" or state.lower().startswith(POSTGRES_SCHEMES)):
+        r.problem(("delivery", "workers"), "delivery workers share a SQLite state file; with "
+                  "PostgreSQL run more instances instead (and not with state: ':memory:')")
     return Config(
         path=path,
         roomlio=_roomlio(r, top.get("roomlio", MISSING)),
         rooms=rooms,
-        state=r.value(top, (), "state", _state_location(base_dir),
-                      os.path.join(base_dir, "notifier.db")),
+        state=state,
         delivery=delivery,
         webhooks=_webhooks(r, webhooks, delivery),
         rules=_rules(r, top.get("rules", MISSING), rooms, room_labels,

@@ -140,6 +140,14 @@ def setup_logging(level: str = "INFO", fmt: str = "text", *,
     return handler
 
 
+def current_settings() -> tuple[str, str]:
+    """The level and format ``setup_logging`` set last (for child processes to follow)."""
+    root = logging.getLogger()
+    json_out = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers
+                   if getattr(h, "_notifier", False))
+    return logging.getLevelName(root.level), "json" if json_out else "text"
+
+
 def _quiet(names: Iterable[str], level: int) -> None:
     for name in names:
         logging.getLogger(name).setLevel(level)

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 import aiohttp
 
 from notifier.aio import sleep_unless
-from notifier.config import Config, Room
+from notifier.config import Config, Room, Webhook
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
+from notifier.delivery.workers import DeliveryWorkers
 from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
 from notifier.events import Delivery
 from notifier.leases import LeaseStore, RoomKeeper, new_instance_id
+from notifier.logs import current_settings
 from notifier.reload import Active, ConfigWatcher, ReloadPlan, load_plan
 from notifier.roomlio import RoomlioClient, RoomlioNotFoundError
 from notifier.scheduler import RoomTurn, Scheduler, ThrottledClient, TokenBucket, next_interval
@@ -69,6 +71,8 @@ class Service:
         self.store: Store | None = None
         """The open state store while running (the ops listener reads it)."""
         self.sender: Sender | None = None
+        self.workers: DeliveryWorkers | None = None
+        """Delivery worker processes (``delivery.workers``), while running."""
         self.tailers: dict[str, Tailer] = {}
         self.active = Active.of(config)
         """The config in force with its compiled rules; a reload swaps it as one object."""
@@ -89,14 +93,32 @@ class Service:
             session = aiohttp.ClientSession()
             stack.push_async_callback(session.close)
             client = self._client(session)
-            sender = Sender(self.config.webhooks, store, on_outcome=self.hooks.on_outcome,
+            sender = Sender(self._own_webhooks(), store, on_outcome=self.hooks.on_outcome,
                             on_attempt=self.hooks.on_attempt,
                             ops_webhook=self.config.ops_webhook)
             self.sender = sender
+            if self.config.delivery.workers:
+                level, fmt = current_settings()
+                self.workers = DeliveryWorkers(
+                    self.config, store, self.instance, log_level=level, log_format=fmt,
+                    on_outcome=self.hooks.on_outcome, on_attempt=self.hooks.on_attempt)
             try:
                 await self._run_tasks(stop, store, client, sender)
             except BaseExceptionGroup as group:
                 raise _first_fatal(group) from None
+
+    def _own_webhooks(self) -> dict[str, Webhook]:
+        """The webhooks this process POSTs to (delivery workers take the others)."""
+        theirs = DeliveryWorkers.owned(self.config.webhooks) if self.config.delivery.workers \
+            else {}
+        return {n: w for n, w in self.config.webhooks.items() if n not in theirs}
+
+    def poke(self) -> None:
+        """New or replayed deliveries are in the outbox: every sender looks now."""
+        if self.sender is not None:
+            self.sender.poke()
+        if self.workers is not None:
+            self.workers.poke()
 
     def _client(self, session: aiohttp.ClientSession) -> RoomlioClient:
         settings = self.config.roomlio
@@ -120,6 +142,8 @@ class Service:
         try:
             async with asyncio.TaskGroup() as group:
                 dispatcher = group.create_task(sender.run(polling_done), name="dispatcher")
+                if self.workers is not None:
+                    group.create_task(self.workers.run(), name="delivery workers")
                 rooms = self._start_rooms(group, store, make_tailer, stop)
                 group.create_task(self._prune(store, stop), name="prune")
                 group.create_task(self._watcher.run(stop), name="config watcher")
@@ -130,7 +154,11 @@ class Service:
                     task.cancel(msg="shutting down")
                 polling_done.set()
                 await dispatcher
+                if self.workers is not None:
+                    await self.workers.shutdown()
         finally:
+            if self.workers is not None:
+                await self.workers.shutdown()
             await sender.shutdown(self.config.delivery.shutdown_grace)
 
     def _start_rooms(self, group: asyncio.TaskGroup, store: Store,
@@ -210,7 +238,9 @@ class Service:
         for tailer in self.tailers.values():
             tailer.use_rules(plan.active.matcher, plan.active.routes)
         if self.sender is not None:
-            self.sender.update_webhooks(self.config.webhooks)
+            self.sender.update_webhooks(self._own_webhooks())
+        if self.workers is not None:
+            self.workers.reload()
         if (plan.added or plan.removed) and self._spawn is None:
             log.warning("config reload: room changes take effect after a restart")
             return
@@ -226,6 +256,8 @@ class Service:
     def _enqueued(self, sender: Sender) -> Callable[[list[Delivery]], None]:
         def enqueued(added: list[Delivery]) -> None:
             sender.poke()
+            if self.workers is not None:
+                self.workers.poke()
             if self.hooks.on_enqueued is not None:
                 self.hooks.on_enqueued(added)
 

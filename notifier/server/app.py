@@ -187,8 +187,7 @@ async def replay(request: web.Request) -> web.Response:
     if every or not isinstance(ids, list):
         ids = [d.delivery.id for d in await store.dead_letters()]
     moved = await store.requeue_dead_letters(ids, time.time())
-    if ops.service.sender is not None:
-        ops.service.sender.poke()
+    ops.service.poke()
     return _json({"replayed": moved})
 
 

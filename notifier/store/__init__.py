@@ -124,6 +124,9 @@ class Store(Protocol):
     async def release(self, ids: Sequence[str]) -> None:
         """Give claimed deliveries back to the outbox (shutdown, lost lease)."""
 
+    async def release_claims(self, instance: str) -> None:
+        """Give back every delivery ``instance`` claimed (a delivery worker that exited)."""
+
     async def dead_letter(self, delivery_id: str, attempts: int, last_status: int | None,
                           last_error: str) -> None:
         """Move a delivery from the outbox to the dead letters."""

@@ -164,6 +164,13 @@ class PostgresStore(AdminOps):
                 "UPDATE notifier_outbox SET claimed_by = NULL, claimed_until = NULL"
                 " WHERE id = ANY($1::text[]) AND claimed_by = $2", list(ids), self.instance)
 
+    async def release_claims(self, instance: str) -> None:
+        """Give back every delivery ``instance`` claimed."""
+        async with self._conn("releasing deliveries") as conn:
+            await conn.execute(
+                "UPDATE notifier_outbox SET claimed_by = NULL, claimed_until = NULL"
+                " WHERE claimed_by = $1", instance)
+
     async def dead_letter(self, delivery_id: str, attempts: int, last_status: int | None,
                           last_error: str) -> None:
         """Move a delivery from the outbox to the dead letters (no-op if not there or

@@ -127,6 +127,11 @@ class SQLiteStore:
         await self._run("releasing deliveries", lambda c: ops.update_each(
             c, "UPDATE outbox SET claimed_by = NULL WHERE id = ?", ids))
 
+    async def release_claims(self, instance: str) -> None:
+        """Give back every delivery ``instance`` claimed (a delivery worker that exited)."""
+        await self._run("releasing deliveries", lambda c: ops.update_each(
+            c, "UPDATE outbox SET claimed_by = NULL WHERE claimed_by = ?", [instance]))
+
     async def dead_letter(self, delivery_id: str, attempts: int, last_status: int | None,
                           last_error: str) -> None:
         """Move a delivery from the outbox to the dead letters (no-op if not there)."""
