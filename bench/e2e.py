@@ -2,13 +2,14 @@
 
     python bench/e2e.py [--rooms 10] [--messages 2000] [--match 1.0] [--repeat 3]
 
-N rooms × M messages are preloaded in the Roomlio emulator; a verifying receiver counts
-deliveries. Each contender runs as a subprocess; events/s is measured from its first
-RoomHistory request to the last delivery the receiver accepted. Contenders, in the same
-run: the bare pipeline (fetch → sign → POST, concurrency 64, no rules, no durability),
-`notifier run` with its SQLite state on disk, and the same with the state on tmpfs
-(/dev/shm), which shows what the fsyncs cost. Medians over --repeat runs; ratios are
-against the bare pipeline measured in the same run.
+N rooms × M messages are preloaded in the Roomlio emulator; a lean verifying receiver
+(bench/fast_receiver.py, its own process) counts distinct deliveries. Each contender runs
+as a subprocess; events/s is measured from its first RoomHistory request to the last
+delivery the receiver accepted. Contenders, in the same run: the bare pipeline (fetch →
+sign → POST, concurrency 64, no rules, no durability), `notifier run` with its SQLite
+state on disk, the same with the state on tmpfs (/dev/shm), which shows what the fsyncs
+cost, and the same on disk with one delivery worker process (`delivery.workers: 1`).
+Medians over --repeat runs; ratios are against the bare pipeline measured in the same run.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path
 async def run(args: argparse.Namespace) -> dict:
     rooms = [f"room-{i}" for i in range(args.rooms)]
     matching = int(args.messages * args.match)
-    results: dict[str, list[float]] = {"bare": [], "notifier (disk)": [],
-                                       "notifier (tmpfs)": []}
+    contenders = {"notifier (disk)": (None, 0), "notifier (tmpfs)": ("/dev/shm", 0),
+                  "notifier + 1 worker": (None, 1)}
+    results: dict[str, list[float]] = {"bare": [], **{label: [] for label in contenders}}
     rx = await _Receiver.start()
     try:
         async with RoomlioEmulator(api_key=API_KEY) as emu:
@@ -123,13 +125,13 @@ def main() -> None:
     bare = statistics.median(rates["bare"])
     print(f"e2e: {args.rooms} rooms x {args.messages} messages, {args.match:.0%} matching, "
           f"median of {args.repeat}")
-    print(f"{'contender':<18} {'events/s (median)':>18} {'runs':>28} {'vs bare':>8} "
+    print(f"{'contender':<20} {'events/s (median)':>18} {'runs':>28} {'vs bare':>8} "
           f"{'polled msg/s':>13}")
     for label, values in rates.items():
         med = statistics.median(values)
         runs = ", ".join(f"{v:,.0f}" for v in values)
         polled = med if label == "bare" else med / args.match  # bare POSTs every message
-        print(f"{label:<18} {med:>18,.0f} {runs:>28} {med / bare:>8.2f} {polled:>13,.0f}")
+        print(f"{label:<20} {med:>18,.0f} {runs:>28} {med / bare:>8.2f} {polled:>13,.0f}")
     name = "e2e" if args.match == 1.0 else f"e2e_match{round(args.match * 100)}"
     out = write_results(name, report)
     print(f"results written to {out}")

@@ -11,8 +11,9 @@ the Standard Webhooks HMAC signature of every request (`hmac.digest`), and answe
 
 Control, line by line on stdin/stdout: it prints ``ready <port>``; then for each
 ``expect <path> <n>`` it counts distinct webhook-ids POSTed to ``<path>`` from then on
-and prints ``done <path> <n> <last arrival, time.monotonic() (one clock for every process on Linux)> <duplicates> <bad signatures>``
-when the n-th distinct one arrives.
+and prints ``done <path> <n> <last arrival> <duplicates> <bad signatures>`` when the n-th
+distinct one arrives (the arrival in ``time.monotonic()``, one clock for every process on
+Linux).
 """
 
 from __future__ import annotations
