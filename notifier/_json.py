@@ -1,14 +1,15 @@
-"""Compact JSON encoding with ``orjson`` when installed (the ``fast`` extra), else ``json``.
+"""Compact JSON with ``orjson`` when installed (the ``fast`` extra), else ``json``.
 
-Both produce the same bytes for the documents we write (compact separators, UTF-8, no
-``\\u`` escapes for non-ASCII); what ``orjson`` refuses (an integer beyond 64 bits, a
-lone surrogate, a type it does not know) falls back to the standard library, which
-decides.
+Both write compact UTF-8 without ``\\u`` escapes for non-ASCII, the same bytes except
+that a float may be spelt differently (``1e-05`` or ``0.00001``), and read the same
+values; what ``orjson`` refuses (an integer beyond 64 bits, a lone surrogate, a type it
+does not know) falls back to the standard library, which decides.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,9 @@ except ImportError:  # optional: only faster
     orjson = None  # type: ignore[assignment]
 
 __all__ = ["dumps", "dumps_bytes", "loads"]
+
+_LONG_BYTES = re.compile(rb"\d{19}")
+_LONG_TEXT = re.compile(r"\d{19}")
 
 
 def _default(obj: object) -> object:
@@ -43,5 +47,15 @@ def dumps(obj: object) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """The value ``dumps`` or ``dumps_bytes`` wrote."""
-    return orjson.loads(text) if orjson is not None else json.loads(text)
+    """The value of a JSON document; what ``orjson`` refuses (an integer beyond 64 bits,
+    ``NaN``, a lone surrogate escape, deep nesting) the standard library decides, so the
+    result and the errors (ValueError, RecursionError) are the standard library's. A run
+    of 19 digits anywhere goes to the standard library at once: orjson would read an
+    integer beyond 64 bits as a float, silently."""
+    long_number = _LONG_BYTES if isinstance(text, bytes) else _LONG_TEXT
+    if orjson is not None and not long_number.search(text):  # type: ignore[arg-type]
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)

@@ -81,10 +81,15 @@ class RateLimiter:
 class Unlimited:
     """The limiter of a webhook without a rate limit: every turn is immediate."""
 
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """No wait."""
-        yield
+    def turn(self) -> Unlimited:
+        """No wait (itself, as an async context manager: no generator per request)."""
+        return self
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
 
 
 def limiter_for(rate: Rate | None) -> RateLimiter | Unlimited:
