@@ -53,7 +53,8 @@ def test_values_orjson_refuses_fall_back_to_the_standard_library(
 
 
 @pytest.mark.parametrize("text", [
-    b'{"a":1,"a":2}', b"[1e400]", b"[NaN, -Infinity]", b"[123456789012345678901234567890, -9500000000000000000]",
+    b'{"a":1,"a":2}', b"[1e400]", b"[NaN, -Infinity]",
+    b"[123456789012345678901234567890, -9500000000000000000]",
     b'"\\ud800 lone"', b'"\\ud83d\\ude80"', b"[1.0000000000000002, -0.0, 5e-324]",
     b'{"k": "caf\\u00e9 \xe2\x98\x95"}',
 ], ids=["duplicate-key", "overflow", "nan", "big-int", "lone-surrogate", "pair", "floats",
