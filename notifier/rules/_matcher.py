@@ -4,6 +4,11 @@ Conditions combine with AND, the values of one list with OR. All keywords of all
 live in one index (see ``_text``); a message's words are looked up once, and only the
 rules that one of the found keywords names (plus the rules without keywords) are looked
 at further, so the cost per message grows with its length, not with the rule count.
+
+``match`` is the hot path (every message read): per event kind a ``Plan`` (see ``_plan``)
+files the rules that a keyword settles outright apart from the rest, so most messages are
+decided by set operations on their tokens; the conditions of the other rules are checked
+one by one, as ``explain`` always does.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.config import Rule
-from notifier.rules._text import KeywordIndex, normalize
+from notifier.config import RULE_EVENTS, Rule
+from notifier.rules._plan import Plan, RuleKeys
+from notifier.rules._text import KeywordIndex, normalize, unicode_normalize
 
 __all__ = ["CONDITIONS", "Matcher", "RuleMatch", "compile_rules"]
 
-_NEVER = -1
-"""A keyword id never found: stands for a keyword that has no words."""
+_NEVER = b""
+"""A keyword key never found: stands for a keyword that has no words."""
+_NOTHING: frozenset[bytes] = frozenset()
+_MAX_PLANS = 16
+"""Plans kept per matcher: one per event kind seen (two in practice)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +43,20 @@ class RuleMatch:
 class _View:
     """One message as the conditions see it; the text work is done at most once."""
 
-    __slots__ = ("_text", "found", "kind", "message", "rooms")
+    __slots__ = ("_normalize", "_text", "found", "kind", "message", "rooms")
 
     def __init__(self, message: Mapping[str, Any], kind: str, rooms: Collection[str],
-                 found: set[int]) -> None:
+                 found: set[bytes] | frozenset[bytes], normalizer: Callable[[str], str]) -> None:
         self.message, self.kind, self.found = message, kind, found
         room_id = message.get("roomID")
         self.rooms = {*rooms, room_id} if isinstance(room_id, str) else rooms
+        self._normalize = normalizer
         self._text: str | None = None
 
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text = normalize(str(self.message.get("body") or ""))
+            self._text = self._normalize(str(self.message.get("body") or ""))
         return self._text
 
     def links(self) -> list[Mapping[str, Any]]:
@@ -59,10 +69,10 @@ class _View:
 class _Compiled:
     name: str
     rule: Rule
-    any_ids: Mapping[int, str] | None
-    """keyword id → the keyword as written, for ``keywords``; None when not set."""
-    all_ids: Mapping[int, str] | None
-    exclude_ids: frozenset[int]
+    any_ids: Mapping[bytes, str] | None
+    """keyword key → the keyword as written, for ``keywords``; None when not set."""
+    all_ids: Mapping[bytes, str] | None
+    exclude_ids: frozenset[bytes]
     patterns: tuple[tuple[str, re.Pattern[str]], ...]
     checks: tuple[tuple[str, Callable[[_Compiled, _View], bool]], ...]
 
@@ -102,27 +112,39 @@ def _is_set(rule: Rule, key: str) -> bool:
 
 
 class Matcher:
-    """Every rule of a config, compiled; immutable and safe to share."""
+    """Every rule of a config, compiled; immutable and safe to share (a plan for an event
+    kind other than created and edited is built on first use and memoised, harmlessly).
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
-        self._index = KeywordIndex()
+    ``ascii_fast_path=False`` sends ASCII text down the full Unicode path too (the tests
+    use it to show both give the same answers).
+    """
+
+    def __init__(self, rules: Sequence[Rule], *, ascii_fast_path: bool = True) -> None:
+        self._index = KeywordIndex(ascii_fast_path=ascii_fast_path)
+        self._normalize = normalize if ascii_fast_path else unicode_normalize
         self._rules = tuple(self._compile(rule) for rule in rules)
+        self._names = tuple(c.name for c in self._rules)
         self._by_name = {c.name: c for c in self._rules}
+        self._keyed = len(self._index) > 0
+        self._split = self._index.split_function
+        self._filed = tuple(_filed(c) for c in self._rules)
+        self._plans: dict[str, Plan] = {}
+        for event in sorted(RULE_EVENTS):
+            self._plan(f"message.{event}")
         self._always: list[int] = []
-        self._by_keyword: dict[int, list[int]] = {}
+        self._by_keyword: dict[bytes, list[int]] = {}
         for i, c in enumerate(self._rules):
             ids = c.any_ids if c.any_ids is not None else c.all_ids
             if ids is None:
                 self._always.append(i)
-            for kid in ids or ():
-                self._by_keyword.setdefault(kid, []).append(i)
+            for key in ids or ():
+                self._by_keyword.setdefault(key, []).append(i)
 
     def _compile(self, rule: Rule) -> _Compiled:
-        def ids(keywords: tuple[str, ...]) -> dict[int, str]:
-            out: dict[int, str] = {}
+        def ids(keywords: tuple[str, ...]) -> dict[bytes, str]:
+            out: dict[bytes, str] = {}
             for keyword in keywords:
-                kid = self._index.add(keyword)
-                out.setdefault(_NEVER if kid is None else kid, keyword)
+                out.setdefault(self._index.add(keyword) or _NEVER, keyword)
             return out
 
         any_ids = ids(rule.keywords) if rule.keywords else None
@@ -138,16 +160,16 @@ class Matcher:
 
     def _view(self, message: Mapping[str, Any], kind: str, rooms: Collection[str]) -> _View:
         body = message.get("body")
-        found = self._index.find(str(body)) if body and len(self._index) else set()
-        return _View(message, kind, rooms, found)
+        found = self._index.find(str(body)) if body and self._keyed else _NOTHING
+        return _View(message, kind, rooms, found, self._normalize)
 
     def _candidates(self, view: _View) -> list[_Compiled]:
         if not view.found:
             picked: Collection[int] = self._always
         else:
             chosen = set(self._always)
-            for kid in view.found:
-                chosen.update(self._by_keyword.get(kid, ()))
+            for key in view.found:
+                chosen.update(self._by_keyword.get(key, ()))
             picked = sorted(chosen)
         return [self._rules[i] for i in picked]
 
@@ -158,9 +180,27 @@ class Matcher:
         ``rooms`` holds every name the message's room goes by (its id and its key); the
         message's own ``roomID`` counts too.
         """
-        view = self._view(message, kind, rooms)
-        return tuple(c.name for c in self._candidates(view)
-                     if all(check(c, view) for _, check in c.checks))
+        plan = self._plans.get(kind) or self._plan(kind)
+        body = message.get("body")
+        toks = self._split(str(body)) if body and self._keyed else []
+        hits = plan.settled(toks)
+        if plan.always or (plan.nominating and not plan.nominating.isdisjoint(toks)):
+            hits = self._checked(plan, hits, toks, message, kind, rooms)
+        return tuple(map(self._names.__getitem__, sorted(hits))) if hits else ()
+
+    def _checked(self, plan: Plan, hits: set[int] | frozenset[int], toks: list[bytes],
+                 message: Mapping[str, Any], kind: str, rooms: Collection[str]) -> set[int]:
+        """``hits`` and the rules that ``plan`` says to check and that pass every check."""
+        found = self._index.find_keys(toks) if toks else _NOTHING
+        pending = plan.always.union(*map(plan.nominated.__getitem__, found))
+        view = _View(message, kind, rooms, found, self._normalize)
+        return {*hits, *(i for i in pending if _passes(self._rules[i], view))}
+
+    def _plan(self, kind: str) -> Plan:
+        plan = Plan(kind.removeprefix("message."), self._filed, self._index.keys())
+        if len(self._plans) < _MAX_PLANS:
+            self._plans[kind] = plan
+        return plan
 
     def explain(self, message: Mapping[str, Any], kind: str,
                 rooms: Collection[str]) -> tuple[RuleMatch, ...]:
@@ -168,9 +208,9 @@ class Matcher:
         view = self._view(message, kind, rooms)
         out = []
         for c in self._candidates(view):
-            if all(check(c, view) for _, check in c.checks):
+            if _passes(c, view):
                 words = [w for ids in (c.any_ids, c.all_ids) if ids
-                         for kid, w in ids.items() if kid in view.found]
+                         for key, w in ids.items() if key in view.found]
                 out.append(RuleMatch(c.name, tuple(dict.fromkeys(words)), _regex_hits(c, view)))
         return tuple(out)
 
@@ -184,7 +224,18 @@ class Matcher:
     @property
     def rule_names(self) -> tuple[str, ...]:
         """Every rule's name, in config order."""
-        return tuple(c.name for c in self._rules)
+        return self._names
+
+
+def _passes(c: _Compiled, view: _View) -> bool:
+    return all(check(c, view) for _, check in c.checks)
+
+
+def _filed(c: _Compiled) -> RuleKeys:
+    """How a plan files ``c``: by its keywords, else its keywords_all (never by _NEVER)."""
+    ids = c.any_ids if c.any_ids is not None else c.all_ids
+    outright = c.any_ids is not None and all(key in ("events", "keywords") for key, _ in c.checks)
+    return RuleKeys(c.rule.events, None if ids is None else ids.keys() - {_NEVER}, outright)
 
 
 def compile_rules(rules: Sequence[Rule]) -> Matcher:

@@ -13,6 +13,12 @@ Everything else (spaces, punctuation, emoji, symbols, ``_``) separates tokens, a
 change between the two kinds is a boundary too: ``refund`` matches "退款refund请求" and
 "refund🙂", while ``退款`` matches "我要退款了". A keyword matches a run of consecutive
 tokens equal to its own tokens, so a whole keyword never matches part of a word.
+
+ASCII text (most chat messages) takes an exact shortcut: NFKC leaves ASCII unchanged and
+case-folds it as ``lower()`` does, and its tokens are then the runs of ``a-z0-9``, found
+by one byte translation and a split (``token_keys``). The index works on tokens as UTF-8
+bytes so that this shortcut never decodes; ``unicode_*`` are the long way round, which
+the tests compare with it.
 """
 
 from __future__ import annotations
@@ -21,9 +27,17 @@ import functools
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-__all__ = ["KeywordIndex", "contains", "normalize", "tokens"]
+__all__ = [
+    "KeywordIndex",
+    "contains",
+    "normalize",
+    "token_keys",
+    "tokens",
+    "unicode_normalize",
+    "unicode_token_keys",
+]
 
 #: Scripts written without spaces between words: each letter, digit or mark is a token.
 _UNSPACED_RANGES = (
@@ -76,6 +90,12 @@ def _mark_ranges() -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
 
 def normalize(text: str) -> str:
     """NFKC, then case-fold (ß → ss, ﬁ → fi, Ｒ → r): how all text is compared."""
+    # NFKC leaves ASCII unchanged, and case-folding ASCII is lower(): the same, quicker
+    return text.lower() if text.isascii() else unicode_normalize(text)
+
+
+def unicode_normalize(text: str) -> str:
+    """``normalize`` without the ASCII shortcut (the property tests compare the two)."""
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
@@ -84,43 +104,85 @@ def tokens(text: str) -> list[str]:
     return _token_pattern().findall(normalize(text))
 
 
-class KeywordIndex:
-    """Every keyword of every rule, indexed by its first token: one pass finds them all.
+#: Byte → itself for a-z and 0-9, its lower case for A-Z, a space for anything else.
+_ASCII_WORDS = bytes(c | 0x20 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122
+                     else 32 for c in range(256))
 
-    The cost of ``find`` grows with the length of the text and the number of keywords
-    sharing a first token, not with the number of keywords or rules.
+
+def token_keys(text: str) -> list[bytes]:
+    """``tokens(text)``, each as UTF-8 bytes: how the keyword index looks words up.
+
+    ASCII text takes a shortcut: normalised, it is only lower-cased, and a token is then a
+    run of ``a-z0-9``, so one byte translation and a split give the same tokens.
+    """
+    if text.isascii():
+        return text.encode().translate(_ASCII_WORDS).split()
+    return unicode_token_keys(text)
+
+
+def unicode_token_keys(text: str) -> list[bytes]:
+    """``token_keys`` without the ASCII shortcut (the property tests compare the two)."""
+    return [token.encode() for token in _token_pattern().findall(unicode_normalize(text))]
+
+
+class KeywordIndex:
+    """Every keyword of every rule: ``find`` names those a text holds in one pass over it.
+
+    A keyword's key is its tokens joined by single spaces, in UTF-8 (``b"cancel my
+    account"``); keywords that normalise alike share a key. One-token keywords are found
+    by one set intersection with the text's tokens; a phrase is looked for only when its
+    first token is there, as `` phrase `` in the text's tokens joined by spaces (tokens
+    hold no spaces, so that is exactly "these tokens, consecutive"). The cost grows with
+    the length of the text, not with the number of keywords or rules.
     """
 
-    def __init__(self) -> None:
-        self._ids: dict[tuple[str, ...], int] = {}
-        self._by_first: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+    __slots__ = ("_phrases", "_singles", "_split", "_starts")
+
+    def __init__(self, *, ascii_fast_path: bool = True) -> None:
+        self._singles: set[bytes] = set()
+        self._starts: set[bytes] = set()
+        self._phrases: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        """first token → (the key padded with spaces, the key), one per phrase."""
+        self._split = token_keys if ascii_fast_path else unicode_token_keys
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._singles) + sum(map(len, self._phrases.values()))
 
-    def add(self, keyword: str) -> int | None:
-        """The id of ``keyword`` (one per distinct token sequence); None if it has no words."""
-        toks = tuple(tokens(keyword))
-        if not toks:
-            return None
-        kid = self._ids.get(toks)
-        if kid is None:
-            kid = self._ids[toks] = len(self._ids)
-            self._by_first.setdefault(toks[0], []).append((toks, kid))
-        return kid
+    def keys(self) -> set[bytes]:
+        """Every keyword's key."""
+        return self._singles.union(key for entries in self._phrases.values()
+                                   for _, key in entries)
 
-    def find(self, text: str) -> set[int]:
-        """Ids of every keyword present in ``text`` as whole words or phrases."""
-        return self.find_tokens(tokens(text))
+    def add(self, keyword: str) -> bytes | None:
+        """The key of ``keyword`` (one per distinct token sequence); None if it has no words."""
+        toks = [token.encode() for token in tokens(keyword)]
+        key = b" ".join(toks)
+        if len(toks) == 1:
+            self._singles.add(key)
+        elif toks:
+            entries = self._phrases.setdefault(toks[0], [])
+            if all(key != known for _, known in entries):
+                entries.append((b" " + key + b" ", key))
+            self._starts.add(toks[0])
+        return key or None
 
-    def find_tokens(self, toks: list[str]) -> set[int]:
-        """Ids of every keyword present in the token list ``toks``."""
-        found: set[int] = set()
-        by_first = self._by_first
-        for i, tok in enumerate(toks):
-            for kw, kid in by_first.get(tok, ()):
-                if len(kw) == 1 or tuple(toks[i:i + len(kw)]) == kw:
-                    found.add(kid)
+    @property
+    def split_function(self) -> Callable[[str], list[bytes]]:
+        """text → its tokens, as ``find_keys`` and ``keys`` spell them."""
+        return self._split
+
+    def find(self, text: str) -> set[bytes]:
+        """Keys of every keyword present in ``text`` as whole words or phrases."""
+        return self.find_keys(self._split(text))
+
+    def find_keys(self, toks: list[bytes]) -> set[bytes]:
+        """Keys of every keyword present in ``toks`` (from ``split_function``)."""
+        found = self._singles.intersection(toks)
+        starts = self._starts.intersection(toks) if self._starts else None
+        if starts:
+            joined = b" " + b" ".join(toks) + b" "
+            found.update(key for first in starts for padded, key in self._phrases[first]
+                         if padded in joined)
         return found
 
 
