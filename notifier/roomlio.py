@@ -17,7 +17,6 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from notifier import __version__
-from notifier._json import loads
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import (
     RoomlioAuthError,
@@ -87,7 +86,7 @@ class RoomlioClient:
         if status != 200:
             raise _status_error(method, status, raw, retry_after)
         try:
-            body = loads(raw)
+            body = json.loads(raw)
             return _scrub_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise RoomlioTransientError(f"{method}: answer is not valid JSON ({exc})") from None

@@ -38,6 +38,9 @@ log = logging.getLogger("notifier.delivery")
 
 #: Deliveries one webhook may hold in memory (attempting or waiting to retry).
 PER_WEBHOOK_BACKLOG = 512
+#: A lane that drains to this many held deliveries claims more at once (not at the next
+#: idle poll), so a backlog larger than the lane streams without pauses.
+REFILL_AT = PER_WEBHOOK_BACKLOG // 2
 #: First backoff step; grows to the webhook's max_backoff.
 BACKOFF_BASE = 1.0
 
@@ -249,8 +252,10 @@ class Sender:
             self._report(DeliveryOutcome(delivery, False, attempt_no, exc.status, str(exc)))
         finally:
             lane.held.difference_update(m.id for m in members_of(delivery))
-            if webhook.ordered:
-                self.poke()  # the room's next delivery is its queue's head now
+            if webhook.ordered or len(lane.held) == REFILL_AT:
+                # ordered: the room's next delivery is its queue's head now; otherwise the
+                # lane has room for another batch, which may be waiting already
+                self.poke()
 
     def _retrying(self, webhook: Webhook, delivery: Delivery) -> AsyncRetrying:
         async def before_sleep(state: RetryCallState) -> None:
