@@ -99,11 +99,11 @@ async def run(args: argparse.Namespace) -> dict:
                         API_KEY, "--secret", SECRET, "--target", rx.url_for("/bare"),
                         "--rooms", ",".join(rooms)]
                 results["bare"].append(await _measure(bare, emu, rx, "/bare", bare_total))
-                for label, folder in (("notifier (disk)", None), ("notifier (tmpfs)", "/dev/shm")):
+                for label, (folder, workers) in contenders.items():
                     with tempfile.TemporaryDirectory(dir=folder) as tmp:
                         path = Path(tmp, "rules.yaml")
                         path.write_text(config_yaml(emu.url, rx.url_for("/sink"), rooms,
-                                                    str(Path(tmp, "state.db"))))
+                                                    str(Path(tmp, "state.db")), workers=workers))
                         command = [sys.executable, "-m", "notifier", "run", "--config", str(path),
                                    "--log-level", "ERROR"]
                         results[label].append(await _measure(command, emu, rx, "/sink", total))
@@ -125,13 +125,15 @@ def main() -> None:
     bare = statistics.median(rates["bare"])
     print(f"e2e: {args.rooms} rooms x {args.messages} messages, {args.match:.0%} matching, "
           f"median of {args.repeat}")
-    print(f"{'contender':<20} {'events/s (median)':>18} {'runs':>28} {'vs bare':>8} "
-          f"{'polled msg/s':>13}")
+    # "vs bare" compares the time to get through the same messages: the bare pipeline POSTs
+    # every one of them, the notifier only those that match
+    print(f"{'contender':<20} {'events/s (median)':>18} {'runs':>28} {'polled msg/s':>13} "
+          f"{'vs bare':>8}")
     for label, values in rates.items():
         med = statistics.median(values)
         runs = ", ".join(f"{v:,.0f}" for v in values)
-        polled = med if label == "bare" else med / args.match  # bare POSTs every message
-        print(f"{label:<20} {med:>18,.0f} {runs:>28} {med / bare:>8.2f} {polled:>13,.0f}")
+        polled = med if label == "bare" else med / args.match
+        print(f"{label:<20} {med:>18,.0f} {runs:>28} {polled:>13,.0f} {polled / bare:>8.2f}")
     name = "e2e" if args.match == 1.0 else f"e2e_match{round(args.match * 100)}"
     out = write_results(name, report)
     print(f"results written to {out}")
