@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from notifier.events import Delivery, Event
 from notifier.store import open_store
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.conftest import SECRET, TEST_ENV, config_text, notifier_command
+from tests.opsutil import until
 
 API_KEY = TEST_ENV["TEST_API_KEY"]
 
@@ -29,12 +32,6 @@ def _children(pid: int) -> set[int]:
     return {int(p) for p in out.split()}
 
 
-async def _until(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)  # a child process's life has no event to await
-
-
 def _write(tmp_path: Path, emu: RoomlioEmulator, rx: WebhookReceiver, **delivery: object) -> Path:
     path = tmp_path / "rules.yaml"
     path.write_text(config_text(emu.url, rx.url, rooms=["r1", "r2"],
@@ -42,10 +39,22 @@ def _write(tmp_path: Path, emu: RoomlioEmulator, rx: WebhookReceiver, **delivery
     return path
 
 
-async def _start(path: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
+@contextlib.asynccontextmanager
+async def _notifier(path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`notifier run` as a subprocess; killed (workers and all) if the test fails early."""
+    proc = await asyncio.create_subprocess_exec(
         *notifier_command("run", "--config", str(path)), env={**os.environ, **TEST_ENV},
         stderr=asyncio.subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            workers = _children(proc.pid)
+            proc.kill()
+            await proc.wait()
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 async def test_workers_deliver_every_event_and_stop_cleanly(tmp_path: Path) -> None:
@@ -56,11 +65,11 @@ async def test_workers_deliver_every_event_and_stop_cleanly(tmp_path: Path) -> N
             for i in range(60):
                 emu.post(room, f"refund {room} {i}")
         path = _write(tmp_path, emu, rx, workers=2)
-        proc = await _start(path)
-        await rx.wait_for(lambda r: len(r.unique_ids()) == 120, timeout=60)
-        assert len(_children(proc.pid)) == 2
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        async with _notifier(path) as proc:
+            await rx.wait_for(lambda r: len(r.unique_ids()) == 120, timeout=60)
+            assert len(_children(proc.pid)) == 2
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert len(rx.received) == 120  # no duplicates in an undisturbed run
     assert "Traceback" not in err.decode()
@@ -77,18 +86,33 @@ async def test_a_killed_worker_is_restarted_and_its_deliveries_are_sent(tmp_path
         for i in range(40):
             emu.post("r1", f"refund {i}")
         path = _write(tmp_path, emu, rx, workers=1, max_in_flight=8)
-        proc = await _start(path)
-        await rx.wait_count(3, timeout=30)
-        [victim] = _children(proc.pid)
-        os.kill(victim, signal.SIGKILL)
-        await rx.wait_for(lambda r: len(r.unique_ids()) == 40, timeout=60)
-        replacement = _children(proc.pid)
-        proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        async with _notifier(path) as proc:
+            await rx.wait_count(3, timeout=30)
+            [victim] = _children(proc.pid)
+            os.kill(victim, signal.SIGKILL)
+            await rx.wait_for(lambda r: len(r.unique_ids()) == 40, timeout=60)
+            replacement = _children(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert replacement and victim not in replacement
     assert "delivery worker 0 exited" in err.decode()
     assert {r.json["data"]["message"]["body"] for r in rx.received} == {
         f"refund {i}" for i in range(40)}
+
+
+async def test_workers_stop_when_the_runner_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the runner closes the workers' stdin: they stop too, no orphan remains."""
+    async with RoomlioEmulator(api_key=API_KEY) as emu, WebhookReceiver() as rx:
+        emu.add_room(key="r1")
+        emu.add_room(key="r2")
+        path = _write(tmp_path, emu, rx, workers=2)
+        async with _notifier(path) as proc:
+            await until(lambda: len(_children(proc.pid)) == 2, timeout=20)
+            workers = _children(proc.pid)
+            proc.kill()
+            await proc.wait()
+        await until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
+                    timeout=20)
 
 
 async def test_the_runner_keeps_rate_limited_grouped_and_ordered_webhooks(
