@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
 
 from notifier import __version__
+from notifier.aio import run_loop
 from notifier.config import Config, check_config, load_config
 from notifier.errors import ConfigError, NotifierError, RoomlioAuthError, StoreError
 from notifier.store import shown_location
 
 __all__ = ["main", "run_loop"]
-
-T = TypeVar("T")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2, 64
 
@@ -116,19 +113,6 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level), stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-
-
-def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on uvloop when it is installed (the ``fast`` extra: about a third more
-    deliveries a second), else on asyncio's loop; NOTIFIER_LOOP=asyncio forces the latter."""
-    factory = None
-    if os.environ.get("NOTIFIER_LOOP", "") != "asyncio":
-        with contextlib.suppress(ImportError):
-            import uvloop
-
-            factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -22,10 +22,12 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from notifier._json import dumps_bytes, loads
+from notifier.aio import run_loop
 from notifier.config import Webhook, load_config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
 from notifier.errors import ConfigError
 from notifier.events import Delivery, Event, EventKind
+from notifier.logs import config_secrets, setup_logging
 from notifier.store import open_store
 
 __all__ = ["decode_report", "encode_attempt", "encode_outcome", "shared"]
@@ -136,10 +138,7 @@ async def serve(config_path: str, instance: str) -> None:
         await store.close()
 
 
-def main(argv: list[str]) -> int:
-    from notifier.cli import run_loop
-    from notifier.logs import config_secrets, setup_logging
-
+def main(argv: list[str]) -> None:
     config_path, instance, level, fmt = argv
     # A terminal's Ctrl-C and a service manager's SIGTERM reach the whole process group:
     # the runner answers them by closing our stdin, which stops us in order.
@@ -147,8 +146,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     setup_logging(level, fmt, secrets=config_secrets(load_config(config_path)))
     run_loop(serve(config_path, instance))
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])
