@@ -1,6 +1,7 @@
 """Many rooms in one process (issue 7, benchmark 4): memory, CPU, API calls, latency.
 
     python bench/many_rooms.py [--rooms 1000,10000] [--seconds 20] [--idle 100000]
+                               [--repeat 1]
 
 Most rooms are idle. ``--busy`` rooms get a matching message every second; ``--woken``
 rooms, quiet until then, get one message at a random moment of the measuring window (what
@@ -15,8 +16,12 @@ the first RoomHistory request.
 one-second window seen by the emulator. The warm-up starts once every room was polled.
 
 ``--idle N`` adds the scheduler alone at N rooms (100,000 by default): the config loaded,
-a Tailer per room, one Scheduler whose steps do no I/O, every room quiet; RSS and the
-scheduling CPU over the window.
+a Tailer per room (sharing routes and settings, as the service's do), one Scheduler whose
+steps do no I/O, every room quiet; the RSS after loading the config and at the end, the
+load time, and the scheduling CPU over the window. ``--rooms ''`` runs it alone.
+
+``--repeat N`` runs everything N times and prints the median of each figure (the runs'
+RSS and first poll too); the JSON keeps every run.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,8 +159,11 @@ def rss():
             return int(line.split()[1]) / 1024
 
 async def main(path, seconds):
+    started = time.perf_counter()
     config = load_config(path)
+    load_s, loaded_rss = time.perf_counter() - started, rss()
     s = config.roomlio
+    routes = {}
     async def step(turn):  # a quiet room: no I/O, nothing new
         turn.quiet += 1
         turn.interval = next_interval(turn.interval, turn.quiet, s.poll_interval,
@@ -162,7 +171,8 @@ async def main(path, seconds):
         return turn.interval
     scheduler = Scheduler(step)
     for room in config.rooms:
-        tailer = Tailer(room, client=None, store=None, matcher=None, routes={}, settings=s,
+        # a closure per room, as the service's make_tailer passes one
+        tailer = Tailer(room, client=None, store=None, matcher=None, routes=routes, settings=s,
                         on_enqueued=lambda added: None)
         scheduler.add(tailer, s.max_poll_interval,
                       due=time.monotonic() + hash(room.name) % 60_000 / 1000)
@@ -175,7 +185,7 @@ async def main(path, seconds):
     cpu = (time.process_time() - before) / (time.monotonic() - t0) * 100
     stop.set()
     await runner
-    print(rss(), cpu)
+    print(rss(), cpu, loaded_rss, load_s)
 
 asyncio.run(main(sys.argv[1], float(sys.argv[2])))
 """
@@ -190,7 +200,17 @@ def measure_idle(n_rooms: int, seconds: float) -> dict[str, object]:
                                     max_poll_interval="60s"))
         out = subprocess.run([sys.executable, "-c", IDLE_CHILD, str(path), str(seconds)],
                              check=True, capture_output=True, text=True).stdout.split()
-    return {"rooms": n_rooms, "rss_mb": float(out[0]), "scheduling_cpu_pct": float(out[1])}
+    return {"rooms": n_rooms, "rss_mb": float(out[0]), "scheduling_cpu_pct": float(out[1]),
+            "rss_after_load_mb": float(out[2]), "load_s": float(out[3])}
+
+
+def _median(runs: list[dict[str, object]]) -> dict[str, object]:
+    """The first run with each numeric figure replaced by the median over ``runs``."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, int | float) and key not in ("rooms", "cap"):
+            out[key] = statistics.median(float(str(r[key])) for r in runs)
+    return {**out, "runs": runs}
 
 
 def _print(rows: list[dict[str, object]], idle: dict[str, object] | None,
@@ -200,19 +220,31 @@ def _print(rows: list[dict[str, object]], idle: dict[str, object] | None,
           f"window after {WARMUP:g}s warm-up")
     head = ("rooms", "mode", "RSS MB", "CPU %", "req/s", "max/s", "fixed req/s",
             "1st poll s", "1st round s", "busy p50", "busy p99", "woken p50", "woken p99")
-    print(" ".join(f"{h:>11}" for h in head))
+    if rows:
+        print(" ".join(f"{h:>11}" for h in head))
     for r in rows:
         cells = [r["rooms"], r["mode"], f"{r['rss_mb']:.0f}", f"{r['cpu_pct']:.1f}",
-                 f"{r['requests_per_s']:.0f}", r["busiest_second"],
+                 f"{r['requests_per_s']:.0f}", f"{r['busiest_second']:.0f}",
                  f"{r['fixed_polling_requests_per_s']:.0f}", f"{r['first_poll_s']:.2f}",
                  f"{r['first_round_s']:.1f}",
                  *(f"{r[k]:.0f}ms" for k in ("busy_p50_ms", "busy_p99_ms", "woken_p50_ms",
                                                "woken_p99_ms"))]
         print(" ".join(f"{c:>11}" for c in cells))
+        if args.repeat > 1:
+            print(f"{'':>23} runs: RSS {_each(r, 'rss_mb', '.1f')} MB, 1st poll "
+                  f"{_each(r, 'first_poll_s', '.2f')} s")
     if idle is not None:
         print(f"scheduler alone, {idle['rooms']:,} quiet rooms (max_poll_interval 60s): "
-              f"RSS {idle['rss_mb']:.0f} MB, scheduling CPU {idle['scheduling_cpu_pct']:.1f}% "
-              "of a core")
+              f"RSS {idle['rss_mb']:.0f} MB ({_each(idle, 'rss_mb', '.1f')}), after the "
+              f"config load {idle['rss_after_load_mb']:.0f} MB, loaded in {idle['load_s']:.2f}s,"
+              f" scheduling CPU {idle['scheduling_cpu_pct']:.1f}% of a core "
+              f"({_each(idle, 'scheduling_cpu_pct', '.1f')})")
+
+
+def _each(row: dict[str, object], key: str, spec: str) -> str:
+    runs = row["runs"]
+    assert isinstance(runs, list)
+    return " · ".join(format(run[key], spec) for run in runs)
 
 
 def main() -> None:
@@ -225,10 +257,18 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=300,
                         help="max_requests_per_second of the 'capped' mode (adaptive too)")
     parser.add_argument("--idle", type=int, default=100_000, help="0 skips it")
+    parser.add_argument("--repeat", type=int, default=1, help="medians of this many runs")
     args = parser.parse_args()
-    rows = [asyncio.run(measure(int(n), mode, args))
-            for n in args.rooms.split(",") for mode in args.modes.split(",")]
-    idle = measure_idle(args.idle, args.seconds) if args.idle else None
+    cases = [(int(n), mode) for n in args.rooms.split(",") if n for mode in args.modes.split(",")]
+    runs: dict[tuple[int, str], list[dict[str, object]]] = {case: [] for case in cases}
+    idle_runs = []
+    for _ in range(args.repeat):
+        for n, mode in cases:
+            runs[n, mode].append(asyncio.run(measure(n, mode, args)))
+        if args.idle:
+            idle_runs.append(measure_idle(args.idle, args.seconds))
+    rows = [_median(r) for r in runs.values()]
+    idle = _median(idle_runs) if idle_runs else None
     _print(rows, idle, args)
     out = write_results("many_rooms", {"poll_interval": POLL, "max_poll_interval": CEILING,
                                        "rows": rows, "idle_scheduler": idle})

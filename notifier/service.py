@@ -131,10 +131,12 @@ class Service:
 
     async def _run_tasks(self, stop: asyncio.Event, store: Store, client: RoomlioClient,
                          sender: Sender) -> None:
+        on_enqueued = self._enqueued(sender)  # one closure for every room
+
         def make_tailer(room: Room) -> Tailer:
             matcher, routes = self.active.matcher, self.active.routes
             return Tailer(room, client=client, store=store, matcher=matcher, routes=routes,
-                          settings=self.config.roomlio, on_enqueued=self._enqueued(sender))
+                          settings=self.config.roomlio, on_enqueued=on_enqueued)
 
         tailers = [make_tailer(room) for room in self.config.rooms]
         self.tailers = {t.room.name: t for t in tailers}

@@ -74,7 +74,7 @@ class Tailer:
         self._routes, self._settings = routes, settings
         self._on_enqueued = on_enqueued
         self._clock = clock
-        self._names = frozenset(n for n in (room.id, room.key) if n)
+        self._names = tuple(n for n in (room.id, room.key) if n)  # a frozenset: 4 times larger
         self._state: RoomState | None = None
         self.fresh = 0
         """Messages the last ``poll`` read for the first time (adaptive polling's signal)."""
