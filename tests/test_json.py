@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 import notifier._json
 from notifier._json import dumps_bytes, loads
 
-orjson = pytest.importorskip("orjson")
-
 _values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
@@ -63,3 +61,8 @@ def test_loads_reads_what_the_standard_library_reads(text: bytes) -> None:
     """Documents orjson reads differently or refuses come out as json.loads has them."""
     import json
     assert repr(loads(text)) == repr(json.loads(text))
+
+
+def test_the_fast_encoder_is_there_to_compare() -> None:
+    """The test extra installs orjson: without it the comparisons above compare json to json."""
+    assert notifier._json.orjson is not None
