@@ -20,7 +20,7 @@ import aiohttp
 from notifier.aio import sleep_unless
 from notifier.config import Config, Room, Webhook
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
-from notifier.delivery.workers import DeliveryWorkers
+from notifier.delivery.workers import DeliveryWorkers, shared
 from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
 from notifier.events import Delivery
 from notifier.leases import LeaseStore, RoomKeeper, new_instance_id
@@ -109,8 +109,7 @@ class Service:
 
     def _own_webhooks(self) -> dict[str, Webhook]:
         """The webhooks this process POSTs to (delivery workers take the others)."""
-        theirs = DeliveryWorkers.owned(self.config.webhooks) if self.config.delivery.workers \
-            else {}
+        theirs = shared(self.config.webhooks) if self.config.delivery.workers else {}
         return {n: w for n, w in self.config.webhooks.items() if n not in theirs}
 
     def poke(self) -> None:
@@ -131,7 +130,7 @@ class Service:
 
     async def _run_tasks(self, stop: asyncio.Event, store: Store, client: RoomlioClient,
                          sender: Sender) -> None:
-        on_enqueued = self._enqueued(sender)  # one closure for every room
+        on_enqueued = self._enqueued  # one bound method for every room
 
         def make_tailer(room: Room) -> Tailer:
             matcher, routes = self.active.matcher, self.active.routes
@@ -156,7 +155,7 @@ class Service:
                     task.cancel(msg="shutting down")
                 polling_done.set()
                 await dispatcher
-                if self.workers is not None:
+                if self.workers is not None:  # ends their supervisors, so the group can end
                     await self.workers.shutdown()
         finally:
             if self.workers is not None:
@@ -255,15 +254,11 @@ class Service:
             assert self._spawn is not None
             self._spawn(room)
 
-    def _enqueued(self, sender: Sender) -> Callable[[list[Delivery]], None]:
-        def enqueued(added: list[Delivery]) -> None:
-            sender.poke()
-            if self.workers is not None:
-                self.workers.poke()
-            if self.hooks.on_enqueued is not None:
-                self.hooks.on_enqueued(added)
-
-        return enqueued
+    def _enqueued(self, added: list[Delivery]) -> None:
+        """A tailer committed ``added``: the senders look now, the hook hears of it."""
+        self.poke()
+        if self.hooks.on_enqueued is not None:
+            self.hooks.on_enqueued(added)
 
     def _room_failed(self, tailer: Tailer, health: RoomTurn,
                      exc: RoomlioError | StoreError) -> float:

@@ -14,7 +14,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 from notifier.config import Config, load_config
 from notifier.service import Service, ServiceHooks
 from notifier.store import Store
-from notifier.testing import RoomlioEmulator, WebhookReceiver
+from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text
 
 T = TypeVar("T")
@@ -74,6 +75,16 @@ def chaos_seed() -> int:
     timing allows), otherwise a fresh one, printed with the figures."""
     given = os.environ.get("NOTIFIER_CHAOS_SEED") or os.environ.get("NOTIFIER_CRASH_SEED")
     return int(given) if given else random.randrange(2**32)
+
+
+def each_fault_once(faults: Mapping[str, Callable[[random.Random], Fault]],
+                    inject: Callable[[Fault], None], rng: random.Random) -> Counter[str]:
+    """Inject every kind in ``faults`` once, for the first requests, and count them: the
+    seed's later draws then add to faults that happened for certain, so a check that they
+    happened cannot fail by the luck of the draw."""
+    for fault in faults.values():
+        inject(fault(rng))
+    return Counter(faults.keys())
 
 
 def rounds(long_run: bool, short: int, long: int) -> Iterator[int]:

@@ -29,6 +29,7 @@ from tests.chaos import (
     assert_no_secrets,
     chaos_seed,
     deliveries_complete,
+    each_fault_once,
     measure,
     rounds,
     serve,
@@ -73,11 +74,7 @@ async def test_random_receiver_faults_lose_nothing_and_repeat_only_by_webhook_id
         traffic = Traffic(emu, rooms, rng)
         config = write_config(tmp_path, emu.url, rx.url, rooms=rooms,
                               delivery={"timeout": f"{TIMEOUT}s", **PATIENT, "max_in_flight": 4})
-        # every kind once on the first requests, whatever the seed draws afterwards, so the
-        # check below that the faults happened cannot fail by the luck of the draw
-        for fault in FAULTS.values():
-            rx.inject(fault(rng))
-        injected: Counter[str] = Counter(FAULTS.keys())
+        injected = each_fault_once(FAULTS, rx.inject, rng)
         async with serve(config) as run:
             for _ in rounds(long_run, 25, 300):
                 traffic.step(rng.randint(1, 3))

@@ -24,6 +24,7 @@ from tests.chaos import (
     assert_no_secrets,
     chaos_seed,
     deliveries_complete,
+    each_fault_once,
     measure,
     rounds,
     serve,
@@ -81,11 +82,7 @@ async def test_random_roomlio_faults_over_many_rooms_lose_nothing(
             "poll_interval": "100ms", "edit_scan_interval": "200ms"},
             delivery={**PATIENT})
         doomed = rooms[-1]
-        # every kind once on the first requests, whatever the seed draws afterwards, so the
-        # check below that the faults happened cannot fail by the luck of the draw
-        for fault in FAULTS.values():
-            emu.inject(fault(rng))
-        injected: Counter[str] = Counter(FAULTS.keys())
+        injected = each_fault_once(FAULTS, emu.inject, rng)
         async with serve(config) as run:
             for i in rounds(long_run, 24, 300):
                 traffic.step(rng.randint(1, 4))

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from notifier._json import dumps_bytes, loads
 from notifier.aio import run_loop
-from notifier.config import Webhook, load_config
+from notifier.config import Config, Webhook, load_config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
 from notifier.errors import ConfigError
 from notifier.events import Delivery, Event, EventKind
@@ -105,6 +105,7 @@ class _Reports:
 
 
 async def _commands(sender: Sender, config_path: str) -> None:
+    """Follow the runner's lines on stdin until it closes them."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -117,9 +118,8 @@ async def _commands(sender: Sender, config_path: str) -> None:
         sender.poke()
 
 
-async def serve(config_path: str, instance: str) -> None:
+async def serve(config: Config, instance: str) -> None:
     """Deliver until stdin ends; then finish within the grace period and release claims."""
-    config = load_config(config_path)
     store = open_store(config.state, instance=instance)
     await store.open()
     reports = await _Reports.to_stdout()
@@ -129,7 +129,7 @@ async def serve(config_path: str, instance: str) -> None:
     stop = asyncio.Event()
     dispatcher = asyncio.create_task(sender.run(stop), name="dispatcher")
     try:
-        await _commands(sender, config_path)
+        await _commands(sender, config.path)
     finally:
         stop.set()
         sender.poke()
@@ -144,8 +144,9 @@ def main(argv: list[str]) -> None:
     # the runner answers them by closing our stdin, which stops us in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    setup_logging(level, fmt, secrets=config_secrets(load_config(config_path)))
-    run_loop(serve(config_path, instance))
+    config = load_config(config_path)
+    setup_logging(level, fmt, secrets=config_secrets(config))
+    run_loop(serve(config, instance))
 
 
 if __name__ == "__main__":

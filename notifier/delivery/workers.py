@@ -19,10 +19,10 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from notifier.aio import sleep_unless
-from notifier.config import Config, Webhook
+from notifier.config import Config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
 from notifier.delivery.worker import decode_report, shared
 from notifier.errors import StoreError
@@ -58,11 +58,6 @@ class DeliveryWorkers:
     @property
     def count(self) -> int:
         return self._config.delivery.workers
-
-    @staticmethod
-    def owned(webhooks: Mapping[str, Webhook]) -> dict[str, Webhook]:
-        """The webhooks the workers deliver (the runner delivers the others)."""
-        return shared(webhooks)
 
     async def run(self) -> None:
         """Keep every worker running until ``shutdown``."""
