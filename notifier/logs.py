@@ -25,12 +25,26 @@ from urllib.parse import parse_qsl, urlsplit
 
 from notifier.config import Config
 
-__all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "config_secrets", "setup_logging"]
+__all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "TextFormatter", "config_secrets",
+           "escape_controls", "setup_logging"]
 
 #: The optional structured fields, in output order (``extra={...}`` in a log call).
 FIELDS = ("room", "webhook", "event_id", "attempt", "status", "duration")
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _MIN_SECRET = 4  # shorter values would redact ordinary words
+
+# Characters that end a line for some reader (terminals, str.splitlines, log shippers) or
+# rewrite what a terminal shows: C0 and C1 controls, DEL, the Unicode line and paragraph
+# separators, and the bidirectional overrides. Remote text (chat messages, API and
+# receiver errors) must not start a forged log line or repaint the operator's terminal.
+_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029,
+             *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_TEXT_ESCAPES = {c: _NAMED.get(chr(c), f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+                 for c in _CONTROLS}
+#: JSON escapes C0 itself; these would still break a line or a terminal (valid JSON either way).
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in _CONTROLS if c >= 0x7F}
+_INDENT = "    "
 
 #: Credential shapes masked even when the config does not name them.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -103,6 +117,34 @@ class RedactionFilter(logging.Filter):
         return True
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with every line-breaking or terminal-controlling character escaped."""
+    return text.translate(_TEXT_ESCAPES)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record, control characters escaped; a traceback follows, indented.
+
+    Only a record's first line starts at the left margin, so no remote text can make a
+    line that looks like a record of its own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for more in (record.exc_text, record.stack_info):
+            if more:
+                line += "".join(f"\n{_INDENT}{escape_controls(part)}"
+                                for part in more.split("\n"))
+        return line
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line with a stable set of fields (see the module docstring)."""
 
@@ -120,7 +162,7 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_text:
             line["error"] = record.exc_text
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return json.dumps(line, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text", *,
@@ -129,7 +171,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", *,
     """Send the notifier's logs (and its libraries') to ``stream``, redacted; idempotent."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactionFilter(secrets))
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_notifier", False)]:
         root.removeHandler(old)
