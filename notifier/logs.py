@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from notifier._redaction import SecretMatcher
 from notifier.config import Config
 
 __all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "TextFormatter", "config_secrets",
@@ -32,6 +33,7 @@ __all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "TextFormatter", "confi
 FIELDS = ("room", "webhook", "event_id", "attempt", "status", "duration")
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _MIN_SECRET = 4  # shorter values would redact ordinary words
+_TOKEN = 16  # a URL path segment this long is taken for a token
 
 # Characters that end a line for some reader (terminals, str.splitlines, log shippers) or
 # rewrite what a terminal shows: C0 and C1 controls, DEL, the Unicode line and paragraph
@@ -81,21 +83,25 @@ def _url_parts(url: str, name: str) -> dict[str, str]:
     found.update({value: name for _, value in parse_qsl(parts.query) if value})
     if parts.path.strip("/"):
         found[parts.path] = name  # Slack-style URLs keep the token in the path
+        # a long segment is a token too, wherever it shows up on its own
+        found.update({part: name for part in parts.path.split("/") if len(part) >= _TOKEN})
     return found
 
 
 class RedactionFilter(logging.Filter):
-    """Replace secrets in a record's message, arguments, traceback and fields."""
+    """Replace secrets in a record's message, arguments, traceback and fields.
+
+    A known secret is found in any spelling and by its long fragments (see
+    notifier._redaction), so text cut short upstream leaks no part worth having.
+    """
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        self._secrets = sorted((secrets or {}).items(), key=lambda item: -len(item[0]))
+        self._secrets = SecretMatcher(secrets or {}, _MIN_SECRET)
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret and credential shape masked."""
-        for value, name in self._secrets:
-            if value in text:
-                text = text.replace(value, f"[{name}]")
+        text = self._secrets.redact(text)
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text
