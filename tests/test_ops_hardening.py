@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from importlib import resources
 from urllib.parse import urlsplit
 
 from notifier.server.guard import HostCheck, host_name, page_policy
@@ -79,7 +81,7 @@ HOSTS = [
 ]
 
 
-async def test_only_known_host_names_are_answered(emulator, receiver, tmp_path):
+async def test_only_known_host_names_are_answered(emulator, receiver, tmp_path, caplog):
     """DNS rebinding: a foreign name in Host gets 421 on every path but /healthz."""
     config = ops_config(tmp_path, emulator, receiver, rooms=["r1"],
                         server={"allowed_hosts": ["metrics.internal"]})
@@ -92,6 +94,8 @@ async def test_only_known_host_names_are_answered(emulator, receiver, tmp_path):
                     assert b"server.allowed_hosts" in answer and b"Content-Security" in answer
             got, _ = await _raw(s.url, _request("GET", "/healthz", host))
             assert got == 200, host  # liveness probes do not depend on names
+    refusals = [r.getMessage() for r in caplog.records if "refused a request" in r.getMessage()]
+    assert len(refusals) == 6 and "'evil.example:9464'" in refusals[1]  # once per name
 
 
 def test_host_check_defaults_and_the_wildcard():
@@ -103,3 +107,10 @@ def test_host_check_defaults_and_the_wildcard():
     assert not HostCheck("0.0.0.0", ()).accepts("0.0.0.0.evil.example")
     assert HostCheck("0.0.0.0", ("*",)).accepts("anything.example")
     assert host_name("[::1]:80") == "::1" and host_name("a:b") is None
+
+
+def test_the_status_page_needs_no_inline_handlers_or_style_attributes():
+    """The CSP allows the page's <script> and <style> blocks only: no on*= or style=."""
+    page = resources.files("notifier.server").joinpath("status.html").read_text("utf-8")
+    assert not re.search(r"<[^>]*\s(on[a-z]+|style)\s*=", page, re.I)
+    assert "javascript:" not in page.lower()

@@ -41,6 +41,7 @@ HEADERS = {
 }
 _INLINE = {tag: re.compile(f"<{tag}>(.*?)</{tag}>", re.S) for tag in ("script", "style")}
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+_REPORTED = 20  # distinct refused names logged, at most
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -85,6 +86,7 @@ class HostCheck:
             names.add(listen_host.lower())
         self.any = "*" in names
         self.names = frozenset(names - {"*"})
+        self._reported: set[str] = set()
 
     def accepts(self, host: str | None) -> bool:
         """Whether a request with this ``Host`` header (None: none sent) is answered."""
@@ -101,6 +103,15 @@ class HostCheck:
             return False
         return True
 
+    def refused(self, host: str) -> None:
+        """Log the first refusals of each name (a scraper or proxy left out of the config);
+        a bounded number of them, whatever clients send."""
+        if host in self._reported or len(self._reported) >= _REPORTED:
+            return
+        self._reported.add(host)
+        log.warning("ops listener: refused a request for host %r (421); add the name to "
+                    "server.allowed_hosts if it is yours", host)
+
 
 def secure(check: HostCheck, page_csp: str) -> tuple[Callable[..., Awaitable[None]],
                                                      Callable[..., Awaitable[web.StreamResponse]]]:
@@ -113,7 +124,9 @@ def secure(check: HostCheck, page_csp: str) -> tuple[Callable[..., Awaitable[Non
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in EXEMPT_PATHS and not check.accepts(request.headers.get("Host")):
+        host = request.headers.get("Host")
+        if request.path not in EXEMPT_PATHS and not check.accepts(host):
+            check.refused(host or "")
             return web.json_response({"error": "misdirected request: this host name is not "
                                       "in server.allowed_hosts"}, status=421)
         try:
