@@ -62,6 +62,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 def config_secrets(config: Config) -> dict[str, str]:
     """Every secret value of ``config``, mapped to the name shown in its place."""
     found: dict[str, str] = {config.roomlio.api_key: "roomlio.api_key"}
+    if "://" in config.state:  # a PostgreSQL URL: its password
+        found.update({part: "state" for part in (urlsplit(config.state).password,) if part})
     if config.server is not None and config.server.admin_token:
         found[config.server.admin_token] = "server.admin_token"
     for name, hook in config.webhooks.items():

@@ -170,3 +170,17 @@ async def test_an_api_echoing_secrets_leaks_none_to_logs_or_the_status_api(
     assert "[roomlio.api_key]" in logged and "[webhooks.crm.url]" in logged
     assert not _leaked(logged, url), logged
     assert "[roomlio.api_key]" in status and not _leaked(status, url), status
+
+
+def test_the_postgresql_password_in_state_is_a_secret(tmp_path: Path):
+    """`state: postgresql://user:pw@…`: the password is masked even without its URL."""
+    document = yaml.safe_load(config_text("http://127.0.0.1:8", "http://127.0.0.1:9",
+                                          rooms=["r1"]))
+    document["state"] = "postgresql://notifier:${PG_PASSWORD}@db.internal:5432/notifier"
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(document))
+    password = "pg-Pa55word-0123456789"
+    config = load_config(str(path), env={**os.environ, **TEST_ENV, "PG_PASSWORD": password})
+    redacted = RedactionFilter(config_secrets(config)).redact(
+        f"auth failed for password {password[:14]}")
+    assert "[state]" in redacted and password[:8] not in redacted
