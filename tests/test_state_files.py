@@ -96,3 +96,28 @@ async def test_notifier_run_refuses_a_symlinked_lock_file(tmp_path, emulator, re
     assert "Traceback" not in stderr
     assert victim.read_text() == VICTIM
     assert not (tmp_path / "state.db").exists()
+
+
+async def test_a_state_file_swapped_for_a_symlink_while_opening_is_refused(
+        tmp_path, monkeypatch):
+    """The race: the file becomes a symlink after the checks, as SQLite opens it: refused
+    before anything is written, the victim left empty."""
+    import sqlite3
+
+    from notifier.store import sqlite as module
+
+    victim = tmp_path / "victim.db"
+    victim.write_text("")  # an empty file: SQLite would write a schema into it
+    path = str(tmp_path / "state.db")
+    real_connect = sqlite3.connect
+
+    def swap_then_connect(*args, **kwargs):  # the attacker wins the race
+        os.replace(path, path + ".moved")
+        os.symlink(victim, path)
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(module.sqlite3, "connect", swap_then_connect)
+    store = SQLiteStore(path, exclusive=True)
+    with pytest.raises(StoreError, match=r"state\.db: it is a symbolic link"):
+        await store.open()
+    assert victim.stat().st_size == 0

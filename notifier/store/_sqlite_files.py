@@ -18,7 +18,7 @@ import stat
 
 from notifier.errors import StoreError
 
-__all__ = ["COMPANIONS", "PRIVATE", "lock", "prepare_files"]
+__all__ = ["COMPANIONS", "PRIVATE", "check_same", "lock", "prepare_files"]
 
 log = logging.getLogger("notifier.store")
 
@@ -63,33 +63,50 @@ def _tighten(fd: int, path: str) -> None:
                     path, mode, mode & 0o700)
 
 
-def prepare_files(path: str, *, tighten: bool) -> None:
+def prepare_files(path: str, *, tighten: bool) -> tuple[int, int]:
     """Refuse symlinks at ``path`` and its companions; create ``path`` 0600 if missing.
 
     ``tighten`` (the runner, holding the lock) also makes existing files private. Only
     then: closing any descriptor of a database file drops this process's SQLite locks on
     it, so the files are opened here only while no connection of ours can hold one.
+    Returns the file's identity for ``check_same``.
     """
     for name in (path, *(path + suffix for suffix in COMPANIONS)):
         if os.path.islink(name):
             raise _symlink_error(name)
     try:  # created here, not by SQLite, so that it is never world-readable
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, PRIVATE))
-        return
     except FileExistsError:
         if os.path.islink(path):  # appeared since the check above
             raise _symlink_error(path) from None
+        if tighten:
+            for name in (path, *(path + suffix for suffix in COMPANIONS)):
+                if os.path.lexists(name):
+                    fd = _open(name, os.O_RDONLY)
+                    try:
+                        _tighten(fd, name)
+                    finally:
+                        os.close(fd)
     except OSError as exc:
         raise StoreError(f"cannot create state file {path}: {exc.strerror}") from exc
-    if not tighten:
-        return
-    for name in (path, *(path + suffix for suffix in COMPANIONS)):
-        if os.path.lexists(name):
-            fd = _open(name, os.O_RDONLY)
-            try:
-                _tighten(fd, name)
-            finally:
-                os.close(fd)
+    return _identity(path)
+
+
+def _identity(path: str) -> tuple[int, int]:
+    try:
+        found = os.lstat(path)
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc.strerror}") from exc
+    if stat.S_ISLNK(found.st_mode):
+        raise _symlink_error(path)
+    return found.st_dev, found.st_ino
+
+
+def check_same(path: str, identity: tuple[int, int]) -> None:
+    """Refuse ``path`` if it was replaced (say, by a symlink) while SQLite opened it."""
+    if _identity(path) != identity:
+        raise StoreError(f"refusing to use {path}: it was replaced while being opened; "
+                         "check who else writes to its directory")
 
 
 def lock(path: str) -> int:

@@ -23,7 +23,7 @@ from notifier.events import Delivery
 from notifier.store import DeadLetter, RoomState, StoreStats, WebhookState
 from notifier.store import _sqlite_ops as ops
 from notifier.store import _sqlite_ops_ops as dlq
-from notifier.store._sqlite_files import lock, prepare_files
+from notifier.store._sqlite_files import check_same, lock, prepare_files
 from notifier.store._sqlite_schema import describe, prepare
 
 __all__ = ["SQLiteStore"]
@@ -234,12 +234,13 @@ class SQLiteStore:
         if self.exclusive:
             self._lock_fd = lock(self.path)
         try:
-            prepare_files(self.path, tighten=self.exclusive)
+            identity = prepare_files(self.path, tighten=self.exclusive)
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
                                    isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(describe(exc, self.path, self.busy_timeout)) from exc
         try:
+            check_same(self.path, identity)  # before anything is written through conn
             self._guarded("opening", lambda c: prepare(c, self.path, self.busy_timeout), conn)
             if self.exclusive:  # claims belong to a live runner, and this is the only one
                 self._guarded("clearing stale claims", lambda c: c.execute(
