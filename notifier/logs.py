@@ -4,7 +4,11 @@ The redaction filter sits on the handler, so every record is cleaned whatever it
 or level: the config's secrets (API key, webhook secrets, header values, webhook URLs,
 the admin token) are replaced by their names, and anything shaped like a credential
 (``Authorization`` values, bearer tokens, ``whsec_`` and ``whsk_`` secrets,
-``user:password@`` in a URL) is masked even when it is not in the config.
+``user:password@`` in a URL) is masked even when it is not in the config. A configured
+secret is found in any spelling and by its long fragments (notifier._redaction).
+
+Text lines escape control characters, so remote text cannot start a line of its own; a
+traceback follows its record indented.
 
 JSON lines carry ``time``, ``level``, ``logger`` and ``event`` (the message) always, and
 ``room``, ``webhook``, ``event_id``, ``attempt``, ``status``, ``duration`` (seconds) and
