@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from notifier._fields import MISSING, Conv, Invalid, Reader, choice, integer, text
@@ -9,7 +10,7 @@ from notifier.config import LOG_FORMATS, LOG_LEVELS, LoggingSettings, ServerSett
 
 __all__ = ["LOGGING_FIELDS", "SERVER_KEYS", "logging_settings", "server_settings"]
 
-SERVER_KEYS = ("listen", "admin_token", "room_metrics_limit")
+SERVER_KEYS = ("listen", "admin_token", "room_metrics_limit", "allowed_hosts")
 #: An admin token shorter than this is refused: it guards replay and enable.
 MIN_TOKEN = 16
 
@@ -33,6 +34,18 @@ def _listen(value: Any, shown: str) -> tuple[str, int]:
     return host, int(port)
 
 
+_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"(?i)\*|{_LABEL}(\.{_LABEL})*\.?")
+
+
+def _host_name(value: Any, shown: str) -> str:
+    name = text(value, shown).strip().lower()
+    if not _HOST_NAME.fullmatch(name):
+        raise Invalid(f"must be a host name without scheme or port, like notifier.example.com,"
+                      f" or * for any (got {shown})")
+    return name.rstrip(".")
+
+
 def server_settings(r: Reader, value: Any) -> ServerSettings | None:
     """The ``server:`` section; None (no listener) when it is absent."""
     if value is MISSING:
@@ -46,7 +59,8 @@ def server_settings(r: Reader, value: Any) -> ServerSettings | None:
         r.problem(("server", "admin_token"), f"is too short; use at least {MIN_TOKEN} random "
                                              "characters, like the output of: openssl rand -hex 24")
     limit = r.value(m, ("server",), "room_metrics_limit", integer(0), 500)
-    return ServerSettings(host, port, token, limit)
+    hosts = r.values(m, ("server",), "allowed_hosts", _host_name) or ()
+    return ServerSettings(host, port, token, limit, hosts)
 
 
 def logging_settings(r: Reader, value: Any) -> LoggingSettings:

@@ -182,6 +182,9 @@ class ServerSettings:
     """Bearer token for state-changing actions (replay, enable); None disables them."""
     room_metrics_limit: int = 500
     """Rooms that get their own metric series; the rest are summed as room="_other"."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names requests may use besides localhost, IP addresses and the listen host
+    (names a proxy or a scraper uses); "*" accepts any."""
 
 
 @dataclass(frozen=True)

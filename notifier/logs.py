@@ -4,7 +4,11 @@ The redaction filter sits on the handler, so every record is cleaned whatever it
 or level: the config's secrets (API key, webhook secrets, header values, webhook URLs,
 the admin token) are replaced by their names, and anything shaped like a credential
 (``Authorization`` values, bearer tokens, ``whsec_`` and ``whsk_`` secrets,
-``user:password@`` in a URL) is masked even when it is not in the config.
+``user:password@`` in a URL) is masked even when it is not in the config. A configured
+secret is found in any spelling and by its long fragments (notifier._redaction).
+
+Text lines escape control characters, so remote text cannot start a line of its own; a
+traceback follows its record indented.
 
 JSON lines carry ``time``, ``level``, ``logger`` and ``event`` (the message) always, and
 ``room``, ``webhook``, ``event_id``, ``attempt``, ``status``, ``duration`` (seconds) and
@@ -23,14 +27,30 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from notifier._redaction import SecretMatcher
 from notifier.config import Config
 
-__all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "config_secrets", "setup_logging"]
+__all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "TextFormatter", "config_secrets",
+           "escape_controls", "setup_logging"]
 
 #: The optional structured fields, in output order (``extra={...}`` in a log call).
 FIELDS = ("room", "webhook", "event_id", "attempt", "status", "duration")
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _MIN_SECRET = 4  # shorter values would redact ordinary words
+_TOKEN = 16  # a URL path segment this long is taken for a token
+
+# Characters that end a line for some reader (terminals, str.splitlines, log shippers) or
+# rewrite what a terminal shows: C0 and C1 controls, DEL, the Unicode line and paragraph
+# separators, and the bidirectional overrides. Remote text (chat messages, API and
+# receiver errors) must not start a forged log line or repaint the operator's terminal.
+_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029,
+             *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_TEXT_ESCAPES = {c: _NAMED.get(chr(c), f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+                 for c in _CONTROLS}
+#: JSON escapes C0 itself; these would still break a line or a terminal (valid JSON either way).
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in _CONTROLS if c >= 0x7F}
+_INDENT = "    "
 
 #: Credential shapes masked even when the config does not name them.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -46,6 +66,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 def config_secrets(config: Config) -> dict[str, str]:
     """Every secret value of ``config``, mapped to the name shown in its place."""
     found: dict[str, str] = {config.roomlio.api_key: "roomlio.api_key"}
+    if "://" in config.state:  # a PostgreSQL URL: its password
+        found.update({part: "state" for part in (urlsplit(config.state).password,) if part})
     if config.server is not None and config.server.admin_token:
         found[config.server.admin_token] = "server.admin_token"
     for name, hook in config.webhooks.items():
@@ -67,21 +89,25 @@ def _url_parts(url: str, name: str) -> dict[str, str]:
     found.update({value: name for _, value in parse_qsl(parts.query) if value})
     if parts.path.strip("/"):
         found[parts.path] = name  # Slack-style URLs keep the token in the path
+        # a long segment is a token too, wherever it shows up on its own
+        found.update({part: name for part in parts.path.split("/") if len(part) >= _TOKEN})
     return found
 
 
 class RedactionFilter(logging.Filter):
-    """Replace secrets in a record's message, arguments, traceback and fields."""
+    """Replace secrets in a record's message, arguments, traceback and fields.
+
+    A known secret is found in any spelling and by its long fragments (see
+    notifier._redaction), so text cut short upstream leaks no part worth having.
+    """
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        self._secrets = sorted((secrets or {}).items(), key=lambda item: -len(item[0]))
+        self._secrets = SecretMatcher(secrets or {}, _MIN_SECRET)
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret and credential shape masked."""
-        for value, name in self._secrets:
-            if value in text:
-                text = text.replace(value, f"[{name}]")
+        text = self._secrets.redact(text)
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text
@@ -103,6 +129,34 @@ class RedactionFilter(logging.Filter):
         return True
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with every line-breaking or terminal-controlling character escaped."""
+    return text.translate(_TEXT_ESCAPES)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record, control characters escaped; a traceback follows, indented.
+
+    Only a record's first line starts at the left margin, so no remote text can make a
+    line that looks like a record of its own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for more in (record.exc_text, record.stack_info):
+            if more:
+                line += "".join(f"\n{_INDENT}{escape_controls(part)}"
+                                for part in more.split("\n"))
+        return line
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line with a stable set of fields (see the module docstring)."""
 
@@ -120,7 +174,7 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_text:
             line["error"] = record.exc_text
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return json.dumps(line, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text", *,
@@ -129,7 +183,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", *,
     """Send the notifier's logs (and its libraries') to ``stream``, redacted; idempotent."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactionFilter(secrets))
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_notifier", False)]:
         root.removeHandler(old)

@@ -86,6 +86,10 @@ async def test_status_page_shows_rooms_webhooks_and_replays_a_dead_letter(
         webhooks = _text(browser, "#webhooks")
         assert "crm" in webhooks and "66.7%" in webhooks and "closed" in webhooks
         assert "503" in _text(browser, "#recent")
+        # the Content-Security-Policy lets the page's own inline style and script run
+        background = await _in_thread(browser.execute_script,
+                                      "return getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(247, 248, 250)"
         shot = os.environ.get("NOTIFIER_SCREENSHOT")
         await _in_thread(browser.save_screenshot, shot or str(tmp_path / "status.png"))
 

@@ -30,9 +30,11 @@ def test_server_is_off_without_its_section_and_defaults_to_loopback_with_it(tmp_
 def test_server_and_logging_values_are_read(tmp_path):
     """listen, admin_token, room_metrics_limit, format and level reach the dataclasses."""
     config = load_config(_write(tmp_path, server={
-        "listen": "[::1]:9000", "admin_token": "t" * 20, "room_metrics_limit": 10},
+        "listen": "[::1]:9000", "admin_token": "t" * 20, "room_metrics_limit": 10,
+        "allowed_hosts": ["Notifier.Example.com.", "prometheus_target"]},
         logging={"format": "json", "level": "debug"}))
-    assert config.server == ServerSettings("::1", 9000, "t" * 20, 10)
+    assert config.server == ServerSettings("::1", 9000, "t" * 20, 10,
+                                           ("notifier.example.com", "prometheus_target"))
     assert config.logging == LoggingSettings("json", "DEBUG")
 
 
@@ -41,6 +43,10 @@ def test_server_and_logging_values_are_read(tmp_path):
     ({"server": {"listen": "localhost:70000"}}, "server.listen: must be host:port"),
     ({"server": {"admin_token": "short-secret"}}, "server.admin_token: is too short"),
     ({"server": {"port": 1}}, "server.port: unknown key"),
+    ({"server": {"allowed_hosts": ["https://x.example"]}},
+     "server.allowed_hosts: must be a host name without scheme or port"),
+    ({"server": {"allowed_hosts": ["ok.example", "x.example:9464"]}},
+     "server.allowed_hosts: must be a host name without scheme or port"),
     ({"logging": {"format": "xml"}}, "logging.format: unknown log format 'xml'"),
     ({"logging": {"level": "LOUD"}}, "logging.level: unknown log level"),
 ])

@@ -65,7 +65,9 @@ class Ops:
             port = runner.addresses[0][1]
             host = f"[{server.host}]" if ":" in server.host else server.host
             self.url = f"http://{host}:{port}"
-            log.info("ops listener on %s (metrics, health, status page)", self.url)
+            names = ", ".join(server.allowed_hosts)
+            log.info("ops listener on %s (metrics, health, status page)%s", self.url,
+                     f"; also answers the host names {names}" if names else "")
             yield self.url
         finally:
             await runner.cleanup()

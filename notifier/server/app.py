@@ -8,6 +8,7 @@ and are refused (403) when no token is configured.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import time
@@ -20,6 +21,7 @@ from aiohttp import web
 from notifier.errors import StoreError
 from notifier.logs import RedactionFilter
 from notifier.server.board import Board
+from notifier.server.guard import HostCheck, page_policy, secure
 from notifier.server.metrics import CONTENT_TYPE, Metrics
 from notifier.service import Service
 from notifier.store import DeadLetter, RoomState, StoreStats, WebhookState
@@ -116,10 +118,14 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=ops.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
+@functools.cache
+def _page() -> str:
+    return resources.files("notifier.server").joinpath("status.html").read_text("utf-8")
+
+
 async def status_page(_request: web.Request) -> web.Response:
     """The status page: static HTML whose script reads /api/status."""
-    page = resources.files("notifier.server").joinpath("status.html").read_text("utf-8")
-    return web.Response(text=page, content_type="text/html",
+    return web.Response(text=_page(), content_type="text/html",
                         headers={"Cache-Control": "no-store"})
 
 
@@ -161,8 +167,9 @@ def _authorized(request: web.Request) -> web.Response | None:
     token = _ops(request).admin_token
     if token is None:
         return _json({"error": "admin actions are disabled: set server.admin_token"}, 403)
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    # aiohttp keeps bytes that are not UTF-8 as lone surrogates: compare them as sent
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, f"Bearer {token}".encode()):
         return _json({"error": "missing or wrong admin token"}, 401)
     return None
 
@@ -214,8 +221,13 @@ OPS = web.AppKey("ops", OpsState)
 
 
 def make_app(state: OpsState) -> web.Application:
-    """The aiohttp application for ``state``."""
-    app = web.Application()
+    """The aiohttp application for ``state``, behind the guard (notifier.server.guard)."""
+    server = state.service.config.server
+    check = HostCheck(server.host if server else "127.0.0.1",
+                      server.allowed_hosts if server else ())
+    add_headers, guard = secure(check, page_policy(_page()))
+    app = web.Application(middlewares=[guard])
+    app.on_response_prepare.append(add_headers)
     app[OPS] = state
     app.router.add_get("/", status_page)
     app.router.add_get("/healthz", healthz)

@@ -10,7 +10,6 @@ apart.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import sqlite3
 import time
@@ -24,6 +23,7 @@ from notifier.events import Delivery
 from notifier.store import DeadLetter, RoomState, StoreStats, WebhookState
 from notifier.store import _sqlite_ops as ops
 from notifier.store import _sqlite_ops_ops as dlq
+from notifier.store._sqlite_files import check_same, lock, prepare_files
 from notifier.store._sqlite_schema import describe, prepare
 
 __all__ = ["SQLiteStore"]
@@ -232,13 +232,15 @@ class SQLiteStore:
             raise StoreError(f"cannot open state file {self.path}: directory {directory} "
                              "does not exist; create it or point `state` elsewhere")
         if self.exclusive:
-            self._lock_fd = _lock(self.path)
+            self._lock_fd = lock(self.path)
         try:
+            identity = prepare_files(self.path, tighten=self.exclusive)
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
                                    isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(describe(exc, self.path, self.busy_timeout)) from exc
         try:
+            check_same(self.path, identity)  # before anything is written through conn
             self._guarded("opening", lambda c: prepare(c, self.path, self.busy_timeout), conn)
             if self.exclusive:  # claims belong to a live runner, and this is the only one
                 self._guarded("clearing stale claims", lambda c: c.execute(
@@ -254,29 +256,10 @@ class SQLiteStore:
             if conn is not None:
                 self._guarded("closing", lambda c: c.close(), conn)
         finally:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)  # releases the flock
-                self._lock_fd = None
+            self._unlock()
 
-
-def _lock(path: str) -> int:
-    """Take ``<path>.lock`` for this process, or say who holds it."""
-    lock_path = path + ".lock"
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StoreError(f"cannot create lock file {lock_path}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.read(fd, 32).decode(errors="replace").strip()
-        os.close(fd)
-        if not isinstance(exc, BlockingIOError):
-            raise StoreError(f"cannot lock {lock_path}: {exc.strerror}") from exc
-        pid = f" (pid {holder})" if holder.isdigit() else ""
-        raise StoreError(f"another notifier{pid} is already running with state file {path};"
-                         " stop it first, or give this one its own `state` file") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 

@@ -1,0 +1,99 @@
+"""Finding a known secret in text however it is spelled there, and when only part of it is.
+
+Libraries and remote parties rarely echo a secret exactly as the config holds it: aiohttp
+and yarl print a webhook URL decoded (``%2F`` becomes ``/``) or re-encoded, hosts come
+back lowercased, percent escapes in lowercase hex, query values ``+``-encoded; and an error
+text cut to a length upstream (before any redaction could run) may end half-way through a
+key. So each secret is searched for in every such spelling, case-insensitively, and a long
+token-like secret also by its first or last ``FRAGMENT`` or more characters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
+
+from yarl import URL
+
+__all__ = ["FRAGMENT", "SecretMatcher", "spellings"]
+
+#: A run of this many characters of a token-like secret counts as the secret.
+FRAGMENT = 8
+#: Secrets this long without "/" or blanks are tokens: their fragments are masked too.
+_TOKEN = 16
+_BLANK = re.compile(r"\s")
+_LONGEST = 512  # fragments of longer values would nest the pattern too deeply
+
+
+def spellings(value: str) -> set[str]:
+    """``value`` as it may appear in text: decoded, percent-encoded, as yarl prints it."""
+    found = {value, unquote(value), unquote_plus(value)}
+    for form in list(found):
+        found.update((quote(form, safe=""), quote(form, safe="/:@"), quote_plus(form, safe="")))
+    found.update(quote(form, safe="") for form in list(found))  # encoded twice
+    if "://" in value:
+        try:
+            url = URL(value)
+            found.update((str(url), url.human_repr()))
+        except ValueError:
+            pass
+    return {form for form in found if form}
+
+
+def _fragments(value: str) -> list[str]:
+    """The prefixes and suffixes of a token-like ``value`` of at least FRAGMENT characters."""
+    if not _TOKEN <= len(value) <= _LONGEST or _BLANK.search(value) or "://" in value \
+            or value[0] == "/":
+        return []  # URLs and paths share prefixes with harmless text; their tokens are listed
+    ends = range(FRAGMENT, len(value))
+    return [value[:n] for n in ends] + [value[-n:] for n in ends]
+
+
+class SecretMatcher:
+    """Replaces every spelling (and long fragment) of known secrets by ``[their name]``."""
+
+    def __init__(self, secrets: Mapping[str, str], minimum: int) -> None:
+        names: dict[str, str] = {}
+        # Longer secrets first: a form two secrets share is named after the longer one.
+        for value, name in sorted(secrets.items(), key=lambda item: -len(item[0])):
+            forms = {form for form in spellings(value) if len(form) >= minimum}
+            for form in (*forms, *_fragments(value)):
+                names.setdefault(form.lower(), name)
+        # One pass; at each position the longest form wins, so a URL is named before a part.
+        self._pattern = re.compile(_trie(names), re.IGNORECASE) if names else None
+        self._names = names
+
+    def redact(self, text: str) -> str:
+        """``text`` with each secret's spellings replaced by its name in brackets."""
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(self._name, text)
+
+    def _name(self, match: re.Match[str]) -> str:
+        return f"[{self._names.get(match.group().lower(), 'secret')}]"
+
+
+def _trie(forms: Iterable[str]) -> str:
+    """A regex matching any of ``forms`` (longest first), shaped as a trie: at each
+    position it branches on the next character instead of trying every form in turn."""
+    root: dict[str, Any] = {}
+    for form in forms:
+        node = root
+        for char in form:
+            node = node.setdefault(char, {})
+        node[""] = {}
+    return _node(root)
+
+
+def _node(node: dict[str, Any]) -> str:
+    literal = ""
+    while len(node) == 1 and "" not in node:  # a chain of single characters: no group
+        char, node = next(iter(node.items()))
+        literal += re.escape(char)
+    branches = [re.escape(char) + _node(child) for char, child in sorted(node.items()) if char]
+    if not branches:
+        return literal
+    group = "(?:" + "|".join(branches) + ")"
+    return literal + (group + "?" if "" in node else group)
