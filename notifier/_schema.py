@@ -47,7 +47,7 @@ from notifier.config import (
 )
 from notifier.delivery.signing import SignatureError, decode_secret
 from notifier.errors import Problem
-from notifier.netguard import private_literal
+from notifier.netguard import private_target
 from notifier.retry_schedule import STANDARD_SCHEDULE
 
 __all__ = ["build", "unsupported_state"]
@@ -258,7 +258,7 @@ def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Web
 
 
 def _refuse_private(r: Reader, url: str, path: Path) -> None:
-    host = private_literal(urlsplit(url).hostname or "")
+    host = private_target(url)  # the host as the HTTP client reads it, not as written
     if host is not None:
         where = "" if is_hidden(r.show(url, path)) else f" ({host})"
         r.problem(path, f"url points to a private address{where}; "
