@@ -193,3 +193,13 @@ async def test_the_peer_address_is_checked_even_when_the_host_checks_pass(monkey
             error = await refused(f"http://{host}:{port}/crm")
             assert "private address" in str(error), error
         assert rx.attempts == []
+
+
+@pytest.mark.parametrize("host", ["ex\u200bample.com", "\ufffd.example.com"])
+def test_check_refuses_a_host_the_http_client_cannot_read(tmp_path, host):
+    """A host that passes urlsplit but not yarl would fail every send: `check` says so."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(CONFIG.format(url=f"https://{host}/hook"), encoding="utf-8")
+    found = check_config(str(path), {})
+    assert [(p.line, p.key) for p in found] == [(8, "webhooks.crm.url")], found
+    assert "the HTTP client cannot read this url's host" in found[0].message
