@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,28 @@ async def test_an_endless_answer_is_cut_off_after_a_small_prefix(status):
         assert isinstance(result, DeliveryTransientError) and result.status == 500
         assert str(result).startswith("HTTP 500 Internal Server Error: xxxx")
         assert len(str(result)) <= MAX_ERROR_TEXT
+
+
+async def test_a_compressed_answer_that_inflates_to_256_mb_stays_small():
+    """A gzip bomb (256 MiB of zeros in 256 KiB) answering 500: decoded no further than
+    the prefix the error text needs."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(packer.compress(b"\0" * (1 << 20)) for _ in range(256)) + packer.flush()
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=500, body=bomb, headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    server = LocalServer(app)
+    try:
+        result, peak = await _post_traced(await server.start() + "/crm")
+    finally:
+        await server.stop()
+    assert peak < 16 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB while reading one answer"
+    assert isinstance(result, DeliveryTransientError) and result.status == 500
+    assert len(str(result)) <= MAX_ERROR_TEXT
 
 
 def _free_port() -> int:
