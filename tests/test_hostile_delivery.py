@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,51 @@ async def test_a_compressed_answer_that_inflates_to_256_mb_stays_small():
     assert peak < 16 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB while reading one answer"
     assert isinstance(result, DeliveryTransientError) and result.status == 500
     assert len(str(result)) <= MAX_ERROR_TEXT
+
+
+@contextlib.asynccontextmanager
+async def answering(status: int, body: Callable[[str], str]) -> AsyncIterator[str]:
+    """A receiver answering ``status`` with ``body(the request's URL)``; yields its URL."""
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=status, text=body(str(request.url)))
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    server = LocalServer(app)
+    try:
+        yield await server.start()
+    finally:
+        await server.stop()
+
+
+async def _error_for(base: str, path: str) -> str:
+    client = WebhookClient(Webhook("crm", url=base + path, allow_private_urls=True, timeout=5))
+    try:
+        with pytest.raises(DeliveryTransientError) as info:
+            await client.post(a_delivery())
+    finally:
+        await client.close()
+    return str(info.value)
+
+
+@pytest.mark.parametrize("offset", range(100, 320, 5))
+async def test_an_echoed_url_is_scrubbed_before_the_text_is_cut(offset):
+    """Wherever the echo sits across the 300-character cut, no part of the token shows."""
+    async with answering(500, lambda url: "a" * offset + url + " b" * 200) as base:
+        error = await _error_for(base, TOKEN_PATH)
+    assert len(error) <= MAX_ERROR_TEXT
+    assert "secr" not in error and "T0/B0" not in error, error
+
+
+async def test_a_token_cut_by_the_read_limit_is_dropped_not_shown():
+    """An echo of a long token repeated past the 8 KiB read limit shrinks when scrubbed,
+    bringing the cut end into view: the half token there is dropped too."""
+    long_path = "/hooks/" + "tok" * 300  # 8 copies fit in 8 KiB: the cut end shows
+    async with answering(500, lambda url: " ".join([url] * 40)) as base:
+        error = await _error_for(base, long_path)
+    assert "[webhooks.crm.url]" in error
+    assert "toktok" not in error, error
 
 
 def _free_port() -> int:

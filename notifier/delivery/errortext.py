@@ -7,7 +7,8 @@ and the parts of it that cannot hold a URL (host, port, the OS's reason); remote
 (a reason phrase, the start of an error body) is then scrubbed of every spelling of
 the webhook's URL, its path segments, query values, credentials, signing keys and
 header values, its control characters escaped, and only then cut to length, so a
-secret is never cut in half before it could be recognised.
+secret is never cut in half before it could be recognised (and one that the 8 KiB read
+limit cut in half is dropped).
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ __all__ = ["MAX_ERROR_TEXT", "Scrubber", "answer_text", "client_error_text"]
 
 #: The longest error text stored, logged or shown (characters, after scrubbing).
 MAX_ERROR_TEXT = 300
-#: How much of an error answer's body goes into the text.
-_BODY_CHARS = 160
 #: Shorter parts of a URL are ordinary words ("hooks", "v1"), not tokens.
 _MIN_TOKEN = 6
 _SPACES = re.compile(r"\s+")
@@ -79,6 +78,17 @@ class Scrubber:
         self._pattern = (re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
                          if ordered else None)
 
+    def body_text(self, body: bytes, *, cut: bool) -> str:
+        """The start of an answer's body as text; when the body was ``cut`` short, a
+        secret that the cut split in two is dropped, as scrubbing could not see it."""
+        text = _SPACES.sub(" ", body.decode("utf-8", "replace")).strip()
+        if cut:
+            low = text.lower()
+            partial = max((k for value in self._names for k in range(1, len(value))
+                           if low.endswith(value[:k])), default=0)
+            text = text[:len(text) - partial] + "…"
+        return text
+
     def __call__(self, text: str) -> str:
         """``text`` scrubbed, control characters escaped, cut to MAX_ERROR_TEXT."""
         if self._pattern is not None:
@@ -87,14 +97,10 @@ class Scrubber:
         return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT - 1] + "…"
 
 
-def answer_text(status: int, reason: str, body: bytes) -> str:
-    """``HTTP 500 Internal Server Error: <start of the body>``; the caller scrubs it."""
+def answer_text(status: int, reason: str, body: str) -> str:
+    """``HTTP 500 Internal Server Error: <start of the body>``; the caller scrubs, then cuts."""
     text = f"HTTP {status} {reason}".strip()
-    snippet = _SPACES.sub(" ", body.decode("utf-8", "replace")).strip()
-    if snippet:
-        cut = snippet[:_BODY_CHARS] + ("…" if len(snippet) > _BODY_CHARS else "")
-        text = f"{text}: {cut}"
-    return text
+    return f"{text}: {body}" if body else text
 
 
 def _connector_text(exc: aiohttp.ClientConnectorError) -> str:

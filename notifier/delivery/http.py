@@ -131,7 +131,8 @@ class WebhookClient:
         try:
             async with self._open().post(w.url, data=payload.body, headers=headers,
                                          allow_redirects=False) as resp:
-                return _classify(w.name, resp, await _read_prefix(resp))
+                body, cut = await _read_prefix(resp)
+                return _classify(w.name, resp, self.scrub.body_text(body, cut=cut))
         except TimeoutError:
             raise DeliveryTransientError(f"no answer within {w.timeout:g}s") from None
         except aiohttp.ClientConnectorError as exc:
@@ -167,9 +168,10 @@ def _refusal(error: OSError) -> str:
     return f"the target's addresses are private; {_ALLOW}"
 
 
-async def _read_prefix(resp: aiohttp.ClientResponse) -> bytes:
-    """At most MAX_ANSWER_BYTES of the body. A longer body is not drained: its connection
-    is closed, so a receiver cannot make the notifier read or hold more than that."""
+async def _read_prefix(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """At most MAX_ANSWER_BYTES of the body, and whether there was more. A longer body is
+    not drained: its connection is closed, so a receiver cannot make the notifier read or
+    hold more than that."""
     chunks: list[bytes] = []
     size = 0
     while size < MAX_ANSWER_BYTES:
@@ -178,12 +180,13 @@ async def _read_prefix(resp: aiohttp.ClientResponse) -> bytes:
             break
         chunks.append(chunk)
         size += len(chunk)
-    if not resp.content.at_eof():
+    cut = not resp.content.at_eof()
+    if cut:
         resp.close()
-    return b"".join(chunks)
+    return b"".join(chunks), cut
 
 
-def _classify(name: str, resp: aiohttp.ClientResponse, body: bytes) -> int:
+def _classify(name: str, resp: aiohttp.ClientResponse, body: str) -> int:
     status = resp.status
     if 200 <= status < 300:
         return status
