@@ -265,7 +265,7 @@ async def test_notifier_run_stays_small_against_endless_answers(tmp_path):
     assert letters[0]["last_error"].startswith("HTTP 500 Internal Server Error")
     assert len(letters[0]["last_error"]) <= MAX_ERROR_TEXT
     assert (ok.requests, failing.requests) == (1, 3)
-    assert peak < 200, f"notifier run peaked at {peak:.0f} MiB"
+    assert peak < 120, f"notifier run peaked at {peak:.0f} MiB"  # 56 MiB here; 822 on main
     assert ok.sent + failing.sent < 4 * 32 * 1024 * 1024
 
 
@@ -297,6 +297,7 @@ async def test_no_url_token_reaches_the_state_file_logs_or_dlq_output(tmp_path):
     for where, text in shown.items():
         for spelling in TOKEN_SPELLINGS:
             assert spelling.encode() not in text, f"{where} shows {spelling}"
+    assert shown["the logs"].count(b"dead-lettered") == 3  # the logs did hold the errors
     assert sorted(d["webhook"] for d in letters) == ["crm", "gone", "mod"]
     errors = {d["webhook"]: d["last_error"] for d in letters}
     assert errors["gone"].startswith("cannot connect to 127.0.0.1:")
