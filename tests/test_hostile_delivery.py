@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from notifier.config import Webhook
-from notifier.delivery.errortext import MAX_ERROR_TEXT
+from notifier.delivery.errortext import MAX_ERROR_TEXT, Scrubber
 from notifier.delivery.http import WebhookClient
 from notifier.errors import DeliveryTransientError
 from notifier.testing import RoomlioEmulator
@@ -330,3 +330,27 @@ async def test_dlq_list_scrubs_error_texts_stored_by_an_older_version(tmp_path):
         for spelling in TOKEN_SPELLINGS:
             assert spelling not in text, f"{where} shows {spelling}"
     assert letters[0]["last_error"].startswith("ClientResponseError: 400")
+
+
+SCRUBBED = Webhook("crm", url="https://user:passw0rd@hooks.example.com/services/T0/"
+                              "B0/tok%2Fen99?sig=abc%2Bdef123&v=1",
+                   secrets=(b"k" * 32,), headers={"Authorization": "Bearer headertok123"})
+
+
+@pytest.mark.parametrize(("spelling", "name"), [
+    ("https://user:passw0rd@hooks.example.com/services/T0/B0/tok%2Fen99?sig=abc%2Bdef123&v=1",
+     "webhooks.crm.url"),
+    ("HTTPS://USER:PASSW0RD@HOOKS.EXAMPLE.COM/services/T0/B0/tok/en99?sig=abc+def123&v=1",
+     "webhooks.crm.url"),
+    ("/services/T0/B0/tok/en99", "webhooks.crm.url"),
+    ("tok%2fen99", "webhooks.crm.url"),
+    ("abc+def123", "webhooks.crm.url"),
+    ("passw0rd", "webhooks.crm.url"),
+    ("a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=", "webhooks.crm.secret"),
+    ("a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s", "webhooks.crm.secret"),
+    ("headertok123", "webhooks.crm.headers.Authorization"),
+])
+def test_the_scrubber_knows_every_spelling_of_a_webhooks_secrets(spelling, name):
+    """Configured, percent-decoded, upper-cased, partial: each is replaced by its name."""
+    text = Scrubber([SCRUBBED])(f"failed: {spelling} (again)\n")
+    assert text == f"failed: [{name}] (again)\\n"  # and control characters escaped
