@@ -47,7 +47,7 @@ from notifier.config import (
 )
 from notifier.delivery.signing import SignatureError, decode_secret
 from notifier.errors import Problem
-from notifier.netguard import private_literal
+from notifier.netguard import connect_host, private_target
 from notifier.retry_schedule import STANDARD_SCHEDULE
 
 __all__ = ["build", "unsupported_state"]
@@ -236,8 +236,8 @@ def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Web
     settings.update(r.fields(m, path, WEBHOOK_FIELDS))
     resolve_retry(r, m, path, settings, default=defaults.retry_schedule)
     url = r.value(m, path, "url", http_url, "")
-    if url and not settings["allow_private_urls"]:
-        _refuse_private(r, url, (*path, "url"))
+    if url:
+        _check_target(r, url, (*path, "url"), allow_private=settings["allow_private_urls"])
     fmt = r.value(m, path, "format", choice(FORMATS, "format"), "standard")
     headers = _headers(r, m.get("headers", MISSING), (*path, "headers"))
     if url and urlsplit(url).username is not None and any(
@@ -257,8 +257,13 @@ def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Web
     )
 
 
-def _refuse_private(r: Reader, url: str, path: Path) -> None:
-    host = private_literal(urlsplit(url).hostname or "")
+def _check_target(r: Reader, url: str, path: Path, *, allow_private: bool) -> None:
+    """The host is judged as the HTTP client will read it (IDNA-folded), not as written."""
+    if connect_host(url) is None:
+        r.problem(path, "the HTTP client cannot read this url's host; look for invisible "
+                        "or unusual characters in it")
+        return
+    host = None if allow_private else private_target(url)
     if host is not None:
         where = "" if is_hidden(r.show(url, path)) else f" ({host})"
         r.problem(path, f"url points to a private address{where}; "

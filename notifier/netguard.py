@@ -1,8 +1,10 @@
 """Which webhook targets count as private: pure functions, no DNS.
 
-The config loader refuses literal private addresses up front; the sender asks the same
-question of every DNS answer at send time, so a public name cannot smuggle a request
-onto the local network.
+The config loader and the sender refuse literal private addresses up front, judging the
+host as aiohttp will connect to it (``connect_host``: after yarl's IDNA/NFKC folding, so
+``１２７.０.０.１`` and ``127。0。0。1`` are 127.0.0.1); at send time the same question is
+asked of every DNS answer and of every connection's peer address, so neither a public
+name nor an odd spelling can smuggle a request onto the local network.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from urllib.parse import urlsplit
 
-__all__ = ["IPAddress", "is_private_address", "literal_address", "private_literal"]
+import yarl
+
+__all__ = ["IPAddress", "connect_host", "is_private_address", "literal_address",
+           "private_literal", "private_target"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -62,3 +68,28 @@ def private_literal(host: str) -> str | None:
     if address is not None and is_private_address(address):
         return name.strip("[]")
     return None
+
+
+def connect_host(url: str) -> str | None:
+    """The host of ``url`` exactly as aiohttp will connect to it, or None if unparsable.
+
+    yarl applies IDNA (NFKC) to the host, so full-width or circled digits and ideographic
+    full stops become an ASCII IP literal there; ``urlsplit`` keeps them as written.
+    """
+    try:
+        return yarl.URL(url).raw_host
+    except ValueError:
+        return None
+
+
+def private_target(url: str) -> str | None:
+    """How to name the host of ``url`` if the client would connect to a private address
+    without a DNS lookup, else None; a folded spelling is shown as read and as written."""
+    host = connect_host(url)
+    judged = private_literal(host) if host is not None else None
+    if judged is None:
+        return None
+    written = urlsplit(url).hostname or ""
+    if written.isascii():
+        return private_literal(written) or judged
+    return f"{judged}, written '{written}'"

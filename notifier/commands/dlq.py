@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from notifier.commands._common import (
@@ -26,7 +27,10 @@ from notifier.commands._common import (
     opened,
     shown_time,
 )
+from notifier.config import Config
+from notifier.delivery.errortext import Scrubber
 from notifier.errors import StoreError
+from notifier.logs import RedactionFilter, config_secrets
 from notifier.store import DeadLetter
 
 __all__ = ["register", "select"]
@@ -78,24 +82,33 @@ def _run(args: argparse.Namespace, action: Any) -> int:
         return EXIT_ERROR
 
 
-def _row(dl: DeadLetter) -> dict[str, Any]:
+def _redactor(config: Config) -> Callable[[str], str]:
+    """Cleans a stored error text for printing: rows written by an older version (or by a
+    receiver's echo) may hold a webhook URL, a path token or another configured secret."""
+    scrub = Scrubber(config.webhooks.values())
+    secrets = RedactionFilter(config_secrets(config))
+    return lambda text: scrub(secrets.redact(text))
+
+
+def _row(dl: DeadLetter, redact: Callable[[str], str]) -> dict[str, Any]:
     d = dl.delivery
     return {"failed_at": shown_time(dl.failed_at), "webhook": d.webhook, "event_id": d.event.id,
             "webhook_id": d.id, "type": d.event.kind, "room": d.event.room,
             "rules": list(d.rules), "attempts": d.attempts, "last_status": dl.last_status,
-            "last_error": dl.last_error}
+            "last_error": redact(dl.last_error)}
 
 
-async def _list(args: argparse.Namespace, config: Any) -> int:
+async def _list(args: argparse.Namespace, config: Config) -> int:
     async with opened(config) as store:
         letters = select(await store.dead_letters(), args)
+    redact = _redactor(config)
     if args.json:
         for dl in letters:
-            print(json.dumps(_row(dl)))
+            print(json.dumps(_row(dl, redact)))
         return EXIT_OK
     print(f"{'failed at':20}  {'webhook':12}  {'attempts':>8}  {'last':24}  event id")
     for dl in letters:
-        r = _row(dl)
+        r = _row(dl, redact)
         last = str(r["last_status"] or r["last_error"] or "-")[:24]
         print(f"{r['failed_at']:20}  {r['webhook']:12}  {r['attempts']:>8}  {last:24}  "
               f"{r['event_id']}  ({', '.join(r['rules'])})")

@@ -1,8 +1,12 @@
 """One webhook's HTTP client: format, sign, POST once, classify the answer.
 
-Targets are checked against the SSRF guard twice: literal addresses before connecting,
-and every DNS answer inside the resolver (so a name that resolves to 127.0.0.1 is
-refused too). Redirects are never followed.
+Targets are checked against the SSRF guard three times: the host as aiohttp reads it
+(after IDNA folding, so ``１２７.０.０.１`` is 127.0.0.1) before anything is sent, every DNS
+answer inside the resolver, and the address of every connection before its socket
+connects (the socket factory sees it, literal IPs included). Redirects are never
+followed. Only the first MAX_ANSWER_BYTES of an answer are read; a longer body's
+connection is closed, never drained or buffered. Error texts name no URL (see
+notifier.delivery.errortext).
 """
 
 from __future__ import annotations
@@ -11,27 +15,45 @@ import ipaddress
 import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from notifier import __version__
 from notifier.config import Webhook
+from notifier.delivery.errortext import Scrubber, answer_text, client_error_text
 from notifier.delivery.formats import formatter_for
 from notifier.delivery.signing import signature_headers
-from notifier.errors import DeliveryPermanentError, DeliveryTransientError
+from notifier.errors import DeliveryError, DeliveryPermanentError, DeliveryTransientError
 from notifier.events import Delivery
-from notifier.netguard import is_private_address, private_literal
+from notifier.netguard import is_private_address, private_target
 from notifier.retrying import TRANSIENT_STATUSES, parse_retry_after
 
-__all__ = ["GuardedResolver", "PrivateAddressRefused", "WebhookClient"]
+__all__ = ["MAX_ANSWER_BYTES", "GuardedResolver", "PrivateAddressRefused", "WebhookClient",
+           "guarded_socket"]
 
+#: The most of a webhook's answer that is read: enough for the error text.
+MAX_ANSWER_BYTES = 8 * 1024
+_ALLOW = "set allow_private_urls: true to allow it"
 
 
 class PrivateAddressRefused(OSError):
     """A webhook host resolved to an address that allow_private_urls does not permit."""
+
+
+def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
+    """The socket for one connection attempt; a private peer is refused before connecting.
+
+    aiohttp calls this for every address it tries, resolved or literal, so no spelling of
+    a host and no DNS answer reaches a private address unchecked.
+    """
+    family, kind, proto, _, address = addr_info
+    peer = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
+    if is_private_address(peer):
+        raise PrivateAddressRefused(f"connection to private address {peer} refused; {_ALLOW}")
+    return socket.socket(family=family, type=kind, proto=proto)
 
 
 class GuardedResolver(AbstractResolver):
@@ -46,8 +68,7 @@ class GuardedResolver(AbstractResolver):
         for result in results:
             if is_private_address(ipaddress.ip_address(result["host"])):
                 raise PrivateAddressRefused(
-                    f"{host} resolves to private address {result['host']}; "
-                    "set allow_private_urls: true to allow it")
+                    f"{host} resolves to private address {result['host']}; {_ALLOW}")
         return results
 
     async def close(self) -> None:
@@ -61,17 +82,20 @@ class WebhookClient:
         self._webhook = webhook
         self._format = formatter_for(webhook)
         self._session: aiohttp.ClientSession | None = None
-        host = urlsplit(webhook.url).hostname or ""
         self._private_target = (not webhook.allow_private_urls
-                                and private_literal(host) is not None)
+                                and private_target(webhook.url) is not None)
         self._fixed_headers = {"user-agent": f"roomlio-notifier/{__version__}",
                                **webhook.headers}
+        self.scrub = Scrubber([webhook])
+        """Removes this webhook's URL, tokens and secrets from a text (every error text)."""
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             w = self._webhook
-            resolver = None if w.allow_private_urls else GuardedResolver()
-            connector = aiohttp.TCPConnector(limit=w.max_in_flight, resolver=resolver)
+            guarded = not w.allow_private_urls
+            connector = aiohttp.TCPConnector(
+                limit=w.max_in_flight, resolver=GuardedResolver() if guarded else None,
+                socket_factory=guarded_socket if guarded else None)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=w.timeout))
         return self._session
@@ -87,27 +111,40 @@ class WebhookClient:
         return headers
 
     async def post(self, delivery: Delivery) -> int:
-        """POST once; return the 2xx status or raise a DeliveryError subclass."""
+        """POST once; return the 2xx status or raise a DeliveryError subclass.
+
+        The error's text is scrubbed of this webhook's URL and secrets in every spelling.
+        """
+        try:
+            return await self._post(delivery)
+        except DeliveryError as exc:
+            raise type(exc)(self.scrub(str(exc)), status=exc.status,
+                            retry_after=exc.retry_after) from None
+
+    async def _post(self, delivery: Delivery) -> int:
         w = self._webhook
         if self._private_target:
-            raise DeliveryPermanentError(
-                f"webhook {w.name}: target is a private address; "
-                "set allow_private_urls: true to allow it")
+            raise DeliveryPermanentError(f"webhook {w.name}: target is a private address; "
+                                         f"{_ALLOW}")
         payload = self._format(delivery)
         headers = self._headers(delivery, payload.body, payload.content_type, payload.signed)
         try:
             async with self._open().post(w.url, data=payload.body, headers=headers,
                                          allow_redirects=False) as resp:
-                await resp.read()
-                return _classify(w.name, resp)
+                body, cut = await _read_prefix(resp)
+                return _classify(w.name, resp, self.scrub.body_text(body, cut=cut))
         except TimeoutError:
             raise DeliveryTransientError(f"no answer within {w.timeout:g}s") from None
         except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, PrivateAddressRefused):
-                raise DeliveryPermanentError(str(exc.os_error)) from None
-            raise DeliveryTransientError(f"cannot connect: {exc.os_error}") from None
+            if _refused(exc.os_error):
+                raise DeliveryPermanentError(f"webhook {w.name}: {_refusal(exc.os_error)}"
+                                             ) from None
+            raise DeliveryTransientError(client_error_text(exc)) from None
+        except aiohttp.InvalidURL as exc:
+            raise DeliveryPermanentError(f"webhook {w.name}: {client_error_text(exc)}; "
+                                         f"check webhooks.{w.name}.url") from None
         except aiohttp.ClientError as exc:
-            raise DeliveryTransientError(f"{type(exc).__name__}: {exc}") from None
+            raise DeliveryTransientError(client_error_text(exc)) from None
         except ValueError as exc:
             # aiohttp refuses a request it cannot build (say, credentials in the URL and an
             # Authorization header): no retry will change that. The message names no URL.
@@ -120,16 +157,45 @@ class WebhookClient:
             self._session = None
 
 
-def _classify(name: str, resp: aiohttp.ClientResponse) -> int:
+def _refused(error: OSError) -> bool:
+    # aiohappyeyeballs folds the refusals of several addresses into one plain OSError
+    return isinstance(error, PrivateAddressRefused) or "private address" in str(error)
+
+
+def _refusal(error: OSError) -> str:
+    if isinstance(error, PrivateAddressRefused):
+        return str(error)
+    return f"the target's addresses are private; {_ALLOW}"
+
+
+async def _read_prefix(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """At most MAX_ANSWER_BYTES of the body, and whether there was more. A longer body is
+    not drained: its connection is closed, so a receiver cannot make the notifier read or
+    hold more than that."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_ANSWER_BYTES:
+        chunk = await resp.content.read(MAX_ANSWER_BYTES - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    cut = not resp.content.at_eof()
+    if cut:
+        resp.close()
+    return b"".join(chunks), cut
+
+
+def _classify(name: str, resp: aiohttp.ClientResponse, body: str) -> int:
     status = resp.status
     if 200 <= status < 300:
         return status
     reason: Any = resp.reason or ""
-    text = f"HTTP {status} {reason}".strip()
+    text = answer_text(status, str(reason), body)
     if status in TRANSIENT_STATUSES:
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         raise DeliveryTransientError(text, status=status, retry_after=retry_after)
     if 300 <= status < 400:
-        raise DeliveryPermanentError(f"{text}: redirects are not followed; "
-                                     f"update webhooks.{name}.url", status=status)
+        raise DeliveryPermanentError(f"{text} (redirects are not followed; "
+                                     f"update webhooks.{name}.url)", status=status)
     raise DeliveryPermanentError(text, status=status)

@@ -232,7 +232,7 @@ class Sender:
             # so the backoff, the persisted failure and the budget are exactly as before.
             failed = await self._first_attempt(lane, delivery, attempt_no)
             if failed is not None:
-                async for attempt in self._retrying(webhook, delivery):
+                async for attempt in self._retrying(lane, delivery):
                     with attempt:
                         attempt_no = delivery.attempts + attempt.retry_state.attempt_number
                         if failed is not None:
@@ -245,11 +245,12 @@ class Sender:
             if self.health.holds(webhook.name):  # disabled: kept in the outbox, unsent
                 await self._store.release([delivery.id])
                 return
-            await self._store.dead_letter(delivery.id, attempt_no, exc.status, str(exc))
+            error = lane.client.scrub(str(exc))  # stored and shown: never a URL or secret
+            await self._store.dead_letter(delivery.id, attempt_no, exc.status, error)
             log.error("webhook %s: delivery %s dead-lettered after %d attempt(s); last: %s",
-                      webhook.name, delivery.id, attempt_no, exc,
+                      webhook.name, delivery.id, attempt_no, error,
                       extra=_fields(delivery, attempt_no, exc.status))
-            self._report(DeliveryOutcome(delivery, False, attempt_no, exc.status, str(exc)))
+            self._report(DeliveryOutcome(delivery, False, attempt_no, exc.status, error))
         finally:
             lane.held.difference_update(m.id for m in members_of(delivery))
             if webhook.ordered or len(lane.held) == REFILL_AT:
@@ -257,9 +258,11 @@ class Sender:
                 # lane has room for another batch, which may be waiting already
                 self.poke()
 
-    def _retrying(self, webhook: Webhook, delivery: Delivery) -> AsyncRetrying:
+    def _retrying(self, lane: _WebhookLane, delivery: Delivery) -> AsyncRetrying:
+        webhook = lane.webhook
+
         async def before_sleep(state: RetryCallState) -> None:
-            await self._persist_failure(delivery, state)
+            await self._persist_failure(delivery, state, lane.client.scrub)
 
         return AsyncRetrying(
             retry=retry_if_exception_type(DeliveryTransientError),
@@ -312,16 +315,18 @@ class Sender:
                 self._report_attempt(AttemptReport(delivery, attempt_no, status, error,
                                                    time.monotonic() - started))
 
-    async def _persist_failure(self, delivery: Delivery, state: RetryCallState) -> None:
+    async def _persist_failure(self, delivery: Delivery, state: RetryCallState,
+                               scrub: Callable[[str], str]) -> None:
         exc = state.outcome.exception() if state.outcome else None
         sleep = state.next_action.sleep if state.next_action else 0.0
         attempts = delivery.attempts + state.attempt_number
         status = getattr(exc, "status", None)
+        error = scrub(str(exc))
         log.warning("webhook %s: attempt %d for %s failed (%s); retrying in %.1fs",
-                    delivery.webhook, attempts, delivery.id, exc, sleep,
+                    delivery.webhook, attempts, delivery.id, error, sleep,
                     extra=_fields(delivery, attempts, status))
         await self._store.reschedule(delivery.id, attempts, self._clock() + sleep, status,
-                                     str(exc))
+                                     error)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
