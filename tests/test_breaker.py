@@ -196,18 +196,18 @@ def test_a_breaker_with_window_zero_never_opens():
 def test_a_restored_open_breaker_probes_no_later_than_it_would_have(saved):
     """A restart keeps the open state but never lengthens its wait (nor resets it to
     the cool-down): the probe is due the shortest wait after it last opened."""
-    b, clock = breaker(cool_down=60.0)
+    b, _ = breaker(cool_down=60.0)
     b.restore(saved, 995.0)
     assert b.state is OPEN and b.retry_at == pytest.approx(995.8)
     assert b.admit().probe  # 995.8 is past: at once
-    fresh, clock = breaker(cool_down=60.0)
+    fresh, _ = breaker(cool_down=60.0)
     fresh.restore(OPEN, 999.9)
     assert fresh.admit().wait == pytest.approx(0.7)
 
 
 def test_a_restored_breaker_recovers_the_failures_since_the_saved_streak_began():
     """After a restart the first close still hurries the outage's retries."""
-    b, clock = breaker()
+    b, _ = breaker()
     b.restore(OPEN, 990.0, since=980.0)
     assert b.admit().probe
     transition = b.record(True, probe=True)

@@ -92,6 +92,11 @@ class WebhookHealth:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), admission.wait)
 
+    def still_admits(self, probe: bool) -> bool:
+        """Whether an attempt admitted earlier may go now that it has a slot: the probe
+        always, others only while the breaker is closed (and the webhook enabled)."""
+        return probe or (not self.disabled and self.breaker.state is BreakerState.CLOSED)
+
     async def retry_pause(self, seconds: float) -> None:
         """Wait ``seconds`` before retrying a delivery that has just failed; cut short
         when the breaker closes after the outage this failure belonged to."""
@@ -116,15 +121,13 @@ class WebhookHealth:
             self.state = replace(before, failing_since=None, last_success_at=now)
         elif before.failing_since is None:
             self.state = replace(before, failing_since=now)
-        if transition is not None:
-            self._log(transition)
-        if not ok and not self.disabled:
-            reason = self._disable_reason(status, now)
-            if reason is not None:
-                await self.disable(reason)
-                return
-        if transition is not None or self._worth_saving(before, now):
+        reason = None if ok or self.disabled else self._disable_reason(status, now)
+        if reason is not None:
+            await self.disable(reason)  # saves the transition too
+        elif transition is not None or self._worth_saving(before, now):
             await self._save()
+        if transition is not None:  # logged once saved: what the log says survives a crash
+            self._log(transition)
 
     def abandon(self, probe: bool) -> None:
         """An admitted attempt ended without a result (cancelled)."""

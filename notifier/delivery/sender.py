@@ -303,7 +303,10 @@ class Sender:
         health = self.health[lane.webhook.name]
         probe = await health.admit()  # waits while the breaker is open; raises if disabled
         try:
-            await self._post(lane, delivery, attempt_no)
+            while not await self._post(lane, delivery, attempt_no, probe):
+                # the breaker opened while this attempt queued for a slot: it waits again,
+                # so a receiver that went down sees the probe, not the queue behind it
+                probe = await health.admit()
         except DeliveryError as exc:
             await health.record(False, exc.status, probe=probe)
             raise
@@ -312,24 +315,33 @@ class Sender:
             raise
         await health.record(True, None, probe=probe)
 
-    async def _post(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int) -> None:
-        # the turn is taken holding a slot, so a 429's pause holds back every queued request
-        async with lane.semaphore, lane.limiter.turn():
-            task = asyncio.current_task()
-            assert task is not None
-            self._posting.add(task)
-            started = time.monotonic()
-            status: int | None = None
-            error = ""
-            try:
-                status = await lane.client.post(delivery)
-            except DeliveryError as exc:
-                status, error = exc.status, str(exc)
-                raise
-            finally:
-                self._posting.discard(task)
-                self._report_attempt(AttemptReport(delivery, attempt_no, status, error,
-                                                   time.monotonic() - started))
+    async def _post(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int,
+                    probe: bool) -> bool:
+        """POST once; False, sending nothing, if the breaker no longer admits it."""
+        async with lane.semaphore:
+            if not self.health[lane.webhook.name].still_admits(probe):
+                return False
+            # the turn is taken holding a slot, so a 429's pause holds back every queued one
+            async with lane.limiter.turn():
+                await self._post_now(lane, delivery, attempt_no)
+        return True
+
+    async def _post_now(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._posting.add(task)
+        started = time.monotonic()
+        status: int | None = None
+        error = ""
+        try:
+            status = await lane.client.post(delivery)
+        except DeliveryError as exc:
+            status, error = exc.status, str(exc)
+            raise
+        finally:
+            self._posting.discard(task)
+            self._report_attempt(AttemptReport(delivery, attempt_no, status, error,
+                                               time.monotonic() - started))
 
     async def _persist_failure(self, delivery: Delivery, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
