@@ -21,9 +21,16 @@ from typing import Any
 import pytest
 import yaml
 
-from notifier.delivery.breaker import PROBE_BASE, PROBE_FACTOR, PROBE_JITTER
-from notifier.testing import RoomlioEmulator, WebhookReceiver
-from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command
+from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
+from tests.conftest import (
+    API_KEY,
+    SECRET,
+    TEST_ENV,
+    config_text,
+    notifier_command,
+    running,
+)
+from tests.test_delivery_ops import until
 
 #: A matching message every this many seconds (20 a second: a steady stream).
 EVERY = 0.05
@@ -220,11 +227,11 @@ async def test_after_a_blip_with_a_kill_9_in_it_events_still_arrive_within_secon
 
 
 def most_probes(seconds: float, cap: float) -> int:
-    """The most probes the backoff allows in ``seconds``: every wait at its shortest."""
+    """The most probes the documented backoff (1s, x1.6, -20% at most, capped) allows in
+    ``seconds``: every wait at its shortest. Written out, not imported: it is the promise."""
     probes, spent, step = 0, 0.0, 0
     while True:
-        raw = PROBE_BASE * PROBE_FACTOR ** step * (1 - PROBE_JITTER)
-        spent += raw if raw <= cap else cap * (1 - PROBE_JITTER)
+        spent += min(1.0 * 1.6 ** step, cap) * 0.8
         if spent > seconds:
             return probes
         probes, step = probes + 1, step + 1
@@ -253,3 +260,25 @@ async def test_a_receiver_down_for_long_sees_only_probes_not_the_backlog(tmp_pat
     assert backlog >= 200 and opening <= 20 + in_flight  # at most the window, plus in flight
     assert 2 <= probes <= allowed  # it kept probing, no more often than the backoff allows
     assert late <= cap + BOUND
+
+
+async def test_attempts_queued_for_a_slot_when_the_breaker_opens_do_not_go_out(
+        emulator, receiver, make_config):
+    """A slow receiver goes down with 20 deliveries queued behind max_in_flight 1: once
+    the breaker opens, the queue waits; only probes reach the receiver."""
+    emulator.add_room(key="r1")
+    for n in range(20):
+        emulator.post("r1", f"refund please, order {n}")
+    receiver.set_default_status("/crm", 503)
+    receiver.inject(Fault.delay(0.2), path="/crm", times=1000)  # slow, then 503
+    config = make_config(rooms=["r1"], webhooks={"crm": {
+        "url": f"{receiver.url}/crm", "secret": "${TEST_SECRET}", "max_in_flight": 1,
+        "breaker_window": 4, "breaker_min_attempts": 4, "breaker_threshold": "100%",
+        "breaker_cooldown": "2s"}})
+    async with running(config) as service:
+        await until(lambda: service.sender is not None)
+        breaker = service.sender.health["crm"].breaker
+        await until(lambda: breaker.step >= 2)  # two probes have failed
+        seen = len(receiver.attempts)
+    # four failures open it, one more may have taken the slot meanwhile, then two probes
+    assert seen <= 4 + 1 + 2, f"{seen} requests: the queue went out after it opened"
