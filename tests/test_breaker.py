@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
+from notifier.config import Config, DeliverySettings, check_config, load_config
 from notifier.delivery.breaker import Breaker, BreakerSettings, BreakerState, probe_wait
 from notifier.retry_schedule import JITTER, STANDARD_SCHEDULE, schedule_delay
 
@@ -229,3 +231,60 @@ def test_the_standard_schedule_totals_about_27_hours():
     """Eight attempts: at once, then 5s, 5m, 30m, 2h, 5h, 10h, 10h (as documented)."""
     assert len(STANDARD_SCHEDULE) + 1 == 8
     assert sum(STANDARD_SCHEDULE) / 3600 == pytest.approx(27.6, abs=0.05)
+
+
+CONFIG = """\
+roomlio:
+  base_url: https://api.roomlio.com/rpc
+  api_key: rk_test
+rooms:
+  - key: support-42
+delivery:
+  breaker_period: 2m
+webhooks:
+  crm:
+    url: https://crm.example.com/hook
+{crm}
+rules:
+  - name: refunds
+    keywords: [refund]
+    notify: [crm]
+"""
+
+
+def load(tmp_path: Path, crm: str) -> Config:
+    path = tmp_path / "rules.yaml"
+    path.write_text(CONFIG.format(crm=crm))
+    return load_config(str(path), env={})
+
+
+def test_the_breaker_settings_default_to_ten_attempts_in_a_minute(tmp_path):
+    """breaker_min_attempts and breaker_period are declared like the other settings."""
+    crm = load(tmp_path, "    breaker_min_attempts: 12").webhooks["crm"]
+    assert (crm.breaker_window, crm.breaker_min_attempts, crm.breaker_period) == (20, 12, 120.0)
+    assert (DeliverySettings().breaker_min_attempts, DeliverySettings().breaker_period) == (
+        10, 60.0)
+
+
+def test_a_small_window_lowers_the_inherited_minimum_of_attempts(tmp_path):
+    """breaker_window: 4 alone judges 4 attempts (the inherited minimum of 10 would never
+    be reached)."""
+    crm = load(tmp_path, "    breaker_window: 4").webhooks["crm"]
+    assert (crm.breaker_window, crm.breaker_min_attempts) == (4, 4)
+
+
+@pytest.mark.parametrize(("crm", "line", "key", "fragment"), [
+    ("    breaker_window: 5\n    breaker_min_attempts: 8", 12,
+     "webhooks.crm.breaker_min_attempts", "is 8, more than breaker_window (5): the breaker "
+                                          "could never open"),
+    ("    breaker_min_attempts: 0", 11, "webhooks.crm.breaker_min_attempts", "from 1 to 10000 (got 0)"),
+    ("    breaker_period: soon", 11, "webhooks.crm.breaker_period", "duration"),
+])
+def test_unusable_breaker_settings_are_reported_at_their_line(tmp_path, crm, line, key,
+                                                              fragment):
+    """A minimum the window can never hold, or garbage, names its line and the fix."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(CONFIG.format(crm=crm))
+    found = check_config(str(path), {})
+    assert any(p.line == line and p.key == key and fragment in p.message for p in found), (
+        "\n".join(map(str, found)))
