@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from tests.conftest import (
     notifier_command,
     running,
 )
-from tests.test_delivery_ops import until
 
 #: A matching message every this many seconds (20 a second: a steady stream).
 EVERY = 0.05
@@ -67,6 +66,13 @@ class Stream:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    """Await a condition on in-process state that has no event of its own."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - in-memory state, no event to await
+            await asyncio.sleep(0.01)
 
 
 def first_arrivals(receiver: WebhookReceiver) -> dict[str, float]:
