@@ -277,7 +277,8 @@ def test_a_small_window_lowers_the_inherited_minimum_of_attempts(tmp_path):
     ("    breaker_window: 5\n    breaker_min_attempts: 8", 12,
      "webhooks.crm.breaker_min_attempts", "is 8, more than breaker_window (5): the breaker "
                                           "could never open"),
-    ("    breaker_min_attempts: 0", 11, "webhooks.crm.breaker_min_attempts", "from 1 to 10000 (got 0)"),
+    ("    breaker_min_attempts: 0", 11, "webhooks.crm.breaker_min_attempts",
+     "from 1 to 10000 (got 0)"),
     ("    breaker_period: soon", 11, "webhooks.crm.breaker_period", "duration"),
 ])
 def test_unusable_breaker_settings_are_reported_at_their_line(tmp_path, crm, line, key,
