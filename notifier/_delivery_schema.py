@@ -99,7 +99,9 @@ def check_breaker(r: Reader, m: dict[str, Any] | None, path: Path,
                   settings: dict[str, Any]) -> None:
     """``breaker_min_attempts`` given above ``breaker_window`` could never open the breaker;
     an inherited one is lowered to the window (a small window judges all it holds)."""
-    window, least = settings["breaker_window"], settings["breaker_min_attempts"]
+    window, least = settings.get("breaker_window"), settings.get("breaker_min_attempts")
+    if not isinstance(window, int) or not isinstance(least, int):
+        return  # one of them is invalid, and reported already
     if window == 0 or least <= window:
         return
     if "breaker_min_attempts" in (m or {}):
