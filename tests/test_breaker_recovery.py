@@ -31,6 +31,8 @@ from tests.conftest import (
     running,
 )
 
+pytestmark = pytest.mark.chaos
+
 #: A matching message every this many seconds (20 a second: a steady stream).
 EVERY = 0.05
 #: Every event pending when the receiver came back must arrive within this (seconds):
@@ -243,6 +245,7 @@ def most_probes(seconds: float, cap: float) -> int:
         probes, step = probes + 1, step + 1
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_a_receiver_down_for_long_sees_only_probes_not_the_backlog(tmp_path):
     """Down 20s under the stream (about 400 events): after the breaker opens, the receiver
