@@ -11,7 +11,8 @@ from typing import Any
 from notifier._fields import Conv, Invalid, Reader, boolean, duration, integer, parse_duration
 from notifier._yaml import Path
 
-__all__ = ["OPS_FIELDS", "check_ordered", "ratio", "resolve_retry", "retry_schedule"]
+__all__ = ["OPS_FIELDS", "check_breaker", "check_ordered", "ratio", "resolve_retry",
+           "retry_schedule"]
 
 _EXPONENTIAL_KEYS = ("max_attempts", "max_backoff")
 #: What exponential backoff uses for a half not given (DeliverySettings' defaults).
@@ -54,6 +55,8 @@ OPS_FIELDS: dict[str, Conv[Any]] = {
     "breaker_window": integer(0, 10000),
     "breaker_threshold": ratio,
     "breaker_cooldown": duration(),
+    "breaker_min_attempts": integer(1, 10000),
+    "breaker_period": duration(),
     "disable_after": duration(allow_zero=True),
     "ordered": boolean,
 }
@@ -90,3 +93,20 @@ def check_ordered(r: Reader, path: Path, settings: dict[str, Any], group_wait: f
         r.problem((*path, "group_wait"), "an ordered webhook sends one event per room at a "
                                          "time, so there is nothing to group; remove "
                                          "group_wait or set ordered: false")
+
+
+def check_breaker(r: Reader, m: dict[str, Any] | None, path: Path,
+                  settings: dict[str, Any]) -> None:
+    """``breaker_min_attempts`` given above ``breaker_window`` could never open the breaker;
+    an inherited one is lowered to the window (a small window judges all it holds)."""
+    window, least = settings.get("breaker_window"), settings.get("breaker_min_attempts")
+    if not isinstance(window, int) or not isinstance(least, int):
+        return  # one of them is invalid, and reported already
+    if window == 0 or least <= window:
+        return
+    if "breaker_min_attempts" in (m or {}):
+        r.problem((*path, "breaker_min_attempts"),
+                  f"is {least}, more than breaker_window ({window}): the breaker could "
+                  f"never open; lower it or raise breaker_window")
+    else:
+        settings["breaker_min_attempts"] = window

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from notifier._cluster_schema import POSTGRES_SCHEMES, cluster_settings, postgres_url_problem
-from notifier._delivery_schema import OPS_FIELDS, check_ordered, resolve_retry
+from notifier._delivery_schema import OPS_FIELDS, check_breaker, check_ordered, resolve_retry
 from notifier._fields import (
     MISSING,
     Conv,
@@ -208,7 +209,10 @@ def _delivery(r: Reader, value: Any) -> DeliverySettings:
     m = r.mapping(value, ("delivery",), tuple(DELIVERY_FIELDS))
     settings = r.fields(m, ("delivery",), DELIVERY_FIELDS) if m else {}
     resolve_retry(r, m, ("delivery",), settings, default=STANDARD_SCHEDULE)
-    return DeliverySettings(**settings)
+    defaults = DeliverySettings(**settings)
+    breaker = {key: getattr(defaults, key) for key in ("breaker_window", "breaker_min_attempts")}
+    check_breaker(r, m, ("delivery",), breaker)
+    return replace(defaults, **breaker)
 
 
 def _webhooks(r: Reader, value: Any, defaults: DeliverySettings) -> dict[str, Webhook]:
@@ -235,6 +239,7 @@ def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Web
     settings = {key: getattr(defaults, key) for key in WEBHOOK_FIELDS}
     settings.update(r.fields(m, path, WEBHOOK_FIELDS))
     resolve_retry(r, m, path, settings, default=defaults.retry_schedule)
+    check_breaker(r, m, path, settings)
     url = r.value(m, path, "url", http_url, "")
     if url:
         _check_target(r, url, (*path, "url"), allow_private=settings["allow_private_urls"])

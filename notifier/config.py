@@ -103,6 +103,8 @@ class DeliverySettings:
     breaker_window: int = 20
     breaker_threshold: float = 0.7
     breaker_cooldown: float = 60.0
+    breaker_min_attempts: int = 10
+    breaker_period: float = 60.0
     disable_after: float = 5 * 86400.0
     """Disable a webhook failing without a success for this long; 0: never."""
     ordered: bool = False
@@ -128,9 +130,14 @@ class Webhook:
     retry_schedule: tuple[float, ...] | None = None
     """Seconds before each retry; None: exponential backoff (max_attempts, max_backoff)."""
     breaker_window: int = 20
-    """Attempts the circuit breaker judges; 0: no breaker."""
+    """At most this many recent attempts are judged by the circuit breaker; 0: no breaker."""
     breaker_threshold: float = 0.7
     breaker_cooldown: float = 60.0
+    """The longest wait of an open breaker before a probe (the probe backoff's cap)."""
+    breaker_min_attempts: int = 10
+    """Fewer judged attempts than this never open the breaker."""
+    breaker_period: float = 60.0
+    """Only attempts of the last this many seconds are judged."""
     disable_after: float = 5 * 86400.0
     """Disable the webhook when it fails without a success for this long; 0: never."""
     ordered: bool = False

@@ -3,7 +3,9 @@
 The async shell around the pure ``Breaker``: attempts ``admit`` themselves (waiting, not
 spending attempts, while the breaker is open), ``record`` their result, and the state is
 saved to the store on every change so ``notifier status`` can show it and a restart
-resumes it. A webhook failing without a single success for ``disable_after``, or
+resumes it. When the breaker closes after an outage, the retries of deliveries that failed
+in it stop waiting (``retry_pause``): the backlog drains at once, not on the retry
+schedule. A webhook failing without a single success for ``disable_after``, or
 answering ``410 Gone``, is disabled: its deliveries stay in the outbox, unsent, until
 ``notifier webhook enable NAME`` (seen through ``sync``).
 """
@@ -39,13 +41,20 @@ class WebhookHealth:
 
     def __init__(self, webhook: Webhook, store: Store, *,
                  clock: Callable[[], float] = time.time,
-                 on_disabled: Callable[[WebhookState], Awaitable[None]] | None = None) -> None:
+                 on_disabled: Callable[[WebhookState], Awaitable[None]] | None = None,
+                 on_recovered: Callable[[str], None] | None = None) -> None:
         self.webhook = webhook
         self._store, self._clock, self._on_disabled = store, clock, on_disabled
-        self.breaker = Breaker(BreakerSettings(webhook.breaker_window, webhook.breaker_threshold,
-                                               webhook.breaker_cooldown), clock=clock)
+        self._on_recovered = on_recovered
+        self.breaker = Breaker(BreakerSettings(
+            webhook.breaker_window, webhook.breaker_threshold, webhook.breaker_cooldown,
+            webhook.breaker_min_attempts, webhook.breaker_period), clock=clock)
         self.state = WebhookState(webhook.name)
         self._changed = asyncio.Event()
+        self._recovered = asyncio.Event()
+        """Set (and replaced) when the breaker closes after an outage."""
+        self._recovered_since = float("inf")
+        """When the failures of the last outage the breaker recovered from began."""
         self._saved_success = 0.0
 
     @property
@@ -57,7 +66,8 @@ class WebhookHealth:
         """Resume the state a previous run saved."""
         if saved is not None:
             self.state = saved
-            self.breaker.restore(BreakerState(saved.breaker), saved.opened_at)
+            self.breaker.restore(BreakerState(saved.breaker), saved.opened_at,
+                                 saved.failing_since)
 
     def claimable(self) -> bool:
         """Whether the dispatcher should claim deliveries for this webhook now."""
@@ -82,6 +92,26 @@ class WebhookHealth:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), admission.wait)
 
+    def still_admits(self, probe: bool) -> bool:
+        """Whether an attempt admitted earlier may go now that it has a slot: the probe
+        always, others only while the breaker is closed (and the webhook enabled)."""
+        return probe or (not self.disabled and self.breaker.state is BreakerState.CLOSED)
+
+    async def retry_pause(self, seconds: float) -> None:
+        """Wait ``seconds`` before retrying a delivery that has just failed; cut short
+        when the breaker closes after the outage this failure belonged to."""
+        failed_at = self._clock()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            recovered = self._recovered
+            try:
+                await asyncio.wait_for(recovered.wait(), left)
+            except TimeoutError:
+                return
+            if self._recovered_since <= failed_at:
+                return
+
     async def record(self, ok: bool, status: int | None, *, probe: bool) -> None:
         """Note one attempt's result: move the breaker, the streak, maybe disable."""
         now = self._clock()
@@ -91,15 +121,13 @@ class WebhookHealth:
             self.state = replace(before, failing_since=None, last_success_at=now)
         elif before.failing_since is None:
             self.state = replace(before, failing_since=now)
-        if transition is not None:
-            self._log(transition)
-        if not ok and not self.disabled:
-            reason = self._disable_reason(status, now)
-            if reason is not None:
-                await self.disable(reason)
-                return
-        if transition is not None or self._worth_saving(before, now):
+        reason = None if ok or self.disabled else self._disable_reason(status, now)
+        if reason is not None:
+            await self.disable(reason)  # saves the transition too
+        elif transition is not None or self._worth_saving(before, now):
             await self._save()
+        if transition is not None:  # logged once saved: what the log says survives a crash
+            self._log(transition)
 
     def abandon(self, probe: bool) -> None:
         """An admitted attempt ended without a result (cancelled)."""
@@ -145,6 +173,16 @@ class WebhookHealth:
         log.warning("webhook %s: circuit %s -> %s (%s)%s", self.webhook.name,
                     transition.before, transition.after, transition.reason, when)
         self._changed.set()
+        if transition.recovered_since is not None:
+            self._recover(transition.recovered_since)
+
+    def _recover(self, since: float) -> None:
+        """Wake the retries of deliveries that failed since ``since``; tell the sender."""
+        self._recovered_since = since
+        woken, self._recovered = self._recovered, asyncio.Event()
+        woken.set()
+        if self._on_recovered is not None:
+            self._on_recovered(self.webhook.name)
 
     async def _save(self) -> None:
         b = self.breaker
@@ -173,11 +211,13 @@ class HealthBoard:
 
     def __init__(self, webhooks: Mapping[str, Webhook], store: Store, *,
                  clock: Callable[[], float] = time.time, ops_webhook: str | None = None,
-                 on_enqueued: Callable[[list[Delivery]], None] | None = None) -> None:
+                 on_enqueued: Callable[[list[Delivery]], None] | None = None,
+                 on_recovered: Callable[[], None] | None = None) -> None:
         self._store, self._clock = store, clock
         self._ops_webhook, self._on_enqueued = ops_webhook, on_enqueued
-        self._health = {name: WebhookHealth(w, store, clock=clock, on_disabled=self._notify)
-                        for name, w in webhooks.items()}
+        self._on_recovered = on_recovered
+        self._recovered: set[str] = set()
+        self._health = {name: self._new(w) for name, w in webhooks.items()}
         self._loaded = False
         self._refreshed = -float("inf")
 
@@ -189,8 +229,22 @@ class HealthBoard:
         adopts any saved state); the others keep theirs."""
         for name, w in webhooks.items():
             if name not in self._health:
-                self._health[name] = WebhookHealth(w, self._store, clock=self._clock,
-                                                   on_disabled=self._notify)
+                self._health[name] = self._new(w)
+
+    def _new(self, webhook: Webhook) -> WebhookHealth:
+        return WebhookHealth(webhook, self._store, clock=self._clock,
+                             on_disabled=self._notify, on_recovered=self._recover)
+
+    def _recover(self, webhook: str) -> None:
+        self._recovered.add(webhook)
+        if self._on_recovered is not None:
+            self._on_recovered()
+
+    def take_recovered(self) -> set[str]:
+        """Webhooks whose breaker closed after an outage since the last call: their
+        deliveries that failed in it, released to the outbox, are to be claimed early."""
+        recovered, self._recovered = self._recovered, set()
+        return recovered
 
     async def refresh(self) -> None:
         """Load saved states once, then adopt enables made elsewhere (rate-limited)."""

@@ -29,10 +29,10 @@ from notifier.delivery.http import WebhookClient
 from notifier.delivery.ratelimit import RateLimiter, Unlimited, limiter_for
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
-from notifier.retry_schedule import retry_wait
+from notifier.retry_schedule import JITTER, retry_wait
 from notifier.store import Store
 
-__all__ = ["AttemptReport", "DeliveryOutcome", "Sender"]
+__all__ = ["AttemptReport", "DeliveryOutcome", "Sender", "first_retry_wait"]
 
 log = logging.getLogger("notifier.delivery")
 
@@ -68,6 +68,13 @@ class AttemptReport:
     seconds: float
 
 
+def first_retry_wait(webhook: Webhook) -> float:
+    """The longest a delivery waits after its first failure (its row is due by then)."""
+    if webhook.retry_schedule:
+        return webhook.retry_schedule[0] * (1 + JITTER)
+    return min(webhook.max_backoff, BACKOFF_BASE)
+
+
 def _fields(delivery: Delivery, attempt: int, status: int | None) -> dict[str, object]:
     """The structured fields of a delivery log line (see notifier.logs)."""
     return {"webhook": delivery.webhook, "event_id": delivery.event.id, "room":
@@ -93,7 +100,7 @@ class Sender:
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  ops_webhook: str | None = None) -> None:
         self.health = HealthBoard(webhooks, store, clock=clock, ops_webhook=ops_webhook,
-                                  on_enqueued=self.poke)
+                                  on_enqueued=self.poke, on_recovered=self.poke)
         self._grouped = GroupedStore(store)
         self._store: Store = self._grouped  # a Store: it delegates what it does not expand
         self._on_outcome = on_outcome
@@ -167,11 +174,21 @@ class Sender:
         held = frozenset().union(*(lane.held for lane in self._lanes.values()))
         open_lanes = [n for n, lane in self._lanes.items()
                       if len(lane.held) < PER_WEBHOOK_BACKLOG and self.health.claimable(n)]
-        if not open_lanes:
-            return 0
         ordered = [n for n in open_lanes if self._lanes[n].webhook.ordered]
-        batch = await self._store.claim_due(self._clock(), 256, held, webhooks=open_lanes,
-                                            ordered=ordered)
+        now = self._clock()
+        claimed = 0
+        for name in self.health.take_recovered() & set(open_lanes):
+            # its breaker closed after an outage: the deliveries that failed in it and
+            # wait in the outbox (not in this process: claimed before a restart) go now
+            soon = now + first_retry_wait(self._lanes[name].webhook)
+            claimed += await self._take(await self._store.claim_due(
+                soon, 256, held, webhooks=[name], ordered=ordered))
+        if not open_lanes:
+            return claimed
+        return claimed + await self._take(await self._store.claim_due(
+            now, 256, held, webhooks=open_lanes, ordered=ordered))
+
+    async def _take(self, batch: list[Delivery]) -> int:
         for delivery in batch:
             lane = self._lanes.get(delivery.webhook)
             if lane is None:
@@ -265,6 +282,8 @@ class Sender:
             await self._persist_failure(delivery, state, lane.client.scrub)
 
         return AsyncRetrying(
+            # the pause ends early when the breaker closes after the outage it failed in
+            sleep=self.health[webhook.name].retry_pause,
             retry=retry_if_exception_type(DeliveryTransientError),
             wait=retry_wait(webhook.retry_schedule, base=BACKOFF_BASE, cap=webhook.max_backoff,
                             offset=delivery.attempts, rng=self._rng),
@@ -287,7 +306,10 @@ class Sender:
         health = self.health[lane.webhook.name]
         probe = await health.admit()  # waits while the breaker is open; raises if disabled
         try:
-            await self._post(lane, delivery, attempt_no)
+            while not await self._post(lane, delivery, attempt_no, probe):
+                # the breaker opened while this attempt queued for a slot: it waits again,
+                # so a receiver that went down sees the probe, not the queue behind it
+                probe = await health.admit()
         except DeliveryError as exc:
             await health.record(False, exc.status, probe=probe)
             raise
@@ -296,24 +318,33 @@ class Sender:
             raise
         await health.record(True, None, probe=probe)
 
-    async def _post(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int) -> None:
-        # the turn is taken holding a slot, so a 429's pause holds back every queued request
-        async with lane.semaphore, lane.limiter.turn():
-            task = asyncio.current_task()
-            assert task is not None
-            self._posting.add(task)
-            started = time.monotonic()
-            status: int | None = None
-            error = ""
-            try:
-                status = await lane.client.post(delivery)
-            except DeliveryError as exc:
-                status, error = exc.status, str(exc)
-                raise
-            finally:
-                self._posting.discard(task)
-                self._report_attempt(AttemptReport(delivery, attempt_no, status, error,
-                                                   time.monotonic() - started))
+    async def _post(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int,
+                    probe: bool) -> bool:
+        """POST once; False, sending nothing, if the breaker no longer admits it."""
+        async with lane.semaphore:
+            if not self.health[lane.webhook.name].still_admits(probe):
+                return False
+            # the turn is taken holding a slot, so a 429's pause holds back every queued one
+            async with lane.limiter.turn():
+                await self._post_now(lane, delivery, attempt_no)
+        return True
+
+    async def _post_now(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._posting.add(task)
+        started = time.monotonic()
+        status: int | None = None
+        error = ""
+        try:
+            status = await lane.client.post(delivery)
+        except DeliveryError as exc:
+            status, error = exc.status, str(exc)
+            raise
+        finally:
+            self._posting.discard(task)
+            self._report_attempt(AttemptReport(delivery, attempt_no, status, error,
+                                               time.monotonic() - started))
 
     async def _persist_failure(self, delivery: Delivery, state: RetryCallState,
                                scrub: Callable[[str], str]) -> None:
