@@ -26,6 +26,7 @@ from tests.chaos import (
     accepted_keys,
     assert_no_secrets,
     chaos_seed,
+    crashed,
     measure,
     rounds,
     write_config,
@@ -84,7 +85,7 @@ async def test_sigkill_at_random_moments_loses_no_event(tmp_path, long_run):
         finally:
             final.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(final.wait(), 30) == 0
-    measure(f"SIGKILL x{made}, seed {seed}", traffic, rx, kills=made,
+    measure(f"SIGKILL x{made}, seed {seed}", traffic, rx, repeats=crashed("SIGKILLs"), kills=made,
             messages=len(traffic.current), versions=len(traffic.versions)).check()
     assert_no_secrets(log.read_text(errors="replace"), "stderr at DEBUG")
 
@@ -158,7 +159,8 @@ async def test_sigterm_mid_burst_again_and_again_exits_zero_and_loses_nothing(
         finally:
             final.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(final.wait(), 30) == 0
-    measure(f"SIGTERM x{made} mid-burst, seed {seed}", traffic, rx, stops=made,
+    measure(f"SIGTERM x{made} mid-burst, seed {seed}", traffic, rx,
+            repeats=crashed("stops that cut requests"), stops=made,
             cut_mid_request=cut).check()
     assert cut > 0, "no request was ever cut by a stop: the test did not test"
     assert_no_secrets(log.read_text(errors="replace"), "stderr at DEBUG")
