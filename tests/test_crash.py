@@ -14,6 +14,8 @@ import random
 import signal
 import sqlite3
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,11 +52,78 @@ async def _start(path: Path, log: Path) -> asyncio.subprocess.Process:
             stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
 
 
+#: The moments a SIGKILL lands in, in turn: while the emulator holds a RoomHistory request,
+#: while the receiver holds a POST, or just after the process committed new events.
+MOMENTS = ("mid-fetch", "mid-POST", "after a commit")
+#: How long the emulator or the receiver holds the request the kill lands in: far longer
+#: than the kill takes to follow, shorter than roomlio.request_timeout (30 s).
+HOLD = 5.0
+#: delivery.timeout in these configs (tests/conftest.py): a POST older than this is no
+#: longer awaited by the notifier, so a kill after it would not be mid-POST.
+DELIVERY_TIMEOUT = 2.0
+
+
+def _events(state: Path) -> int:
+    """Committed events in the state file (0 before it exists)."""
+    if not state.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.OperationalError:  # created but not yet migrated
+        return 0
+    finally:
+        conn.close()
+
+
+async def _under_way(moment: str, emu: RoomlioEmulator, rx: WebhookReceiver,
+                     state: Path, committed: int) -> Callable[[], bool]:
+    """Wait (bounded) until ``moment`` is under way in the process just started; return a
+    check that it still is, to be called right before the kill."""
+    requests, attempts = len(emu.requests), len(rx.attempts)
+
+    def fetching() -> bool:
+        return any(r.fault == "delay" and not r.done for r in emu.requests[requests:])
+
+    def posting() -> bool:
+        now = time.monotonic()
+        return any(a.fault == "delay" and a.status is None and a not in rx.late
+                   and now - a.at < DELIVERY_TIMEOUT for a in rx.attempts[attempts:])
+
+    if moment == "mid-fetch":
+        await emu.wait_for(lambda e: fetching(), timeout=30)
+        return fetching
+    if moment == "mid-POST":
+        await rx.wait_for(lambda r: posting(), timeout=30)
+        return posting
+    async with asyncio.timeout(30):
+        # another process writes the file: there is nothing to await but its contents
+        while await asyncio.to_thread(_events, state) <= committed:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    return lambda: True
+
+
+def _prepare(moment: str, emu: RoomlioEmulator, rx: WebhookReceiver, traffic: Traffic,
+             rng: random.Random) -> None:
+    """Traffic for one life of the process, and the faults that hold its kill's moment."""
+    traffic.step(rng.randint(3, 12))
+    traffic.post(kind="refund")  # something to commit and POST, whatever the draw
+    if moment == "mid-fetch":
+        emu.inject(Fault.delay(HOLD))
+    if moment == "mid-POST":
+        rx.clear_faults()
+        rx.inject(Fault.delay(HOLD))  # its first POST is held
+    rx.inject(Fault.delay(rng.uniform(0, 0.05)), path="/crm", times=rng.randint(1, 5))
+    rx.inject(Fault.status(503), path="/crm", times=rng.randint(1, 2))
+
+
 async def test_sigkill_at_random_moments_loses_no_event(tmp_path, long_run):
-    """Killed mid-fetch, mid-commit or mid-delivery, every matching version still arrives."""
+    """Killed mid-fetch, mid-POST or just after a commit, each seen happening before the
+    kill, over and over: every matching version still arrives."""
     kills, seed = _kills(long_run), chaos_seed()
     rng = random.Random(seed)
-    log = tmp_path / "stderr.log"
+    log, state = tmp_path / "stderr.log", tmp_path / "state.db"
+    landed: Counter[str] = Counter()
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
         for room in ROOMS:
@@ -64,16 +133,18 @@ async def test_sigkill_at_random_moments_loses_no_event(tmp_path, long_run):
         path = write_config(tmp_path, emu.url, rx.url, rooms=ROOMS, load=False,
                             roomlio={"page_size": 3, "edit_scan_interval": "100ms"},
                             delivery=PATIENT)
-        made = 0
-        for _ in rounds(long_run, kills, kills):
-            traffic.step(rng.randint(3, 12))
-            rx.inject(Fault.delay(rng.uniform(0, 0.05)), path="/crm", times=rng.randint(1, 5))
-            rx.inject(Fault.status(503), path="/crm", times=rng.randint(1, 2))
+        for i in rounds(long_run, kills, kills):
+            moment = MOMENTS[i % len(MOMENTS)]
+            _prepare(moment, emu, rx, traffic, rng)
+            committed = await asyncio.to_thread(_events, state)
             proc = await _start(path, log)
-            await asyncio.sleep(rng.uniform(0.3, 1.2))  # a random moment to crash at
+            still = await _under_way(moment, emu, rx, state, committed)
+            await asyncio.sleep(rng.uniform(0, 0.05))  # a random moment within it
+            assert still(), f"kill {i}: the {moment} moment was over before the kill"
             proc.kill()
+            landed[moment] += 1
             assert await proc.wait() == -signal.SIGKILL
-            made += 1
+        emu.clear_faults()
         rx.clear_faults()
         before = len(emu.requests)
         final = await _start(path, log)
@@ -85,8 +156,10 @@ async def test_sigkill_at_random_moments_loses_no_event(tmp_path, long_run):
         finally:
             final.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(final.wait(), 30) == 0
-    measure(f"SIGKILL x{made}, seed {seed}", traffic, rx, repeats=crashed("SIGKILLs"), kills=made,
-            messages=len(traffic.current), versions=len(traffic.versions)).check()
+    made = sum(landed.values())
+    measure(f"SIGKILL x{made}, seed {seed}", traffic, rx, repeats=crashed("SIGKILLs"),
+            **landed, messages=len(traffic.current), versions=len(traffic.versions)).check()
+    assert made == kills and all(landed[m] >= kills // len(MOMENTS) for m in MOMENTS), landed
     assert_no_secrets(log.read_text(errors="replace"), "stderr at DEBUG")
 
 
