@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import datetime
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,17 +32,21 @@ def _value(found, name: str, **labels: str) -> float | None:
 async def test_metrics_count_polls_matches_attempts_and_latency(
         emulator, receiver, tmp_path):
     """A run with a failing webhook and a failing API call shows up in /metrics by label."""
+    began = time.time()
     emulator.add_room(key="r1")
     emulator.post("r1", "URGENT refund please")    # refunds + urgent: crm and mod
-    emulator.post("r1", "nothing to see")
+    newest = emulator.post("r1", "nothing to see")
     emulator.inject(Fault.status(503), room="r1")
     receiver.inject(Fault.status(500), path="/mod")
     config = ops_config(tmp_path, emulator, receiver, rooms=["r1"])
     outcomes = Outcomes()
     async with serving(config, outcomes) as s:
         await outcomes.wait_for(lambda o: len(o.items) == 2)
+        asked = time.time()
         status, text = await s.get("/metrics")
+        answered = time.time()
     assert status == 200
+    created = datetime.fromisoformat(newest["createdAt"]).timestamp()
     found = _families(text)
     assert _value(found, "notifier_polls_total", room="r1", outcome="ok") >= 1
     assert _value(found, "notifier_roomlio_errors_total", code="503") == 1
@@ -55,8 +61,11 @@ async def test_metrics_count_polls_matches_attempts_and_latency(
     assert _value(found, "notifier_delivery_latency_seconds_count", webhook="crm") == 1
     assert _value(found, "notifier_outbox_depth") == 0
     assert _value(found, "notifier_dead_letters_stored") == 0
-    assert _value(found, "notifier_room_lag_seconds", room="r1") >= 0
-    assert _value(found, "notifier_room_last_poll_timestamp_seconds", room="r1") > 0
+    # now (at the scrape) minus the newest message's createdAt
+    assert asked - created <= _value(found, "notifier_room_lag_seconds", room="r1") <= (
+        answered - created)
+    assert began <= _value(found, "notifier_room_last_poll_timestamp_seconds", room="r1") <= (
+        answered)
     assert _value(found, "notifier_webhook_breaker_state", webhook="crm") == 0
 
 
