@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from notifier.config import Config, load_config
-from notifier.delivery.sender import AttemptReport
 from notifier.service import Service, ServiceHooks
 from notifier.store import Store
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text
+from tests.repeats import NO_REPEATS, Repeats, unexplained
 
 T = TypeVar("T")
 
@@ -205,6 +205,11 @@ def accepted_keys(rx: WebhookReceiver) -> set[tuple[str, str, str]]:
     return set(_accepted(rx))
 
 
+def last_first_arrival(rx: WebhookReceiver) -> float:
+    """``time.monotonic()`` when the last (webhook, version) to arrive first arrived."""
+    return max(_accepted(rx).values(), default=float("-inf"))
+
+
 def _accepted(rx: WebhookReceiver) -> dict[tuple[str, str, str], float]:
     """Each (webhook, version) accepted, with when it first arrived."""
     first: dict[tuple[str, str, str], float] = {}
@@ -213,73 +218,6 @@ def _accepted(rx: WebhookReceiver) -> dict[tuple[str, str, str], float]:
         if key is not None:
             first.setdefault(key, received.at)
     return first
-
-
-# -- repeats ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Repeats:
-    """Which webhook-ids the faults of a run may have had accepted more than once.
-
-    A receiver accepts one webhook-id twice only if the notifier did not learn of the first
-    2xx (no answer seen: a timeout, a cut connection), could not record it (a store error
-    after the 2xx), or was stopped in between (a crash). Faults on the Roomlio side cannot
-    do it: a page read twice yields the same event, queued once. ``allowed`` maps each
-    webhook-id to the extra acceptances the run's faults explain; None allows any.
-    """
-
-    cause: str
-    allowed: Mapping[str, int] | None
-
-
-NO_REPEATS = Repeats("nothing in this run can repeat a delivery", {})
-
-
-def crashed(cause: str) -> Repeats:
-    """A process killed or stopped mid-delivery: any 2xx may have gone unrecorded."""
-    return Repeats(cause, None)
-
-
-class UnseenAnswers:
-    """An ``on_attempt`` hook that counts, per webhook-id, the attempts that ended with no
-    answer the notifier saw (a timeout, a cut connection) and those it saw a 2xx for.
-
-    Only an attempt with no answer seen may have been accepted unbeknown to the notifier;
-    an answer it saw (an error, say) means the receiver did not accept that attempt. And
-    once it has seen a 2xx, it must not send that id again (no store fault here)."""
-
-    def __init__(self) -> None:
-        self.unseen: Counter[str] = Counter()
-        self.seen_ok: Counter[str] = Counter()
-
-    def __call__(self, report: AttemptReport) -> None:
-        if report.status is None:
-            self.unseen[report.delivery.id] += 1
-        elif 200 <= report.status < 300:
-            self.seen_ok[report.delivery.id] += 1
-
-    def repeats(self) -> Repeats:
-        allowed = {wid: n for wid, n in self.unseen.items() if self.seen_ok[wid] <= 1}
-        return Repeats("attempts whose answer the notifier did not see", allowed)
-
-
-def unrecorded(records: Iterable[logging.LogRecord]) -> Repeats:
-    """Per webhook-id, the outcomes the notifier logged it could not save (a store error
-    after a 2xx sends the delivery again, by design: a duplicate, never a loss)."""
-    counts: Counter[str] = Counter()
-    for record in records:
-        if "cannot record the outcome of" in str(record.msg) and isinstance(record.args, tuple):
-            counts[str(record.args[1])] += 1
-    return Repeats("outcomes the store failed to record", counts)
-
-
-def _unexplained(rx: WebhookReceiver, repeats: Repeats) -> list[str]:
-    if repeats.allowed is None:
-        return []
-    counts = Counter(r.webhook_id for r in rx.received if r.webhook_id is not None)
-    return [f"{wid} accepted {n} times, {repeats.allowed.get(wid, 0)} repeat(s) explained"
-            for wid, n in sorted(counts.items()) if n - 1 > repeats.allowed.get(wid, 0)]
 
 
 # -- figures ---------------------------------------------------------------------------
@@ -312,13 +250,18 @@ class Figures:
                 f"duplicates {self.duplicates}, max delay {self.max_delay:.2f}s, "
                 f"missing {len(self.missing)}, unexpected {len(self.unexpected)}{more}")
 
-    def check(self) -> None:
+    def check(self, *, max_delay: float | None = None) -> None:
+        """Hold the run to the promise; ``max_delay``: the seconds within which every
+        required version must have arrived (a bound well above the measured figures)."""
         print("\n" + self.line())
         assert not self.missing, f"lost events: {self.missing[:10]}"
         assert not self.unexpected, f"events that should not exist: {self.unexpected[:10]}"
         assert not self.conflicts, f"duplicates that differ: {self.conflicts[:10]}"
         assert not self.unexplained, (f"duplicates beyond what {self.repeats.cause} explain: "
                                       f"{self.unexplained[:10]}")
+        if max_delay is not None:
+            assert self.max_delay <= max_delay, (
+                f"an event took {self.max_delay:.1f}s to arrive (bound: {max_delay}s)")
 
 
 def measure(name: str, traffic: Traffic, rx: WebhookReceiver, *,
@@ -350,7 +293,7 @@ def measure(name: str, traffic: Traffic, rx: WebhookReceiver, *,
     return Figures(
         name, len(required), len(rx.unique_ids()), len(rx.received) - len(rx.unique_ids()),
         repeats, max(delays, default=0.0), sorted(map(str, set(required) - set(accepted))),
-        unexpected, conflicts, _unexplained(rx, repeats), extra)
+        unexpected, conflicts, unexplained(rx, repeats), extra)
 
 
 # -- running and waiting ----------------------------------------------------------------

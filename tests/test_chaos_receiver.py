@@ -28,11 +28,11 @@ from tests.chaos import (
     PATIENT,
     LogWatch,
     Traffic,
-    UnseenAnswers,
     assert_no_secrets,
     chaos_seed,
     deliveries_complete,
     each_fault_once,
+    last_first_arrival,
     measure,
     rounds,
     serve,
@@ -40,10 +40,14 @@ from tests.chaos import (
     write_config,
 )
 from tests.conftest import API_KEY, SECRET
+from tests.repeats import UnseenAnswers
 
 pytestmark = pytest.mark.chaos
 
 TIMEOUT = 0.3
+#: Seconds within which every version must arrive; RELIABILITY.md measured at most 5.7 s
+#: (short) and 26.8 s (soak, breaker cooldowns included).
+MAX_DELAY = 60.0
 FAULTS: dict[str, Callable[[random.Random], Fault]] = {
     "500": lambda rng: Fault.status(500),
     "502": lambda rng: Fault.status(502),
@@ -97,7 +101,8 @@ async def test_random_receiver_faults_lose_nothing_and_repeat_only_by_webhook_id
                       attempts=len(rx.attempts), answers=dict(answered),
                       late_200s=len(rx.late), faults_injected=sum(injected.values()),
                       random_faults_served=_faulted(rx) - forced)
-    figures.check()  # duplicates only for attempts whose 2xx the notifier did not see
+    # duplicates only for attempts whose 2xx the notifier did not see
+    figures.check(max_delay=MAX_DELAY)
     assert rx.late and answered[500] and answered[429], "the faults did not happen"
     assert _faulted(rx) - forced >= RANDOM_FAULTS, "the random phase's faults did not happen"
     assert late_ids <= rx.unique_ids(), "an event answered late was not sent again"
@@ -138,14 +143,18 @@ async def test_a_refused_connection_is_retried_until_the_receiver_comes_up(tmp_p
         with LogWatch() as logs:
             async with serve(config) as run:
                 traffic.step(8)
-                await run.until(logs.wait_for(lambda w: w.count("cannot connect") >= 6))
+                await run.until(logs.wait_for(lambda w: w.count("cannot connect") >= 20))
                 traffic.step(4)
                 async with WebhookReceiver({"/crm": SECRET, "/mod": SECRET},
                                            port=port) as rx:
+                    up = time.monotonic()
                     await deliveries_complete(run, traffic, rx, timeout=20)
+    after_up = last_first_arrival(rx) - up
     figures = measure("connection refused, then up", traffic, rx,
-                      refused_attempts=logs.count("cannot connect"))
+                      refused_attempts=logs.count("cannot connect"), after_up=round(after_up, 2))
     figures.check()
+    # RELIABILITY.md: 0.23 s; retries wait at most max_backoff (200 ms), the breaker 300 ms
+    assert after_up < 5, f"the last event came {after_up:.1f}s after the receiver did"
     assert_no_secrets(caplog.text, "the logs")
 
 
@@ -220,8 +229,10 @@ async def test_connections_dropped_mid_body_are_retried_under_the_same_webhook_i
                 await deliveries_complete(run, traffic, rx, timeout=30)
     figures = measure("dropped mid-body", traffic, rx, repeats=unseen.repeats(),
                       **dict(saboteur.done))
-    figures.check()
+    figures.check(max_delay=MAX_DELAY)
     assert saboteur.done["cut request"] and saboteur.done["cut response"]
+    # a duplicate needs an answer lost after the receiver accepted (a cut response)
+    assert figures.duplicates <= saboteur.done["cut response"]
     assert_no_secrets(caplog.text, "the logs")
 
 

@@ -35,6 +35,9 @@ from tests.conftest import API_KEY, SECRET
 pytestmark = pytest.mark.chaos
 
 REQUEST_TIMEOUT = 0.3
+#: Seconds within which every version must arrive; RELIABILITY.md measured at most 4.1 s
+#: (short) and 14.4 s (soak), and up to 9 s on a loaded machine.
+MAX_DELAY = 30.0
 
 #: name -> a fault to inject (some are drawn with random parameters)
 FAULTS: dict[str, Callable[[random.Random], Fault]] = {
@@ -113,7 +116,8 @@ async def test_random_roomlio_faults_over_many_rooms_lose_nothing(
                       messages=len(traffic.current), versions=len(traffic.versions),
                       faults_injected=sum(injected.values()), forced_faults=forced,
                       random_faults_served=random_served, requests=len(emu.requests))
-    figures.check()  # and no duplicate: Roomlio faults alone cannot repeat a delivery
+    # and no duplicate: Roomlio faults alone cannot repeat a delivery
+    figures.check(max_delay=MAX_DELAY)
     assert random_served == random_uses >= random_rounds, "the random phase's faults did not happen"
     assert any(r.status == 404 for r in emu.requests if r.room == doomed)
     assert after, "no traffic after the room was deleted"  # and all of it arrived (check)

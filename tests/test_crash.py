@@ -28,12 +28,12 @@ from tests.chaos import (
     accepted_keys,
     assert_no_secrets,
     chaos_seed,
-    crashed,
     measure,
     rounds,
     write_config,
 )
 from tests.conftest import API_KEY, SECRET, TEST_ENV, notifier_command
+from tests.repeats import crashed
 
 pytestmark = pytest.mark.chaos
 ROOMS = ["r1", "r2", "r3"]
