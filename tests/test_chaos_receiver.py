@@ -45,9 +45,9 @@ from tests.repeats import UnseenAnswers
 pytestmark = pytest.mark.chaos
 
 TIMEOUT = 0.3
-#: Seconds within which every version must arrive; RELIABILITY.md measured at most 5.7 s
-#: (short) and 26.8 s (soak, breaker cooldowns included).
-MAX_DELAY = 60.0
+#: Seconds within which every version must arrive, short and soak; RELIABILITY.md
+#: measured at most 5.7 s and 26.8 s (8.4 s and 28 s on a loaded machine).
+MAX_DELAY, MAX_DELAY_SOAK = 30.0, 90.0
 FAULTS: dict[str, Callable[[random.Random], Fault]] = {
     "500": lambda rng: Fault.status(500),
     "502": lambda rng: Fault.status(502),
@@ -102,7 +102,7 @@ async def test_random_receiver_faults_lose_nothing_and_repeat_only_by_webhook_id
                       late_200s=len(rx.late), faults_injected=sum(injected.values()),
                       random_faults_served=_faulted(rx) - forced)
     # duplicates only for attempts whose 2xx the notifier did not see
-    figures.check(max_delay=MAX_DELAY)
+    figures.check(max_delay=MAX_DELAY_SOAK if long_run else MAX_DELAY)
     assert rx.late and answered[500] and answered[429], "the faults did not happen"
     assert _faulted(rx) - forced >= RANDOM_FAULTS, "the random phase's faults did not happen"
     assert late_ids <= rx.unique_ids(), "an event answered late was not sent again"

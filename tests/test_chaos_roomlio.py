@@ -35,9 +35,9 @@ from tests.conftest import API_KEY, SECRET
 pytestmark = pytest.mark.chaos
 
 REQUEST_TIMEOUT = 0.3
-#: Seconds within which every version must arrive; RELIABILITY.md measured at most 4.1 s
-#: (short) and 14.4 s (soak), and up to 9 s on a loaded machine.
-MAX_DELAY = 30.0
+#: Seconds within which every version must arrive, short and soak; RELIABILITY.md
+#: measured at most 4.1 s and 14.4 s (9 s and 17 s on a loaded machine).
+MAX_DELAY, MAX_DELAY_SOAK = 30.0, 60.0
 
 #: name -> a fault to inject (some are drawn with random parameters)
 FAULTS: dict[str, Callable[[random.Random], Fault]] = {
@@ -117,7 +117,7 @@ async def test_random_roomlio_faults_over_many_rooms_lose_nothing(
                       faults_injected=sum(injected.values()), forced_faults=forced,
                       random_faults_served=random_served, requests=len(emu.requests))
     # and no duplicate: Roomlio faults alone cannot repeat a delivery
-    figures.check(max_delay=MAX_DELAY)
+    figures.check(max_delay=MAX_DELAY_SOAK if long_run else MAX_DELAY)
     assert random_served == random_uses >= random_rounds, "the random phase's faults did not happen"
     assert any(r.status == 404 for r in emu.requests if r.room == doomed)
     assert after, "no traffic after the room was deleted"  # and all of it arrived (check)
