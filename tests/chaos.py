@@ -25,6 +25,7 @@ from notifier.service import Service, ServiceHooks
 from notifier.store import Store
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text
+from tests.repeats import NO_REPEATS, Repeats, unexplained
 
 T = TypeVar("T")
 
@@ -204,6 +205,11 @@ def accepted_keys(rx: WebhookReceiver) -> set[tuple[str, str, str]]:
     return set(_accepted(rx))
 
 
+def last_first_arrival(rx: WebhookReceiver) -> float:
+    """``time.monotonic()`` when the last (webhook, version) to arrive first arrived."""
+    return max(_accepted(rx).values(), default=float("-inf"))
+
+
 def _accepted(rx: WebhookReceiver) -> dict[tuple[str, str, str], float]:
     """Each (webhook, version) accepted, with when it first arrived."""
     first: dict[tuple[str, str, str], float] = {}
@@ -227,11 +233,15 @@ class Figures:
     """Distinct webhook-ids accepted (2xx)."""
     duplicates: int
     """Accepted requests beyond the first for their webhook-id."""
+    repeats: Repeats
+    """What may explain a duplicate in this run."""
     max_delay: float
     """Seconds from a required version's birth to its first acceptance."""
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    unexplained: list[str] = field(default_factory=list)
+    """Duplicates that none of the run's faults explains."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -240,15 +250,24 @@ class Figures:
                 f"duplicates {self.duplicates}, max delay {self.max_delay:.2f}s, "
                 f"missing {len(self.missing)}, unexpected {len(self.unexpected)}{more}")
 
-    def check(self) -> None:
+    def check(self, *, max_delay: float | None = None) -> None:
+        """Hold the run to the promise; ``max_delay``: the seconds within which every
+        required version must have arrived (a bound well above the measured figures)."""
         print("\n" + self.line())
         assert not self.missing, f"lost events: {self.missing[:10]}"
         assert not self.unexpected, f"events that should not exist: {self.unexpected[:10]}"
         assert not self.conflicts, f"duplicates that differ: {self.conflicts[:10]}"
+        assert not self.unexplained, (f"duplicates beyond what {self.repeats.cause} explain: "
+                                      f"{self.unexplained[:10]}")
+        if max_delay is not None:
+            assert self.max_delay <= max_delay, (
+                f"an event took {self.max_delay:.1f}s to arrive (bound: {max_delay}s)")
 
 
-def measure(name: str, traffic: Traffic, rx: WebhookReceiver, **extra: Any) -> Figures:
-    """The figures of a run, from what the receiver accepted."""
+def measure(name: str, traffic: Traffic, rx: WebhookReceiver, *,
+            repeats: Repeats = NO_REPEATS, **extra: Any) -> Figures:
+    """The figures of a run, from what the receiver accepted; ``repeats`` says which
+    duplicates the run's faults explain (by default: none may happen)."""
     required = traffic.required()
     accepted = _accepted(rx)
     unexpected, conflicts = [], []
@@ -273,8 +292,8 @@ def measure(name: str, traffic: Traffic, rx: WebhookReceiver, **extra: Any) -> F
     delays = [accepted[k] - v.born for k, v in required.items() if k in accepted]
     return Figures(
         name, len(required), len(rx.unique_ids()), len(rx.received) - len(rx.unique_ids()),
-        max(delays, default=0.0), sorted(map(str, set(required) - set(accepted))),
-        unexpected, conflicts, extra)
+        repeats, max(delays, default=0.0), sorted(map(str, set(required) - set(accepted))),
+        unexpected, conflicts, unexplained(rx, repeats), extra)
 
 
 # -- running and waiting ----------------------------------------------------------------

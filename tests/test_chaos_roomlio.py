@@ -35,6 +35,9 @@ from tests.conftest import API_KEY, SECRET
 pytestmark = pytest.mark.chaos
 
 REQUEST_TIMEOUT = 0.3
+#: Seconds within which every version must arrive, short and soak; RELIABILITY.md
+#: measured at most 4.1 s and 14.4 s (9 s and 17 s on a loaded machine).
+MAX_DELAY, MAX_DELAY_SOAK = 30.0, 60.0
 
 #: name -> a fault to inject (some are drawn with random parameters)
 FAULTS: dict[str, Callable[[random.Random], Fault]] = {
@@ -83,31 +86,39 @@ async def test_random_roomlio_faults_over_many_rooms_lose_nothing(
             delivery={**PATIENT})
         doomed = rooms[-1]
         injected = each_fault_once(FAULTS, emu.inject, rng)
+        forced, random_uses, random_rounds = sum(injected.values()), 0, 0
         async with serve(config) as run:
             for i in rounds(long_run, 24, 300):
                 traffic.step(rng.randint(1, 4))
-                for _ in range(rng.randint(0, 2)):
-                    name = rng.choice(list(FAULTS))
-                    target = rng.choice([None, *traffic.live_rooms])
-                    emu.inject(FAULTS[name](rng), room=target, times=rng.randint(1, 2))
-                    injected[name] += 1
+                # one fault every round, so the random phase's count is set by the rounds,
+                # not by the draw; never for the doomed room, whose polls back off long
+                name = rng.choice(list(FAULTS))
+                times = rng.randint(1, 2)
+                emu.inject(FAULTS[name](rng), times=times, room=rng.choice(
+                    [None, *(r for r in traffic.live_rooms if r != doomed)]))
+                injected[name] += 1
+                random_uses, random_rounds = random_uses + times, random_rounds + 1
                 if i == 12:
                     traffic.delete_room(doomed)
                     deleted_at = time.monotonic()
                 await asyncio.sleep(rng.uniform(0.02, 0.1))  # the pace of the chat
+            # every fault queued is served (the forced ones first: they head the queue)
+            await run.until(emu.wait_for(lambda e: e.pending_faults == 0, timeout=30))
             await deliveries_complete(run, traffic, rx)
             # a few more polls of every room: a late, wrong event would show up now
             await run.until(emu.wait_requests(len(emu.requests) + 3 * len(rooms), timeout=30))
     consumed = Counter(r.fault for r in emu.requests if r.fault)
+    random_served = sum(consumed.values()) - forced
     after = [v for v in traffic.current.values()
              if v.born > deleted_at and v.room != doomed and v.kind != "chat"]
     figures = measure(f"roomlio chaos {cursor_mode}, empty cursor at end {empty_cursor_at_end}, "
                       f"seed {seed}", traffic, rx, rooms=len(rooms),
                       messages=len(traffic.current), versions=len(traffic.versions),
-                      faults_injected=sum(injected.values()),
-                      faults_served=sum(consumed.values()), requests=len(emu.requests))
-    figures.check()
-    assert sum(consumed.values()) >= 12, "the faults did not happen"
+                      faults_injected=sum(injected.values()), forced_faults=forced,
+                      random_faults_served=random_served, requests=len(emu.requests))
+    # and no duplicate: Roomlio faults alone cannot repeat a delivery
+    figures.check(max_delay=MAX_DELAY_SOAK if long_run else MAX_DELAY)
+    assert random_served == random_uses >= random_rounds, "the random phase's faults did not happen"
     assert any(r.status == 404 for r in emu.requests if r.room == doomed)
     assert after, "no traffic after the room was deleted"  # and all of it arrived (check)
     assert_no_secrets(caplog.text, "the logs")

@@ -7,7 +7,9 @@ import asyncio
 import base64
 import logging
 import os
+import sqlite3
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -52,10 +54,29 @@ async def until(predicate, timeout: float = 10) -> None:
             await asyncio.sleep(0.01)
 
 
+#: How far the dead letters are backdated before their replay: far past the 5 minutes
+#: within which a Standard Webhooks receiver accepts a signature's timestamp.
+AGE = 3600.0
+
+
+def _backdate(state: str, seconds: float) -> None:
+    """Make every event and dead letter in the real state file ``seconds`` older, as if
+    they had failed that long ago (WAL: the running service's reads are not disturbed)."""
+    conn = sqlite3.connect(state, timeout=10)
+    try:
+        with conn:
+            conn.execute("UPDATE events SET detected_at = detected_at - ?", (seconds,))
+            conn.execute("UPDATE dead_letters SET failed_at = failed_at - ?", (seconds,))
+    finally:
+        conn.close()
+
+
 async def test_a_receiver_down_past_the_retry_budget_gets_its_events_via_dlq_replay(
         emulator: RoomlioEmulator, receiver: WebhookReceiver, make_config, tmp_path: Path):
     """Dead letters listed by `dlq list` are resent by `dlq replay` while `run` runs,
-    with the same webhook-id and a fresh, verifiable timestamp and signature."""
+    with the same webhook-id and a fresh, verifiable timestamp and signature: dead letters
+    an hour old are signed with the time of their replay, so a Standard Webhooks receiver
+    (5 minutes' tolerance) accepts them."""
     emulator.add_room(key="r1")
     emulator.post("r1", "refund please")
     emulator.post("r1", "another refund")
@@ -69,13 +90,19 @@ async def test_a_receiver_down_past_the_retry_budget_gets_its_events_via_dlq_rep
         code, out, _ = await cli("dlq", "list", "--config", config.path, "--json")
         assert code == 0 and out.count("\n") == 2 and '"last_status": 503' in out
         receiver.set_default_status("/crm", None)
+        receiver.tolerance = 10 * int(AGE)  # it accepts a stale one: the package judges below
+        await asyncio.to_thread(_backdate, config.state, AGE)
         code, out, _ = await cli("dlq", "replay", "--config", config.path, "--webhook", "crm")
         assert code == 0 and out.startswith("2 dead letter(s) put back"), out
         await receiver.wait_count(2)
+        # verified by the public package now, with its own clock and 5-minute tolerance
+        for r in receiver.received:
+            Verifier(SECRET).verify(r.body, r.headers)
     assert {r.webhook_id for r in receiver.received} == set(failed)
     for r in receiver.received:
-        Verifier(SECRET).verify(r.body, r.headers)
-        assert r.headers["webhook-timestamp"] >= failed[r.webhook_id]
+        assert int(r.headers["webhook-timestamp"]) >= int(failed[r.webhook_id])
+        detected = datetime.fromisoformat(r.json["timestamp"]).timestamp()
+        assert detected < time.time() - AGE + 60, "the backdated detection time was not used"
     async with open_store(config.state) as store:
         assert (await store.stats()).dead_letters == 0
 

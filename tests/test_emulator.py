@@ -333,14 +333,16 @@ async def test_requests_record_room_params_status_and_instance(
         emu: RoomlioEmulator, session: aiohttp.ClientSession) -> None:
     """Every RoomHistory request is logged with its room, body, status and instance header."""
     room = emu.add_room()
+    sent = time.monotonic()
     async with session.post(f"{emu.url}/RoomHistory", json={"roomID": room, "limit": 7},
                             headers={"Authorization": "Bearer test-key",
                                      "x-notifier-instance": "worker-2"}) as resp:
         assert resp.status == 200
+    answered = time.monotonic()
     [record] = emu.requests
     assert (record.room, record.params, record.status, record.instance, record.done) == (
         room, {"roomID": room, "limit": 7}, 200, "worker-2", True)
-    assert record.time <= time.monotonic()
+    assert sent <= record.time <= answered, "not the monotonic time the request arrived"
 
 
 async def test_wait_for_times_out_with_a_description(emu: RoomlioEmulator) -> None:

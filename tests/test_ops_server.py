@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import datetime
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,22 +29,33 @@ def _value(found, name: str, **labels: str) -> float | None:
     return None
 
 
+def _answered(emulator, room: str) -> int:
+    """RoomHistory requests for ``room`` the emulator has answered 200 so far."""
+    return sum(r.room == room and r.status == 200 and r.done for r in emulator.requests)
+
+
 async def test_metrics_count_polls_matches_attempts_and_latency(
         emulator, receiver, tmp_path):
     """A run with a failing webhook and a failing API call shows up in /metrics by label."""
+    began = time.time()
     emulator.add_room(key="r1")
     emulator.post("r1", "URGENT refund please")    # refunds + urgent: crm and mod
-    emulator.post("r1", "nothing to see")
+    newest = emulator.post("r1", "nothing to see")
     emulator.inject(Fault.status(503), room="r1")
     receiver.inject(Fault.status(500), path="/mod")
     config = ops_config(tmp_path, emulator, receiver, rooms=["r1"])
     outcomes = Outcomes()
     async with serving(config, outcomes) as s:
         await outcomes.wait_for(lambda o: len(o.items) == 2)
+        asked = time.time()
         status, text = await s.get("/metrics")
+        answered = time.time()
     assert status == 200
+    created = datetime.fromisoformat(newest["createdAt"]).timestamp()
     found = _families(text)
-    assert _value(found, "notifier_polls_total", room="r1", outcome="ok") >= 1
+    # each ok poll is a RoomHistory request the emulator answered 200 (one was a 503)
+    assert 1 <= _value(found, "notifier_polls_total", room="r1", outcome="ok") <= _answered(
+        emulator, "r1")
     assert _value(found, "notifier_roomlio_errors_total", code="503") == 1
     assert _value(found, "notifier_messages_seen_total") >= 2
     assert _value(found, "notifier_rule_matches_total", rule="refunds") == 1
@@ -55,8 +68,11 @@ async def test_metrics_count_polls_matches_attempts_and_latency(
     assert _value(found, "notifier_delivery_latency_seconds_count", webhook="crm") == 1
     assert _value(found, "notifier_outbox_depth") == 0
     assert _value(found, "notifier_dead_letters_stored") == 0
-    assert _value(found, "notifier_room_lag_seconds", room="r1") >= 0
-    assert _value(found, "notifier_room_last_poll_timestamp_seconds", room="r1") > 0
+    # now (at the scrape) minus the newest message's createdAt
+    assert asked - created <= _value(found, "notifier_room_lag_seconds", room="r1") <= (
+        answered - created)
+    assert began <= _value(found, "notifier_room_last_poll_timestamp_seconds", room="r1") <= (
+        answered)
     assert _value(found, "notifier_webhook_breaker_state", webhook="crm") == 0
 
 
@@ -80,15 +96,17 @@ async def test_rooms_beyond_the_label_cap_are_summed_as_other(emulator, receiver
         emulator.add_room(key=key)
     config = ops_config(tmp_path, emulator, receiver, rooms=["a", "b"],
                         server={"room_metrics_limit": 1})
+    began = time.time()
     async with serving(config) as s:
         await until(lambda: s.ops.board.first_poll_done)
         found = _families((await s.get("/metrics"))[1])
-    assert _value(found, "notifier_polls_total", room="a", outcome="ok") >= 1
-    assert _value(found, "notifier_polls_total", room="_other", outcome="ok") >= 1
+        a, b = _answered(emulator, "a"), _answered(emulator, "b")
+    assert 1 <= _value(found, "notifier_polls_total", room="a", outcome="ok") <= a
+    assert 1 <= _value(found, "notifier_polls_total", room="_other", outcome="ok") <= b
     assert _value(found, "notifier_polls_total", room="b") is None
     assert _value(found, "notifier_room_last_poll_timestamp_seconds", room="b") is None
     assert _value(found, "notifier_rooms") == 2
-    assert _value(found, "notifier_rooms_oldest_poll_timestamp_seconds") > 0
+    assert began <= _value(found, "notifier_rooms_oldest_poll_timestamp_seconds") <= time.time()
 
 
 async def test_healthz_and_readyz_report_alive_and_ready(emulator, receiver, tmp_path):

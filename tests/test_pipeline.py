@@ -134,18 +134,23 @@ async def test_a_lost_cursor_resumes_by_time_without_skipping(emulator, receiver
 
 async def test_receiver_errors_are_retried_with_the_same_webhook_id(
         emulator, receiver, make_config):
-    """500, 503 with Retry-After and 429 are retried; every attempt carries one id."""
+    """500, 503 with Retry-After and 429 are retried; every attempt carries one id and
+    the same body, signed afresh at its own time."""
     emulator.add_room(key="r1")
     emulator.post("r1", "refund please")
     receiver.inject(Fault.status(500), path="/crm")
-    receiver.inject(Fault.status(503, retry_after=0.1), path="/crm")
+    # a wait of over a second: the attempts after it fall in a later second
+    receiver.inject(Fault.status(503, retry_after=1.1), path="/crm")
     receiver.inject(Fault.status(429), path="/crm")
     async with running(make_config(rooms=["r1"])):
         await receiver.wait_count(1)
     attempts = [a for a in receiver.attempts if a.path == "/crm"]
     assert [a.status for a in attempts] == [500, 503, 429, 200]
     assert len({a.webhook_id for a in attempts}) == 1
-    assert len({a.headers["webhook-timestamp"] for a in attempts}) >= 1
+    assert len({a.body for a in attempts}) == 1
+    assert all(a.verified for a in attempts)
+    stamps = [int(a.headers["webhook-timestamp"]) for a in attempts]
+    assert stamps == sorted(stamps) and stamps[2] > stamps[1], f"not signed afresh: {stamps}"
 
 
 async def test_a_final_4xx_goes_to_the_dead_letters_at_once(emulator, receiver, make_config):

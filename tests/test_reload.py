@@ -227,12 +227,15 @@ async def test_watcher_reloads_when_the_content_changes_not_when_the_file_is_tou
         called.set()
 
     watcher = ConfigWatcher(str(path), reload, interval=0.01)
+    checks = _count_checks(watcher)
     stop = asyncio.Event()
     task = asyncio.create_task(watcher.run(stop))
     try:
         stat = path.stat()
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
-        await asyncio.sleep(0.2)  # a negative: give the 10ms poll many chances to misfire
+        # two whole checks of the file after the touch (a check runs at once, without
+        # yielding): the watcher has seen the new mtime and a misfire would have happened
+        await checks.wait_for(checks.count + 2)
         assert calls == []
         path.write_text("a: 2\n")
         await asyncio.wait_for(called.wait(), 5)
@@ -244,3 +247,37 @@ async def test_watcher_reloads_when_the_content_changes_not_when_the_file_is_tou
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
+
+
+class _Checks:
+    """How many times a watcher has looked at its file; awaitable."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Event()
+
+    def add(self) -> None:
+        self.count += 1
+        self._changed.set()
+
+    async def wait_for(self, count: int, timeout: float = 5) -> None:
+        async with asyncio.timeout(timeout):
+            while self.count < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def _count_checks(watcher: ConfigWatcher) -> _Checks:
+    """Observe (not replace) the watcher's look at its file: there is no public event for a
+    look that found nothing, and a negative needs proof that the look happened."""
+    checks = _Checks()
+    look = watcher._changed
+
+    def counted() -> bool:
+        try:
+            return look()
+        finally:
+            checks.add()
+
+    watcher._changed = counted  # type: ignore[method-assign]
+    return checks

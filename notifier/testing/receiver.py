@@ -59,6 +59,8 @@ class Received:
     """``time.monotonic()`` when the request arrived."""
     status: int | None = None
     """What we answered; None while in flight, after a drop, or if the client left."""
+    fault: str | None = None
+    """The kind of the injected fault this request consumed, if any."""
 
 
 def _normal_path(path: str) -> str:
@@ -161,6 +163,7 @@ class WebhookReceiver:
         arrived = time.monotonic()
         fault = self._faults.take(request.path)
         record = self._record(request, await request.read(), arrived)
+        record.fault = None if fault is None else fault.kind
         self.attempts.append(record)
         self._changes.notify()
         try:
