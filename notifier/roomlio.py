@@ -24,10 +24,11 @@ from notifier.errors import (
     RoomlioPermanentError,
     RoomlioTransientError,
 )
+from notifier.logs import RedactionFilter
 from notifier.retrying import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
 from notifier.timeutil import parse_time
 
-__all__ = ["Page", "RoomlioClient", "RoomlioCursorError", "RoomlioNotFoundError"]
+__all__ = ["Page", "RoomlioClient", "RoomlioCursorError", "RoomlioNotFoundError", "shown"]
 
 _REQUIRED_STRINGS = ("id", "createdAt")
 
@@ -54,8 +55,13 @@ class RoomlioClient:
 
     def __init__(self, settings: RoomlioSettings, session: aiohttp.ClientSession, *,
                  instance: str = "local", attempts: int = 4,
-                 on_error: Callable[[RoomlioError], None] | None = None) -> None:
+                 on_error: Callable[[RoomlioError], None] | None = None,
+                 secrets: Mapping[str, str] | None = None) -> None:
         self._settings = settings
+        self._redactor = RedactionFilter(
+            secrets if secrets is not None else {settings.api_key: "roomlio.api_key"})
+        """Cleans remote error text of the key (and the config's other secrets) before it is
+        cut to length: a cut through a secret would leave half of it unrecognisable."""
         self._on_error = on_error
         """Told of every failed call, retried or not (metrics count API errors by code)."""
         self._session = session
@@ -84,7 +90,8 @@ class RoomlioClient:
         except aiohttp.ClientError as exc:
             raise RoomlioTransientError(f"{method}: {type(exc).__name__}: {exc}") from None
         if status != 200:
-            raise _status_error(method, status, raw, retry_after)
+            raise _status_error(method, status, _error_detail(raw, self._redactor.redact),
+                                retry_after)
         try:
             body = json.loads(raw)
             return _scrub_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
@@ -147,9 +154,8 @@ def _scrub_surrogates(value: Any) -> Any:
     return value
 
 
-def _status_error(method: str, status: int, raw: bytes,
+def _status_error(method: str, status: int, detail: str,
                   retry_after: float | None) -> RoomlioError:
-    detail = _error_detail(raw)
     text = f"{method}: HTTP {status}{': ' + detail if detail else ''}"
     if status in (401, 403):
         return RoomlioAuthError(f"{text} (check roomlio.api_key)", status=status)
@@ -162,15 +168,30 @@ def _status_error(method: str, status: int, raw: bytes,
     return RoomlioPermanentError(text, status=status)
 
 
-def _error_detail(raw: bytes) -> str:
+def _error_detail(raw: bytes, redact: Callable[[str], str]) -> str:
+    """The ``code`` and ``message`` of an error answer: redacted whole, then escaped and cut
+    (in that order: a secret cut in half no longer looks like the secret)."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if not isinstance(body, dict):
         return ""
-    parts = [str(body[k])[:200] for k in ("code", "message") if body.get(k)]
+    parts = [shown(redact(str(body[k])), 200) for k in ("code", "message")
+             if isinstance(body.get(k), (str, int, float)) and body[k] != ""]
     return " ".join(parts)
+
+
+#: Characters that could end a log line, rewrite a terminal, or reorder what is shown.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
+                      "\u2066-\u2069]")
+
+
+def shown(text: str, limit: int = 200) -> str:
+    """Remote text fit for a log line or an error message: control characters escaped (a
+    ``\\n`` in it cannot start a forged log line), at most ``limit`` characters (and ``…``)."""
+    escaped = _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+    return escaped if len(escaped) <= limit else escaped[:limit] + "…"
 
 
 def parse_page(body: Any) -> Page:

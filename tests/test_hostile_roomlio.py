@@ -1,0 +1,138 @@
+"""A hostile or buggy Roomlio: absurd timestamps, cursors that loop, errors that echo the
+key or forge log lines. Each costs at most its own room a poll, never the process, never
+the other rooms, never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from notifier.service import ServiceHooks
+from notifier.tailer import Tailer
+from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
+from notifier.timeutil import parse_time
+from tests.chaos import LogWatch, assert_no_secrets, serve, write_config
+from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command
+
+pytestmark = pytest.mark.chaos
+
+
+def page(*messages: dict[str, Any], has_more: bool = False, cursor: str = "") -> dict[str, Any]:
+    """A RoomHistory answer holding ``messages``."""
+    return {"messages": list(messages), "hasMore": has_more, "nextCursor": cursor}
+
+
+def message(i: int, body: str, created: str, **extra: Any) -> dict[str, Any]:
+    """A complete Roomlio message with a crafted id and createdAt."""
+    return {"id": f"msg_crafted{i:04d}", "userID": "usr_x", "username": "", "first": "",
+            "last": "", "visibility": "", "roomName": "", "userType": "member",
+            "messageType": "user", "body": body, "links": [], "roomID": "rm_x",
+            "createdAt": created, "editedAt": "0001-01-01T00:00:00Z", **extra}
+
+
+# -- item 2: a bad field never escapes as an exception -------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59Z",
+    "0001-01-01T00:00:00Z", "", " ", "yesterday", "2026-13-01T00:00:00Z", "\x00", "٢٠٢٦-01-01",
+    "2026-01-01T00:00:00+25:00", "9" * 10_000, "2026-01-01T00:00:00.1234567890123Z",
+])
+def test_parse_time_returns_a_time_or_none_for_any_text(text):
+    """Out-of-range offsets, garbage and huge strings give a value or None, never an error."""
+    when = parse_time(text)
+    assert when is None or when.tzinfo is not None
+
+
+def test_parse_time_clamps_a_moment_past_the_calendar_to_its_end():
+    """Year 9999 at -01:00 is after datetime.max in UTC: it reads as the last moment."""
+    assert parse_time("9999-12-31T23:59:59-01:00") == datetime.max.replace(tzinfo=UTC)
+    assert parse_time("0001-01-01T00:00:00+01:00") == datetime.min.replace(tzinfo=UTC)
+
+
+@given(st.one_of(st.text(), st.none(), st.integers(), st.floats(), st.lists(st.text())))
+def test_parse_time_never_raises(value):
+    """Whatever a remote field holds, parse_time answers."""
+    parse_time(value)
+
+
+async def _post_until_delivered(rx: WebhookReceiver, emu: RoomlioEmulator, room: str,
+                                body: str, timeout: float) -> float:
+    """Post ``body`` in ``room``; seconds until the receiver has it."""
+    start = time.monotonic()
+    emu.post(room, body)
+    await rx.wait_for(lambda r: any(x.json["data"]["message"]["body"] == body
+                                    for x in r.received), timeout=timeout)
+    return time.monotonic() - start
+
+
+async def test_notifier_run_keeps_serving_healthy_rooms_beside_a_year_9999_message(tmp_path):
+    """`notifier run`: a createdAt past the calendar in one room (it crashed the process,
+    exit 1, on every restart) costs nothing; the healthy rooms' events arrive on time."""
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        for room in ("poisoned", "h1", "h2"):
+            emu.add_room(key=room)
+        poison = message(1, "refund from the edge of time", "9999-12-31T23:59:59-01:00")
+        emu.inject(Fault.status(200, body=page(poison)), room="poisoned", times=100_000)
+        path = tmp_path / "rules.yaml"
+        path.write_text(config_text(emu.url, rx.url, rooms=["poisoned", "h1", "h2"]))
+        proc = await asyncio.create_subprocess_exec(
+            *notifier_command("run", "--config", str(path)), stdin=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, **TEST_ENV})
+        try:
+            await emu.wait_for(lambda e: sum(r.room == "poisoned" and r.done
+                                             for r in e.requests) >= 3, timeout=20)
+            delays = [await _post_until_delivered(rx, emu, room, f"refund {room} {i}", 10)
+                      for i in range(3) for room in ("h1", "h2")]
+            assert proc.returncode is None, "the process stopped"
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert max(delays) < 3.0, delays
+    assert "Traceback" not in err.decode()
+
+
+async def test_an_unexpected_error_in_one_rooms_poll_is_that_rooms_failure(tmp_path, monkeypatch):
+    """A bug that raises while polling one room (not a Roomlio or store error): the room is
+    logged as failing, backs off and is tried again; the process and other rooms go on."""
+    real_poll = Tailer.poll
+    calls: list[str] = []
+
+    async def buggy_poll(self: Tailer) -> int:
+        calls.append(self.room.name)
+        if self.room.name == "broken":
+            raise ZeroDivisionError("a bug in one room's poll")
+        return await real_poll(self)
+
+    monkeypatch.setattr(Tailer, "poll", buggy_poll)
+    failed: list[str] = []
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        emu.add_room(key="broken")
+        emu.add_room(key="fine")
+        config = write_config(tmp_path, emu.url, rx.url, rooms=["broken", "fine"],
+                              roomlio={"poll_interval": "50ms"})
+        hooks = ServiceHooks(on_poll_failed=lambda room, exc: failed.append(room))
+        with LogWatch() as logs:
+            async with serve(config, hooks=hooks) as run:
+                await run.until(logs.wait_for(lambda w: calls.count("broken") >= 2))
+                emu.post("fine", "refund please")
+                await run.until(rx.wait_count(1, timeout=10))
+    assert failed.count("broken") >= 2 and "fine" not in failed
+    line = next(r for r in logs.records if "ZeroDivisionError" in r.getMessage())
+    assert line.levelno == logging.ERROR and "room broken" in line.getMessage()
+    assert "next try in" in line.getMessage()
