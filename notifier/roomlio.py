@@ -88,7 +88,9 @@ class RoomlioClient:
             raise RoomlioTransientError(f"{method}: no answer within "
                                         f"{self._settings.request_timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise RoomlioTransientError(f"{method}: {type(exc).__name__}: {exc}") from None
+            raise RoomlioTransientError(f"{method}: {type(exc).__name__}: "
+                                        f"{shown(self._redactor.redact(str(exc)), 300)}"
+                                        ) from None
         if status != 200:
             raise _status_error(method, status, _error_detail(raw, self._redactor.redact),
                                 retry_after)

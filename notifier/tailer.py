@@ -28,7 +28,7 @@ from typing import Any
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
-from notifier.roomlio import Page, RoomlioClient, RoomlioCursorError
+from notifier.roomlio import Page, RoomlioClient, RoomlioCursorError, shown
 from notifier.rules import Matcher
 from notifier.store import RoomState, Store
 from notifier.timeutil import format_time, parse_time
@@ -100,7 +100,8 @@ class Tailer:
                     since=None if state.cursor else state.high_water)
             except RoomlioCursorError:
                 log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
-                            self.room.name, state.cursor, state.high_water or "start_from")
+                            self.room.name, shown(state.cursor or "", 80),
+                            state.high_water or "start_from")
                 state = replace(state, cursor=None)
                 continue
             new_state = advance(state, page)

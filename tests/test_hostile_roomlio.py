@@ -6,12 +6,12 @@ the other rooms, never a secret.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import time
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from notifier.timeutil import parse_time
 from tests.chaos import LogWatch, assert_no_secrets, serve, write_config
 from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command
+from tests.opsutil import ops_config, serving, until
 
 pytestmark = pytest.mark.chaos
 
@@ -136,3 +137,38 @@ async def test_an_unexpected_error_in_one_rooms_poll_is_that_rooms_failure(tmp_p
     line = next(r for r in logs.records if "ZeroDivisionError" in r.getMessage())
     assert line.levelno == logging.ERROR and "room broken" in line.getMessage()
     assert "next try in" in line.getMessage()
+
+
+# -- item 8 (Roomlio side) and 10: remote error text ------------------------------------------
+
+
+FORGED = "\n2026-11-30 10:00:00,000 ERROR   notifier: FORGED"
+
+
+@pytest.mark.parametrize(("text", "shows"), [
+    ("x" * 185 + API_KEY + " and more", "[roomlio.api_ke"),  # the marker, cut after redaction
+    ("x" * 100 + API_KEY + FORGED, "[roomlio.api_key]\\n2026-11-30"),
+    ("bad cursor" + FORGED + "\r\x1b[2K\u2028", "\\n2026-11-30"),
+], ids=["key past the cut", "key and a newline", "control characters"])
+async def test_remote_error_text_is_redacted_then_escaped_then_cut(
+        emulator, receiver, tmp_path, caplog, text, shows):
+    """An error message that repeats the API key from character 185 on (it was cut at 200
+    before redaction: half the key in the logs and on /api/status), or holds a newline and a
+    fake log line: in the logs and on /api/status, redacted first, then escaped and cut."""
+    caplog.set_level(logging.DEBUG)
+    emulator.add_room(key="r1")
+    emulator.inject(Fault.status(500, body={"code": "internal", "message": text}), room="r1",
+                    times=4)  # every attempt of one poll: the poll fails and is logged
+    config = ops_config(tmp_path, emulator, receiver, rooms=["r1"])
+    async with serving(config) as s:
+        await until(lambda: s.ops.board.rooms["r1"].errors >= 1)
+        _, body = await s.get("/api/status")
+    last_error = json.loads(body)["rooms"][0]["last_error"]
+    logged = [r.getMessage() for r in caplog.records if "HTTP 500" in r.getMessage()]
+    assert logged, caplog.text
+    for shown_text in [last_error, *logged]:
+        assert API_KEY[:12] not in shown_text, shown_text  # not even the first half
+        assert shows in shown_text, shown_text
+        for raw in ("\n", "\r", "\x1b", "\u2028"):
+            assert raw not in shown_text
+    assert_no_secrets(caplog.text, "the logs")
