@@ -90,18 +90,18 @@ class Tailer:
         self._matcher, self._routes = matcher, routes
 
     async def poll(self) -> int:
-        """Read every page past the cursor and commit each; return messages read."""
+        """Read the pages past the cursor and commit each; return messages read.
+
+        A poll ends at the last page, at a cursor already asked for in this poll (a
+        ``nextCursor`` that loops), or after ``max_pages_per_poll`` pages; the last two
+        say so, and the room's next poll goes on from the saved cursor."""
         state = await self._load()
         seen = self.fresh = 0
-        while True:
-            try:
-                page = await self._client.room_history(
-                    self.room, limit=self._settings.page_size, start_cursor=state.cursor,
-                    since=None if state.cursor else state.high_water)
-            except RoomlioCursorError:
-                log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
-                            self.room.name, shown(state.cursor or "", 80),
-                            state.high_water or "start_from")
+        asked: set[str] = set()
+        for _ in range(self._settings.max_pages_per_poll):
+            asked.add(state.cursor or "")
+            page = await self._fetch(state)
+            if page is None:  # the cursor was lost: the next request resumes by time
                 state = replace(state, cursor=None)
                 continue
             new_state = advance(state, page)
@@ -115,17 +115,44 @@ class Tailer:
             self.fresh += len(fresh)
             if not page.has_more:
                 return seen
+            if (state.cursor or "") in asked:
+                self._cut_short(f"Roomlio's nextCursor {shown(state.cursor or '', 80)} "
+                                "repeats within one poll (hasMore, no way forward)")
+                return seen
+        self._cut_short(f"still more after {self._settings.max_pages_per_poll} pages "
+                        "(roomlio.max_pages_per_poll)")
+        return seen
+
+    async def _fetch(self, state: RoomState) -> Page | None:
+        """The page after ``state``; None when Roomlio no longer knows its cursor."""
+        try:
+            return await self._client.room_history(
+                self.room, limit=self._settings.page_size, start_cursor=state.cursor,
+                since=None if state.cursor else state.high_water)
+        except RoomlioCursorError:
+            log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
+                        self.room.name, shown(state.cursor or "", 80),
+                        state.high_water or "start_from")
+            return None
+
+    def _cut_short(self, why: str) -> None:
+        log.warning("room %s: %s; this poll ends here, the room is polled again at its "
+                    "pace from the saved cursor", self.room.name, why,
+                    extra={"room": self.room.name})
 
     async def scan_edits(self) -> int:
-        """Re-read the edit window; commit an event for each new matching edited version."""
+        """Re-read the edit window; commit an event for each new matching edited version
+        (at most ``max_pages_per_poll`` pages, and never a cursor twice)."""
         state = await self._load()
         if self._settings.edit_lookback <= 0 or state.high_water is None:
             return 0
         horizon = parse_time(state.high_water) or _FAR_FUTURE
         since = format_time(self._clock() - self._settings.edit_lookback)
         cursor: str | None = None
+        asked: set[str] = set()
         seen = 0
-        while True:
+        for _ in range(self._settings.max_pages_per_poll):
+            asked.add(cursor or "")
             page = await self._client.room_history(
                 self.room, limit=self._settings.page_size, start_cursor=cursor,
                 since=None if cursor else since)
@@ -135,10 +162,15 @@ class Tailer:
             seen += len(page.messages)
             if not page.has_more:
                 return seen
-            next_cursor = page.next_cursor or (page.messages[-1]["id"] if page.messages else "")
-            if not next_cursor or next_cursor == cursor:
+            cursor = page.next_cursor or (page.messages[-1]["id"] if page.messages else "")
+            if not cursor:
                 raise RoomlioTransientError("edit scan: hasMore without a usable nextCursor")
-            cursor = next_cursor
+            if cursor in asked:
+                self._cut_short(f"edit scan: nextCursor {shown(cursor, 80)} repeats")
+                return seen
+        self._cut_short(f"edit scan: still more after {self._settings.max_pages_per_poll} "
+                        "pages (roomlio.max_pages_per_poll)")
+        return seen
 
     async def _load(self) -> RoomState:
         if self._state is None:

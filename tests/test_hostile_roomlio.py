@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -172,3 +172,50 @@ async def test_remote_error_text_is_redacted_then_escaped_then_cut(
         for raw in ("\n", "\r", "\x1b", "\u2028"):
             assert raw not in shown_text
     assert_no_secrets(caplog.text, "the logs")
+
+
+# -- item 4: a cursor that loops ----------------------------------------------------------------
+
+
+def an_hour_ago() -> str:
+    """A start_from that sets the resume point (so edit scans run) before any message."""
+    return (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize(("fresh", "warned", "scans"), [
+    (False, "repeats within one poll", False),
+    (True, "still more after 5 pages", False),
+    (False, "edit scan: nextCursor", True),
+    (True, "edit scan: still more after 5 pages", True),
+], ids=["two cursors in a cycle", "endless fresh", "edit scan, cycle", "edit scan, fresh"])
+async def test_a_looping_cursor_ends_the_poll_with_a_warning_and_costs_few_requests(
+        tmp_path, fresh, warned, scans):
+    """hasMore with a nextCursor cycling between two values (or new every time) made
+    ~1,000 requests/s for one room and its poll never ended: now the poll ends at a repeated
+    cursor or at max_pages_per_poll, says so once, and the room is polled at its pace."""
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        emu.add_room(key="looping")
+        emu.add_room(key="healthy")
+        emu.inject(Fault.cursor_loop(fresh=fresh), room="looping", times=100_000)
+        config = write_config(tmp_path, emu.url, rx.url, rooms=["looping", "healthy"],
+                              roomlio={"max_pages_per_poll": 5, "poll_interval": "100ms",
+                                       "max_poll_interval": "100ms", "start_from": an_hour_ago(),
+                                       "edit_lookback": "10m" if scans else 0,
+                                       "edit_scan_interval": "100ms"})
+        with LogWatch() as logs:
+            async with serve(config) as run:
+                start = time.monotonic()
+                delays = [await _post_until_delivered(rx, emu, "healthy", f"refund {i}", 5)
+                          for i in range(4)]
+                await run.until(logs.wait_for(lambda w: w.count(warned) >= 3, timeout=10))
+                elapsed = time.monotonic() - start
+                asked = sum(r.room == "looping" and r.time >= start for r in emu.requests)
+                polls = logs.count(warned)
+    # at most 10 polls a second (poll_interval 100ms), each of at most 5 pages, and as many
+    # edit scans
+    assert asked <= 2 * 5 * 10 * elapsed + 10, (asked, elapsed)
+    assert polls <= 10 * elapsed + 2
+    warning = next(r for r in logs.records if warned in r.getMessage())
+    assert warning.levelno == logging.WARNING and "room looping" in warning.getMessage()
+    assert max(delays) < 2.0, delays

@@ -24,6 +24,7 @@ FaultKind = Literal[
     "reorder",
     "overlap",
     "huge",
+    "cursor_loop",
 ]
 
 #: ``Fault.malformed`` variants: what is wrong with the 200 answer.
@@ -49,7 +50,8 @@ class Fault:
     seconds: float = 0.0
     """``delay``: how long to wait before answering normally."""
     variant: str = ""
-    """``malformed``: one of MALFORMED_VARIANTS; ``truncated``: "body" or "connection"."""
+    """``malformed``: one of MALFORMED_VARIANTS; ``truncated``: "body" or "connection";
+    ``cursor_loop``: "cycle" or "fresh"."""
     count: int = 1
     """``overlap``: how many already-delivered messages to resend."""
     size: int = 0
@@ -128,6 +130,12 @@ class Fault:
         if size < 1:
             raise ValueError(f"huge size must be >= 1 byte, not {size}")
         return cls("huge", size=size, chunked=chunked)
+
+    @classmethod
+    def cursor_loop(cls, *, fresh: bool = False) -> Fault:
+        """An empty page that says ``hasMore`` with a ``nextCursor`` leading nowhere: two
+        cursors that point at each other, or (``fresh``) a new cursor every time."""
+        return cls("cursor_loop", variant="fresh" if fresh else "cycle")
 
 
 Fault.RESET = Fault("reset")
