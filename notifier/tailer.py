@@ -40,6 +40,10 @@ log = logging.getLogger("notifier.tailer")
 #: Stands in for a time that cannot be read: later than any real one.
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 
+#: How far a createdAt may be ahead of this host's clock and still count as the room's
+#: resume point (Roomlio's clock and ours may disagree by a little).
+CLOCK_SKEW = 60.0
+
 #: rule name -> the webhooks it notifies
 Routes = Mapping[str, Sequence[str]]
 
@@ -104,7 +108,9 @@ class Tailer:
             if page is None:  # the cursor was lost: the next request resumes by time
                 state = replace(state, cursor=None)
                 continue
-            new_state = advance(state, page)
+            now = self._clock()
+            new_state = advance(state, page, now=now)
+            self._warn_ahead(page, now)
             # The message the last page ended on comes back first under the inclusive
             # reading; it was processed then, so a new version of it is an edit, for
             # scan_edits to find, not a new message.
@@ -128,12 +134,34 @@ class Tailer:
         try:
             return await self._client.room_history(
                 self.room, limit=self._settings.page_size, start_cursor=state.cursor,
-                since=None if state.cursor else state.high_water)
+                since=None if state.cursor else self._resume_point(state))
         except RoomlioCursorError:
             log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
                         self.room.name, shown(state.cursor or "", 80),
                         state.high_water or "start_from")
             return None
+
+    def _resume_point(self, state: RoomState) -> str | None:
+        """``since`` for a tail without a cursor: the saved resume point, unless it lies
+        ahead of the clock (an older version saved year 9999 there): then the edit window."""
+        saved = parse_time(state.high_water) if state.high_water else None
+        now = self._clock()
+        if saved is None or saved.timestamp() <= now + CLOCK_SKEW:
+            return state.high_water
+        since = format_time(now - max(self._settings.edit_lookback, CLOCK_SKEW))
+        log.warning("room %s: the saved resume point %s is ahead of this host's clock; "
+                    "resuming from %s instead", self.room.name, state.high_water, since,
+                    extra={"room": self.room.name})
+        return since
+
+    def _warn_ahead(self, page: Page, now: float) -> None:
+        future = ahead(page.messages, now)
+        if future:
+            log.warning("room %s: %d message(s) dated ahead of this host's clock (first: %s "
+                        "at %s); delivered, but not used as the resume point; check the "
+                        "clocks if this repeats", self.room.name, len(future),
+                        shown(str(future[0]["id"]), 80), shown(str(future[0]["createdAt"]), 40),
+                        extra={"room": self.room.name})
 
     def _cut_short(self, why: str) -> None:
         log.warning("room %s: %s; this poll ends here, the room is polled again at its "
@@ -208,8 +236,13 @@ def _created(message: Mapping[str, Any]) -> datetime:
     return parse_time(str(message.get("createdAt", ""))) or _FAR_FUTURE
 
 
-def advance(state: RoomState, page: Page) -> RoomState:
-    """The room state after processing ``page`` (pure)."""
+def advance(state: RoomState, page: Page, *, now: float) -> RoomState:
+    """The room state after processing ``page`` (pure; ``now`` is the local unix time).
+
+    The resume point (``high_water``) is the newest ``createdAt`` processed, but not one
+    more than CLOCK_SKEW ahead of ``now``: such a time (year 9999) says nothing about where
+    the room stands, and resuming ``since`` it after a lost cursor would skip everything.
+    Such a message is delivered all the same."""
     messages = page.messages
     last_id = str(messages[-1]["id"]) if messages else state.last_id
     if page.has_more:
@@ -219,8 +252,15 @@ def advance(state: RoomState, page: Page) -> RoomState:
     else:
         cursor = last_id or state.cursor
     high = parse_time(state.high_water) if state.high_water else None
+    latest = datetime.fromtimestamp(now + CLOCK_SKEW, UTC)
     for message in messages:
-        created = parse_time(str(message["createdAt"]))
-        if created is not None and (high is None or created > high):
+        created = parse_time(message["createdAt"])
+        if created is not None and created <= latest and (high is None or created > high):
             high = created
     return RoomState(state.room, cursor, last_id, format_time(high) if high else None)
+
+
+def ahead(messages: Sequence[Mapping[str, Any]], now: float) -> list[Mapping[str, Any]]:
+    """The messages dated more than CLOCK_SKEW after ``now`` (pure)."""
+    latest = datetime.fromtimestamp(now + CLOCK_SKEW, UTC)
+    return [m for m in messages if (parse_time(m["createdAt"]) or latest) > latest]

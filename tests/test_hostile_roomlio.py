@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifier.service import ServiceHooks
+from notifier.store import RoomState, open_store
 from notifier.tailer import Tailer
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from notifier.timeutil import parse_time
@@ -219,3 +220,46 @@ async def test_a_looping_cursor_ends_the_poll_with_a_warning_and_costs_few_reque
     warning = next(r for r in logs.records if warned in r.getMessage())
     assert warning.levelno == logging.WARNING and "room looping" in warning.getMessage()
     assert max(delays) < 2.0, delays
+
+
+# -- item 5: a timestamp from the future ----------------------------------------------------------
+
+
+async def test_a_message_from_year_9999_does_not_move_the_resume_point(tmp_path):
+    """A valid createdAt far ahead of the clock is delivered, but a lost cursor (400) then
+    resumes from the last real time: against an API that filters by ``since`` the room
+    went silent for good when the resume point was year 9999."""
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        emu.add_room(key="r1")
+        emu.post("r1", "refund before")
+        config = write_config(tmp_path, emu.url, rx.url, rooms=["r1"])
+        future = message(1, "refund from the future", "9999-12-31T23:59:59Z")
+        async with serve(config) as run:
+            await run.until(rx.wait_count(1, timeout=10))
+            # its id is unknown to the emulator: the next request with it is a 400
+            emu.inject(Fault.status(200, body=page(future)), room="r1")
+            await run.until(rx.wait_count(2, timeout=10))
+            await run.until(emu.wait_for(lambda e: any(r.status == 400 for r in e.requests)))
+            for i in range(3):
+                await run.until(_post_until_delivered(rx, emu, "r1", f"refund after {i}", 10))
+        since = [r.params["since"] for r in emu.requests if "since" in r.params]
+    assert since and all(not s.startswith("9999") for s in since), since
+
+
+async def test_a_resume_point_saved_in_the_future_is_pulled_back(tmp_path):
+    """A state file whose resume point an older version set to year 9999: on a lost cursor
+    the tail resumes from a recent time instead, and new messages arrive."""
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        emu.add_room(key="r1")
+        config = write_config(tmp_path, emu.url, rx.url, rooms=["r1"])
+        store = open_store(config.state)
+        async with store:
+            await store.commit(RoomState("r1", cursor="msg_gone", last_id="msg_gone",
+                                         high_water="9999-12-31T23:59:59Z"), [])
+        emu.post("r1", "refund after the upgrade")
+        with LogWatch() as logs:
+            async with serve(config) as run:
+                await run.until(rx.wait_count(1, timeout=10))
+    assert logs.count("ahead of this host's clock") >= 1
