@@ -1,8 +1,10 @@
 """The Roomlio RPC client: one request, decoded and classified (transient or permanent).
 
-Every answer is checked before anything downstream sees it: a page that is truncated,
-malformed or missing fields raises RoomlioTransientError, so the tailer retries it
-and never skips or advances past it.
+Every answer is checked before anything downstream sees it: a page that is truncated or
+malformed as a whole raises RoomlioTransientError, so the tailer retries it and never
+skips or advances past it. A malformed message within a well-formed page is not the
+page's fault: it comes back as a Defect, for the tailer to quarantine, and the rest of
+the page is processed (one bad message must cost that message, not its room).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from notifier.logs import RedactionFilter
 from notifier.retrying import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
 from notifier.timeutil import parse_time
 
-__all__ = ["Page", "RoomlioClient", "RoomlioCursorError", "RoomlioNotFoundError", "shown"]
+__all__ = ["Defect", "Page", "RoomlioClient", "RoomlioCursorError", "RoomlioNotFoundError",
+           "check_message", "message_id", "parse_page", "shown"]
 
 _REQUIRED_STRINGS = ("id", "createdAt")
 
@@ -42,12 +45,30 @@ class RoomlioNotFoundError(RoomlioPermanentError):
 
 
 @dataclass(frozen=True, slots=True)
+class Defect:
+    """A message of a page that cannot be processed as it is (to be quarantined)."""
+
+    index: int
+    """Its position in the page's ``messages``."""
+    reason: str
+    """What is wrong, in a line (remote text in it escaped)."""
+    message: Any
+    """The message exactly as received (any JSON value)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One RoomHistory answer, validated."""
 
     messages: tuple[Mapping[str, Any], ...]
+    """The well-formed messages, in the page's order."""
     has_more: bool
     next_cursor: str
+    defects: tuple[Defect, ...] = ()
+    """The messages that are not well-formed: the page stands without them."""
+    last_id: str = ""
+    """The id of the page's last message that has a usable one, defective or not (the
+    tail's position); "" when none has (then the last well-formed message's)."""
 
 
 class RoomlioClient:
@@ -197,32 +218,59 @@ def shown(text: str, limit: int = 200) -> str:
 
 
 def parse_page(body: Any) -> Page:
-    """Validate a RoomHistory answer; raise RoomlioTransientError on anything malformed."""
+    """Validate a RoomHistory answer. A malformed answer (not an object, no message list,
+    wrong ``hasMore``/``nextCursor``) raises RoomlioTransientError, to be retried; a
+    malformed *message* is a Defect of the page, and the rest of the page stands."""
     if not isinstance(body, dict):
         raise RoomlioTransientError("malformed page: the answer is not a JSON object")
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise RoomlioTransientError("malformed page: 'messages' is missing or not a list")
-    for i, msg in enumerate(messages):
-        _check_message(i, msg)
     has_more = body.get("hasMore", False)
     cursor = body.get("nextCursor") or ""
     if not isinstance(has_more, bool) or not isinstance(cursor, str):
         raise RoomlioTransientError("malformed page: 'hasMore' or 'nextCursor' has a wrong type")
-    return Page(tuple(messages), has_more, cursor)
+    good: list[Mapping[str, Any]] = []
+    defects: list[Defect] = []
+    last_id = ""
+    for i, msg in enumerate(messages):
+        reason = check_message(msg)
+        if reason is None:
+            good.append(msg)
+        else:
+            defects.append(Defect(i, reason, msg))
+        last_id = message_id(msg) or last_id
+    return Page(tuple(good), has_more, cursor, tuple(defects), last_id)
 
 
-def _check_message(i: int, msg: Any) -> None:
+def message_id(msg: Any) -> str:
+    """The message's id if it is a usable one (a non-empty string), else ""."""
+    found = msg.get("id") if isinstance(msg, dict) else None
+    return found if isinstance(found, str) else ""
+
+
+def check_message(msg: Any) -> str | None:
+    """What is wrong with one message of a page (None: nothing), in a line (pure)."""
     if not isinstance(msg, dict):
-        raise RoomlioTransientError(f"malformed page: messages[{i}] is not an object")
+        return f"the message is {_kind(msg)}, not an object"
     for key in _REQUIRED_STRINGS:
         if not isinstance(msg.get(key), str) or not msg[key]:
-            raise RoomlioTransientError(f"malformed page: messages[{i}].{key} is missing "
-                                        "or not a string")
+            return f"{key} is {_kind(msg.get(key))}, not a non-empty string"
     for key in ("body", "editedAt", "messageType", "userType", "roomID"):
-        if key in msg and msg[key] is not None and not isinstance(msg[key], str):
-            raise RoomlioTransientError(f"malformed page: messages[{i}].{key} is not a string")
-    if "links" in msg and msg["links"] is not None and not isinstance(msg["links"], list):
-        raise RoomlioTransientError(f"malformed page: messages[{i}].links is not a list")
+        if msg.get(key) is not None and not isinstance(msg[key], str):
+            return f"{key} is {_kind(msg[key])}, not a string"
+    if msg.get("links") is not None and not isinstance(msg["links"], list):
+        return f"links is {_kind(msg['links'])}, not a list"
     if parse_time(msg["createdAt"]) is None:
-        raise RoomlioTransientError(f"malformed page: messages[{i}].createdAt is not ISO 8601")
+        return f"createdAt {shown(repr(msg['createdAt']), 60)} is not an ISO 8601 time"
+    return None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "missing or null"
+    if isinstance(value, str):
+        return "an empty string" if not value else "a string"
+    names = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+             dict: "an object"}
+    return names.get(type(value), type(value).__name__)

@@ -52,6 +52,8 @@ class ServiceHooks:
     on_api_error: Callable[[RoomlioError], None] | None = None
     """Every failed Roomlio call, including those retried within one poll."""
     on_enqueued: Callable[[list[Delivery]], None] | None = None
+    on_quarantined: Callable[[str, int], None] | None = None
+    """A room's tail quarantined messages it could not process (room name, how many new)."""
     on_attempt: Callable[[AttemptReport], None] | None = None
     on_reload: Callable[[bool], None] | None = None
     """A config reload was tried: True if it took over, False if the file was invalid."""
@@ -136,7 +138,8 @@ class Service:
         def make_tailer(room: Room) -> Tailer:
             matcher, routes = self.active.matcher, self.active.routes
             return Tailer(room, client=client, store=store, matcher=matcher, routes=routes,
-                          settings=self.config.roomlio, on_enqueued=on_enqueued)
+                          settings=self.config.roomlio, on_enqueued=on_enqueued,
+                          on_quarantined=self.hooks.on_quarantined)
 
         tailers = [make_tailer(room) for room in self.config.rooms]
         self.tailers = {t.room.name: t for t in tailers}

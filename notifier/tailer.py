@@ -12,8 +12,12 @@ Robust to every reading of the API's open questions (see ../shared/roomlio-api.m
 * Edits: every ``edit_scan_interval`` the window ``since = now - edit_lookback`` is re-read
   and each edited version that matches becomes a ``message.edited`` event.
 
-A page and the cursor move it causes are committed in one store transaction, so a crash
-between fetch and commit re-reads the page, never skips it.
+* A message that cannot be processed (no id, a createdAt that is no time, a field of the
+  wrong type) is quarantined, and the rest of its page is processed: one bad message costs
+  that message, kept for ``notifier quarantine``, not its room.
+
+A page, its quarantined messages and the cursor move it causes are committed in one store
+transaction, so a crash between fetch and commit re-reads the page, never skips it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
+from notifier.quarantine import keep
 from notifier.roomlio import Page, RoomlioClient, RoomlioCursorError, shown
 from notifier.rules import Matcher
 from notifier.store import RoomState, Store
@@ -66,17 +71,20 @@ class Tailer:
     """Tails one room; ``poll`` and ``scan_edits`` are single passes, awaited by the service."""
 
     # one Tailer per room, 100,000 rooms in a process: slots keep each a few hundred bytes
-    __slots__ = ("_client", "_clock", "_matcher", "_names", "_on_enqueued", "_routes",
-                 "_settings", "_state", "_store", "fresh", "room")
+    __slots__ = ("_client", "_clock", "_matcher", "_names", "_on_enqueued", "_on_quarantined",
+                 "_routes", "_settings", "_state", "_store", "fresh", "room")
 
     def __init__(self, room: Room, *, client: RoomlioClient, store: Store, matcher: Matcher,
                  routes: Routes, settings: RoomlioSettings,
                  on_enqueued: Callable[[list[Delivery]], None],
+                 on_quarantined: Callable[[str, int], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.room = room
         self._client, self._store, self._matcher = client, store, matcher
         self._routes, self._settings = routes, settings
         self._on_enqueued = on_enqueued
+        self._on_quarantined = on_quarantined
+        """Told (room, how many) when defective messages of a page were newly quarantined."""
         self._clock = clock
         self._names = tuple(n for n in (room.id, room.key) if n)  # a frozenset: 4 times larger
         self._state: RoomState | None = None
@@ -115,7 +123,8 @@ class Tailer:
             # reading; it was processed then, so a new version of it is an edit, for
             # scan_edits to find, not a new message.
             fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
-            await self._commit(new_state, replace(page, messages=fresh), CREATED)
+            await self._commit(new_state, replace(page, messages=fresh), CREATED,
+                               _where(state))
             self._state = state = new_state
             seen += len(page.messages)
             self.fresh += len(fresh)
@@ -185,8 +194,9 @@ class Tailer:
                 self.room, limit=self._settings.page_size, start_cursor=cursor,
                 since=None if cursor else since)
             edited = [m for m in page.messages if is_edited(m) and _created(m) <= horizon]
-            if edited:
-                await self._commit(None, Page(tuple(edited), False, ""), EDITED)
+            if edited or page.defects:
+                await self._commit(None, Page(tuple(edited), False, "", page.defects), EDITED,
+                                   f"edit scan {_where(RoomState('', cursor, None, since))}")
             seen += len(page.messages)
             if not page.has_more:
                 return seen
@@ -217,7 +227,10 @@ class Tailer:
         assert isinstance(when, datetime)
         return RoomState(self.room.name, high_water=format_time(when))
 
-    async def _commit(self, state: RoomState | None, page: Page, kind: EventKind) -> None:
+    async def _commit(self, state: RoomState | None, page: Page, kind: EventKind,
+                      where: str) -> None:
+        """Commit the page's deliveries, its defective messages (quarantined) and ``state``
+        in one transaction; ``where`` says how the page was asked for."""
         now = self._clock()
         deliveries: list[Delivery] = []
         for message in page.messages:
@@ -225,11 +238,25 @@ class Tailer:
             if rules:
                 event = Event.from_message(kind, self.room.name, message, rules, now)
                 deliveries.extend(deliveries_for(event, self._routes))
-        if state is None and not deliveries:
+        if state is None and not deliveries and not page.defects:
             return
-        added = await self._store.commit(state, deliveries)
+        kept = keep(self.room.name, page.defects, where, now)
+        added, new = await self._store.commit_page(state, deliveries, kept)
         if added:
             self._on_enqueued(added)
+        if new:
+            log.warning("room %s: %d message(s) quarantined (%s: %s); the tail goes on, see "
+                        "`notifier quarantine list`", self.room.name, new, kept[0].position,
+                        kept[0].reason, extra={"room": self.room.name})
+            if self._on_quarantined is not None:
+                self._on_quarantined(self.room.name, new)
+
+
+def _where(state: RoomState) -> str:
+    """How the tail asks for its next page from ``state``, for the quarantine's records."""
+    if state.cursor:
+        return f"cursor {shown(state.cursor, 80)}"
+    return f"since {state.high_water}" if state.high_water else "from the start"
 
 
 def _created(message: Mapping[str, Any]) -> datetime:
@@ -244,10 +271,12 @@ def advance(state: RoomState, page: Page, *, now: float) -> RoomState:
     the room stands, and resuming ``since`` it after a lost cursor would skip everything.
     Such a message is delivered all the same."""
     messages = page.messages
-    last_id = str(messages[-1]["id"]) if messages else state.last_id
+    # A defective message with a usable id is a position too: a tail resumed before it
+    # would read it, and quarantine it, again.
+    last_id = page.last_id or (str(messages[-1]["id"]) if messages else state.last_id)
     if page.has_more:
         cursor = page.next_cursor or last_id
-        if not cursor or (cursor == state.cursor and not messages):
+        if not cursor or (cursor == state.cursor and not messages and not page.defects):
             raise RoomlioTransientError("RoomHistory said hasMore but gave no usable nextCursor")
     else:
         cursor = last_id or state.cursor

@@ -101,6 +101,9 @@ class Metrics:
                                "by webhook.", ["webhook"], registry=r)
         self.dead_lettered = Counter("notifier_dead_letters_total", "Deliveries moved to the "
                                      "dead letters, by webhook.", ["webhook"], registry=r)
+        self.quarantined = Counter("notifier_quarantined_messages", "Messages the tail could "
+                                   "not process and quarantined, by room.", ["room"],
+                                   registry=r)
         self.latency = Histogram("notifier_delivery_latency_seconds", "From detection of a "
                                  "message to its webhook's 2xx.", ["webhook"],
                                  buckets=LATENCY_BUCKETS, registry=r)
@@ -137,6 +140,9 @@ class Metrics:
 
     def on_poll_failed(self, room: str, _exc: NotifierError) -> None:
         self.polls.labels(self.room_label(room), "error").inc()
+
+    def on_quarantined(self, room: str, count: int) -> None:
+        self.quarantined.labels(self.room_label(room)).inc(count)
 
     def on_api_error(self, exc: NotifierError) -> None:
         self.api_errors.labels(error_code(exc)).inc()

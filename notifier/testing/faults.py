@@ -29,8 +29,8 @@ FaultKind = Literal[
 
 #: ``Fault.malformed`` variants: what is wrong with the 200 answer.
 MALFORMED_VARIANTS = (
-    "missing_id",  # one message has no "id"
-    "wrong_type",  # one message's "createdAt" is a number
+    "missing_id",  # a broken copy of a message, without "id", heads the page
+    "wrong_type",  # the same, and its "createdAt" is a number
     "messages_not_list",  # "messages" is an object
     "not_object",  # the answer is a JSON array, not an object
 )
