@@ -30,7 +30,9 @@ async def history(client: RoomlioClient, room: Room, *, since: str,
     """Every message version of ``room`` created at or after ``since``, each once."""
     seen: set[tuple[str, str]] = set()
     cursor: str | None = None
+    asked: set[str] = set()  # a nextCursor that comes back would loop for ever
     while True:
+        asked.add(cursor or "")
         page = await client.room_history(room, limit=page_size, start_cursor=cursor,
                                          since=None if cursor else since)
         for message in page.messages:
@@ -42,8 +44,9 @@ async def history(client: RoomlioClient, room: Room, *, since: str,
             return
         last = str(page.messages[-1]["id"]) if page.messages else ""
         next_cursor = page.next_cursor or last
-        if not next_cursor or next_cursor == cursor:
-            raise RoomlioTransientError("RoomHistory said hasMore but gave no usable nextCursor")
+        if not next_cursor or next_cursor in asked:
+            raise RoomlioTransientError("RoomHistory said hasMore but gave no usable nextCursor"
+                                        " (none, or one it gave before)")
         cursor = next_cursor
 
 

@@ -263,3 +263,32 @@ async def test_a_resume_point_saved_in_the_future_is_pulled_back(tmp_path):
             async with serve(config) as run:
                 await run.until(rx.wait_count(1, timeout=10))
     assert logs.count("ahead of this host's clock") >= 1
+
+
+@pytest.mark.parametrize("reader", ["replay", "backtest"])
+async def test_replay_and_backtest_end_when_the_cursor_cycles(tmp_path, reader):
+    """`notifier replay` and `backtest` read history by cursor too: a nextCursor that comes
+    back ends their reading (replay: done; backtest: an error naming it) instead of looping."""
+    import aiohttp
+
+    from notifier import backtest
+    from notifier.commands import replay
+    from notifier.errors import RoomlioTransientError
+    from notifier.roomlio import RoomlioClient
+
+    async with RoomlioEmulator(api_key=API_KEY) as emu, WebhookReceiver() as rx:
+        emu.add_room(key="r1")
+        emu.post("r1", "refund before the loop")
+        emu.inject(Fault.cursor_loop(), room="r1", times=100_000)
+        config = write_config(tmp_path, emu.url, rx.url, rooms=["r1"])
+        async with aiohttp.ClientSession() as session, asyncio.timeout(10):
+            client = RoomlioClient(config.roomlio, session)
+            room, since = config.rooms[0], "2020-01-01T00:00:00Z"
+            if reader == "replay":
+                got = [m async for m in replay.history(client, room, since, 50)]
+                assert got == []
+            else:
+                with pytest.raises(RoomlioTransientError, match="one it gave before"):
+                    _ = [m async for m in backtest.history(client, room, since=since,
+                                                           page_size=50)]
+        assert len(emu.requests) <= 3

@@ -78,8 +78,10 @@ async def history(client: RoomlioClient, room: Room, since: str,
                   page_size: int) -> AsyncIterator[Mapping[str, Any]]:
     """Every message of ``room`` from ``since`` on, once each, whatever the cursor reading."""
     seen: set[str] = set()
+    asked: set[str] = set()  # a nextCursor that comes back would loop for ever
     cursor: str | None = None
     while True:
+        asked.add(cursor or "")
         page = await client.room_history(room, limit=page_size, start_cursor=cursor,
                                          since=None if cursor else since)
         for message in page.messages:
@@ -87,7 +89,7 @@ async def history(client: RoomlioClient, room: Room, since: str,
                 seen.add(message["id"])
                 yield message
         next_cursor = page.next_cursor or (page.messages[-1]["id"] if page.messages else "")
-        if not page.has_more or not next_cursor or next_cursor == cursor:
+        if not page.has_more or not next_cursor or next_cursor in asked:
             return
         cursor = next_cursor
 
