@@ -118,11 +118,11 @@ class Tailer:
                 continue
             now = self._clock()
             new_state = advance(state, page, now=now)
-            self._warn_ahead(page, now)
             # The message the last page ended on comes back first under the inclusive
             # reading; it was processed then, so a new version of it is an edit, for
             # scan_edits to find, not a new message.
             fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
+            self._warn_ahead(fresh, now)
             await self._commit(new_state, replace(page, messages=fresh), CREATED,
                                _where(state))
             self._state = state = new_state
@@ -163,8 +163,8 @@ class Tailer:
                     extra={"room": self.room.name})
         return since
 
-    def _warn_ahead(self, page: Page, now: float) -> None:
-        future = ahead(page.messages, now)
+    def _warn_ahead(self, messages: Sequence[Mapping[str, Any]], now: float) -> None:
+        future = ahead(messages, now)
         if future:
             log.warning("room %s: %d message(s) dated ahead of this host's clock (first: %s "
                         "at %s); delivered, but not used as the resume point; check the "

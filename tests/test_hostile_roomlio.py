@@ -235,16 +235,20 @@ async def test_a_message_from_year_9999_does_not_move_the_resume_point(tmp_path)
         emu.post("r1", "refund before")
         config = write_config(tmp_path, emu.url, rx.url, rooms=["r1"])
         future = message(1, "refund from the future", "9999-12-31T23:59:59Z")
-        async with serve(config) as run:
-            await run.until(rx.wait_count(1, timeout=10))
-            # its id is unknown to the emulator: the next request with it is a 400
-            emu.inject(Fault.status(200, body=page(future)), room="r1")
-            await run.until(rx.wait_count(2, timeout=10))
-            await run.until(emu.wait_for(lambda e: any(r.status == 400 for r in e.requests)))
-            for i in range(3):
-                await run.until(_post_until_delivered(rx, emu, "r1", f"refund after {i}", 10))
+        with LogWatch() as logs:
+            async with serve(config) as run:
+                await run.until(rx.wait_count(1, timeout=10))
+                # its id is unknown to the emulator: the next request with it is a 400
+                emu.inject(Fault.status(200, body=page(future)), room="r1")
+                await run.until(rx.wait_count(2, timeout=10))
+                await run.until(emu.wait_for(lambda e: any(r.status == 400
+                                                           for r in e.requests)))
+                for i in range(3):
+                    await run.until(_post_until_delivered(rx, emu, "r1", f"refund after {i}",
+                                                          10))
         since = [r.params["since"] for r in emu.requests if "since" in r.params]
     assert since and all(not s.startswith("9999") for s in since), since
+    assert logs.count("dated ahead of this host's clock") == 1
 
 
 async def test_a_resume_point_saved_in_the_future_is_pulled_back(tmp_path):
