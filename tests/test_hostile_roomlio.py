@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +36,8 @@ def page(*messages: dict[str, Any], has_more: bool = False, cursor: str = "") ->
     return {"messages": list(messages), "hasMore": has_more, "nextCursor": cursor}
 
 
-def message(i: int, body: str, created: str, **extra: Any) -> dict[str, Any]:
+def message(i: int, body: str, created: str = "2026-11-25T10:00:00Z",
+            **extra: Any) -> dict[str, Any]:
     """A complete Roomlio message with a crafted id and createdAt."""
     return {"id": f"msg_crafted{i:04d}", "userID": "usr_x", "username": "", "first": "",
             "last": "", "visibility": "", "roomName": "", "userType": "member",
@@ -296,3 +298,63 @@ async def test_replay_and_backtest_end_when_the_cursor_cycles(tmp_path, reader):
                     _ = [m async for m in backtest.history(client, room, since=since,
                                                            page_size=50)]
         assert len(emu.requests) <= 3
+
+
+# -- all of them at once, in a real process -------------------------------------------------------
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
+async def test_notifier_run_under_every_hostile_roomlio_input_at_once(tmp_path):
+    """`notifier run` with one room each: a createdAt past the calendar, a poisoned message,
+    a looping cursor, a message from year 9999; the healthy rooms' events arrive within
+    seconds, the process keeps running in bounded memory, the poison is in quarantine."""
+    hostile = {
+        "poisoned": (Fault.status(200, body=page(message(
+            1, "refund", "9999-12-31T23:59:59-01:00"))), 100_000),
+        "quarantine": (Fault.status(200, body=page(message(2, "refund ok"), message(
+            3, "refund bad", "yesterday"), message(4, "refund ok too"))), 100_000),
+        "looping": (Fault.cursor_loop(), 100_000),
+        "future": (Fault.status(200, body=page(message(5, "refund", "9999-01-01T00:00:00Z"))),
+                   1),
+    }
+    healthy = ["h1", "h2", "h3"]
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        for room, (fault, times) in hostile.items():
+            emu.add_room(key=room)
+            emu.inject(fault, room=room, times=times)
+        for room in healthy:
+            emu.add_room(key=room)
+        path = tmp_path / "rules.yaml"
+        path.write_text(config_text(emu.url, rx.url, rooms=[*hostile, *healthy]))
+        proc = await asyncio.create_subprocess_exec(
+            *notifier_command("run", "--config", str(path)), stdin=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, **TEST_ENV})
+        try:
+            await emu.wait_for(lambda e: all(
+                sum(r.room == room and r.done for r in e.requests) >= 3 for room in hostile),
+                timeout=20)
+            delays = [await _post_until_delivered(rx, emu, room, f"refund {room} {i}", 10)
+                      for i in range(3) for room in healthy]
+            rss = _rss_mb(proc.pid)
+            assert proc.returncode is None, "the process stopped"
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+    log = err.decode()
+    assert proc.returncode == 0, log[-3000:]
+    assert max(delays) < 3.0, delays
+    assert rss < 300, rss
+    assert "Traceback" not in log and "repeats within one poll" in log
+    store = open_store(str(tmp_path / "state.db"))
+    async with store:
+        kept = await store.quarantined()
+    assert [(q.room, q.message_id) for q in kept] == [("quarantine", "msg_crafted0003")]
