@@ -198,9 +198,9 @@ async def test_quarantine_shows_on_the_status_api_and_in_the_metric(emulator, re
 # -- the command line ---------------------------------------------------------------------------
 
 
-async def _cli(*args: str) -> tuple[int, str, str]:
+async def _cli(*args: str, command: str = "quarantine") -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        *notifier_command("quarantine", *args), stdin=asyncio.subprocess.DEVNULL,
+        *notifier_command(command, *args), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **TEST_ENV})
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -226,6 +226,8 @@ async def test_the_cli_lists_replays_what_now_passes_and_purges(tmp_path, receiv
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [json.loads(r["message"]) for r in rows] == [fixed, broken]
     assert rows[0]["position"] == "cursor c1, messages[0]" and rows[0]["room"] == "r1"
+    code, out, _ = await _cli("--config", str(path), command="status")
+    assert code == 0 and "quarantined: 2" in out
     code, out, err = await _cli("replay", "--all", "--config", str(path))
     assert code == 1, out + err  # one message is still held
     assert "1 message(s) replayed" in out and "1 delivery(ies) enqueued" in out
