@@ -205,9 +205,10 @@ def _error_detail(raw: bytes, redact: Callable[[str], str]) -> str:
     return " ".join(parts)
 
 
-#: Characters that could end a log line, rewrite a terminal, or reorder what is shown.
+#: Characters that could end a log line, rewrite a terminal, or reorder what is shown, and
+#: lone surrogates (no UTF-8 log stream can write them).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
-                      "\u2066-\u2069]")
+                      "\u2066-\u2069\ud800-\udfff]")
 
 
 def shown(text: str, limit: int = 200) -> str:

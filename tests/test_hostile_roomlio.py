@@ -151,7 +151,7 @@ FORGED = "\n2026-11-30 10:00:00,000 ERROR   notifier: FORGED"
 @pytest.mark.parametrize(("text", "shows"), [
     ("x" * 185 + API_KEY + " and more", "[roomlio.api_ke"),  # the marker, cut after redaction
     ("x" * 100 + API_KEY + FORGED, "[roomlio.api_key]\\n2026-11-30"),
-    ("bad cursor" + FORGED + "\r\x1b[2K\u2028", "\\n2026-11-30"),
+    ("bad cursor" + FORGED + "\r\x1b[2K\u2028\ud800", "\\n2026-11-30"),
 ], ids=["key past the cut", "key and a newline", "control characters"])
 async def test_remote_error_text_is_redacted_then_escaped_then_cut(
         emulator, receiver, tmp_path, caplog, text, shows):
@@ -172,7 +172,7 @@ async def test_remote_error_text_is_redacted_then_escaped_then_cut(
     for shown_text in [last_error, *logged]:
         assert API_KEY[:12] not in shown_text, shown_text  # not even the first half
         assert shows in shown_text, shown_text
-        for raw in ("\n", "\r", "\x1b", "\u2028"):
+        for raw in ("\n", "\r", "\x1b", "\u2028", "\ud800"):
             assert raw not in shown_text
     assert_no_secrets(caplog.text, "the logs")
 
