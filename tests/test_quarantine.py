@@ -193,6 +193,7 @@ async def test_quarantine_shows_on_the_status_api_and_in_the_metric(emulator, re
     assert "not an ISO 8601 time" in row["reason"] and "messages[" in row["position"]
     assert API_KEY not in body and "[roomlio.api_key]" in row["message"]
     assert 'notifier_quarantined_messages_total{room="r1"} 1.0' in metrics
+    assert "notifier_quarantined_messages_stored 1.0" in metrics
 
 
 # -- the command line ---------------------------------------------------------------------------

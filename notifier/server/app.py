@@ -111,6 +111,7 @@ async def metrics(request: web.Request) -> web.Response:
         stats = None
     ops.metrics.refresh(outbox=stats.outbox if stats else None,
                         dead_letters=stats.dead_letters if stats else None,
+                        quarantined=stats.quarantined if stats else None,
                         rooms=ops.board.room_views(ops.states()),
                         breakers=await ops.breakers())
     return web.Response(body=ops.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

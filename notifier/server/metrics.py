@@ -114,6 +114,8 @@ class Metrics:
                             registry=r)
         self.dead_letters = Gauge("notifier_dead_letters_stored", "Dead letters kept in the store.",
                                   registry=r)
+        self.quarantine = Gauge("notifier_quarantined_messages_stored", "Messages kept in the "
+                                "quarantine (until replayed or purged).", registry=r)
         self.lag = Gauge("notifier_room_lag_seconds", "Now minus the newest message seen, by "
                          "room (capped rooms only).", ["room"], registry=r)
         self.last_poll = Gauge("notifier_room_last_poll_timestamp_seconds", "Unix time of the "
@@ -175,12 +177,15 @@ class Metrics:
     # scrape time
 
     def refresh(self, *, outbox: int | None, dead_letters: int | None,
-                rooms: Iterable[RoomView], breakers: Mapping[str, str]) -> None:
+                rooms: Iterable[RoomView], breakers: Mapping[str, str],
+                quarantined: int | None = None) -> None:
         """Set the gauges that are read, not counted, just before a scrape."""
         if outbox is not None:
             self.outbox.set(outbox)
         if dead_letters is not None:
             self.dead_letters.set(dead_letters)
+        if quarantined is not None:
+            self.quarantine.set(quarantined)
         views = list(rooms)
         self.rooms.set(len(views))
         for view in views:
