@@ -30,10 +30,15 @@ from notifier.logs import RedactionFilter
 from notifier.retrying import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
 from notifier.timeutil import parse_time
 
-__all__ = ["Defect", "Page", "RoomlioClient", "RoomlioCursorError", "RoomlioNotFoundError",
-           "check_message", "message_id", "parse_page", "shown"]
+__all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "RoomlioCursorError",
+           "RoomlioNotFoundError", "check_message", "message_id", "parse_page", "shown"]
 
 _REQUIRED_STRINGS = ("id", "createdAt")
+
+#: Pages in a row that bring nothing new after which a one-off reading of history
+#: (``notifier replay``, ``backtest``) stops: a Roomlio handing out fresh cursors to empty
+#: pages for ever would otherwise keep it reading for ever.
+MAX_IDLE_PAGES = 10
 
 
 class RoomlioCursorError(RoomlioPermanentError):

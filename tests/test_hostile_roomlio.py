@@ -271,21 +271,23 @@ async def test_a_resume_point_saved_in_the_future_is_pulled_back(tmp_path):
     assert logs.count("ahead of this host's clock") >= 1
 
 
+@pytest.mark.parametrize("fresh", [False, True], ids=["cycle", "fresh"])
 @pytest.mark.parametrize("reader", ["replay", "backtest"])
-async def test_replay_and_backtest_end_when_the_cursor_cycles(tmp_path, reader):
+async def test_replay_and_backtest_end_when_the_cursor_cycles(tmp_path, reader, fresh):
     """`notifier replay` and `backtest` read history by cursor too: a nextCursor that comes
-    back ends their reading (replay: done; backtest: an error naming it) instead of looping."""
+    back, or MAX_IDLE_PAGES fresh ones in a row that bring nothing, ends their reading
+    (replay: done; backtest: an error saying so) instead of looping."""
     import aiohttp
 
     from notifier import backtest
     from notifier.commands import replay
     from notifier.errors import RoomlioTransientError
-    from notifier.roomlio import RoomlioClient
+    from notifier.roomlio import MAX_IDLE_PAGES, RoomlioClient
 
     async with RoomlioEmulator(api_key=API_KEY) as emu, WebhookReceiver() as rx:
         emu.add_room(key="r1")
         emu.post("r1", "refund before the loop")
-        emu.inject(Fault.cursor_loop(), room="r1", times=100_000)
+        emu.inject(Fault.cursor_loop(fresh=fresh), room="r1", times=100_000)
         config = write_config(tmp_path, emu.url, rx.url, rooms=["r1"])
         async with aiohttp.ClientSession() as session, asyncio.timeout(10):
             client = RoomlioClient(config.roomlio, session)
@@ -294,10 +296,11 @@ async def test_replay_and_backtest_end_when_the_cursor_cycles(tmp_path, reader):
                 got = [m async for m in replay.history(client, room, since, 50)]
                 assert got == []
             else:
-                with pytest.raises(RoomlioTransientError, match="one it gave before"):
+                with pytest.raises(RoomlioTransientError,
+                                   match="nothing new" if fresh else "one it gave before"):
                     _ = [m async for m in backtest.history(client, room, since=since,
                                                            page_size=50)]
-        assert len(emu.requests) <= 3
+        assert len(emu.requests) <= (MAX_IDLE_PAGES if fresh else 3)
 
 
 # -- all of them at once, in a real process -------------------------------------------------------
