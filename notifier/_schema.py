@@ -138,6 +138,7 @@ ROOMLIO_FIELDS: dict[str, Conv[Any]] = {
     "edit_scan_interval": duration(),
     "request_timeout": duration(),
     "max_response_bytes": integer(1),
+    "max_pages_per_poll": integer(1),
 }
 DELIVERY_FIELDS: dict[str, Conv[Any]] = {
     "timeout": duration(),

@@ -16,7 +16,7 @@ from typing import Any
 from notifier.config import Config, Room
 from notifier.errors import RoomlioTransientError
 from notifier.events import CREATED, EDITED, is_edited
-from notifier.roomlio import RoomlioClient
+from notifier.roomlio import MAX_IDLE_PAGES, RoomlioClient
 from notifier.rules import Matcher
 
 __all__ = ["Sample", "Tally", "history"]
@@ -30,20 +30,27 @@ async def history(client: RoomlioClient, room: Room, *, since: str,
     """Every message version of ``room`` created at or after ``since``, each once."""
     seen: set[tuple[str, str]] = set()
     cursor: str | None = None
+    asked: set[str] = set()  # a nextCursor that comes back would loop for ever
+    idle = 0
     while True:
+        asked.add(cursor or "")
         page = await client.room_history(room, limit=page_size, start_cursor=cursor,
                                          since=None if cursor else since)
+        idle += 1
         for message in page.messages:
             version = (str(message["id"]), str(message.get("editedAt", "")))
             if version not in seen:
                 seen.add(version)
+                idle = 0
                 yield message
         if not page.has_more:
             return
         last = str(page.messages[-1]["id"]) if page.messages else ""
         next_cursor = page.next_cursor or last
-        if not next_cursor or next_cursor == cursor:
-            raise RoomlioTransientError("RoomHistory said hasMore but gave no usable nextCursor")
+        if not next_cursor or next_cursor in asked or idle >= MAX_IDLE_PAGES:
+            raise RoomlioTransientError("RoomHistory said hasMore but gave no usable nextCursor"
+                                        f" (none, one it gave before, or {MAX_IDLE_PAGES}"
+                                        " pages in a row with nothing new)")
         cursor = next_cursor
 
 

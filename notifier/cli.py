@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "notifier.commands.test_rules",
     "notifier.commands.backtest",
     "notifier.commands.dlq",
+    "notifier.commands.quarantine",
     "notifier.commands.replay",
     "notifier.commands.status",
     "notifier.commands.state",

@@ -67,6 +67,9 @@ class RoomlioSettings:
     edit_scan_interval: float = 60.0
     request_timeout: float = 30.0
     max_response_bytes: int = 32 * 1024 * 1024
+    max_pages_per_poll: int = 100
+    """Pages one poll (or edit scan) of a room reads at most; a cursor that repeats within
+    a poll ends it too. Either way the rest is read at the room's next poll."""
 
 
 @dataclass(frozen=True, slots=True)  # slots: 100,000 rooms fit in one process

@@ -1,8 +1,10 @@
 """The Roomlio RPC client: one request, decoded and classified (transient or permanent).
 
-Every answer is checked before anything downstream sees it: a page that is truncated,
-malformed or missing fields raises RoomlioTransientError, so the tailer retries it
-and never skips or advances past it.
+Every answer is checked before anything downstream sees it: a page that is truncated or
+malformed as a whole raises RoomlioTransientError, so the tailer retries it and never
+skips or advances past it. A malformed message within a well-formed page is not the
+page's fault: it comes back as a Defect, for the tailer to quarantine, and the rest of
+the page is processed (one bad message must cost that message, not its room).
 """
 
 from __future__ import annotations
@@ -24,12 +26,19 @@ from notifier.errors import (
     RoomlioPermanentError,
     RoomlioTransientError,
 )
+from notifier.logs import RedactionFilter
 from notifier.retrying import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
 from notifier.timeutil import parse_time
 
-__all__ = ["Page", "RoomlioClient", "RoomlioCursorError", "RoomlioNotFoundError"]
+__all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "RoomlioCursorError",
+           "RoomlioNotFoundError", "check_message", "message_id", "parse_page", "shown"]
 
 _REQUIRED_STRINGS = ("id", "createdAt")
+
+#: Pages in a row that bring nothing new after which a one-off reading of history
+#: (``notifier replay``, ``backtest``) stops: a Roomlio handing out fresh cursors to empty
+#: pages for ever would otherwise keep it reading for ever.
+MAX_IDLE_PAGES = 10
 
 
 class RoomlioCursorError(RoomlioPermanentError):
@@ -41,12 +50,30 @@ class RoomlioNotFoundError(RoomlioPermanentError):
 
 
 @dataclass(frozen=True, slots=True)
+class Defect:
+    """A message of a page that cannot be processed as it is (to be quarantined)."""
+
+    index: int
+    """Its position in the page's ``messages``."""
+    reason: str
+    """What is wrong, in a line (remote text in it escaped)."""
+    message: Any
+    """The message exactly as received (any JSON value)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One RoomHistory answer, validated."""
 
     messages: tuple[Mapping[str, Any], ...]
+    """The well-formed messages, in the page's order."""
     has_more: bool
     next_cursor: str
+    defects: tuple[Defect, ...] = ()
+    """The messages that are not well-formed: the page stands without them."""
+    last_id: str = ""
+    """The id of the page's last message that has a usable one, defective or not (the
+    tail's position); "" when none has (then the last well-formed message's)."""
 
 
 class RoomlioClient:
@@ -54,8 +81,13 @@ class RoomlioClient:
 
     def __init__(self, settings: RoomlioSettings, session: aiohttp.ClientSession, *,
                  instance: str = "local", attempts: int = 4,
-                 on_error: Callable[[RoomlioError], None] | None = None) -> None:
+                 on_error: Callable[[RoomlioError], None] | None = None,
+                 secrets: Mapping[str, str] | None = None) -> None:
         self._settings = settings
+        self._redactor = RedactionFilter(
+            secrets if secrets is not None else {settings.api_key: "roomlio.api_key"})
+        """Cleans remote error text of the key (and the config's other secrets) before it is
+        cut to length: a cut through a secret would leave half of it unrecognisable."""
         self._on_error = on_error
         """Told of every failed call, retried or not (metrics count API errors by code)."""
         self._session = session
@@ -82,9 +114,12 @@ class RoomlioClient:
             raise RoomlioTransientError(f"{method}: no answer within "
                                         f"{self._settings.request_timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise RoomlioTransientError(f"{method}: {type(exc).__name__}: {exc}") from None
+            raise RoomlioTransientError(f"{method}: {type(exc).__name__}: "
+                                        f"{shown(self._redactor.redact(str(exc)), 300)}"
+                                        ) from None
         if status != 200:
-            raise _status_error(method, status, raw, retry_after)
+            raise _status_error(method, status, _error_detail(raw, self._redactor.redact),
+                                retry_after)
         try:
             body = json.loads(raw)
             return _scrub_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
@@ -147,9 +182,8 @@ def _scrub_surrogates(value: Any) -> Any:
     return value
 
 
-def _status_error(method: str, status: int, raw: bytes,
+def _status_error(method: str, status: int, detail: str,
                   retry_after: float | None) -> RoomlioError:
-    detail = _error_detail(raw)
     text = f"{method}: HTTP {status}{': ' + detail if detail else ''}"
     if status in (401, 403):
         return RoomlioAuthError(f"{text} (check roomlio.api_key)", status=status)
@@ -162,44 +196,87 @@ def _status_error(method: str, status: int, raw: bytes,
     return RoomlioPermanentError(text, status=status)
 
 
-def _error_detail(raw: bytes) -> str:
+def _error_detail(raw: bytes, redact: Callable[[str], str]) -> str:
+    """The ``code`` and ``message`` of an error answer: redacted whole, then escaped and cut
+    (in that order: a secret cut in half no longer looks like the secret)."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if not isinstance(body, dict):
         return ""
-    parts = [str(body[k])[:200] for k in ("code", "message") if body.get(k)]
+    parts = [shown(redact(str(body[k])), 200) for k in ("code", "message")
+             if isinstance(body.get(k), (str, int, float)) and body[k] != ""]
     return " ".join(parts)
 
 
+#: Characters that could end a log line, rewrite a terminal, or reorder what is shown, and
+#: lone surrogates (no UTF-8 log stream can write them).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
+                      "\u2066-\u2069\ud800-\udfff]")
+
+
+def shown(text: str, limit: int = 200) -> str:
+    """Remote text fit for a log line or an error message: control characters escaped (a
+    ``\\n`` in it cannot start a forged log line), at most ``limit`` characters (and ``…``)."""
+    escaped = _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+    return escaped if len(escaped) <= limit else escaped[:limit] + "…"
+
+
 def parse_page(body: Any) -> Page:
-    """Validate a RoomHistory answer; raise RoomlioTransientError on anything malformed."""
+    """Validate a RoomHistory answer. A malformed answer (not an object, no message list,
+    wrong ``hasMore``/``nextCursor``) raises RoomlioTransientError, to be retried; a
+    malformed *message* is a Defect of the page, and the rest of the page stands."""
     if not isinstance(body, dict):
         raise RoomlioTransientError("malformed page: the answer is not a JSON object")
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise RoomlioTransientError("malformed page: 'messages' is missing or not a list")
-    for i, msg in enumerate(messages):
-        _check_message(i, msg)
     has_more = body.get("hasMore", False)
     cursor = body.get("nextCursor") or ""
     if not isinstance(has_more, bool) or not isinstance(cursor, str):
         raise RoomlioTransientError("malformed page: 'hasMore' or 'nextCursor' has a wrong type")
-    return Page(tuple(messages), has_more, cursor)
+    good: list[Mapping[str, Any]] = []
+    defects: list[Defect] = []
+    last_id = ""
+    for i, msg in enumerate(messages):
+        reason = check_message(msg)
+        if reason is None:
+            good.append(msg)
+        else:
+            defects.append(Defect(i, reason, msg))
+        last_id = message_id(msg) or last_id
+    return Page(tuple(good), has_more, cursor, tuple(defects), last_id)
 
 
-def _check_message(i: int, msg: Any) -> None:
+def message_id(msg: Any) -> str:
+    """The message's id if it is a usable one (a non-empty string), else ""."""
+    found = msg.get("id") if isinstance(msg, dict) else None
+    return found if isinstance(found, str) else ""
+
+
+def check_message(msg: Any) -> str | None:
+    """What is wrong with one message of a page (None: nothing), in a line (pure)."""
     if not isinstance(msg, dict):
-        raise RoomlioTransientError(f"malformed page: messages[{i}] is not an object")
+        return f"the message is {_kind(msg)}, not an object"
     for key in _REQUIRED_STRINGS:
         if not isinstance(msg.get(key), str) or not msg[key]:
-            raise RoomlioTransientError(f"malformed page: messages[{i}].{key} is missing "
-                                        "or not a string")
+            return f"{key} is {_kind(msg.get(key))}, not a non-empty string"
     for key in ("body", "editedAt", "messageType", "userType", "roomID"):
-        if key in msg and msg[key] is not None and not isinstance(msg[key], str):
-            raise RoomlioTransientError(f"malformed page: messages[{i}].{key} is not a string")
-    if "links" in msg and msg["links"] is not None and not isinstance(msg["links"], list):
-        raise RoomlioTransientError(f"malformed page: messages[{i}].links is not a list")
+        if msg.get(key) is not None and not isinstance(msg[key], str):
+            return f"{key} is {_kind(msg[key])}, not a string"
+    if msg.get("links") is not None and not isinstance(msg["links"], list):
+        return f"links is {_kind(msg['links'])}, not a list"
     if parse_time(msg["createdAt"]) is None:
-        raise RoomlioTransientError(f"malformed page: messages[{i}].createdAt is not ISO 8601")
+        return f"createdAt {shown(repr(msg['createdAt']), 60)} is not an ISO 8601 time"
+    return None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "missing or null"
+    if isinstance(value, str):
+        return "an empty string" if not value else "a string"
+    names = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+             dict: "an object"}
+    return names.get(type(value), type(value).__name__)

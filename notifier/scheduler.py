@@ -157,7 +157,11 @@ class Scheduler:
         return self._turns.get(name)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll rooms as they fall due until ``stop``; raise what a step could not handle."""
+        """Poll rooms as they fall due until ``stop``; raise what a step raised.
+
+        A step raises only what must stop the process (the service's step turns every
+        other error of a room's poll, unexpected ones included, into that room's failure
+        and backoff), so whatever escapes a step ends the run."""
         polls: set[asyncio.Task[None]] = set()
         stopping = asyncio.create_task(self._stop_wakes(stop), name="scheduler stop")
         try:

@@ -24,9 +24,9 @@ from notifier.delivery.workers import DeliveryWorkers, shared
 from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
 from notifier.events import Delivery
 from notifier.leases import LeaseStore, RoomKeeper, new_instance_id
-from notifier.logs import current_settings
+from notifier.logs import config_secrets, current_settings
 from notifier.reload import Active, ConfigWatcher, ReloadPlan, load_plan
-from notifier.roomlio import RoomlioClient, RoomlioNotFoundError
+from notifier.roomlio import RoomlioClient, RoomlioNotFoundError, shown
 from notifier.scheduler import RoomTurn, Scheduler, ThrottledClient, TokenBucket, next_interval
 from notifier.store import Store, open_store
 from notifier.tailer import Tailer
@@ -52,6 +52,8 @@ class ServiceHooks:
     on_api_error: Callable[[RoomlioError], None] | None = None
     """Every failed Roomlio call, including those retried within one poll."""
     on_enqueued: Callable[[list[Delivery]], None] | None = None
+    on_quarantined: Callable[[str, int], None] | None = None
+    """A room's tail quarantined messages it could not process (room name, how many new)."""
     on_attempt: Callable[[AttemptReport], None] | None = None
     on_reload: Callable[[bool], None] | None = None
     """A config reload was tried: True if it took over, False if the file was invalid."""
@@ -121,11 +123,12 @@ class Service:
 
     def _client(self, session: aiohttp.ClientSession) -> RoomlioClient:
         settings = self.config.roomlio
+        secrets = config_secrets(self.config)
         if not settings.max_requests_per_second:
             return RoomlioClient(settings, session, instance=self.instance,
-                                 on_error=self.hooks.on_api_error)
+                                 on_error=self.hooks.on_api_error, secrets=secrets)
         return ThrottledClient(settings, session, instance=self.instance,
-                               on_error=self.hooks.on_api_error,
+                               on_error=self.hooks.on_api_error, secrets=secrets,
                                bucket=TokenBucket(settings.max_requests_per_second))
 
     async def _run_tasks(self, stop: asyncio.Event, store: Store, client: RoomlioClient,
@@ -135,7 +138,8 @@ class Service:
         def make_tailer(room: Room) -> Tailer:
             matcher, routes = self.active.matcher, self.active.routes
             return Tailer(room, client=client, store=store, matcher=matcher, routes=routes,
-                          settings=self.config.roomlio, on_enqueued=on_enqueued)
+                          settings=self.config.roomlio, on_enqueued=on_enqueued,
+                          on_quarantined=self.hooks.on_quarantined)
 
         tailers = [make_tailer(room) for room in self.config.rooms]
         self.tailers = {t.room.name: t for t in tailers}
@@ -217,6 +221,8 @@ class Service:
             return None
         except (RoomlioError, StoreError) as exc:
             delay = self._room_failed(tailer, turn, exc)
+        except Exception as exc:
+            delay = self._room_failed(tailer, turn, _unexpected(exc))
         # a little jitter keeps many rooms from polling in lock-step; only ever earlier,
         # so a message waits at most poll_interval before it is seen
         return delay * self._rng.uniform(0.9, 1.0)
@@ -260,8 +266,7 @@ class Service:
         if self.hooks.on_enqueued is not None:
             self.hooks.on_enqueued(added)
 
-    def _room_failed(self, tailer: Tailer, health: RoomTurn,
-                     exc: RoomlioError | StoreError) -> float:
+    def _room_failed(self, tailer: Tailer, health: RoomTurn, exc: NotifierError) -> float:
         if self.hooks.on_poll_failed is not None:
             self.hooks.on_poll_failed(tailer.room.name, exc)
         health.failures += 1
@@ -269,8 +274,12 @@ class Service:
         delay: float = min(MAX_ROOM_BACKOFF, base * 2.0 ** min(health.failures, 10))
         if isinstance(exc, RoomlioNotFoundError):
             delay = MAX_ROOM_BACKOFF
-        log.warning("room %s: %s; next try in %.0fs (cursor kept)", tailer.room.name, exc, delay,
-                    extra={"room": tailer.room.name, "status": getattr(exc, "status", None)})
+        bug = isinstance(exc, _Unexpected)
+        # A bug's traceback once per failure streak: enough to report it, not a flood.
+        log.log(logging.ERROR if bug else logging.WARNING,
+                "room %s: %s; next try in %.0fs (cursor kept)", tailer.room.name, exc, delay,
+                exc_info=exc.__cause__ if bug and health.failures == 1 else None,
+                extra={"room": tailer.room.name, "status": getattr(exc, "status", None)})
         return delay
 
     async def _prune(self, store: Store, stop: asyncio.Event) -> None:
@@ -281,6 +290,18 @@ class Service:
             except StoreError as exc:
                 log.warning("pruning the ledger failed: %s", exc)
             await sleep_unless(stop, PRUNE_INTERVAL)
+
+
+class _Unexpected(NotifierError):
+    """An exception no part of a poll raises on purpose (a bug, or input nothing foresaw):
+    it fails the room's poll like a Roomlio error would, never the process."""
+
+
+def _unexpected(exc: Exception) -> _Unexpected:
+    wrapped = _Unexpected(f"unexpected {type(exc).__name__} while polling: "
+                          f"{shown(str(exc), 300)}")
+    wrapped.__cause__ = exc
+    return wrapped
 
 
 def _first_fatal(group: BaseExceptionGroup[BaseException]) -> BaseException:

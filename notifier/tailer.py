@@ -12,8 +12,12 @@ Robust to every reading of the API's open questions (see ../shared/roomlio-api.m
 * Edits: every ``edit_scan_interval`` the window ``since = now - edit_lookback`` is re-read
   and each edited version that matches becomes a ``message.edited`` event.
 
-A page and the cursor move it causes are committed in one store transaction, so a crash
-between fetch and commit re-reads the page, never skips it.
+* A message that cannot be processed (no id, a createdAt that is no time, a field of the
+  wrong type) is quarantined, and the rest of its page is processed: one bad message costs
+  that message, kept for ``notifier quarantine``, not its room.
+
+A page, its quarantined messages and the cursor move it causes are committed in one store
+transaction, so a crash between fetch and commit re-reads the page, never skips it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from typing import Any
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
-from notifier.roomlio import Page, RoomlioClient, RoomlioCursorError
+from notifier.quarantine import keep
+from notifier.roomlio import Page, RoomlioClient, RoomlioCursorError, shown
 from notifier.rules import Matcher
 from notifier.store import RoomState, Store
 from notifier.timeutil import format_time, parse_time
@@ -39,6 +44,10 @@ log = logging.getLogger("notifier.tailer")
 
 #: Stands in for a time that cannot be read: later than any real one.
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+#: How far a createdAt may be ahead of this host's clock and still count as the room's
+#: resume point (Roomlio's clock and ours may disagree by a little).
+CLOCK_SKEW = 60.0
 
 #: rule name -> the webhooks it notifies
 Routes = Mapping[str, Sequence[str]]
@@ -62,17 +71,20 @@ class Tailer:
     """Tails one room; ``poll`` and ``scan_edits`` are single passes, awaited by the service."""
 
     # one Tailer per room, 100,000 rooms in a process: slots keep each a few hundred bytes
-    __slots__ = ("_client", "_clock", "_matcher", "_names", "_on_enqueued", "_routes",
-                 "_settings", "_state", "_store", "fresh", "room")
+    __slots__ = ("_client", "_clock", "_matcher", "_names", "_on_enqueued", "_on_quarantined",
+                 "_routes", "_settings", "_state", "_store", "fresh", "room")
 
     def __init__(self, room: Room, *, client: RoomlioClient, store: Store, matcher: Matcher,
                  routes: Routes, settings: RoomlioSettings,
                  on_enqueued: Callable[[list[Delivery]], None],
+                 on_quarantined: Callable[[str, int], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.room = room
         self._client, self._store, self._matcher = client, store, matcher
         self._routes, self._settings = routes, settings
         self._on_enqueued = on_enqueued
+        self._on_quarantined = on_quarantined
+        """Told (room, how many) when defective messages of a page were newly quarantined."""
         self._clock = clock
         self._names = tuple(n for n in (room.id, room.key) if n)  # a frozenset: 4 times larger
         self._state: RoomState | None = None
@@ -90,54 +102,113 @@ class Tailer:
         self._matcher, self._routes = matcher, routes
 
     async def poll(self) -> int:
-        """Read every page past the cursor and commit each; return messages read."""
+        """Read the pages past the cursor and commit each; return messages read.
+
+        A poll ends at the last page, at a cursor already asked for in this poll (a
+        ``nextCursor`` that loops), or after ``max_pages_per_poll`` pages; the last two
+        say so, and the room's next poll goes on from the saved cursor."""
         state = await self._load()
         seen = self.fresh = 0
-        while True:
-            try:
-                page = await self._client.room_history(
-                    self.room, limit=self._settings.page_size, start_cursor=state.cursor,
-                    since=None if state.cursor else state.high_water)
-            except RoomlioCursorError:
-                log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
-                            self.room.name, state.cursor, state.high_water or "start_from")
+        asked: set[str] = set()
+        for _ in range(self._settings.max_pages_per_poll):
+            asked.add(state.cursor or "")
+            page = await self._fetch(state)
+            if page is None:  # the cursor was lost: the next request resumes by time
                 state = replace(state, cursor=None)
                 continue
-            new_state = advance(state, page)
+            now = self._clock()
+            new_state = advance(state, page, now=now)
             # The message the last page ended on comes back first under the inclusive
             # reading; it was processed then, so a new version of it is an edit, for
             # scan_edits to find, not a new message.
             fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
-            await self._commit(new_state, replace(page, messages=fresh), CREATED)
+            self._warn_ahead(fresh, now)
+            await self._commit(new_state, replace(page, messages=fresh), CREATED,
+                               _where(state))
             self._state = state = new_state
             seen += len(page.messages)
             self.fresh += len(fresh)
             if not page.has_more:
                 return seen
+            if (state.cursor or "") in asked:
+                self._cut_short(f"Roomlio's nextCursor {shown(state.cursor or '', 80)} "
+                                "repeats within one poll (hasMore, no way forward)")
+                return seen
+        self._cut_short(f"still more after {self._settings.max_pages_per_poll} pages "
+                        "(roomlio.max_pages_per_poll)")
+        return seen
+
+    async def _fetch(self, state: RoomState) -> Page | None:
+        """The page after ``state``; None when Roomlio no longer knows its cursor."""
+        try:
+            return await self._client.room_history(
+                self.room, limit=self._settings.page_size, start_cursor=state.cursor,
+                since=None if state.cursor else self._resume_point(state))
+        except RoomlioCursorError:
+            log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
+                        self.room.name, shown(state.cursor or "", 80),
+                        state.high_water or "start_from")
+            return None
+
+    def _resume_point(self, state: RoomState) -> str | None:
+        """``since`` for a tail without a cursor: the saved resume point, unless it lies
+        ahead of the clock (an older version saved year 9999 there): then the edit window."""
+        saved = parse_time(state.high_water) if state.high_water else None
+        now = self._clock()
+        if saved is None or saved.timestamp() <= now + CLOCK_SKEW:
+            return state.high_water
+        since = format_time(now - max(self._settings.edit_lookback, CLOCK_SKEW))
+        log.warning("room %s: the saved resume point %s is ahead of this host's clock; "
+                    "resuming from %s instead", self.room.name, state.high_water, since,
+                    extra={"room": self.room.name})
+        return since
+
+    def _warn_ahead(self, messages: Sequence[Mapping[str, Any]], now: float) -> None:
+        future = ahead(messages, now)
+        if future:
+            log.warning("room %s: %d message(s) dated ahead of this host's clock (first: %s "
+                        "at %s); delivered, but not used as the resume point; check the "
+                        "clocks if this repeats", self.room.name, len(future),
+                        shown(str(future[0]["id"]), 80), shown(str(future[0]["createdAt"]), 40),
+                        extra={"room": self.room.name})
+
+    def _cut_short(self, why: str) -> None:
+        log.warning("room %s: %s; this poll ends here, the room is polled again at its "
+                    "pace from the saved cursor", self.room.name, why,
+                    extra={"room": self.room.name})
 
     async def scan_edits(self) -> int:
-        """Re-read the edit window; commit an event for each new matching edited version."""
+        """Re-read the edit window; commit an event for each new matching edited version
+        (at most ``max_pages_per_poll`` pages, and never a cursor twice)."""
         state = await self._load()
         if self._settings.edit_lookback <= 0 or state.high_water is None:
             return 0
         horizon = parse_time(state.high_water) or _FAR_FUTURE
         since = format_time(self._clock() - self._settings.edit_lookback)
         cursor: str | None = None
+        asked: set[str] = set()
         seen = 0
-        while True:
+        for _ in range(self._settings.max_pages_per_poll):
+            asked.add(cursor or "")
             page = await self._client.room_history(
                 self.room, limit=self._settings.page_size, start_cursor=cursor,
                 since=None if cursor else since)
             edited = [m for m in page.messages if is_edited(m) and _created(m) <= horizon]
-            if edited:
-                await self._commit(None, Page(tuple(edited), False, ""), EDITED)
+            if edited or page.defects:
+                await self._commit(None, Page(tuple(edited), False, "", page.defects), EDITED,
+                                   f"edit scan {_where(RoomState('', cursor, None, since))}")
             seen += len(page.messages)
             if not page.has_more:
                 return seen
-            next_cursor = page.next_cursor or (page.messages[-1]["id"] if page.messages else "")
-            if not next_cursor or next_cursor == cursor:
+            cursor = page.next_cursor or (page.messages[-1]["id"] if page.messages else "")
+            if not cursor:
                 raise RoomlioTransientError("edit scan: hasMore without a usable nextCursor")
-            cursor = next_cursor
+            if cursor in asked:
+                self._cut_short(f"edit scan: nextCursor {shown(cursor, 80)} repeats")
+                return seen
+        self._cut_short(f"edit scan: still more after {self._settings.max_pages_per_poll} "
+                        "pages (roomlio.max_pages_per_poll)")
+        return seen
 
     async def _load(self) -> RoomState:
         if self._state is None:
@@ -156,7 +227,10 @@ class Tailer:
         assert isinstance(when, datetime)
         return RoomState(self.room.name, high_water=format_time(when))
 
-    async def _commit(self, state: RoomState | None, page: Page, kind: EventKind) -> None:
+    async def _commit(self, state: RoomState | None, page: Page, kind: EventKind,
+                      where: str) -> None:
+        """Commit the page's deliveries, its defective messages (quarantined) and ``state``
+        in one transaction; ``where`` says how the page was asked for."""
         now = self._clock()
         deliveries: list[Delivery] = []
         for message in page.messages:
@@ -164,30 +238,58 @@ class Tailer:
             if rules:
                 event = Event.from_message(kind, self.room.name, message, rules, now)
                 deliveries.extend(deliveries_for(event, self._routes))
-        if state is None and not deliveries:
+        if state is None and not deliveries and not page.defects:
             return
-        added = await self._store.commit(state, deliveries)
+        kept = keep(self.room.name, page.defects, where, now)
+        added, new = await self._store.commit_page(state, deliveries, kept)
         if added:
             self._on_enqueued(added)
+        if new:
+            log.warning("room %s: %d message(s) quarantined (%s: %s); the tail goes on, see "
+                        "`notifier quarantine list`", self.room.name, new, kept[0].position,
+                        kept[0].reason, extra={"room": self.room.name})
+            if self._on_quarantined is not None:
+                self._on_quarantined(self.room.name, new)
+
+
+def _where(state: RoomState) -> str:
+    """How the tail asks for its next page from ``state``, for the quarantine's records."""
+    if state.cursor:
+        return f"cursor {shown(state.cursor, 80)}"
+    return f"since {state.high_water}" if state.high_water else "from the start"
 
 
 def _created(message: Mapping[str, Any]) -> datetime:
     return parse_time(str(message.get("createdAt", ""))) or _FAR_FUTURE
 
 
-def advance(state: RoomState, page: Page) -> RoomState:
-    """The room state after processing ``page`` (pure)."""
+def advance(state: RoomState, page: Page, *, now: float) -> RoomState:
+    """The room state after processing ``page`` (pure; ``now`` is the local unix time).
+
+    The resume point (``high_water``) is the newest ``createdAt`` processed, but not one
+    more than CLOCK_SKEW ahead of ``now``: such a time (year 9999) says nothing about where
+    the room stands, and resuming ``since`` it after a lost cursor would skip everything.
+    Such a message is delivered all the same."""
     messages = page.messages
-    last_id = str(messages[-1]["id"]) if messages else state.last_id
+    # A defective message with a usable id is a position too: a tail resumed before it
+    # would read it, and quarantine it, again.
+    last_id = page.last_id or (str(messages[-1]["id"]) if messages else state.last_id)
     if page.has_more:
         cursor = page.next_cursor or last_id
-        if not cursor or (cursor == state.cursor and not messages):
+        if not cursor or (cursor == state.cursor and not messages and not page.defects):
             raise RoomlioTransientError("RoomHistory said hasMore but gave no usable nextCursor")
     else:
         cursor = last_id or state.cursor
     high = parse_time(state.high_water) if state.high_water else None
+    latest = datetime.fromtimestamp(now + CLOCK_SKEW, UTC)
     for message in messages:
-        created = parse_time(str(message["createdAt"]))
-        if created is not None and (high is None or created > high):
+        created = parse_time(message["createdAt"])
+        if created is not None and created <= latest and (high is None or created > high):
             high = created
     return RoomState(state.room, cursor, last_id, format_time(high) if high else None)
+
+
+def ahead(messages: Sequence[Mapping[str, Any]], now: float) -> list[Mapping[str, Any]]:
+    """The messages dated more than CLOCK_SKEW after ``now`` (pure)."""
+    latest = datetime.fromtimestamp(now + CLOCK_SKEW, UTC)
+    return [m for m in messages if (parse_time(m["createdAt"]) or latest) > latest]

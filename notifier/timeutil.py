@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 __all__ = ["format_time", "parse_time"]
 
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
-def parse_time(value: str) -> datetime | None:
-    """An aware UTC datetime from ISO 8601 text (``Z`` or an offset), or None if invalid."""
+
+def parse_time(value: object) -> datetime | None:
+    """An aware UTC datetime from ISO 8601 text (``Z`` or an offset), or None if invalid.
+
+    Never raises, whatever ``value`` holds: it comes from remote fields. A valid time
+    whose UTC form falls outside the calendar datetime can hold (``9999-12-31T23:59:59-01:00``)
+    reads as its first or last moment, so comparisons with it still order correctly."""
+    if not isinstance(value, str):
+        return None
     try:
         when = datetime.fromisoformat(value.strip())
-    except (ValueError, AttributeError):
+    except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC)
+        return when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # the offset pushed it past year 1 or year 9999
+        offset = when.utcoffset() or timedelta(0)
+        return _EARLIEST if offset > timedelta(0) else _LATEST
 
 
 def format_time(when: datetime | float) -> str:

@@ -135,7 +135,7 @@ def _limit_pages(conn: sqlite3.Connection) -> None:
 class FlakyStore:
     """Wraps a store; its calls fail at random (a disk that errs) while ``failing``."""
 
-    CALLS = frozenset({"commit", "claim_due", "delivered", "reschedule", "release",
+    CALLS = frozenset({"commit", "commit_page", "claim_due", "delivered", "reschedule", "release",
                         "dead_letter", "next_due", "load_room"})
 
     def __init__(self, inner: SQLiteStore, rng: random.Random, rate: float) -> None:
@@ -180,7 +180,7 @@ async def test_random_store_failures_are_retried_and_lose_nothing(tmp_path, capl
                               delivery={**PATIENT})
         store = FlakyStore(SQLiteStore(config.state, exclusive=True), rng, rate=0.15)
         # each of these fails once for certain, before any drawn failure
-        store.fail_next.update({"commit": 3, "claim_due": 3, "delivered": 2, "next_due": 2})
+        store.fail_next.update({"commit_page": 3, "claim_due": 3, "delivered": 2, "next_due": 2})
         async with serve(config, store=store) as run:  # type: ignore[arg-type]
             for _ in rounds(long_run, 20, 200):
                 await _chatter(traffic, rx, rng)

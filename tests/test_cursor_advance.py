@@ -7,7 +7,11 @@ import pytest
 from notifier.errors import RoomlioTransientError
 from notifier.roomlio import Page
 from notifier.store import RoomState
-from notifier.tailer import advance
+from notifier.tailer import CLOCK_SKEW, advance
+from notifier.timeutil import parse_time
+
+#: The local clock in these tests: 2026-11-25T12:00:00Z.
+NOW = 1795608000.0
 
 
 def msg(i: int, created: str = "2026-11-25T10:00:00Z") -> dict:
@@ -25,17 +29,37 @@ def msg(i: int, created: str = "2026-11-25T10:00:00Z") -> dict:
 def test_cursor_resumes_at_or_before_the_first_unseen_message(page, cursor):
     """After a page, the cursor is the server's next cursor or the last id we processed."""
     state = RoomState("r", cursor="msg_0000", last_id="msg_0000")
-    assert advance(state, page).cursor == cursor
+    assert advance(state, page, now=NOW).cursor == cursor
 
 
 def test_has_more_without_any_cursor_is_an_error_not_a_skip():
     """hasMore with no messages and no nextCursor is retried, never taken as progress."""
     with pytest.raises(RoomlioTransientError):
-        advance(RoomState("r", cursor="msg_0000"), Page((), True, ""))
+        advance(RoomState("r", cursor="msg_0000"), Page((), True, ""), now=NOW)
 
 
 def test_high_water_is_the_newest_created_at_even_out_of_order():
     """An out-of-order page still records its newest createdAt."""
     page = Page((msg(2, "2026-11-25T10:00:05Z"), msg(1, "2026-11-25T10:00:01Z")), False, "")
-    state = advance(RoomState("r", high_water="2026-11-25T09:00:00Z"), page)
+    state = advance(RoomState("r", high_water="2026-11-25T09:00:00Z"), page, now=NOW)
     assert state.high_water == "2026-11-25T10:00:05Z"
+
+
+@pytest.mark.parametrize(("created", "high_water"), [
+    ("9999-12-31T23:59:59Z", "2026-11-25T09:00:00Z"),      # far ahead: not a resume point
+    ("9999-12-31T23:59:59-01:00", "2026-11-25T09:00:00Z"),  # past the calendar, too
+    ("2026-11-25T12:00:30Z", "2026-11-25T12:00:30Z"),       # within the skew allowed
+    ("2026-11-25T12:05:00Z", "2026-11-25T09:00:00Z"),       # beyond it
+])
+def test_a_created_at_ahead_of_the_clock_never_becomes_the_resume_point(created, high_water):
+    """The resume point moves to a createdAt at most CLOCK_SKEW ahead of the local clock."""
+    page = Page((msg(1, created),), False, "")
+    state = advance(RoomState("r", high_water="2026-11-25T09:00:00Z"), page, now=NOW)
+    assert state.high_water == high_water
+    assert state.cursor == "msg_0001"  # the message itself is processed as usual
+
+
+def test_the_test_clock_is_what_the_table_assumes():
+    """NOW is 12:00:00Z, and the skew allowed is a minute."""
+    assert parse_time("2026-11-25T12:00:00Z").timestamp() == NOW
+    assert CLOCK_SKEW == 60.0

@@ -110,3 +110,21 @@ async def test_status_page_shows_rooms_webhooks_and_replays_a_dead_letter(
         await _in_thread(_wait, browser, lambda d: dead_id not in _text(d, "#dead"))
     size = await _in_thread(lambda: Path(shot or tmp_path / "status.png").stat().st_size)
     assert size > 10_000
+
+
+async def test_status_page_lists_quarantined_messages_as_text(emulator, receiver, tmp_path,
+                                                               browser):
+    """A quarantined message shows with its room, reason and text; markup in it stays text."""
+    emulator.add_room(key="r1")
+    bad = {"id": "msg_poison0001", "createdAt": "yesterday",
+           "body": "<img src=x onerror=alert(1)>"}
+    emulator.inject(Fault.status(200, body={"messages": [bad]}), room="r1")
+    config = ops_config(tmp_path, emulator, receiver, rooms=["r1"])
+    async with serving(config) as s:
+        await _in_thread(browser.get, s.url + "/")
+        await _in_thread(_wait, browser, lambda d: "msg_poison0001" in _text(d, "#quarantine"))
+        shown = await _in_thread(_text, browser, "#quarantine")
+        images = await _in_thread(browser.execute_script,
+                                  "return document.querySelectorAll('#quarantine img').length")
+    assert "r1" in shown and "not an ISO 8601 time" in shown
+    assert "<img src=x onerror=alert(1)>" in shown and images == 0

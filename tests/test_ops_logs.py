@@ -109,7 +109,8 @@ async def test_a_fault_heavy_run_never_logs_a_secret(emulator, receiver, tmp_pat
     # (the fourth in a row), which the notifier logs.
     echo = (f"{API_KEY} {SECRET} {HEADER_TOKEN} user:{URL_PASSWORD} token={QUERY_TOKEN} "
             f"{ADMIN_TOKEN}")
-    faults = [Fault.status(500), Fault.status(429, retry_after=0.1), Fault.malformed(),
+    faults = [Fault.status(500), Fault.status(429, retry_after=0.1),
+              Fault.malformed("not_object"),
               Fault.status(500, body={"code": "internal", "message": echo}),
               Fault.truncated(cut_connection=True), Fault.status(400)]
     for fault in faults:

@@ -102,9 +102,10 @@ def _spoil(answer: dict[str, Any], room: ModelRoom, start: int, fault: str | Non
         answer["messages"] = room.messages[max(0, start - 2):start] + messages
     elif fault == "has more, no cursor":
         answer.update(hasMore=True, nextCursor="")
-    elif fault == "missing id":
-        answer["messages"] = [{k: v for k, v in m.items() if k != "id"} for m in messages] \
-            or [{"createdAt": model_time(T0)}]
+    elif fault == "missing id":  # a broken copy heads the page: it is quarantined, the rest
+        broken = {k: v for k, v in messages[0].items() if k != "id"} if messages else {
+            "createdAt": model_time(T0)}
+        answer["messages"] = [broken, *messages]
     return answer
 
 
@@ -118,10 +119,13 @@ class FailingStore:
         return await self.inner.load_room(room)
 
     async def commit(self, state: Any, deliveries: Any) -> Any:
+        return (await self.commit_page(state, deliveries, ()))[0]
+
+    async def commit_page(self, state: Any, deliveries: Any, quarantine: Any) -> Any:
         if self.armed:
             self.armed = False
             raise StoreError("commit failed: disk I/O error (injected)")
-        return await self.inner.commit(state, deliveries)
+        return await self.inner.commit_page(state, deliveries, quarantine)
 
 
 class World:

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 from notifier.events import CREATED, Delivery, Event
+from notifier.quarantine import keep
+from notifier.roomlio import Defect
 from notifier.store import RoomState, StoreStats
 from notifier.store.postgres import PostgresStore
 from notifier.store.sqlite import SQLiteStore
@@ -26,7 +28,8 @@ async def _seed(path: str) -> tuple[list[Delivery], list[Delivery]]:
     async with SQLiteStore(path, instance="old") as store:
         await store.commit(RoomState("general", cursor="c9", last_id="m3"), pending + dead)
         sent = _deliveries(4)
-        await store.commit(None, sent)
+        await store.commit_page(None, sent, keep("general", [Defect(0, "no id", {"a": 1})],
+                                                 "cursor c8", 5.0))
         await store.delivered([d.id for d in sent])
         await store.claim_due(1e12, 1)  # a claim left behind must not block the target
         for d in dead:
@@ -49,12 +52,17 @@ async def test_migrate_moves_cursors_outbox_and_dead_letters_once(tmp_path: Path
     pending, dead = await _seed(path)
     code, out = await _cli("state", "migrate", "--from", path, "--to", pg_url)
     assert code == 0, out
-    assert "1 room cursor(s), 4 event(s), 4 pending delivery(ies), 2 dead letter(s)" in out
+    assert ("1 room cursor(s), 4 event(s), 4 pending delivery(ies), 2 dead letter(s), "
+            "1 quarantined message(s) copied") in out
     assert PASSWORD not in out
     code, again = await _cli("state", "migrate", "--from", path, "--to", pg_url)
     assert code == 0 and "4 event(s) the target already had were skipped" in again
     async with PostgresStore(pg_url) as pg:
-        assert await pg.stats() == StoreStats(outbox=4, dead_letters=2, rooms=1)
+        assert await pg.stats() == StoreStats(outbox=4, dead_letters=2, rooms=1,
+                                              quarantined=1)  # and only once
+        [kept] = await pg.quarantined()
+        assert (kept.room, kept.raw, kept.position, kept.truncated) == (
+            "general", '{"a":1}', "cursor c8, messages[0]", False)
         assert await pg.load_room("general") == RoomState("general", cursor="c9", last_id="m3")
         claimed = await pg.claim_due(1e12, 10)
         assert sorted(d.id for d in claimed) == sorted(d.id for d in pending)

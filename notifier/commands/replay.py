@@ -34,7 +34,7 @@ from notifier.commands._common import (
 from notifier.config import Config, Room
 from notifier.errors import NotifierError, RoomlioAuthError
 from notifier.events import CREATED, EDITED, Delivery, Event, is_edited
-from notifier.roomlio import RoomlioClient
+from notifier.roomlio import MAX_IDLE_PAGES, RoomlioClient
 from notifier.rules import Matcher, compile_rules
 from notifier.tailer import deliveries_for, routes_for
 from notifier.timeutil import format_time
@@ -78,16 +78,21 @@ async def history(client: RoomlioClient, room: Room, since: str,
                   page_size: int) -> AsyncIterator[Mapping[str, Any]]:
     """Every message of ``room`` from ``since`` on, once each, whatever the cursor reading."""
     seen: set[str] = set()
+    asked: set[str] = set()  # a nextCursor that comes back would loop for ever
     cursor: str | None = None
-    while True:
+    idle = 0
+    while idle < MAX_IDLE_PAGES:
+        asked.add(cursor or "")
         page = await client.room_history(room, limit=page_size, start_cursor=cursor,
                                          since=None if cursor else since)
+        idle += 1
         for message in page.messages:
             if message["id"] not in seen:
                 seen.add(message["id"])
+                idle = 0
                 yield message
         next_cursor = page.next_cursor or (page.messages[-1]["id"] if page.messages else "")
-        if not page.has_more or not next_cursor or next_cursor == cursor:
+        if not page.has_more or not next_cursor or next_cursor in asked:
             return
         cursor = next_cursor
 

@@ -42,7 +42,8 @@ def _migrate(args: argparse.Namespace) -> int:
         print(f"notifier: state migrate: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(f"{args.source} -> {target}: {done.rooms} room cursor(s), {done.events} event(s), "
-          f"{done.outbox} pending delivery(ies), {done.dead_letters} dead letter(s) copied"
+          f"{done.outbox} pending delivery(ies), {done.dead_letters} dead letter(s), "
+          f"{done.quarantined} quarantined message(s) copied"
           + (f"; {done.skipped_events} event(s) the target already had were skipped"
              if done.skipped_events else ""))
     return EXIT_OK

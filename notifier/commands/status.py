@@ -52,7 +52,8 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return EXIT_OK
-    print(f"outbox: {doc['outbox']}  dead letters: {doc['dead_letters']}  rooms: {doc['rooms']}")
+    print(f"outbox: {doc['outbox']}  dead letters: {doc['dead_letters']}  rooms: {doc['rooms']}"
+          f"  quarantined: {doc['quarantined']}")
     for row in doc["webhooks"]:
         state = "enabled" if row["enabled"] else f"DISABLED ({row['disabled_reason']})"
         print(f"{row['webhook']:16} {state:10} breaker {row['breaker']:9} "
@@ -69,5 +70,6 @@ async def _read(config: Any) -> dict[str, Any]:
         dead = Counter(dl.delivery.webhook for dl in await store.dead_letters())
         cluster = await cluster_doc(store)
     return {"outbox": stats.outbox, "dead_letters": stats.dead_letters, "rooms": stats.rooms,
+            "quarantined": stats.quarantined,
             "webhooks": webhook_rows(list(config.webhooks), states, dead),
             **({"cluster": cluster} if cluster is not None else {})}

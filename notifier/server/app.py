@@ -24,7 +24,7 @@ from notifier.server.board import Board
 from notifier.server.guard import HostCheck, page_policy, secure
 from notifier.server.metrics import CONTENT_TYPE, Metrics
 from notifier.service import Service
-from notifier.store import DeadLetter, RoomState, StoreStats, WebhookState
+from notifier.store import DeadLetter, Quarantined, RoomState, StoreStats, WebhookState
 
 __all__ = ["OpsState", "make_app"]
 
@@ -113,6 +113,7 @@ async def metrics(request: web.Request) -> web.Response:
         stats = None
     ops.metrics.refresh(outbox=stats.outbox if stats else None,
                         dead_letters=stats.dead_letters if stats else None,
+                        quarantined=stats.quarantined if stats else None,
                         rooms=ops.board.room_views(ops.states()),
                         breakers=await ops.breakers())
     return web.Response(body=ops.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -133,11 +134,13 @@ async def status_api(request: web.Request) -> web.Response:
     """Everything the status page shows, as JSON."""
     ops = _ops(request)
     dead: list[DeadLetter] = []
+    kept: list[Quarantined] = []
     stats = None
     store = ops.service.store
     try:
         if store is not None:
             dead = (await store.dead_letters())[-DEAD_LETTER_LIMIT:]
+            kept = await store.quarantined(limit=DEAD_LETTER_LIMIT)
             stats = await ops.stats()
     except (StoreError, TimeoutError):
         pass
@@ -146,8 +149,9 @@ async def status_api(request: web.Request) -> web.Response:
     except (StoreError, TimeoutError):
         saved = {}
     snap = ops.board.snapshot(states=ops.states(), webhooks=saved, dead_letters=dead,
-                              outbox=stats.outbox if stats else None)
+                              outbox=stats.outbox if stats else None, quarantine=kept)
     snap["dead_letters_total"] = stats.dead_letters if stats else len(dead)
+    snap["quarantine_total"] = stats.quarantined if stats else len(kept)
     snap["admin"] = ops.admin_token is not None
     return _json(_redacted(snap, ops.redactor))
 

@@ -2,7 +2,7 @@
 
 Pure: it holds recent facts (each room's polls and errors, each webhook's recent
 attempts, the last deliveries) and turns them, with the tailers' cursors and the
-store's dead letters, into plain dicts. No I/O, an injected clock.
+store's dead letters and quarantined messages, into plain dicts. No I/O, an injected clock.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from typing import Any
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
 from notifier.errors import NotifierError
 from notifier.server.metrics import RoomView
-from notifier.store import DeadLetter, RoomState, WebhookState
+from notifier.store import DeadLetter, Quarantined, RoomState, WebhookState
 from notifier.timeutil import parse_time
 
 __all__ = ["Board", "RoomStatus", "WebhookStatus"]
 
 #: Attempts per webhook that its success rate is computed over.
 RATE_WINDOW = 100
+#: Characters of a quarantined message the status page shows (`notifier quarantine list
+#: --json` shows all that was kept).
+MESSAGE_SHOWN = 2000
 
 
 @dataclass
@@ -126,8 +129,10 @@ class Board:
 
     def snapshot(self, *, states: Mapping[str, RoomState | None],
                  webhooks: Mapping[str, WebhookState], dead_letters: Sequence[DeadLetter],
-                 outbox: int | None, room_limit: int = 200) -> dict[str, Any]:
-        """The status page's data: rooms (worst first), webhooks, deliveries, dead letters."""
+                 outbox: int | None, room_limit: int = 200,
+                 quarantine: Sequence[Quarantined] = ()) -> dict[str, Any]:
+        """The status page's data: rooms (worst first), webhooks, deliveries, dead letters,
+        quarantined messages (newest first)."""
         now = self._clock()
         rooms = [_room_row(status, states.get(name), now) for name, status in self.rooms.items()]
         rooms.sort(key=lambda row: (-row["failures"], -(row["lag"] or 0.0), row["room"]))
@@ -139,6 +144,7 @@ class Board:
                          for name, hook in self.webhooks.items()],
             "recent": list(self.recent),
             "dead_letters": [_dead_row(d) for d in dead_letters],
+            "quarantine": [_quarantine_row(q) for q in reversed(quarantine)],
             "outbox": outbox,
         }
 
@@ -177,3 +183,11 @@ def _dead_row(dead: DeadLetter) -> dict[str, Any]:
     return {"id": d.id, "webhook": d.webhook, "event_id": d.event.id, "room": d.event.room,
             "rules": list(d.rules), "attempts": d.attempts, "last_status": dead.last_status,
             "last_error": dead.last_error, "failed_at": dead.failed_at}
+
+
+def _quarantine_row(item: Quarantined) -> dict[str, Any]:
+    message = item.raw if len(item.raw) <= MESSAGE_SHOWN else item.raw[:MESSAGE_SHOWN] + "…"
+    return {"id": item.id, "room": item.room, "message_id": item.message_id,
+            "position": item.position, "reason": item.reason, "message": message,
+            "truncated": item.truncated or len(item.raw) > MESSAGE_SHOWN,
+            "quarantined_at": item.quarantined_at}

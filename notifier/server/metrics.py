@@ -101,6 +101,9 @@ class Metrics:
                                "by webhook.", ["webhook"], registry=r)
         self.dead_lettered = Counter("notifier_dead_letters_total", "Deliveries moved to the "
                                      "dead letters, by webhook.", ["webhook"], registry=r)
+        self.quarantined = Counter("notifier_quarantined_messages", "Messages the tail could "
+                                   "not process and quarantined, by room.", ["room"],
+                                   registry=r)
         self.latency = Histogram("notifier_delivery_latency_seconds", "From detection of a "
                                  "message to its webhook's 2xx.", ["webhook"],
                                  buckets=LATENCY_BUCKETS, registry=r)
@@ -111,6 +114,8 @@ class Metrics:
                             registry=r)
         self.dead_letters = Gauge("notifier_dead_letters_stored", "Dead letters kept in the store.",
                                   registry=r)
+        self.quarantine = Gauge("notifier_quarantined_messages_stored", "Messages kept in the "
+                                "quarantine (until replayed or purged).", registry=r)
         self.lag = Gauge("notifier_room_lag_seconds", "Now minus the newest message seen, by "
                          "room (capped rooms only).", ["room"], registry=r)
         self.last_poll = Gauge("notifier_room_last_poll_timestamp_seconds", "Unix time of the "
@@ -137,6 +142,9 @@ class Metrics:
 
     def on_poll_failed(self, room: str, _exc: NotifierError) -> None:
         self.polls.labels(self.room_label(room), "error").inc()
+
+    def on_quarantined(self, room: str, count: int) -> None:
+        self.quarantined.labels(self.room_label(room)).inc(count)
 
     def on_api_error(self, exc: NotifierError) -> None:
         self.api_errors.labels(error_code(exc)).inc()
@@ -169,12 +177,15 @@ class Metrics:
     # scrape time
 
     def refresh(self, *, outbox: int | None, dead_letters: int | None,
-                rooms: Iterable[RoomView], breakers: Mapping[str, str]) -> None:
+                rooms: Iterable[RoomView], breakers: Mapping[str, str],
+                quarantined: int | None = None) -> None:
         """Set the gauges that are read, not counted, just before a scrape."""
         if outbox is not None:
             self.outbox.set(outbox)
         if dead_letters is not None:
             self.dead_letters.set(dead_letters)
+        if quarantined is not None:
+            self.quarantine.set(quarantined)
         views = list(rooms)
         self.rooms.set(len(views))
         for view in views:

@@ -1,4 +1,5 @@
-"""The state store: cursors, the ledger of emitted events, the outbox, the dead letters.
+"""The state store: cursors, the ledger of emitted events, the outbox, the dead letters,
+and the quarantine of messages the tail could not process.
 
 One Protocol, several implementations chosen by the ``state`` URL's scheme
 (a plain path or ``sqlite:///path`` → SQLite; ``postgresql://`` → PostgreSQL).
@@ -21,8 +22,8 @@ from typing import Protocol
 from notifier.config import ClusterSettings
 from notifier.events import Delivery
 
-__all__ = ["POSTGRES_SCHEMES", "DeadLetter", "RoomState", "Store", "StoreStats", "WebhookState",
-           "open_store", "shown_location"]
+__all__ = ["POSTGRES_SCHEMES", "QUARANTINE_RAW_LIMIT", "DeadLetter", "Quarantined", "RoomState",
+           "Store", "StoreStats", "WebhookState", "open_store", "shown_location"]
 
 #: ``state`` values with these prefixes (any case) are PostgreSQL connection URLs.
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
@@ -51,6 +52,32 @@ class DeadLetter:
     failed_at: float
 
 
+#: Characters of a quarantined message's JSON kept at most (a longer one is cut, and
+#: marked ``truncated``: it can be read, not replayed).
+QUARANTINE_RAW_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A message the tail could not process: kept, with why and where, until replayed or
+    purged (a dead-letter queue for input, as Kafka Connect keeps one for poison records)."""
+
+    room: str
+    reason: str
+    raw: str
+    """The message as received, as JSON, cut to QUARANTINE_RAW_LIMIT characters."""
+    truncated: bool
+    fingerprint: str
+    """A digest of the whole message: a re-read of the same message is stored once."""
+    position: str
+    """Where the page came from and where in it: ``cursor msg_… (or since …), messages[3]``."""
+    message_id: str | None = None
+    """The message's id, if it had a usable one."""
+    quarantined_at: float = 0.0
+    id: int = 0
+    """Numbered by the store (0 before it was stored)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreStats:
     """Counts for status output and metrics."""
@@ -58,6 +85,7 @@ class StoreStats:
     outbox: int
     dead_letters: int
     rooms: int
+    quarantined: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +127,17 @@ class Store(Protocol):
         """Atomically save ``state`` (if given) and the deliveries of events not yet in
         the ledger; return the deliveries actually added to the outbox."""
 
+    async def commit_page(self, state: RoomState | None, deliveries: Sequence[Delivery],
+                          quarantine: Sequence[Quarantined]) -> tuple[list[Delivery], int]:
+        """``commit``, and in the same transaction keep the ``quarantine`` messages not
+        kept already (by room and fingerprint); return (deliveries added, messages kept)."""
+
+    async def quarantined(self, limit: int | None = None) -> list[Quarantined]:
+        """Kept messages, oldest first (the newest ``limit`` of them when given)."""
+
+    async def remove_quarantined(self, ids: Sequence[int]) -> int:
+        """Forget kept messages (replayed or purged); return how many were removed."""
+
     async def claim_due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
                         webhooks: Collection[str] | None = None,
                         ordered: Collection[str] = ()) -> list[Delivery]:
@@ -138,7 +177,7 @@ class Store(Protocol):
         """Forget ledger entries detected before ``older_than`` that nothing refers to."""
 
     async def stats(self) -> StoreStats:
-        """Outbox depth, dead letters, rooms known."""
+        """Outbox depth, dead letters, rooms known, messages quarantined."""
 
     async def requeue_dead_letters(self, ids: Sequence[str], now: float) -> int:
         """Move the dead letters with these delivery ids back to the outbox, unclaimed, due

@@ -13,7 +13,8 @@ from typing import Any
 from notifier._json import dumps
 from notifier.errors import LeaseLost, StoreError
 from notifier.events import Delivery, Event
-from notifier.store import RoomState
+from notifier.store import Quarantined, RoomState
+from notifier.store._quarantine import PG_INSERT, pg_columns
 
 __all__ = ["NEXT_DUE", "NOW", "claim", "claim_rooms", "commit", "event_rows", "heartbeat",
            "select_deliveries"]
@@ -34,9 +35,11 @@ def select_deliveries(table: str, *extra: str) -> str:
 
 
 async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], now: float,
-                 fence: str | None) -> list[Delivery]:
-    """Save ``state`` and the deliveries of events new to the ledger, in one transaction;
-    with ``fence`` (an instance id), only while it holds the lease of every room written."""
+                 fence: str | None, quarantine: Sequence[Quarantined] = ()
+                 ) -> tuple[list[Delivery], int]:
+    """Save ``state``, the deliveries of events new to the ledger and the quarantined
+    messages not kept yet, in one transaction; with ``fence`` (an instance id), only while
+    it holds the lease of every room written. Returns (deliveries added, messages kept)."""
     events: dict[str, Event] = {}
     unique: dict[str, Delivery] = {}
     for delivery in batch:
@@ -46,7 +49,7 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
     async with conn.transaction():
         if fence is not None:
             rooms = {e.room for e in events.values()} | ({state.room} if state else set())
-            await _check_leases(conn, rooms, fence)
+            await _check_leases(conn, rooms | {q.room for q in quarantine}, fence)
         inserted = await conn.fetch(
             "INSERT INTO notifier_events (id, kind, room, message, rules, detected_at)"
             " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
@@ -67,7 +70,8 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
                 " cursor = excluded.cursor, last_id = excluded.last_id,"
                 " high_water = excluded.high_water, updated_at = excluded.updated_at",
                 state.room, state.cursor, state.last_id, state.high_water, now)
-    return added
+        kept = len(await conn.fetch(PG_INSERT, *pg_columns(quarantine, now))) if quarantine else 0
+    return added, kept
 
 
 async def _check_leases(conn: Any, rooms: set[str], instance: str) -> None:

@@ -65,6 +65,14 @@ MIGRATIONS: list[tuple[str, ...]] = [
             updated_at DOUBLE PRECISION NOT NULL)""",
         "CREATE INDEX notifier_dead_letters_failed_at ON notifier_dead_letters (failed_at)",
     ),
+    (
+        # Messages the tail could not process (see notifier.store._quarantine).
+        """CREATE TABLE notifier_quarantine (
+            id BIGSERIAL PRIMARY KEY, room TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            message_id TEXT, position TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL,
+            truncated BOOLEAN NOT NULL, quarantined_at DOUBLE PRECISION NOT NULL,
+            UNIQUE (room, fingerprint))""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -13,10 +13,11 @@ from typing import Any, cast
 from notifier._json import dumps, loads
 from notifier.errors import StoreError
 from notifier.events import Delivery, Event, EventKind
-from notifier.store import RoomState
+from notifier.store import Quarantined, RoomState
+from notifier.store._quarantine import insert_sqlite
 from notifier.store._sqlite_schema import transaction
 
-__all__ = ["claim", "commit", "dead_letter", "deliveries", "next_due",
+__all__ = ["claim", "commit", "commit_page", "dead_letter", "deliveries", "next_due",
            "select_deliveries", "update_each"]
 
 Row = tuple[Any, ...]
@@ -64,6 +65,13 @@ def deliveries(rows: Sequence[Row]) -> list[Delivery]:
 def commit(conn: sqlite3.Connection, state: RoomState | None,
            batch: Sequence[Delivery], now: float) -> list[Delivery]:
     """Save ``state`` and the deliveries of events new to the ledger, in one transaction."""
+    return commit_page(conn, state, batch, (), now)[0]
+
+
+def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequence[Delivery],
+                quarantine: Sequence[Quarantined], now: float) -> tuple[list[Delivery], int]:
+    """``commit``, keeping the page's quarantined messages in the same transaction; return
+    (deliveries added, messages newly kept)."""
     events: dict[str, Event] = {}
     unique: dict[str, Delivery] = {}
     for delivery in batch:  # a page may repeat itself: the first copy wins
@@ -91,7 +99,8 @@ def commit(conn: sqlite3.Connection, state: RoomState | None,
                 " cursor = excluded.cursor, last_id = excluded.last_id,"
                 " high_water = excluded.high_water, updated_at = excluded.updated_at",
                 (state.room, state.cursor, state.last_id, state.high_water, now))
-    return added
+        kept = insert_sqlite(conn, quarantine, now)
+    return added, kept
 
 
 def claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[str],

@@ -71,6 +71,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
         # claimed ones included, which the partial outbox_lane index leaves out.
         "CREATE INDEX outbox_webhook_seq ON outbox (webhook, event_seq)",
     ),
+    (
+        # Messages the tail could not process (see notifier.store._quarantine).
+        """CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY, room TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            message_id TEXT, position TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL,
+            truncated INTEGER NOT NULL, quarantined_at REAL NOT NULL,
+            UNIQUE (room, fingerprint)
+        )""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -23,10 +23,11 @@ import asyncpg  # type: ignore[import-untyped]  # ships no type information
 
 from notifier.errors import StoreError
 from notifier.events import Delivery
-from notifier.store import DeadLetter, RoomState, StoreStats
+from notifier.store import DeadLetter, Quarantined, RoomState, StoreStats
 from notifier.store import _pg_ops as ops
 from notifier.store._pg_admin import AdminOps
 from notifier.store._pg_schema import migrate, safe_url
+from notifier.store._quarantine import PostgresQuarantine
 from notifier.store._sqlite_ops import deliveries
 
 __all__ = ["PostgresStore"]
@@ -39,7 +40,7 @@ _CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError,
                       asyncpg.exceptions.InternalClientError, OSError, TimeoutError)
 
 
-class PostgresStore(AdminOps):
+class PostgresStore(AdminOps, PostgresQuarantine):
     """The Store kept in a PostgreSQL database (tables prefixed ``notifier_``)."""
 
     def __init__(self, url: str, *, instance: str = "local", exclusive: bool = False,
@@ -117,9 +118,15 @@ class PostgresStore(AdminOps):
                      deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Atomically save ``state`` and new deliveries; a runner only while it holds the
         room's lease (else LeaseLost, and nothing is written)."""
+        return (await self.commit_page(state, deliveries, ()))[0]
+
+    async def commit_page(self, state: RoomState | None, deliveries: Sequence[Delivery],
+                          quarantine: Sequence[Quarantined]) -> tuple[list[Delivery], int]:
+        """``commit``, keeping the page's quarantined messages in the same transaction."""
         fence = self.instance if self.exclusive else None
         async with self._conn("commit") as conn:
-            return await ops.commit(conn, state, list(deliveries), time.time(), fence)
+            return await ops.commit(conn, state, list(deliveries), time.time(), fence,
+                                    list(quarantine))
 
     async def claim_due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
                         webhooks: Collection[str] | None = None,
@@ -208,12 +215,13 @@ class PostgresStore(AdminOps):
         return int(status.split()[-1])
 
     async def stats(self) -> StoreStats:
-        """Outbox depth, dead letters, rooms known (one consistent snapshot)."""
+        """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
         async with self._conn("reading stats") as conn:
             row = await conn.fetchrow(
                 "SELECT (SELECT count(*) FROM notifier_outbox),"
                 " (SELECT count(*) FROM notifier_dead_letters),"
-                " (SELECT count(*) FROM notifier_rooms)")
+                " (SELECT count(*) FROM notifier_rooms),"
+                " (SELECT count(*) FROM notifier_quarantine)")
         return StoreStats(*row)
 
     async def rooms(self) -> list[RoomState]:

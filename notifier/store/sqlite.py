@@ -23,6 +23,7 @@ from notifier.events import Delivery
 from notifier.store import DeadLetter, RoomState, StoreStats, WebhookState
 from notifier.store import _sqlite_ops as ops
 from notifier.store import _sqlite_ops_ops as dlq
+from notifier.store._quarantine import SQLiteQuarantine
 from notifier.store._sqlite_files import check_same, lock, prepare_files
 from notifier.store._sqlite_schema import describe, prepare
 
@@ -31,7 +32,7 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteQuarantine):
     """The Store kept in one SQLite file."""
 
     def __init__(self, path: str, *, instance: str = "local", exclusive: bool = False,
@@ -155,10 +156,10 @@ class SQLiteStore:
             (older_than,)).rowcount)
 
     async def stats(self) -> StoreStats:
-        """Outbox depth, dead letters, rooms known (one consistent snapshot)."""
+        """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
         row = await self._run("reading stats", lambda c: c.execute(
             "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM dead_letters),"
-            " (SELECT count(*) FROM rooms)").fetchone())
+            " (SELECT count(*) FROM rooms), (SELECT count(*) FROM quarantine)").fetchone())
         return StoreStats(*row)
 
     async def rooms(self) -> list[RoomState]:

@@ -1,4 +1,5 @@
-"""Move a SQLite state file into a PostgreSQL database: cursors, ledger, outbox, dead letters.
+"""Move a SQLite state file into a PostgreSQL database: cursors, ledger, outbox, dead letters,
+quarantined messages.
 
 The SQLite file is opened exclusively, so no runner can change it meanwhile, and everything
 is written to PostgreSQL in one transaction. Nothing is lost or doubled, even when run
@@ -13,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from notifier.store._quarantine import PG_INSERT
 from notifier.store._sqlite_schema import transaction
 from notifier.store.postgres import PostgresStore
 from notifier.store.sqlite import SQLiteStore
@@ -25,6 +27,8 @@ _OUTBOX = ("SELECT id, event_seq, webhook, rules, attempts, next_attempt_at, las
 _DEAD = ("SELECT id, event_seq, webhook, rules, attempts, last_status, last_error, failed_at"
          " FROM dead_letters ORDER BY failed_at, id")
 _ROOMS = "SELECT room, cursor, last_id, high_water, updated_at FROM rooms ORDER BY room"
+_QUARANTINE = ("SELECT room, fingerprint, message_id, position, reason, raw, truncated,"
+               " quarantined_at FROM quarantine ORDER BY id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +40,14 @@ class Transfer:
     outbox: int
     dead_letters: int
     skipped_events: int
+    quarantined: int = 0
 
 
 def _dump(conn: sqlite3.Connection) -> dict[str, list[Any]]:
     with transaction(conn):  # one consistent snapshot
         return {name: conn.execute(sql).fetchall() for name, sql in
-                (("events", _EVENTS), ("outbox", _OUTBOX), ("dead", _DEAD), ("rooms", _ROOMS))}
+                (("events", _EVENTS), ("outbox", _OUTBOX), ("dead", _DEAD), ("rooms", _ROOMS),
+                 ("quarantine", _QUARANTINE))}
 
 
 async def sqlite_to_postgres(source: str, target: str) -> Transfer:
@@ -76,5 +82,7 @@ async def _write(conn: Any, data: dict[str, list[Any]]) -> Transfer:
         " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])"
         " ON CONFLICT (room) DO NOTHING RETURNING room",
         *([row[i] for row in data["rooms"]] for i in range(5)))
+    kept = [(*r[:6], bool(r[6]), r[7]) for r in data["quarantine"]]
+    quarantined = await conn.fetch(PG_INSERT, *([r[i] for r in kept] for i in range(8)))
     return Transfer(len(rooms), len(new_seq), len(outbox), len(dead),
-                    len(data["events"]) - len(new_seq))
+                    len(data["events"]) - len(new_seq), len(quarantined))

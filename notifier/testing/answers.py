@@ -113,13 +113,14 @@ def _malformed(answer: dict[str, Any], room: Room, variant: str) -> Any:
     if variant == "messages_not_list":
         answer["messages"] = {str(i): m for i, m in enumerate(messages)}
         return answer
-    # An empty page has no message to break: add a broken one (it has no id either way).
+    # A broken copy of the first message goes in front of the page, whose real messages
+    # stay: a defective message is quarantined while the rest of its page is processed,
+    # so breaking a real one would lose it (an empty page gets a broken placeholder).
     victim = dict(messages[0]) if messages else _placeholder(room)
-    if variant == "missing_id" or not messages:
-        victim.pop("id", None)
+    victim.pop("id", None)
     if variant == "wrong_type":
         victim["createdAt"] = 1609960385
-    answer["messages"] = [victim, *messages[1:]]
+    answer["messages"] = [victim, *messages]
     return answer
 
 

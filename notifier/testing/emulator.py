@@ -281,6 +281,8 @@ class RoomlioEmulator:
             if request.transport is not None:
                 request.transport.abort()
             return web.Response(status=499)
+        if fault is not None and fault.kind == "cursor_loop":
+            return web.json_response(_looping_page(params.get("startCursor"), fault.variant))
         if fault is not None and fault.kind == "delay":
             await sleep_unless(self._server.closing, fault.seconds)
         try:
@@ -345,6 +347,15 @@ def _decode(raw: bytes) -> tuple[dict[str, Any], str | None]:
     if not isinstance(params, dict):
         return {}, "the body must be a JSON object"
     return params, None
+
+
+def _looping_page(given: object, variant: str) -> dict[str, Any]:
+    """A ``cursor_loop`` answer: no messages, ``hasMore``, a cursor that gets nowhere."""
+    if variant == "fresh":
+        cursor = new_id("cur_")
+    else:
+        cursor = "cur_loop_b" if given == "cur_loop_a" else "cur_loop_a"
+    return {"messages": [], "hasMore": True, "nextCursor": cursor}
 
 
 def _optional_text(params: Mapping[str, Any], name: str) -> str | None:

@@ -24,12 +24,13 @@ FaultKind = Literal[
     "reorder",
     "overlap",
     "huge",
+    "cursor_loop",
 ]
 
 #: ``Fault.malformed`` variants: what is wrong with the 200 answer.
 MALFORMED_VARIANTS = (
-    "missing_id",  # one message has no "id"
-    "wrong_type",  # one message's "createdAt" is a number
+    "missing_id",  # a broken copy of a message, without "id", heads the page
+    "wrong_type",  # the same, and its "createdAt" is a number
     "messages_not_list",  # "messages" is an object
     "not_object",  # the answer is a JSON array, not an object
 )
@@ -49,7 +50,8 @@ class Fault:
     seconds: float = 0.0
     """``delay``: how long to wait before answering normally."""
     variant: str = ""
-    """``malformed``: one of MALFORMED_VARIANTS; ``truncated``: "body" or "connection"."""
+    """``malformed``: one of MALFORMED_VARIANTS; ``truncated``: "body" or "connection";
+    ``cursor_loop``: "cycle" or "fresh"."""
     count: int = 1
     """``overlap``: how many already-delivered messages to resend."""
     size: int = 0
@@ -128,6 +130,12 @@ class Fault:
         if size < 1:
             raise ValueError(f"huge size must be >= 1 byte, not {size}")
         return cls("huge", size=size, chunked=chunked)
+
+    @classmethod
+    def cursor_loop(cls, *, fresh: bool = False) -> Fault:
+        """An empty page that says ``hasMore`` with a ``nextCursor`` leading nowhere: two
+        cursors that point at each other, or (``fresh``) a new cursor every time."""
+        return cls("cursor_loop", variant="fresh" if fresh else "cycle")
 
 
 Fault.RESET = Fault("reset")
