@@ -40,8 +40,11 @@ MAX_RANGE = 10_000
 MAX_OUTPUT = 4 * 1024 * 1024
 """Characters in the rendered body, and in any one string or list built on the way."""
 _CLOCK_EVERY = 64
-_WIDTH = re.compile(r"%[^a-zA-Z%]*?(?:\*|\d{7,})|\{[^{}]*:[^{}]*?\d{7,}")
-"""A ``%`` or ``{:}`` field asking for a width or precision of a million or more."""
+_MAX_POWER_BITS = 100_000
+"""``a ** b`` of ints may have at most this many bits (a 30,000-digit number)."""
+_WIDTH = re.compile(r"%[^a-zA-Z%]*?(?:\*|\d{7,})|\{[^{}:]*:[^{}]*\d{7,}")
+"""A ``%`` or ``{:}`` field asking for a width or precision of a million or more. (It may
+see message text: each ``%`` or ``{`` scans only up to the next one, so it is linear.)"""
 
 
 class BudgetExceeded(SecurityError):
@@ -192,7 +195,7 @@ class BudgetEnvironment(ImmutableSandboxedEnvironment):
                 if isinstance(seq, str | list | tuple) and isinstance(n, int):
                     _too_big(len(seq) * n, "a repeated string or list")
         elif operator == "**" and isinstance(left, int) and isinstance(right, int):
-            if abs(left) > 1 and right > 1000:
+            if abs(left) > 1 and left.bit_length() * right > _MAX_POWER_BITS:
                 raise BudgetExceeded(f"{left} ** {right} is over the render budget")
         elif operator == "%":
             _check_width(left)
