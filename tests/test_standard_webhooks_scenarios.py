@@ -173,3 +173,21 @@ def _request_json(headers: dict[str, str]) -> str:
     import json
 
     return json.dumps({"headers": headers, "body": BODY.decode()})
+
+
+async def test_check_warns_about_a_secret_shorter_than_the_spec_asks(tmp_path):
+    """The reference's 23-byte secret passes `check` with a warning naming the webhook
+    and the spec's 24 bytes, and never the secret; a 24-byte one gets no warning."""
+    from tests.test_cli import run_cli
+
+    short = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS"
+    code, out, err = await run_cli("check", "--config", _config(tmp_path, short),
+                                   env=TEST_ENV)
+    assert code == 0 and "OK" in out
+    assert err.splitlines() == [
+        f"warning: {tmp_path / 'rules.yaml'}: webhooks.crm.secret: secret 1 decodes to 23 "
+        "bytes, fewer than the 24 random bytes the Standard Webhooks spec asks for; if you "
+        "can choose it, make a longer one"]
+    assert short.removeprefix("whsec_") not in out + err
+    code, _, err = await run_cli("check", "--config", _config(tmp_path, SECRET), env=TEST_ENV)
+    assert (code, err) == (0, "")
