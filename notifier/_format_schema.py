@@ -13,7 +13,7 @@ from typing import Any
 
 from notifier._fields import Invalid, Reader, duration, text
 from notifier._yaml import Path
-from notifier.config import Rate
+from notifier.config import MAX_CONFIG_BYTES, Rate
 
 __all__ = ["DEFAULT_RATES", "FORMAT_KEYS", "GROUPING_FORMATS", "format_settings", "rate"]
 
@@ -106,11 +106,16 @@ def _source(r: Reader, m: dict[str, Any], path: Path, key: str) -> tuple[str, st
     full = os.path.join(os.path.dirname(os.path.abspath(r.file)), os.path.expanduser(file))
     try:
         with open(full, encoding="utf-8") as handle:
-            return handle.read(), file
+            source = handle.read(MAX_CONFIG_BYTES + 1)
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         r.problem((*path, key), f"cannot read {file!r}: {reason}")
         return None
+    if len(source) > MAX_CONFIG_BYTES:
+        r.problem((*path, key), f"{file!r} is more than {MAX_CONFIG_BYTES:,} bytes, the "
+                                "limit for a template")
+        return None
+    return source, file
 
 
 def _compiles(r: Reader, where: Path, source: str, name: str) -> bool:

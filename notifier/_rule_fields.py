@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from notifier._fields import Conv, Invalid, Reader, boolean, choice, describe, text
+from notifier._regex import PatternError, compile_pattern
 from notifier._yaml import Path
 
 __all__ = ["LINK_TYPES", "RULE_EXTRA_KEYS", "read_rule_extras"]
@@ -30,10 +31,9 @@ def _pattern(rule: str) -> Conv[str]:
     def convert(value: Any, shown: str) -> str:
         pattern = text(value, shown)
         try:
-            re.compile(pattern, re.IGNORECASE)
-        except re.error as exc:
-            raise Invalid(f"rule {describe(rule)}: invalid regex {shown}: {exc}; "
-                          "patterns use Python re syntax") from None
+            compile_pattern(pattern)
+        except PatternError as exc:
+            raise Invalid(f"rule {describe(rule)}: invalid regex {shown}: {exc}") from None
         return pattern
 
     return convert

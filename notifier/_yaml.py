@@ -1,9 +1,9 @@
 """YAML text → plain values, with the line of every key path and ${VAR} substitution.
 
 ``parse`` reads a file event by event (``_yaml_events``) so a large one never exists as a
-whole node tree; when that cannot be done (syntax errors, several documents, an
-expansion past the size limit) it composes the tree and converts it (``_yaml_nodes``),
-which reads a file the same way and gives the documented messages.
+whole node tree; when that cannot be done (syntax errors, several documents) it
+composes the tree and converts it (``_yaml_nodes``), which reads a file the same way
+and gives the documented messages.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ def parse(text: str, file: str, env: Mapping[str, str]) -> tuple[Doc | None, lis
         return stream(text, file, env)
     except NotStreamable:
         return _parse_tree(text, file, env)
+    except TooBig as exc:  # composing the whole tree would only take longer to say so
+        return None, [Problem(file, None, "", str(exc))]
 
 
 def _parse_tree(text: str, file: str,
@@ -48,9 +50,10 @@ def _parse_tree(text: str, file: str,
         return converter.doc, []
     try:
         converter.doc.data = converter.value(root, (), node_line(root))
-    except (TooBig, RecursionError):
-        problem = Problem(file, None, "", "the document is too large once its aliases expand")
-        return None, [problem]
+    except TooBig as exc:
+        return None, [Problem(file, None, "", str(exc))]
+    except RecursionError:
+        return None, [Problem(file, None, "", "YAML nesting is too deep")]
     return converter.doc, converter.problems
 
 

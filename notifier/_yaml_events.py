@@ -5,9 +5,9 @@ one is converted: for 100,000 rooms that tree takes about 110 MB, and the heap k
 pages once it is freed. Here each collection is converted as its events arrive; only
 what an alias may need again (an anchored value), a ``<<`` merge source, a key and each
 scalar become nodes, handed to the same ``NodeConverter`` that handles a whole tree, so
-both read a file the same way. Anything unusual (a syntax error, a second document, an
-expansion past the size limit) raises ``NotStreamable``: the caller then composes the
-whole tree, whose messages are the documented ones.
+both read a file the same way. Anything unusual (a syntax error, a second document)
+raises ``NotStreamable``: the caller then composes the whole tree, whose messages are
+the documented ones. A document too large (``TooBig``) is reported as it is found.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from notifier._yaml_nodes import (
     Doc,
     NodeConverter,
     Path,
-    TooBig,
     entry_line,
     node_line,
 )
@@ -142,7 +141,8 @@ def _event_line(event: Event) -> int:
 
 def stream(text: str, file: str, env: Mapping[str, str]) -> tuple[Doc, list[Problem]]:
     """Read ``text`` as ``NodeConverter`` reads its composed tree; raise NotStreamable
-    when the whole tree must be composed instead (errors, oddities)."""
+    when the whole tree must be composed instead (errors, oddities), TooBig when the
+    document is too large (the tree would be too)."""
     try:
         events = _Events(text)  # the pure-Python reader checks every character here
         converter = _EventConverter(file, env, events)
@@ -150,6 +150,6 @@ def stream(text: str, file: str, env: Mapping[str, str]) -> tuple[Doc, list[Prob
             converter.doc.data = converter.document()
         finally:
             events.dispose()
-    except (yaml.YAMLError, RecursionError, TooBig) as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         raise NotStreamable(type(exc).__name__) from None
     return converter.doc, converter.problems

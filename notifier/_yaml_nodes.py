@@ -27,8 +27,12 @@ Path = tuple[str | int, ...]
 MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-_MAX_NODES = 1_000_000  # an alias "billion laughs" would otherwise expand without end;
-# a config of 100,000 rooms holds about 300,000 nodes
+_MAX_NODES = 1_000_000  # a config of 100,000 rooms holds about 300,000 nodes
+#: Aliases may repeat values, not multiply the document: once this many values were read
+#: again through aliases, they may be at most this share of all values read (the rule Go's
+#: yaml.v3 applies), so a "billion laughs" stops after thousands of values, not a million.
+_ALIAS_FLOOR = 10_000
+_ALIAS_SHARE = 0.99
 _VARIABLE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -63,7 +67,8 @@ class Doc:
 
 
 class TooBig(Exception):
-    """The document expands past _MAX_NODES."""
+    """The document expands past _MAX_NODES, or its aliases past _ALIAS_SHARE; the
+    message says which."""
 
 
 class NodeConverter:
@@ -76,6 +81,10 @@ class NodeConverter:
         self._constructor = SafeConstructor()
         self._active: set[int] = set()
         self._count = 0
+        self._walked: set[int] = set()
+        """Collections walked once: walking one again is an alias's doing."""
+        self._aliased = 0
+        self._alias_depth = 0
 
     def problem(self, path: Path, line: int | None, message: str) -> None:
         self.problems.append(Problem(self.file, line, render_path(path), message))
@@ -85,8 +94,16 @@ class NodeConverter:
         if line != parent_line:
             self.doc.lines[path] = line
         self._count += 1
+        if self._alias_depth:
+            self._aliased += 1
+            if self._aliased > _ALIAS_FLOOR and self._aliased > _ALIAS_SHARE * self._count:
+                raise TooBig(f"aliases expand the document more than "
+                             f"{round(1 / (1 - _ALIAS_SHARE))}-fold (an alias bomb?); an "
+                             "alias may repeat a value, not multiply the document")
         if self._count > _MAX_NODES:
-            raise TooBig
+            expanded = " once its aliases expand" if self._aliased else ""
+            raise TooBig(f"the document holds more than {_MAX_NODES:,} values{expanded}; "
+                         "split it")
 
     def value(self, node: yaml.Node, path: Path, line: int, parent_line: int = 0) -> Any:
         self.enter(path, line, parent_line)
@@ -96,6 +113,9 @@ class NodeConverter:
             self.problem(path, line, "an alias refers to itself; YAML here cannot be recursive")
             return None
         self._active.add(id(node))
+        again = id(node) in self._walked
+        self._walked.add(id(node))
+        self._alias_depth += again
         try:
             if isinstance(node, yaml.MappingNode):
                 return self.mapping(node, path, line)
@@ -103,6 +123,7 @@ class NodeConverter:
                     for i, item in enumerate(node.value)]
         finally:
             self._active.discard(id(node))
+            self._alias_depth -= again
 
     def scalar(self, node: yaml.ScalarNode, path: Path, line: int) -> Any:
         if node.tag == _TIMESTAMP_TAG:

@@ -101,9 +101,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         noun = "problem" if len(problems) == 1 else "problems"
         print(f"{args.config}: {len(problems)} {noun}", file=sys.stderr)
         return EXIT_CONFIG
+    from notifier._secret_lint import secret_warnings
     from notifier.rules import lint
 
-    for warning in lint(load_config(args.config).rules, args.config):
+    config = load_config(args.config)
+    for warning in (*lint(config.rules, args.config), *secret_warnings(config, args.config)):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK")
     return EXIT_OK

@@ -15,11 +15,18 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from notifier.delivery.signing import SignatureError, decode_verifying_key, matches
+from notifier.delivery.signing import (
+    Ed25519Key,
+    PublicKey,
+    SignatureError,
+    decode_verifying_key,
+    matches,
+)
 
 __all__ = ["Verdict", "diagnose"]
 
 TOLERANCE = 300
+_SPEC_MIN_BYTES = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +72,15 @@ def _keys(secrets: Sequence[str]) -> tuple[list[tuple[int, bytes]], list[str]]:
                             "use the whsec_... secret (or whpk_... public key) of the webhook")
             continue
         try:
-            keys.append((n, decode_verifying_key(text)))
+            key = decode_verifying_key(text)
         except SignatureError as exc:
             problems.append(f"secret {n} {exc}")
+            continue
+        keys.append((n, key))
+        if not isinstance(key, PublicKey | Ed25519Key) and len(key) < _SPEC_MIN_BYTES:
+            # still tried (the reference library verifies with it), but often a cut paste
+            problems.append(f"secret {n} decodes to {len(key)} bytes, fewer than the "
+                            f"{_SPEC_MIN_BYTES} the spec asks for: is it the whole secret?")
     return keys, problems
 
 

@@ -13,6 +13,12 @@ or as the 64-byte seed-and-public-key (Go's and libsodium's ed25519.PrivateKey).
 are accepted here (a 64-byte key must carry its own public key); ``generate_key_pair``
 writes the 32-byte seed. ``whpk_`` is the 32-byte public key. Several signatures are
 separated by spaces (secret rotation, or one of each scheme).
+
+Secrets are read as the reference library reads them: the ``whsec_`` prefix may be left
+out and the base64 padding too. A receiver's key may be any non-empty length (it is the
+receiver's to choose); a key the notifier signs with must be 16 to 64 bytes: the spec
+asks 24 to 64 random bytes of whoever generates one, and the reference's own test
+secrets include a 23-byte one; below 16 bytes (128 bits) an HMAC key is too weak.
 """
 
 from __future__ import annotations
@@ -50,8 +56,10 @@ __all__ = [
 SECRET_PREFIX = "whsec_"
 PRIVATE_KEY_PREFIX = "whsk_"
 PUBLIC_KEY_PREFIX = "whpk_"
-MIN_SECRET_BYTES = 24
+MIN_SECRET_BYTES = 16
 MAX_SECRET_BYTES = 64
+_GENERATE = ("python -c \"import os,base64;print('whsec_'+base64.b64encode(os.urandom(32))"
+             ".decode())\"")
 _SEED_BYTES = 32
 
 
@@ -84,20 +92,28 @@ class PublicKey(bytes):
 
 
 def _b64(text: str, prefix: str) -> bytes:
+    """The bytes of the base64 after ``prefix``; its ``=`` padding may be left out."""
+    encoded = text[len(prefix):]
     try:
-        return base64.b64decode(text[len(prefix):], validate=True)
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise SignatureError(f"the part after '{prefix}' is not valid base64") from None
+        where = f"the part after '{prefix}'" if prefix else "the secret"
+        raise SignatureError(f"{where} is not valid base64") from None
+
+
+def _shared_key(secret: str) -> bytes:
+    """An HMAC key, ``whsec_`` prefix or not (as the reference library reads it)."""
+    key = _b64(secret, SECRET_PREFIX if secret.startswith(SECRET_PREFIX) else "")
+    if not key:
+        raise SignatureError("is empty; give the whsec_<base64> secret of the webhook")
+    return key
 
 
 def _hmac_key(secret: str) -> bytes:
-    key = _b64(secret, SECRET_PREFIX)
+    key = _shared_key(secret)
     if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
-        raise SignatureError(
-            f"decodes to {len(key)} bytes; use {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} "
-            "random bytes (for example: python -c \"import os,base64;"
-            "print('whsec_'+base64.b64encode(os.urandom(32)).decode())\")"
-        )
+        raise SignatureError(f"decodes to {len(key)} bytes; use {MIN_SECRET_BYTES} to "
+                             f"{MAX_SECRET_BYTES} random bytes (for example: {_GENERATE})")
     return key
 
 
@@ -129,13 +145,18 @@ _SIGNING_KEYS: dict[str, Callable[[str], bytes]] = {
 
 
 def decode_secret(secret: str) -> bytes:
-    """Decode a signing secret: ``whsec_<base64>`` to an HMAC key (plain bytes), or
-    ``whsk_<base64>`` to an Ed25519Key. The message never contains the secret."""
+    """Decode a signing secret: ``whsec_<base64>`` (or the base64 alone) to an HMAC key
+    (plain bytes), or ``whsk_<base64>`` to an Ed25519Key. The message never contains the
+    secret."""
     for prefix, decode in _SIGNING_KEYS.items():
         if secret.startswith(prefix):
             return decode(secret)
-    raise SignatureError("must start with 'whsec_' (a shared secret) or 'whsk_' (an ed25519 "
-                         "private key) followed by base64")
+    try:
+        _b64(secret, "")
+    except SignatureError:
+        raise SignatureError("must start with 'whsec_' (a shared secret) or 'whsk_' (an "
+                             "ed25519 private key) followed by base64") from None
+    return _hmac_key(secret)  # the reference library reads bare base64 as a whsec_ secret
 
 
 def decode_public_key(text: str) -> PublicKey:
@@ -149,10 +170,13 @@ def decode_public_key(text: str) -> PublicKey:
 
 
 def decode_verifying_key(text: str) -> bytes:
-    """A key a receiver checks requests with: ``whsec_``, ``whpk_`` or even ``whsk_``."""
+    """A key a receiver checks requests with: ``whsec_`` (or its base64 alone; any
+    non-empty length, as the reference library accepts), ``whpk_`` or even ``whsk_``."""
     if text.startswith(PUBLIC_KEY_PREFIX):
         return decode_public_key(text)
-    return decode_secret(text)
+    if text.startswith(PRIVATE_KEY_PREFIX):
+        return decode_secret(text)
+    return _shared_key(text)
 
 
 def public_key_text(key: Ed25519Key) -> str:

@@ -2,10 +2,12 @@
 
 The template sees ``event`` (``type``, ``id``, ``rules``, ``timestamp``), ``message`` (the
 Roomlio message as received), ``room`` and ``webhook_id``. Undefined names are errors,
-not empty strings, and a template cannot reach Python internals (``SandboxedEnvironment``).
-A template that does not compile is a config problem (``compile_template`` is called by
-the config loader); one that fails for an event raises DeliveryPermanentError, so the
-delivery is dead-lettered with the reason and no half-rendered body is ever sent.
+not empty strings; a template cannot reach Python internals nor change the event it
+renders, and runs within a render budget (``_template_env``). A template that does not
+compile, or that asks for more than the budget in its own text (``range(10**6)``), is a
+config problem (``compile_template`` is called by the config loader); one that fails for
+an event, budget included, raises DeliveryPermanentError, so the delivery is
+dead-lettered with the reason and no half-rendered body is ever sent.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, Undefined
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, Undefined, nodes
 
 from notifier.config import Webhook
+from notifier.delivery._template_env import (
+    MAX_OUTPUT,
+    MAX_RANGE,
+    BudgetEnvironment,
+    BudgetExceeded,
+    budget,
+)
 from notifier.delivery.formats import Payload
 from notifier.errors import DeliveryPermanentError
 from notifier.events import Delivery
@@ -33,10 +41,10 @@ def _tojson(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                               keep_trailing_newline=True)
-    env.filters["tojson"] = _tojson  # Jinja's own escapes for HTML; ours is plain JSON
+def _environment() -> BudgetEnvironment:
+    env = BudgetEnvironment(undefined=StrictUndefined, autoescape=False,
+                            keep_trailing_newline=True)
+    env.add_filter("tojson", _tojson)  # Jinja's own escapes for HTML; ours is plain JSON
     return env
 
 
@@ -44,8 +52,32 @@ _ENV = _environment()
 
 
 def compile_template(source: str, name: str) -> Template:
-    """Compile ``source``; raise TemplateSyntaxError (with ``lineno``) when it is invalid."""
+    """Compile ``source``; raise TemplateSyntaxError (with ``lineno``) when it is invalid
+    or its own text asks for more than the render budget allows."""
+    _static_budget(_ENV.parse(source))
     return _ENV.from_string(source, globals={"__name__": name})
+
+
+def _static_budget(tree: nodes.Template) -> None:
+    """What the budget refuses at every render, found in the text: a ``range`` or a
+    repeated string whose numbers are written in it."""
+    for call in tree.find_all(nodes.Call):
+        args = [_constant(a) for a in call.args]
+        if isinstance(call.node, nodes.Name) and call.node.name == "range" and args and all(
+                isinstance(a, int) for a in args) and len(range(*args)) > MAX_RANGE:
+            raise TemplateSyntaxError(f"range() of {len(range(*args)):,} numbers is over the "
+                                      f"render budget's {MAX_RANGE:,}", call.lineno)
+    for product in tree.find_all(nodes.Mul):
+        sides = {type(v): v for v in (_constant(product.left), _constant(product.right))}
+        text, times = sides.get(str), sides.get(int)
+        if text is not None and times is not None and len(text) * times > MAX_OUTPUT:
+            raise TemplateSyntaxError(f"a string repeated to {len(text) * times:,} characters "
+                                      f"is over the render budget's {MAX_OUTPUT:,}",
+                                      product.lineno)
+
+
+def _constant(node: nodes.Node) -> Any:
+    return node.value if isinstance(node, nodes.Const) else None
 
 
 def context(delivery: Delivery) -> dict[str, Any]:
@@ -64,8 +96,9 @@ def render(template: Template, delivery: Delivery, *, webhook: str,
            content_type: str) -> bytes:
     """The body for ``delivery``; DeliveryPermanentError naming the reason if it fails."""
     try:
-        text = template.render(context(delivery))
-    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        text = _render(template, context(delivery))
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
+            RecursionError) as exc:
         raise DeliveryPermanentError(
             f"webhook {webhook}: the template failed to render: {type(exc).__name__}: {exc}"
         ) from None
@@ -77,6 +110,20 @@ def render(template: Template, delivery: Delivery, *, webhook: str,
                 f"webhook {webhook}: the template rendered invalid JSON ({exc}); "
                 "use the tojson filter for message values") from None
     return text.encode()
+
+
+def _render(template: Template, names: dict[str, Any]) -> str:
+    """``template.render(names)`` within a fresh budget, its output capped as it grows."""
+    parts: list[str] = []
+    size = 0
+    with budget():
+        for part in template.generate(names):
+            size += len(part)
+            if size > MAX_OUTPUT:
+                raise BudgetExceeded(f"the output is over the render budget's {MAX_OUTPUT:,} "
+                                     "characters")
+            parts.append(part)
+    return "".join(parts)
 
 
 def _is_json(content_type: str) -> bool:

@@ -13,11 +13,11 @@ one by one, as ``explain`` always does.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from notifier._regex import LinearPattern, compile_pattern
 from notifier.config import RULE_EVENTS, Rule
 from notifier.rules._plan import Plan, RuleKeys
 from notifier.rules._text import KeywordIndex, normalize, unicode_normalize
@@ -43,7 +43,7 @@ class RuleMatch:
 class _View:
     """One message as the conditions see it; the text work is done at most once."""
 
-    __slots__ = ("_normalize", "_text", "found", "kind", "message", "rooms")
+    __slots__ = ("_data", "_normalize", "_text", "found", "kind", "message", "rooms")
 
     def __init__(self, message: Mapping[str, Any], kind: str, rooms: Collection[str],
                  found: set[bytes] | frozenset[bytes], normalizer: Callable[[str], str]) -> None:
@@ -52,12 +52,21 @@ class _View:
         self.rooms = {*rooms, room_id} if isinstance(room_id, str) else rooms
         self._normalize = normalizer
         self._text: str | None = None
+        self._data: bytes | None = None
 
     @property
     def text(self) -> str:
         if self._text is None:
             self._text = self._normalize(str(self.message.get("body") or ""))
         return self._text
+
+    @property
+    def data(self) -> bytes:
+        """``text`` as UTF-8, what the rule patterns search (encoded once per message)."""
+        if self._data is None:
+            # a lone surrogate (JSON allows \ud800) must not raise: RE2 skips such bytes
+            self._data = self.text.encode(errors="surrogatepass")
+        return self._data
 
     def links(self) -> list[Mapping[str, Any]]:
         links = self.message.get("links")
@@ -73,12 +82,12 @@ class _Compiled:
     """keyword key → the keyword as written, for ``keywords``; None when not set."""
     all_ids: Mapping[bytes, str] | None
     exclude_ids: frozenset[bytes]
-    patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    patterns: tuple[LinearPattern, ...]
     checks: tuple[tuple[str, Callable[[_Compiled, _View], bool]], ...]
 
 
 def _regex_hits(rule: _Compiled, view: _View) -> tuple[str, ...]:
-    return tuple(source for source, pattern in rule.patterns if pattern.search(view.text))
+    return tuple(p.pattern for p in rule.patterns if p.search(view.data))
 
 
 def _in(value: object, allowed: frozenset[str] | None) -> bool:
@@ -154,7 +163,7 @@ class Matcher:
             rule.name, rule, any_ids,
             ids(rule.keywords_all) if rule.keywords_all else None,
             frozenset(ids(rule.exclude_keywords)) - {_NEVER},
-            tuple((p, re.compile(p, re.IGNORECASE)) for p in rule.regex),
+            tuple(map(compile_pattern, rule.regex)),
             tuple((key, check) for key, check in CONDITIONS.items() if _is_set(rule, key)),
         )
 

@@ -10,8 +10,10 @@
         assert not hooks.duplicates()
 
 A path with a secret has its Standard Webhooks signature checked: a ``whsec_`` secret
-checks ``v1`` (HMAC) signatures, a ``whpk_`` public key ``v1a`` (ed25519) ones. A bad one
-is answered 401 and recorded with ``verified=False``. ``attempts`` holds every request, ``received``
+checks ``v1`` (HMAC) signatures, a ``whpk_`` public key ``v1a`` (ed25519) ones, as the
+reference library does: a timestamp more than ``tolerance`` seconds off in either
+direction (a replay, or a sender whose clock is wrong) fails too. A bad one is answered
+401 and recorded with ``verified=False``. ``attempts`` holds every request, ``received``
 the accepted (2xx) ones, ``late`` those answered only after the client had hung up.
 """
 
