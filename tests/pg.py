@@ -23,7 +23,7 @@ import pytest
 
 from tests import realparts
 
-__all__ = ["PgServer", "find_bindir", "pg_server", "pg_url"]
+__all__ = ["PgServer", "find_bindir", "own_pg_server", "pg_server", "pg_url", "started_server"]
 
 SUPERUSER = "postgres"
 PASSWORD = "pg-secret-" + "p" * 8
@@ -130,6 +130,17 @@ def started_server() -> PgServer:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """One PostgreSQL server for the whole session."""
+    server = started_server()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def own_pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server of this test's own, to stop and start without disturbing the
+    other tests' databases."""
     server = started_server()
     try:
         yield server
