@@ -60,8 +60,9 @@ async def test_postgres_outage_longer_than_the_lease_ttl_fences_tailers_then_res
             down = time.monotonic()
             traffic.burst(12)  # posted while the state is unreachable
             await asyncio.sleep(down + FENCE + QUIET - time.monotonic())  # the outage itself
-            await asyncio.to_thread(own_pg_server.start)
+            # from here the server may accept connections before pg_ctl returns
             up = time.monotonic()
+            await asyncio.to_thread(own_pg_server.start)
             traffic.burst(12)
             await wait_until(lambda: set(rooms) <= set().union(
                 *holders_since(emu, up).values()), 20)
@@ -135,5 +136,7 @@ async def test_a_stuck_claim_is_delivered_by_another_instance_after_claim_timeou
     print(f"\nstuck claim (claim_timeout {claim_timeout:g}s) sent by the other instance "
           f"{second.at - first.at:.2f}s after the stuck attempt")
     assert second.webhook_id == first.webhook_id and second is not first
-    assert claim_timeout - 0.2 <= second.at - first.at <= claim_timeout + 2.0, \
+    # the stuck POST left its claimer a little after the claim (a new connection, a loaded
+    # machine): half a second of slack below
+    assert claim_timeout - 0.5 <= second.at - first.at <= claim_timeout + 2.0, \
         second.at - first.at
