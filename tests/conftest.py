@@ -7,7 +7,7 @@ import base64
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,10 +156,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(0))
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
-                            config: pytest.Config) -> None:
-    """A loud closing line when real parts were missing, so a green run that skipped
-    PostgreSQL or the browser is not mistaken for a complete one."""
+                            config: pytest.Config) -> Iterator[None]:
+    """A loud closing block when real parts were missing, so a green run that skipped
+    PostgreSQL or the browser is not mistaken for a complete one (after pytest's own
+    summary, so it sits right above the final count)."""
+    yield
     lines = realparts.summary(terminalreporter.stats.get("skipped", []))
     if not lines:
         return

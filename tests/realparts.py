@@ -50,6 +50,7 @@ def hidden(part: str) -> bool:
 def require(part: str, present: bool = True) -> None:
     """Go on when ``part`` is present; otherwise skip, or fail under CI, saying how to
     install it. Call it with no ``present`` first to honour NOTIFIER_TEST_HIDE early."""
+    __tracebackhide__ = True  # report the skip or failure at the caller, not here
     if part not in INSTALL:
         raise ValueError(f"unknown real part {part!r} (known: {', '.join(INSTALL)})")
     if present and not hidden(part):
