@@ -3,7 +3,8 @@
 ``PgServer`` runs ``initdb`` and ``pg_ctl`` (as the ``postgres`` user when the tests run
 as root, since initdb refuses root) on a free port of 127.0.0.1 with its socket in the
 temporary folder, and tears everything down afterwards. Without the binaries the
-PostgreSQL tests skip locally and FAIL under CI (``CI=true``): ``.ci/run`` installs them.
+PostgreSQL tests skip locally (with a loud summary) and FAIL under CI (``CI=true``): see
+tests/realparts.py; ``scripts/test`` installs them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from collections.abc import Iterator
 
 import pytest
 
-__all__ = ["PgServer", "find_bindir", "pg_server", "pg_url"]
+from tests import realparts
+
+__all__ = ["PgServer", "find_bindir", "own_pg_server", "pg_server", "pg_url", "started_server"]
 
 SUPERUSER = "postgres"
 PASSWORD = "pg-secret-" + "p" * 8
@@ -112,12 +115,8 @@ class PgServer:
 def started_server() -> PgServer:
     """A running server, or a skip (a failure under CI) when the binaries are missing."""
     bindir = find_bindir()
-    if bindir is None:
-        message = ("PostgreSQL server binaries (initdb, pg_ctl) not found; "
-                   "install the postgresql package (.ci/run does)")
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+    realparts.require("postgresql", bindir is not None)
+    assert bindir is not None
     server = PgServer(bindir)
     try:
         server.init()
@@ -131,6 +130,17 @@ def started_server() -> PgServer:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """One PostgreSQL server for the whole session."""
+    server = started_server()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def own_pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server of this test's own, to stop and start without disturbing the
+    other tests' databases."""
     server = started_server()
     try:
         yield server

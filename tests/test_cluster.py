@@ -1,5 +1,8 @@
 """Several `notifier run` processes on one PostgreSQL state: sharing, failover, fencing.
 
+The failover tests are also chaos tests: ``pytest -m chaos --long`` repeats their faults
+(kills, database restarts) as part of the soak; the default run does each once.
+
 Real processes, a real PostgreSQL server (tests/pg.py), the emulator recording which
 instance polled which room and when (the x-notifier-instance header).
 """
@@ -8,146 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import time
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from notifier.testing import RoomlioEmulator, WebhookReceiver
-from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command
-from tests.pg import PgServer, started_server
+from tests.chaos import rounds
+from tests.clusterutil import (
+    TAKEOVER,
+    TTL,
+    Cluster,
+    Traffic,
+    all_delivered,
+    holders_since,
+    runs_per_room,
+    spread,
+    wait_until,
+    write_config,
+)
+from tests.conftest import API_KEY, SECRET, TEST_ENV, notifier_command
+from tests.pg import PgServer
 
 pytestmark = pytest.mark.slow
-
-TTL, BEAT = 2.0, 0.4
-#: The TTL, a heartbeat to notice, and slack for a loaded 2-core machine running the
-#: emulator, the receiver and three instances at once.
-TAKEOVER = TTL + BEAT + 5.0
-
-
-class Cluster:
-    """The notifier processes of one test, each logging to its own file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.procs: list[asyncio.subprocess.Process] = []
-
-    async def start(self) -> asyncio.subprocess.Process:
-        log = os.open(self.path.parent / f"instance{len(self.procs)}.log",
-                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        proc = await asyncio.create_subprocess_exec(
-            *notifier_command("run", "--config", str(self.path), "--log-level", "INFO"),
-            env={**os.environ, **TEST_ENV}, stdin=asyncio.subprocess.DEVNULL, stderr=log)
-        os.close(log)
-        self.procs.append(proc)
-        return proc
-
-    def log(self, n: int) -> str:
-        return (self.path.parent / f"instance{n}.log").read_text()
-
-    async def stop(self) -> None:
-        for proc in self.procs:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            await asyncio.wait_for(proc.wait(), 30)
-
-
-def write_config(tmp_path: Path, emu: RoomlioEmulator, rx: WebhookReceiver, rooms: list[str],
-                 state: str, **roomlio: Any) -> Path:
-    doc = yaml.safe_load(config_text(
-        emu.url, rx.url, rooms=rooms, state=state,
-        # fixed polling (no adaptive back-off): the tests watch which instance polls a room
-        roomlio={"poll_interval": "250ms", "max_poll_interval": "250ms",
-                 "edit_scan_interval": "1s", **roomlio},
-        delivery={"max_attempts": 1000, "max_backoff": "200ms"}))
-    doc["cluster"] = {"lease_ttl": f"{TTL}s", "heartbeat": f"{BEAT}s"}
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
-class Traffic:
-    """A steady stream of matching messages, chatter and edits over the given rooms."""
-
-    def __init__(self, emu: RoomlioEmulator, rooms: list[str], seed: int = 8) -> None:
-        self.emu, self.rooms, self.rng = emu, rooms, random.Random(seed)
-        self.latest: dict[str, str] = {}
-        self.posted: list[dict[str, Any]] = []
-
-    def burst(self, n: int) -> None:
-        for _ in range(n):
-            room = self.rng.choice(self.rooms)
-            if self.rng.random() < 0.2:
-                self.emu.post(room, "just chatting")
-                continue
-            message = self.emu.post(room, f"refund request {len(self.posted)}")
-            self.posted.append(message)
-            self.latest[message["id"]] = message["editedAt"]
-            if self.rng.random() < 0.2:
-                target = self.rng.choice(self.posted[-20:])
-                edited = self.emu.edit(target["id"], f"{target['body']} (edited)")
-                self.latest[target["id"]] = edited["editedAt"]
-
-    async def run(self, seconds: float, per_tick: int = 4) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.burst(per_tick)
-            await asyncio.sleep(0.1)  # the stream's own pace, not a wait for a condition
-
-    def must_have(self) -> set[str]:
-        return {f"{mid}@{edited}" for mid, edited in self.latest.items()}
-
-
-def received(rx: WebhookReceiver) -> set[str]:
-    return {f"{r.json['data']['message']['id']}@{r.json['data']['message']['editedAt']}"
-            for r in rx.received if r.path == "/crm"}
-
-
-async def all_delivered(rx: WebhookReceiver, traffic: Traffic, timeout: float = 60) -> None:
-    await rx.wait_for(lambda r: received(r) >= traffic.must_have(), timeout=timeout)
-    for r in rx.received:  # duplicates only ever with the same webhook-id and body
-        assert r.webhook_id is not None
-
-
-def runs_per_room(emu: RoomlioEmulator) -> dict[str, list[tuple[str, float, float]]]:
-    """For each room, the runs of consecutive requests by one instance: (who, first, last)."""
-    runs: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
-    for record in emu.requests:
-        if record.room is None or record.instance is None:
-            continue
-        room_runs = runs[record.room]
-        if room_runs and room_runs[-1][0] == record.instance:
-            room_runs[-1] = (record.instance, room_runs[-1][1], record.time)
-        else:
-            room_runs.append((record.instance, record.time, record.time))
-    return runs
-
-
-def holders_since(emu: RoomlioEmulator, since: float) -> dict[str, set[str]]:
-    """Which rooms each instance polled after ``since`` (monotonic time)."""
-    rooms: dict[str, set[str]] = defaultdict(set)
-    for record in emu.requests:
-        if record.time >= since and record.room and record.instance:
-            rooms[record.instance].add(record.room)
-    return rooms
-
-
-async def wait_until(predicate: Any, timeout: float) -> None:
-    """Poll a condition that other processes change (their polls, their log files)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - no event to await across processes
-            await asyncio.sleep(0.05)
-
-
-def spread(emu: RoomlioEmulator, since: float, instances: int) -> list[int]:
-    return sorted(len(r) for r in holders_since(emu, since).values())[-instances:]
 
 
 async def test_three_instances_share_sixty_rooms_one_tailer_at_a_time(
@@ -180,10 +67,39 @@ async def test_three_instances_share_sixty_rooms_one_tailer_at_a_time(
     assert "schema version" in cluster.log(0) + cluster.log(1) + cluster.log(2)
 
 
+async def _settled(emu: RoomlioEmulator, live: int, rooms: int) -> dict[str, set[str]]:
+    """Wait for a 1s window in which ``live`` instances polled every room, each room by
+    one of them; which rooms each polled in it."""
+    async with asyncio.timeout(20):
+        while True:
+            mark = time.monotonic()
+            await asyncio.sleep(1.0)  # the window observed, not a wait for a condition
+            held = holders_since(emu, mark)
+            if len(held) == live and sum(len(r) for r in held.values()) == rooms:
+                return held
+
+
+async def _kill_busiest(emu: RoomlioEmulator, cluster: Cluster, traffic: Traffic) -> float:
+    """SIGKILL the instance tailing the most rooms; seconds until the others poll them."""
+    held = await _settled(emu, cluster.live, len(traffic.rooms))
+    victim_id, victim_rooms = max(held.items(), key=lambda kv: len(kv[1]))
+    pid = int(victim_id.split("-")[-2])
+    os.kill(pid, signal.SIGKILL)
+    cluster.killed.add(pid)
+    killed_at = time.monotonic()
+    await traffic.run(2.0)
+    await wait_until(lambda: victim_rooms <= set().union(*(
+        r for who, r in holders_since(emu, killed_at).items() if who != victim_id)),
+        TAKEOVER)
+    return time.monotonic() - killed_at
+
+
+@pytest.mark.chaos
 async def test_sigkill_of_an_instance_hands_its_rooms_over_within_the_lease_ttl(
-        tmp_path: Path, pg_url: str) -> None:
+        tmp_path: Path, pg_url: str, long_run: bool) -> None:
     """The rooms of a killed instance are polled by the others within the TTL; nothing is
-    lost; duplicates carry the same webhook-id."""
+    lost; duplicates carry the same webhook-id. The soak kills again and again, a
+    replacement joining before each kill."""
     rooms = [f"room{i:02d}" for i in range(30)]
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
@@ -191,32 +107,27 @@ async def test_sigkill_of_an_instance_hands_its_rooms_over_within_the_lease_ttl(
             emu.add_room(key=room)
         cluster = Cluster(write_config(tmp_path, emu, rx, rooms, pg_url))
         traffic = Traffic(emu, rooms)
+        takeovers: list[float] = []
         try:
             for _ in range(3):
                 await cluster.start()
             await traffic.run(3.0)
-            mark = time.monotonic()
-            await wait_until(lambda: len(holders_since(emu, mark)) == 3 and sum(
-                spread(emu, mark, 3)) == 30, 20)
-            victim_id = max(holders_since(emu, mark).items(), key=lambda kv: len(kv[1]))[0]
-            pid = int(victim_id.split("-")[-2])
-            victim_rooms = holders_since(emu, mark)[victim_id]
-            os.kill(pid, signal.SIGKILL)
-            killed_at = time.monotonic()
-            await traffic.run(2.0)
-            await wait_until(lambda: victim_rooms <= set().union(*(
-                r for who, r in holders_since(emu, killed_at).items() if who != victim_id)),
-                TAKEOVER)
-            taken_over = time.monotonic() - killed_at
+            for i in rounds(long_run, 1, 6):
+                if i:
+                    await cluster.start()  # three instances share the rooms again
+                takeovers.append(await _kill_busiest(emu, cluster, traffic))
             await all_delivered(rx, traffic)
         finally:
             await cluster.stop()
-    assert taken_over <= TAKEOVER
+    print(f"\n{len(takeovers)} SIGKILL(s): rooms taken over in "
+          f"{', '.join(f'{t:.2f}s' for t in takeovers)} (lease_ttl {TTL:g}s)")
+    assert takeovers and max(takeovers) <= TAKEOVER, takeovers
     bodies: dict[str, bytes] = {}
     for r in rx.received:
         assert bodies.setdefault(str(r.webhook_id), r.body) == r.body, "one id, two bodies"
 
 
+@pytest.mark.chaos
 async def test_paused_instance_cannot_write_with_its_stale_lease(
         tmp_path: Path, pg_url: str) -> None:
     """SIGSTOP past the lease TTL, then SIGCONT: the woken instance's writes are refused,
@@ -258,22 +169,13 @@ async def test_paused_instance_cannot_write_with_its_stale_lease(
         assert bodies.setdefault(str(r.webhook_id), r.body) == r.body
 
 
-@pytest.fixture
-def own_server() -> Any:
-    """A PostgreSQL server of this test's own, to restart without disturbing the others."""
-    server = started_server()
-    try:
-        yield server
-    finally:
-        server.destroy()
-
-
-async def test_database_restart_under_load_loses_nothing(tmp_path: Path,
-                                                         own_server: PgServer) -> None:
+@pytest.mark.chaos
+async def test_database_restart_under_load_loses_nothing(
+        tmp_path: Path, own_pg_server: PgServer, long_run: bool) -> None:
     """The database stops and starts again while two instances work: they reconnect and
-    every matching version still arrives."""
+    every matching version still arrives. The soak restarts it again and again."""
     rooms = [f"room{i:02d}" for i in range(10)]
-    url = own_server.create_database()
+    url = own_pg_server.create_database()
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
         for room in rooms:
@@ -284,10 +186,11 @@ async def test_database_restart_under_load_loses_nothing(tmp_path: Path,
             for _ in range(2):
                 await cluster.start()
             await traffic.run(2.0)
-            await asyncio.to_thread(own_server.stop)
-            await traffic.run(1.5)
-            await asyncio.to_thread(own_server.start)
-            await traffic.run(2.0)
+            for _ in rounds(long_run, 1, 5):
+                await asyncio.to_thread(own_pg_server.stop)
+                await traffic.run(1.5)
+                await asyncio.to_thread(own_pg_server.start)
+                await traffic.run(2.0)
             await all_delivered(rx, traffic, timeout=90)
         finally:
             await cluster.stop()

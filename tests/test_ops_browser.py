@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from notifier.testing import Fault
-from tests.conftest import Outcomes, require_tool
+from tests import realparts
+from tests.conftest import Outcomes
 from tests.opsutil import ADMIN_TOKEN, ops_config, serving
 
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -27,8 +28,7 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    require_tool(CHROMEDRIVER is not None and CHROMIUM is not None,
-                 "chromium and chromium-driver")
+    realparts.require("chromium", CHROMEDRIVER is not None and CHROMIUM is not None)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service as DriverService
 
