@@ -13,7 +13,7 @@ import time
 
 import aiohttp
 
-from notifier.delivery.signing import decode_secret, signature_headers
+from notifier.signing import decode_secret, signature_headers
 
 
 async def _room(session: aiohttp.ClientSession, args: argparse.Namespace, room: str,

@@ -46,10 +46,10 @@ from notifier.config import (
     Rule,
     Webhook,
 )
-from notifier.delivery.signing import SignatureError, decode_secret
 from notifier.errors import Problem
-from notifier.netguard import connect_host, private_target
-from notifier.retry_schedule import STANDARD_SCHEDULE
+from notifier.signing import SignatureError, decode_secret
+from notifier.util.netguard import connect_host, private_target
+from notifier.util.schedule import STANDARD_SCHEDULE
 
 __all__ = ["build", "unsupported_state"]
 

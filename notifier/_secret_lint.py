@@ -8,8 +8,8 @@ asks 24 to 64 random bytes of whoever makes one: ``check`` says so, without the 
 from __future__ import annotations
 
 from notifier.config import Config
-from notifier.delivery.signing import Ed25519Key
 from notifier.errors import Problem
+from notifier.signing import Ed25519Key
 
 __all__ = ["SPEC_MIN_SECRET_BYTES", "secret_warnings"]
 

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from notifier import __version__
-from notifier.aio import run_loop
 from notifier.config import Config, check_config, load_config
 from notifier.errors import ConfigError, NotifierError, RoomlioAuthError, StoreError
 from notifier.store import shown_location
+from notifier.util.aio import run_loop
 
 __all__ = ["main", "run_loop"]
 

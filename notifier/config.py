@@ -15,7 +15,7 @@ from typing import Literal, NamedTuple
 
 from notifier._yaml import parse
 from notifier.errors import ConfigError, Problem
-from notifier.retry_schedule import STANDARD_SCHEDULE
+from notifier.util.schedule import STANDARD_SCHEDULE
 
 __all__ = [
     "FORMATS",
@@ -123,7 +123,7 @@ class Webhook:
     url: str = field(repr=False)
     secrets: tuple[bytes, ...] = field(default=(), repr=False)
     """Decoded signing keys: plain bytes sign ``v1`` (HMAC), an ``Ed25519Key`` signs
-    ``v1a`` (see notifier.delivery.signing); empty means the requests are not signed."""
+    ``v1a`` (see notifier.signing); empty means the requests are not signed."""
     timeout: float = 10.0
     max_attempts: int = 12
     max_backoff: float = 600.0

@@ -22,9 +22,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from notifier.aio import sleep_unless
 from notifier.config import ClusterSettings
 from notifier.errors import StoreError
+from notifier.util.aio import sleep_unless
 
 __all__ = ["LeasePlan", "LeaseStore", "RoomKeeper", "fair_share", "new_instance_id", "plan"]
 

@@ -5,7 +5,7 @@ or level: the config's secrets (API key, webhook secrets, header values, webhook
 the admin token) are replaced by their names, and anything shaped like a credential
 (``Authorization`` values, bearer tokens, ``whsec_`` and ``whsk_`` secrets,
 ``user:password@`` in a URL) is masked even when it is not in the config. A configured
-secret is found in any spelling and by its long fragments (notifier._redaction).
+secret is found in any spelling and by its long fragments (notifier.util.redaction).
 
 Text lines escape control characters, so remote text cannot start a line of its own; a
 traceback follows its record indented.
@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from notifier._redaction import SecretMatcher
 from notifier.config import Config
+from notifier.util.redaction import SecretMatcher
 
 __all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "TextFormatter", "config_secrets",
            "escape_controls", "setup_logging"]
@@ -98,7 +98,7 @@ class RedactionFilter(logging.Filter):
     """Replace secrets in a record's message, arguments, traceback and fields.
 
     A known secret is found in any spelling and by its long fragments (see
-    notifier._redaction), so text cut short upstream leaks no part worth having.
+    notifier.util.redaction), so text cut short upstream leaks no part worth having.
     """
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:

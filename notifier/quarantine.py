@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from notifier._json import dumps
 from notifier.roomlio import Defect, message_id
 from notifier.store import QUARANTINE_RAW_LIMIT, Quarantined
+from notifier.util.json import dumps
 
 __all__ = ["keep"]
 

@@ -27,8 +27,8 @@ from notifier.errors import (
     RoomlioTransientError,
 )
 from notifier.logs import RedactionFilter
-from notifier.retrying import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
-from notifier.timeutil import parse_time
+from notifier.util.backoff import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
+from notifier.util.time import parse_time
 
 __all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "RoomlioCursorError",
            "RoomlioNotFoundError", "check_message", "message_id", "parse_page", "shown"]

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from notifier.aio import sleep_unless
 from notifier.config import Config, Room, Webhook
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
 from notifier.delivery.workers import DeliveryWorkers, shared
@@ -30,6 +29,7 @@ from notifier.roomlio import RoomlioClient, RoomlioNotFoundError, shown
 from notifier.scheduler import RoomTurn, Scheduler, ThrottledClient, TokenBucket, next_interval
 from notifier.store import Store, open_store
 from notifier.tailer import Tailer
+from notifier.util.aio import sleep_unless
 
 __all__ = ["Service", "ServiceHooks"]
 

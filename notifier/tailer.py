@@ -36,7 +36,7 @@ from notifier.quarantine import keep
 from notifier.roomlio import Page, RoomlioClient, RoomlioCursorError, shown
 from notifier.rules import Matcher
 from notifier.store import RoomState, Store
-from notifier.timeutil import format_time, parse_time
+from notifier.util.time import format_time, parse_time
 
 __all__ = ["Routes", "Tailer", "routes_for"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from notifier.config import Config, DeliverySettings, check_config, load_config
 from notifier.delivery.breaker import Breaker, BreakerSettings, BreakerState, probe_wait
-from notifier.retry_schedule import JITTER, STANDARD_SCHEDULE, schedule_delay
+from notifier.util.schedule import JITTER, STANDARD_SCHEDULE, schedule_delay
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 

@@ -24,7 +24,7 @@ from notifier.config import (
 )
 from notifier.delivery.formats import FORMATS as IMPLEMENTED_FORMATS
 from notifier.errors import ConfigError, Problem
-from notifier.netguard import is_private_address
+from notifier.util.netguard import is_private_address
 
 KEY_BYTES = bytes(range(32))
 SECRET = "whsec_" + base64.b64encode(KEY_BYTES).decode()

@@ -8,7 +8,7 @@ from notifier.errors import RoomlioTransientError
 from notifier.roomlio import Page
 from notifier.store import RoomState
 from notifier.tailer import CLOCK_SKEW, advance
-from notifier.timeutil import parse_time
+from notifier.util.time import parse_time
 
 #: The local clock in these tests: 2026-11-25T12:00:00Z.
 NOW = 1795608000.0

@@ -23,7 +23,7 @@ from notifier.service import ServiceHooks
 from notifier.store import RoomState, open_store
 from notifier.tailer import Tailer
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
-from notifier.timeutil import parse_time
+from notifier.util.time import parse_time
 from tests.chaos import LogWatch, assert_no_secrets, serve, write_config
 from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command
 from tests.opsutil import ops_config, serving, until

@@ -1,4 +1,4 @@
-"""notifier._json: orjson (when installed) and the standard library write and read alike."""
+"""notifier.util.json: orjson (when installed) and the standard library write and read alike."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import notifier._json
-from notifier._json import dumps_bytes, loads
+import notifier.util.json
+from notifier.util.json import dumps_bytes, loads
 
 _values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
@@ -22,7 +22,7 @@ _values = st.recursive(
 def _both(obj: object, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, bytes]:
     fast = dumps_bytes(obj)
     with monkeypatch.context() as patch:
-        patch.setattr(notifier._json, "orjson", None)
+        patch.setattr(notifier.util.json, "orjson", None)
         return fast, dumps_bytes(obj)
 
 
@@ -65,4 +65,4 @@ def test_loads_reads_what_the_standard_library_reads(text: bytes) -> None:
 
 def test_the_fast_encoder_is_there_to_compare() -> None:
     """The test extra installs orjson: without it the comparisons above compare json to json."""
-    assert notifier._json.orjson is not None
+    assert notifier.util.json.orjson is not None

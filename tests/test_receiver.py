@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from notifier.delivery.signing import SignatureError
+from notifier.signing import SignatureError
 from notifier.testing import Fault, Received, WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from notifier.delivery.diagnose import diagnose
-from notifier.delivery.signing import decode_secret, signature_headers
+from notifier.signing import decode_secret, signature_headers
 from notifier.store import open_store
 from tests.conftest import SECRET, running
 from tests.test_delivery_ops import cli

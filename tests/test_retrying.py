@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from notifier.retrying import backoff_delay, parse_retry_after
+from notifier.util.backoff import backoff_delay, parse_retry_after
 
 
 @pytest.mark.parametrize(("attempt", "ceiling"), [(1, 1.0), (2, 2.0), (4, 8.0), (10, 60.0),

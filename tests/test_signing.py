@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from notifier.delivery.signing import (
+from notifier.signing import (
     SignatureError,
     decode_secret,
     signature_headers,

@@ -13,7 +13,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from notifier.delivery.signing import (
+from notifier.errors import ConfigError
+from notifier.logs import RedactionFilter, config_secrets
+from notifier.signing import (
     Ed25519Key,
     SignatureError,
     decode_public_key,
@@ -23,8 +25,6 @@ from notifier.delivery.signing import (
     signature_headers,
     verify,
 )
-from notifier.errors import ConfigError
-from notifier.logs import RedactionFilter, config_secrets
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 from tests.conftest import SECRET, Outcomes, config_text, running
 from tests.test_delivery_ops import cli

@@ -15,8 +15,8 @@ from notifier.delivery import http
 from notifier.delivery.http import WebhookClient
 from notifier.errors import DeliveryPermanentError
 from notifier.events import CREATED, Delivery, Event
-from notifier.netguard import connect_host, private_literal
 from notifier.testing import WebhookReceiver
+from notifier.util.netguard import connect_host, private_literal
 from tests.conftest import notifier_command
 
 

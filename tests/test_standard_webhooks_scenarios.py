@@ -22,7 +22,7 @@ import pytest
 
 from notifier.cli import main
 from notifier.config import check_config
-from notifier.delivery.signing import SignatureError, decode_secret, sign
+from notifier.signing import SignatureError, decode_secret, sign
 from notifier.testing import WebhookReceiver
 from tests.conftest import TEST_ENV, config_text
 

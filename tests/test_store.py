@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import notifier._json
+import notifier.util.json
 from notifier.errors import StoreError
 from notifier.events import CREATED, EDITED, NEVER_EDITED, Delivery, Event
 from notifier.store import RoomState, StoreStats, open_store
@@ -157,7 +157,7 @@ async def test_message_round_trips_exactly(store: SQLiteStore, message: dict[str
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The event read back from the outbox equals the one committed, message and all."""
     if json_library == "json":  # orjson is optional: the standard library must do as well
-        monkeypatch.setattr(notifier._json, "orjson", None)
+        monkeypatch.setattr(notifier.util.json, "orjson", None)
     event = make_event(1, **message)
     await store.commit(None, deliveries(event, "crm"))
     [claimed] = await store.claim_due(later(), 10)

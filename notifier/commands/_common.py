@@ -14,7 +14,7 @@ from notifier._fields import parse_duration
 from notifier.config import Config, load_config
 from notifier.errors import ConfigError
 from notifier.store import Store, open_store
-from notifier.timeutil import format_time, parse_time
+from notifier.util.time import format_time, parse_time
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "add_config", "load",
            "moment", "opened", "shown_time"]

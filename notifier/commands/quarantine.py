@@ -18,7 +18,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifier._json import loads
 from notifier.commands._common import (
     EXIT_CONFIG,
     EXIT_ERROR,
@@ -36,6 +35,7 @@ from notifier.roomlio import check_message, shown
 from notifier.rules import Matcher, compile_rules
 from notifier.store import QUARANTINE_RAW_LIMIT, Quarantined, Store
 from notifier.tailer import Routes, deliveries_for, routes_for
+from notifier.util.json import loads
 
 __all__ = ["Rerun", "register", "rerun"]
 

@@ -37,7 +37,7 @@ from notifier.events import CREATED, EDITED, Delivery, Event, is_edited
 from notifier.roomlio import MAX_IDLE_PAGES, RoomlioClient
 from notifier.rules import Matcher, compile_rules
 from notifier.tailer import deliveries_for, routes_for
-from notifier.timeutil import format_time
+from notifier.util.time import format_time
 
 __all__ = ["history", "register", "replay_deliveries"]
 

@@ -23,8 +23,8 @@ from notifier.commands._common import (
     load,
     opened,
 )
-from notifier.delivery.signing import Ed25519Key, public_key_text
 from notifier.errors import StoreError
+from notifier.signing import Ed25519Key, public_key_text
 from notifier.store import WebhookState
 
 __all__ = ["register"]

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from notifier.delivery.signing import (
+from notifier.signing import (
     Ed25519Key,
     PublicKey,
     SignatureError,

@@ -11,10 +11,10 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from notifier._json import dumps_bytes
 from notifier.config import Webhook
 from notifier.events import Delivery
-from notifier.timeutil import format_time
+from notifier.util.json import dumps_bytes
+from notifier.util.time import format_time
 
 __all__ = ["FORMATS", "Formatter", "Payload", "formatter_for", "standard"]
 

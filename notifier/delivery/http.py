@@ -25,11 +25,11 @@ from notifier import __version__
 from notifier.config import Webhook
 from notifier.delivery.errortext import Scrubber, answer_text, client_error_text
 from notifier.delivery.formats import formatter_for
-from notifier.delivery.signing import signature_headers
 from notifier.errors import DeliveryError, DeliveryPermanentError, DeliveryTransientError
 from notifier.events import Delivery
-from notifier.netguard import is_private_address, private_target
-from notifier.retrying import TRANSIENT_STATUSES, parse_retry_after
+from notifier.signing import signature_headers
+from notifier.util.backoff import TRANSIENT_STATUSES, parse_retry_after
+from notifier.util.netguard import is_private_address, private_target
 
 __all__ = ["MAX_ANSWER_BYTES", "GuardedResolver", "PrivateAddressRefused", "WebhookClient",
            "guarded_socket"]

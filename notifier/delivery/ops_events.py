@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from notifier.events import WEBHOOK_DISABLED, Delivery, Event, event_id
 from notifier.store import WebhookState
-from notifier.timeutil import format_time
+from notifier.util.time import format_time
 
 __all__ = ["disabled_delivery"]
 

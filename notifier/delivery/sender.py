@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from notifier.aio import wait_any
 from notifier.config import Webhook
 from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import GroupedStore, Grouper, members_of
@@ -29,8 +28,9 @@ from notifier.delivery.http import WebhookClient
 from notifier.delivery.ratelimit import RateLimiter, Unlimited, limiter_for
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
-from notifier.retry_schedule import JITTER, retry_wait
 from notifier.store import Store
+from notifier.util.aio import wait_any
+from notifier.util.schedule import JITTER, retry_wait
 
 __all__ = ["AttemptReport", "DeliveryOutcome", "Sender", "first_retry_wait"]
 

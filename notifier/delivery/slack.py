@@ -18,7 +18,7 @@ from notifier.delivery import _chat
 from notifier.delivery.formats import Payload
 from notifier.delivery.grouping import members_of
 from notifier.events import Delivery
-from notifier.timeutil import parse_time
+from notifier.util.time import parse_time
 
 __all__ = ["MAX_BLOCKS", "SECTION_LIMIT", "escape", "formatter", "quoted", "slack_payload"]
 

@@ -29,7 +29,7 @@ from notifier.delivery._template_env import (
 from notifier.delivery.formats import Payload
 from notifier.errors import DeliveryPermanentError
 from notifier.events import Delivery
-from notifier.timeutil import format_time
+from notifier.util.time import format_time
 
 __all__ = ["TemplateSyntaxError", "compile_template", "context", "formatter", "render"]
 

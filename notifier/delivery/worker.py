@@ -21,14 +21,14 @@ import sys
 from collections.abc import Mapping
 from typing import Any, cast
 
-from notifier._json import dumps_bytes, loads
-from notifier.aio import run_loop
 from notifier.config import Config, Webhook, load_config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
 from notifier.errors import ConfigError
 from notifier.events import Delivery, Event, EventKind
 from notifier.logs import config_secrets, setup_logging
 from notifier.store import open_store
+from notifier.util.aio import run_loop
+from notifier.util.json import dumps_bytes, loads
 
 __all__ = ["decode_report", "encode_attempt", "encode_outcome", "shared"]
 

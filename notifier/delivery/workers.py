@@ -21,12 +21,12 @@ import logging
 import sys
 from collections.abc import Callable
 
-from notifier.aio import sleep_unless
 from notifier.config import Config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
 from notifier.delivery.worker import decode_report, shared
 from notifier.errors import StoreError
 from notifier.store import Store
+from notifier.util.aio import sleep_unless
 
 __all__ = ["DeliveryWorkers", "shared"]
 

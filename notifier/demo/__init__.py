@@ -19,13 +19,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from notifier.aio import sleep_unless
 from notifier.config import load_config
 from notifier.demo.formats import retarget, show
 from notifier.service import Service
 from notifier.testing.chatter import simulate_chatter
 from notifier.testing.emulator import RoomlioEmulator
 from notifier.testing.receiver import Received, WebhookReceiver
+from notifier.util.aio import sleep_unless
 
 __all__ = ["DEMO_ROOMS", "run_demo"]
 

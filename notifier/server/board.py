@@ -17,7 +17,7 @@ from notifier.delivery.sender import AttemptReport, DeliveryOutcome
 from notifier.errors import NotifierError
 from notifier.server.metrics import RoomView
 from notifier.store import DeadLetter, Quarantined, RoomState, WebhookState
-from notifier.timeutil import parse_time
+from notifier.util.time import parse_time
 
 __all__ = ["Board", "RoomStatus", "WebhookStatus"]
 

@@ -8,9 +8,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from notifier._json import dumps
 from notifier.events import Delivery
 from notifier.store import WebhookState
+from notifier.util.json import dumps
 
 __all__ = ["AdminOps"]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from notifier._json import dumps
 from notifier.errors import LeaseLost, StoreError
 from notifier.events import Delivery, Event
 from notifier.store import Quarantined, RoomState
 from notifier.store._quarantine import PG_INSERT, pg_columns
+from notifier.util.json import dumps
 
 __all__ = ["NEXT_DUE", "NOW", "claim", "claim_rooms", "commit", "event_rows", "heartbeat",
            "select_deliveries"]

@@ -10,12 +10,12 @@ import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, cast
 
-from notifier._json import dumps, loads
 from notifier.errors import StoreError
 from notifier.events import Delivery, Event, EventKind
 from notifier.store import Quarantined, RoomState
 from notifier.store._quarantine import insert_sqlite
 from notifier.store._sqlite_schema import transaction
+from notifier.util.json import dumps, loads
 
 __all__ = ["claim", "commit", "commit_page", "dead_letter", "deliveries", "next_due",
            "select_deliveries", "update_each"]

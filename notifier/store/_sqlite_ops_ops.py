@@ -7,11 +7,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from notifier._json import dumps
 from notifier.events import Delivery, Event
 from notifier.store import WebhookState
 from notifier.store import _sqlite_ops as ops
 from notifier.store._sqlite_schema import transaction
+from notifier.util.json import dumps
 
 __all__ = ["purge_dead_letters", "requeue", "requeue_dead_letters", "save_webhook_state",
            "webhook_states"]

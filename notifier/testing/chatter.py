@@ -12,8 +12,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from notifier.aio import sleep_unless
 from notifier.testing.emulator import RoomlioEmulator
+from notifier.util.aio import sleep_unless
 
 __all__ = ["simulate_chatter"]
 

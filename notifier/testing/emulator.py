@@ -24,13 +24,13 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from notifier.aio import sleep_unless
 from notifier.events import NEVER_EDITED, is_edited
 from notifier.testing._server import Changes, LocalServer
 from notifier.testing.answers import error_response, page_response, status_fault_response
 from notifier.testing.faults import Fault, FaultQueue
 from notifier.testing.ids import new_id
 from notifier.testing.rooms import CursorError, Page, Room, format_time, parse_time
+from notifier.util.aio import sleep_unless
 
 __all__ = ["INSTANCE_HEADER", "MESSAGE_TYPES", "USER_TYPES", "RequestRecord", "RoomlioEmulator"]
 

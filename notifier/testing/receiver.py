@@ -31,10 +31,10 @@ from typing import Any
 
 from aiohttp import web
 
-from notifier.aio import sleep_unless
-from notifier.delivery.signing import SignatureError, decode_verifying_key, verify
+from notifier.signing import SignatureError, decode_verifying_key, verify
 from notifier.testing._server import Changes, LocalServer
 from notifier.testing.faults import Fault, FaultQueue
+from notifier.util.aio import sleep_unless
 
 __all__ = ["Received", "WebhookReceiver"]
 

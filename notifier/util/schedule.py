@@ -3,7 +3,7 @@
 The default follows the Standard Webhooks guidance (the schedule Svix documents): an
 attempt at once, then retries after 5s, 5m, 30m, 2h, 5h, 10h and 10h — eight attempts
 spread over about 27.6 hours. A webhook may give its own ``retry_schedule`` or ask for
-exponential backoff instead (``max_attempts`` / ``max_backoff``, see ``retrying``).
+exponential backoff instead (``max_attempts`` / ``max_backoff``, see ``backoff``).
 Each scheduled wait is stretched by up to 10% at random, so deliveries that failed
 together do not all come back in the same second; a longer ``Retry-After`` wins.
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from tenacity.wait import wait_base
 
-from notifier.retrying import RetryAfterAwareWait, RetryAfterWait
+from notifier.util.backoff import RetryAfterAwareWait, RetryAfterWait
 
 __all__ = ["JITTER", "STANDARD_SCHEDULE", "ScheduleWait", "retry_wait", "schedule_delay"]
 
