@@ -101,7 +101,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         noun = "problem" if len(problems) == 1 else "problems"
         print(f"{args.config}: {len(problems)} {noun}", file=sys.stderr)
         return EXIT_CONFIG
-    from notifier._secret_lint import secret_warnings
+    from notifier.config.secrets import secret_warnings
     from notifier.rules import lint
 
     config = load_config(args.config)

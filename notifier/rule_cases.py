@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from notifier._fields import MISSING, Reader, choice, text
-from notifier._yaml import Doc, Path
 from notifier.config import Config
+from notifier.config.fields import MISSING, Reader, choice, text
+from notifier.config.yaml import Doc, Path
 from notifier.errors import Problem
 from notifier.events import NEVER_EDITED
 from notifier.rules import Matcher, RuleMatch

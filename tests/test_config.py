@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from notifier._fields import parse_duration
 from notifier.config import (
     FORMATS,
     Config,
@@ -22,6 +21,7 @@ from notifier.config import (
     check_config,
     load_config,
 )
+from notifier.config.fields import parse_duration
 from notifier.delivery.formats import FORMATS as IMPLEMENTED_FORMATS
 from notifier.errors import ConfigError, Problem
 from notifier.util.netguard import is_private_address

@@ -6,9 +6,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from notifier import _yaml_nodes
-from notifier._yaml import parse
-from notifier.config import MAX_CONFIG_BYTES, check_config
+from notifier.config import MAX_CONFIG_BYTES, check_config, yaml_nodes
+from notifier.config.yaml import parse
 
 FIFTY_MB = 50 * 1024 * 1024
 
@@ -67,7 +66,7 @@ def test_an_alias_bomb_is_refused_in_milliseconds_for_its_aliases(tmp_path: Path
 def test_a_document_of_too_many_values_says_so_without_blaming_aliases(monkeypatch):
     """More values written out than the limit: the message says that, not "aliases".
     (The limit is lowered to 1,000 here: a million values take seconds to read.)"""
-    monkeypatch.setattr(_yaml_nodes, "_MAX_NODES", 1000)
+    monkeypatch.setattr(yaml_nodes, "_MAX_NODES", 1000)
     for text in ("rooms: [" + "1, " * 1001 + "]\n", "rooms: [" + "1, " * 1001 + "]\n---\n"):
         doc, problems = parse(text, "rules.yaml", {})
         assert doc is None

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from notifier._fields import Invalid
-from notifier._format_schema import rate
 from notifier.config import Rate, check_config, load_config
+from notifier.config.fields import Invalid
+from notifier.config.format_fields import rate
 
 HEAD = """\
 roomlio:

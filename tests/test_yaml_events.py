@@ -11,9 +11,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier._yaml import _parse_tree, parse
-from notifier._yaml_events import NotStreamable, stream
-from notifier._yaml_nodes import Doc
+from notifier.config.yaml import _parse_tree, parse
+from notifier.config.yaml_events import NotStreamable, stream
+from notifier.config.yaml_nodes import Doc
 from notifier.errors import Problem
 
 ENV = {"TOKEN": "tok-secret", "HOST": "example.com"}

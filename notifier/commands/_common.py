@@ -10,8 +10,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from notifier._fields import parse_duration
 from notifier.config import Config, load_config
+from notifier.config.fields import parse_duration
 from notifier.errors import ConfigError
 from notifier.store import Store, open_store
 from notifier.util.time import format_time, parse_time

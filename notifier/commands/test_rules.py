@@ -15,9 +15,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from notifier._yaml import parse
 from notifier.commands._common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, add_config, load
 from notifier.config import Config
+from notifier.config.yaml import parse
 from notifier.rule_cases import (
     Case,
     complete_message,

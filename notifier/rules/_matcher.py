@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifier._regex import LinearPattern, compile_pattern
-from notifier.config import RULE_EVENTS, Rule
+from notifier.config.model import RULE_EVENTS, Rule
 from notifier.rules._plan import Plan, RuleKeys
 from notifier.rules._text import KeywordIndex, normalize, unicode_normalize
 

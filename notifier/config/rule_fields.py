@@ -1,4 +1,4 @@
-"""The rule keys beyond the core ones: their converters, read by ``_schema._rule``.
+"""The rule keys beyond the core ones: their converters, read by ``schema._rule``.
 
 Pure, like the rest of the schema: each converter raises Invalid with the fix.
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from notifier._fields import Conv, Invalid, Reader, boolean, choice, describe, text
 from notifier._regex import PatternError, compile_pattern
-from notifier._yaml import Path
+from notifier.config.fields import Conv, Invalid, Reader, boolean, choice, describe, text
+from notifier.config.yaml import Path
 
 __all__ = ["LINK_TYPES", "RULE_EXTRA_KEYS", "read_rule_extras"]
 

@@ -2,7 +2,7 @@
 
 Converting the nodes ourselves lets every later check name a line, and lets us refuse
 duplicate keys (PyYAML keeps the last). Values that came from the environment are
-remembered by path so messages never echo them. ``notifier._yaml_events`` feeds this
+remembered by path so messages never echo them. ``notifier.config.yaml_events`` feeds this
 converter event by event so that a large file never exists as one whole node tree.
 """
 

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-from notifier._cluster_schema import POSTGRES_SCHEMES, cluster_settings, postgres_url_problem
-from notifier._delivery_schema import OPS_FIELDS, check_breaker, check_ordered, resolve_retry
-from notifier._fields import (
+from notifier.config.cluster_fields import POSTGRES_SCHEMES, cluster_settings, postgres_url_problem
+from notifier.config.delivery_fields import OPS_FIELDS, check_breaker, check_ordered, resolve_retry
+from notifier.config.fields import (
     MISSING,
     Conv,
     Invalid,
@@ -30,11 +30,8 @@ from notifier._fields import (
     is_hidden,
     text,
 )
-from notifier._format_schema import FORMAT_KEYS, format_settings
-from notifier._ops_schema import logging_settings, server_settings
-from notifier._rule_fields import RULE_EXTRA_KEYS, read_rule_extras
-from notifier._yaml import Doc, Path
-from notifier.config import (
+from notifier.config.format_fields import FORMAT_KEYS, format_settings
+from notifier.config.model import (
     FORMATS,
     MESSAGE_TYPES,
     RULE_EVENTS,
@@ -46,6 +43,9 @@ from notifier.config import (
     Rule,
     Webhook,
 )
+from notifier.config.rule_fields import RULE_EXTRA_KEYS, read_rule_extras
+from notifier.config.server_fields import logging_settings, server_settings
+from notifier.config.yaml import Doc, Path
 from notifier.errors import Problem
 from notifier.signing import SignatureError, decode_secret
 from notifier.util.netguard import connect_host, private_target

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from notifier._fields import MISSING, Conv, Invalid, Reader, choice, integer, text
-from notifier.config import LOG_FORMATS, LOG_LEVELS, LoggingSettings, ServerSettings
+from notifier.config.fields import MISSING, Conv, Invalid, Reader, choice, integer, text
+from notifier.config.model import LOG_FORMATS, LOG_LEVELS, LoggingSettings, ServerSettings
 
 __all__ = ["LOGGING_FIELDS", "SERVER_KEYS", "logging_settings", "server_settings"]
 

@@ -1,8 +1,8 @@
 """YAML text → plain values, with the line of every key path and ${VAR} substitution.
 
-``parse`` reads a file event by event (``_yaml_events``) so a large one never exists as a
+``parse`` reads a file event by event (``yaml_events``) so a large one never exists as a
 whole node tree; when that cannot be done (syntax errors, several documents) it
-composes the tree and converts it (``_yaml_nodes``), which reads a file the same way
+composes the tree and converts it (``yaml_nodes``), which reads a file the same way
 and gives the documented messages.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import yaml
 
-from notifier._yaml_events import NotStreamable, stream
-from notifier._yaml_nodes import Doc, NodeConverter, Path, TooBig, node_line, render_path
+from notifier.config.yaml_events import NotStreamable, stream
+from notifier.config.yaml_nodes import Doc, NodeConverter, Path, TooBig, node_line, render_path
 from notifier.errors import Problem
 
 __all__ = ["Doc", "Path", "parse", "render_path"]
@@ -22,7 +22,7 @@ __all__ = ["Doc", "Path", "parse", "render_path"]
 _LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")  # what YAML marks count as lines
 _FLOW_HINT = '; inside [ ] or { }, put ${VAR} in quotes: ["${VAR}"]'
 
-#: libyaml's parser when PyYAML was built with it, for the whole tree (``_yaml_events``
+#: libyaml's parser when PyYAML was built with it, for the whole tree (``yaml_events``
 #: picks the same one): 10,000 rooms compose in a fifth of the pure-Python time.
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -1,6 +1,6 @@
 """The webhook keys that depend on its ``format``: rate limits, grouping, templates.
 
-Called by ``_schema`` for each webhook; pure apart from reading a ``template_file``.
+Called by ``schema`` for each webhook; pure apart from reading a ``template_file``.
 A template is compiled here, so one that cannot compile is a ``notifier check`` problem
 naming the webhook and the line, never a surprise at the first matching message.
 """
@@ -11,9 +11,9 @@ import os
 import re
 from typing import Any
 
-from notifier._fields import Invalid, Reader, duration, text
-from notifier._yaml import Path
-from notifier.config import MAX_CONFIG_BYTES, Rate
+from notifier.config.fields import Invalid, Reader, duration, text
+from notifier.config.model import MAX_CONFIG_BYTES, Rate
+from notifier.config.yaml import Path
 
 __all__ = ["DEFAULT_RATES", "FORMAT_KEYS", "GROUPING_FORMATS", "format_settings", "rate"]
 

@@ -7,7 +7,7 @@ asks 24 to 64 random bytes of whoever makes one: ``check`` says so, without the 
 
 from __future__ import annotations
 
-from notifier.config import Config
+from notifier.config.model import Config
 from notifier.errors import Problem
 from notifier.signing import Ed25519Key
 

@@ -1,4 +1,4 @@
-"""The ``cluster:`` section and the form of a PostgreSQL ``state`` URL (pure, like _schema).
+"""The ``cluster:`` section and the form of a PostgreSQL ``state`` URL (pure, like schema).
 
 Messages about the URL never echo it: it carries the database password.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from notifier._fields import MISSING, Conv, Reader, duration, integer
-from notifier.config import ClusterSettings
+from notifier.config.fields import MISSING, Conv, Reader, duration, integer
+from notifier.config.model import ClusterSettings
 
 __all__ = ["CLUSTER_FIELDS", "POSTGRES_SCHEMES", "cluster_settings", "postgres_url_problem"]
 

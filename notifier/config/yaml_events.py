@@ -26,7 +26,7 @@ from yaml.events import (
     StreamEndEvent,
 )
 
-from notifier._yaml_nodes import (
+from notifier.config.yaml_nodes import (
     MERGE_TAG,
     Doc,
     NodeConverter,

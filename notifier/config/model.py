@@ -2,7 +2,7 @@
 
 ``load_config`` returns a Config or raises ConfigError with every problem found;
 ``check_config`` lists the problems without raising. The YAML plumbing (lines, duplicate
-keys, ${VAR}) lives in ``_yaml``, the typed reads in ``_fields``, the schema in ``_schema``.
+keys, ${VAR}) lives in ``yaml``, the typed reads in ``fields``, the schema in ``schema``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, NamedTuple
 
-from notifier._yaml import parse
+from notifier.config.yaml import parse
 from notifier.errors import ConfigError, Problem
 from notifier.util.schedule import STANDARD_SCHEDULE
 
@@ -282,7 +282,7 @@ def _load(path: str, env: Mapping[str, str] | None) -> tuple[Config | None, list
     if doc.data is None:
         return None, [Problem(path, None, "", "the file is empty; it needs roomlio, rooms, "
                                               "webhooks and rules")]
-    from notifier._schema import build  # imported here: the schema builds the classes above
+    from notifier.config.schema import build  # imported here: the schema builds the classes above
 
     config, schema_problems = build(doc, path)
     problems = sorted(problems + schema_problems, key=lambda p: p.line or 0)

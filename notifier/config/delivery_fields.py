@@ -1,15 +1,15 @@
 """The delivery-operations part of the rules.yaml schema: retry schedules, the circuit
 breaker, and auto-disable keys, shared by ``delivery`` and each webhook.
 
-Pure, like ``_schema``: converters raise Invalid, ``resolve_retry`` records Problems.
+Pure, like ``schema``: converters raise Invalid, ``resolve_retry`` records Problems.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from notifier._fields import Conv, Invalid, Reader, boolean, duration, integer, parse_duration
-from notifier._yaml import Path
+from notifier.config.fields import Conv, Invalid, Reader, boolean, duration, integer, parse_duration
+from notifier.config.yaml import Path
 
 __all__ = ["OPS_FIELDS", "check_breaker", "check_ordered", "ratio", "resolve_retry",
            "retry_schedule"]

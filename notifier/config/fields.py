@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-from notifier._yaml import Doc, Path, render_path
+from notifier.config.yaml import Doc, Path, render_path
 from notifier.errors import Problem
 
 __all__ = [

@@ -1,0 +1,44 @@
+"""Configuration: ``rules.yaml`` read into frozen dataclasses, or every problem with its file:line.
+
+``model`` declares the settings and holds ``load_config``/``check_config``; ``schema`` and the
+``*_fields`` modules read and check each section; ``yaml*`` is the YAML plumbing (lines,
+duplicate keys, ``${VAR}``, size limits); ``secrets`` lints where secret values come from.
+"""
+
+from notifier.config.model import (
+    FORMATS,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MAX_CONFIG_BYTES,
+    ClusterSettings,
+    Config,
+    DeliverySettings,
+    LoggingSettings,
+    Rate,
+    Room,
+    RoomlioSettings,
+    Rule,
+    ServerSettings,
+    Webhook,
+    check_config,
+    load_config,
+)
+
+__all__ = [
+    "FORMATS",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "MAX_CONFIG_BYTES",
+    "ClusterSettings",
+    "Config",
+    "DeliverySettings",
+    "LoggingSettings",
+    "Rate",
+    "Room",
+    "RoomlioSettings",
+    "Rule",
+    "ServerSettings",
+    "Webhook",
+    "check_config",
+    "load_config",
+]
