@@ -279,10 +279,10 @@ async def test_replay_and_backtest_end_when_the_cursor_cycles(tmp_path, reader, 
     (replay: done; backtest: an error saying so) instead of looping."""
     import aiohttp
 
-    from notifier import backtest
     from notifier.commands import replay
     from notifier.errors import RoomlioTransientError
     from notifier.roomlio import MAX_IDLE_PAGES, RoomlioClient
+    from notifier.rules import backtest
 
     async with RoomlioEmulator(api_key=API_KEY) as emu, WebhookReceiver() as rx:
         emu.add_room(key="r1")

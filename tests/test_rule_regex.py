@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from notifier._regex import compile_pattern
 from notifier.config import Rule
 from notifier.rules import compile_rules
+from notifier.rules.regex import compile_pattern
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command
 from tests.test_cli import run_cli

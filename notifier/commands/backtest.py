@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 
-from notifier.backtest import Tally, history
 from notifier.commands._common import (
     EXIT_CONFIG,
     EXIT_ERROR,
@@ -28,6 +27,7 @@ from notifier.config import Config, Room
 from notifier.errors import RoomlioAuthError, RoomlioError
 from notifier.roomlio import RoomlioClient
 from notifier.rules import compile_rules
+from notifier.rules.backtest import Tally, history
 
 __all__ = ["register"]
 

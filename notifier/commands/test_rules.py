@@ -18,7 +18,8 @@ from typing import Any
 from notifier.commands._common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, add_config, load
 from notifier.config import Config
 from notifier.config.yaml import parse
-from notifier.rule_cases import (
+from notifier.rules import Matcher, compile_rules
+from notifier.rules.cases import (
     Case,
     complete_message,
     describe,
@@ -27,7 +28,6 @@ from notifier.rule_cases import (
     run_case,
     summary,
 )
-from notifier.rules import Matcher, compile_rules
 
 __all__ = ["read_messages", "register"]
 

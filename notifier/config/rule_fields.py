@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from notifier._regex import PatternError, compile_pattern
 from notifier.config.fields import Conv, Invalid, Reader, boolean, choice, describe, text
 from notifier.config.yaml import Path
+from notifier.rules.regex import PatternError, compile_pattern
 
 __all__ = ["LINK_TYPES", "RULE_EXTRA_KEYS", "read_rule_extras"]
 

@@ -17,10 +17,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifier._regex import LinearPattern, compile_pattern
 from notifier.config.model import RULE_EVENTS, Rule
 from notifier.rules._plan import Plan, RuleKeys
 from notifier.rules._text import KeywordIndex, normalize, unicode_normalize
+from notifier.rules.regex import LinearPattern, compile_pattern
 
 __all__ = ["CONDITIONS", "Matcher", "RuleMatch", "compile_rules"]
 
