@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from notifier.config import Config, Room, load_config
 from notifier.errors import ConfigError
+from notifier.polling.tailer import routes_for
 from notifier.rules import Matcher, compile_rules
-from notifier.tailer import routes_for
 from notifier.util.aio import wait_any
 
 __all__ = ["Active", "ConfigWatcher", "ReloadPlan", "load_plan", "plan_reload", "request_reload"]

@@ -22,13 +22,19 @@ from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
 from notifier.delivery.workers import DeliveryWorkers, shared
 from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
 from notifier.events import Delivery
-from notifier.leases import LeaseStore, RoomKeeper, new_instance_id
 from notifier.logs import config_secrets, current_settings
+from notifier.polling.client import RoomlioClient, RoomlioNotFoundError, shown
+from notifier.polling.leases import LeaseStore, RoomKeeper, new_instance_id
+from notifier.polling.scheduler import (
+    RoomTurn,
+    Scheduler,
+    ThrottledClient,
+    TokenBucket,
+    next_interval,
+)
+from notifier.polling.tailer import Tailer
 from notifier.reload import Active, ConfigWatcher, ReloadPlan, load_plan
-from notifier.roomlio import RoomlioClient, RoomlioNotFoundError, shown
-from notifier.scheduler import RoomTurn, Scheduler, ThrottledClient, TokenBucket, next_interval
 from notifier.store import Store, open_store
-from notifier.tailer import Tailer
 from notifier.util.aio import sleep_unless
 
 __all__ = ["Service", "ServiceHooks"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from notifier.errors import RoomlioTransientError
-from notifier.roomlio import Page
+from notifier.polling.client import Page
+from notifier.polling.tailer import CLOCK_SKEW, advance
 from notifier.store import RoomState
-from notifier.tailer import CLOCK_SKEW, advance
 from notifier.util.time import parse_time
 
 #: The local clock in these tests: 2026-11-25T12:00:00Z.

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from notifier.polling.tailer import Tailer
 from notifier.service import ServiceHooks
 from notifier.store import RoomState, open_store
-from notifier.tailer import Tailer
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from notifier.util.time import parse_time
 from tests.chaos import LogWatch, assert_no_secrets, serve, write_config
@@ -281,7 +281,7 @@ async def test_replay_and_backtest_end_when_the_cursor_cycles(tmp_path, reader, 
 
     from notifier.commands import replay
     from notifier.errors import RoomlioTransientError
-    from notifier.roomlio import MAX_IDLE_PAGES, RoomlioClient
+    from notifier.polling.client import MAX_IDLE_PAGES, RoomlioClient
     from notifier.rules import backtest
 
     async with RoomlioEmulator(api_key=API_KEY) as emu, WebhookReceiver() as rx:

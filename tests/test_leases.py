@@ -8,7 +8,7 @@ import pytest
 
 from notifier.errors import LeaseLost
 from notifier.events import CREATED, Delivery, Event
-from notifier.leases import LeasePlan, fair_share, plan
+from notifier.polling.leases import LeasePlan, fair_share, plan
 from notifier.store import RoomState
 from notifier.store.postgres import PostgresStore
 

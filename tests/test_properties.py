@@ -31,11 +31,11 @@ from hypothesis import strategies as st
 from notifier.config import Room, RoomlioSettings, Rule, load_config
 from notifier.errors import ConfigError, RoomlioTransientError, StoreError
 from notifier.events import NEVER_EDITED
-from notifier.roomlio import Page, RoomlioCursorError, parse_page
+from notifier.polling.client import Page, RoomlioCursorError, parse_page
+from notifier.polling.tailer import Tailer, routes_for
 from notifier.rules import compile_rules, tokens
 from notifier.store import RoomState
 from notifier.store.sqlite import SQLiteStore
-from notifier.tailer import Tailer, routes_for
 from notifier.testing.rooms import CursorError
 from notifier.testing.rooms import Room as ModelRoom
 from notifier.testing.rooms import format_time as model_time

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from notifier.errors import RoomlioTransientError
-from notifier.quarantine import keep
-from notifier.roomlio import Defect, parse_page
+from notifier.polling.client import Defect, parse_page
+from notifier.polling.quarantine import keep
 from notifier.store import QUARANTINE_RAW_LIMIT, RoomState, StoreStats, open_store
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.chaos import LogWatch, serve, write_config

@@ -7,8 +7,8 @@ import gc
 import tracemalloc
 
 from notifier.config import Room, RoomlioSettings
-from notifier.scheduler import RoomTurn, Scheduler
-from notifier.tailer import Tailer
+from notifier.polling.scheduler import RoomTurn, Scheduler
+from notifier.polling.tailer import Tailer
 
 ROOMS = 2000
 

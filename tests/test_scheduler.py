@@ -11,7 +11,7 @@ import pytest
 from notifier.config import Config
 from notifier.delivery.completer import Completer
 from notifier.errors import StoreError
-from notifier.scheduler import RoomTurn, Scheduler, TokenBucket, next_interval
+from notifier.polling.scheduler import RoomTurn, Scheduler, TokenBucket, next_interval
 from notifier.service import Service, ServiceHooks
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 from tests.conftest import running

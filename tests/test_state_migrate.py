@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 from notifier.events import CREATED, Delivery, Event
-from notifier.quarantine import keep
-from notifier.roomlio import Defect
+from notifier.polling.client import Defect
+from notifier.polling.quarantine import keep
 from notifier.store import RoomState, StoreStats
 from notifier.store.postgres import PostgresStore
 from notifier.store.sqlite import SQLiteStore

@@ -25,7 +25,7 @@ from notifier.commands._common import (
 )
 from notifier.config import Config, Room
 from notifier.errors import RoomlioAuthError, RoomlioError
-from notifier.roomlio import RoomlioClient
+from notifier.polling.client import RoomlioClient
 from notifier.rules import compile_rules
 from notifier.rules.backtest import Tally, history
 

@@ -34,9 +34,9 @@ from notifier.commands._common import (
 from notifier.config import Config, Room
 from notifier.errors import NotifierError, RoomlioAuthError
 from notifier.events import CREATED, EDITED, Delivery, Event, is_edited
-from notifier.roomlio import MAX_IDLE_PAGES, RoomlioClient
+from notifier.polling.client import MAX_IDLE_PAGES, RoomlioClient
+from notifier.polling.tailer import deliveries_for, routes_for
 from notifier.rules import Matcher, compile_rules
-from notifier.tailer import deliveries_for, routes_for
 from notifier.util.time import format_time
 
 __all__ = ["history", "register", "replay_deliveries"]

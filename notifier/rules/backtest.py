@@ -16,7 +16,7 @@ from typing import Any
 from notifier.config import Config, Room
 from notifier.errors import RoomlioTransientError
 from notifier.events import CREATED, EDITED, is_edited
-from notifier.roomlio import MAX_IDLE_PAGES, RoomlioClient
+from notifier.polling.client import MAX_IDLE_PAGES, RoomlioClient
 from notifier.rules import Matcher
 
 __all__ = ["Sample", "Tally", "history"]

@@ -241,7 +241,7 @@ class PostgresStore(AdminOps, PostgresQuarantine):
                 + " ORDER BY t.next_attempt_at, t.id LIMIT $1", limit)
         return [(d, r[10], r[11], r[12]) for d, r in zip(deliveries(rows), rows, strict=True)]
 
-    # --- leases (notifier.leases.LeaseStore) ----------------------------------------------
+    # --- leases (notifier.polling.leases.LeaseStore) --------------------------------------
 
     async def heartbeat(self, ttl: float) -> tuple[set[str], int]:
         """Register or renew this instance and its leases: (rooms held, live instances)."""

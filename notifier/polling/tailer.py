@@ -32,8 +32,8 @@ from typing import Any
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
-from notifier.quarantine import keep
-from notifier.roomlio import Page, RoomlioClient, RoomlioCursorError, shown
+from notifier.polling.client import Page, RoomlioClient, RoomlioCursorError, shown
+from notifier.polling.quarantine import keep
 from notifier.rules import Matcher
 from notifier.store import RoomState, Store
 from notifier.util.time import format_time, parse_time

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from notifier.roomlio import Defect, message_id
+from notifier.polling.client import Defect, message_id
 from notifier.store import QUARANTINE_RAW_LIMIT, Quarantined
 from notifier.util.json import dumps
 

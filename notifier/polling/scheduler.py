@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from notifier.roomlio import RoomlioClient
-from notifier.tailer import Tailer
+from notifier.polling.client import RoomlioClient
+from notifier.polling.tailer import Tailer
 
 __all__ = ["BACKOFF_FACTOR", "MAX_CONCURRENT_POLLS", "QUIET_POLLS", "RoomTurn", "Scheduler",
            "ThrottledClient", "TokenBucket", "next_interval"]
