@@ -22,8 +22,8 @@ import notifier.util.json
 from notifier.errors import StoreError
 from notifier.events import CREATED, EDITED, NEVER_EDITED, Delivery, Event
 from notifier.store import RoomState, StoreStats, open_store
-from notifier.store import _sqlite_schema as schema
 from notifier.store.sqlite import SQLiteStore
+from notifier.store.sqlite import schema as schema
 
 RULES = ("late-orders",)
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,10 +14,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.store._quarantine import PG_INSERT
-from notifier.store._sqlite_schema import transaction
 from notifier.store.postgres import PostgresStore
+from notifier.store.quarantine import PG_INSERT
 from notifier.store.sqlite import SQLiteStore
+from notifier.store.sqlite.schema import transaction
 
 __all__ = ["Transfer", "sqlite_to_postgres"]
 

@@ -20,12 +20,12 @@ from typing import TypeVar
 
 from notifier.errors import StoreError
 from notifier.events import Delivery
-from notifier.store import DeadLetter, RoomState, StoreStats, WebhookState
-from notifier.store import _sqlite_ops as ops
-from notifier.store import _sqlite_ops_ops as dlq
-from notifier.store._quarantine import SQLiteQuarantine
-from notifier.store._sqlite_files import check_same, lock, prepare_files
-from notifier.store._sqlite_schema import describe, prepare
+from notifier.store.base import DeadLetter, RoomState, StoreStats, WebhookState
+from notifier.store.quarantine import SQLiteQuarantine
+from notifier.store.sqlite import dead_letters as dlq
+from notifier.store.sqlite import rows as ops
+from notifier.store.sqlite.files import check_same, lock, prepare_files
+from notifier.store.sqlite.schema import describe, prepare
 
 __all__ = ["SQLiteStore"]
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from notifier.events import Delivery
-from notifier.store import WebhookState
+from notifier.store.base import WebhookState
 from notifier.util.json import dumps
 
 __all__ = ["AdminOps"]
@@ -84,7 +84,7 @@ class AdminOps:
 
 async def _ledger(conn: Any, deliveries: Sequence[Delivery]) -> dict[str, int]:
     """The ledger seq of each delivery's event, adding the events it does not know."""
-    from notifier.store._pg_ops import event_rows
+    from notifier.store.postgres.rows import event_rows
 
     events = {d.event.id: d.event for d in deliveries}
     rows = event_rows(list(events.values()))

@@ -66,7 +66,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX notifier_dead_letters_failed_at ON notifier_dead_letters (failed_at)",
     ),
     (
-        # Messages the tail could not process (see notifier.store._quarantine).
+        # Messages the tail could not process (see notifier.store.quarantine).
         """CREATE TABLE notifier_quarantine (
             id BIGSERIAL PRIMARY KEY, room TEXT NOT NULL, fingerprint TEXT NOT NULL,
             message_id TEXT, position TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL,

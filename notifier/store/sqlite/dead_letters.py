@@ -8,9 +8,9 @@ import sqlite3
 from collections.abc import Sequence
 
 from notifier.events import Delivery, Event
-from notifier.store import WebhookState
-from notifier.store import _sqlite_ops as ops
-from notifier.store._sqlite_schema import transaction
+from notifier.store.base import WebhookState
+from notifier.store.sqlite import rows as ops
+from notifier.store.sqlite.schema import transaction
 from notifier.util.json import dumps
 
 __all__ = ["purge_dead_letters", "requeue", "requeue_dead_letters", "save_webhook_state",

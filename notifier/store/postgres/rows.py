@@ -12,8 +12,8 @@ from typing import Any
 
 from notifier.errors import LeaseLost, StoreError
 from notifier.events import Delivery, Event
-from notifier.store import Quarantined, RoomState
-from notifier.store._quarantine import PG_INSERT, pg_columns
+from notifier.store.base import Quarantined, RoomState
+from notifier.store.quarantine import PG_INSERT, pg_columns
 from notifier.util.json import dumps
 
 __all__ = ["NEXT_DUE", "NOW", "claim", "claim_rooms", "commit", "event_rows", "heartbeat",
@@ -28,7 +28,7 @@ _CLAIMABLE = f"""(o.claimed_by IS NULL OR o.claimed_until < {NOW} OR EXISTS (
 
 
 def select_deliveries(table: str, *extra: str) -> str:
-    """A query whose columns 0-9 rebuild a Delivery, then ``extra`` (see _sqlite_ops)."""
+    """A query whose columns 0-9 rebuild a Delivery, then ``extra`` (see sqlite.rows)."""
     columns = ", ".join(("t.id, t.webhook, t.rules, t.attempts, e.id, e.kind, e.room,"
                          " e.message, e.rules, e.detected_at", *extra))
     return f"SELECT {columns} FROM {table} AS t JOIN notifier_events AS e ON e.seq = t.event_seq"

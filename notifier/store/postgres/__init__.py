@@ -23,12 +23,12 @@ import asyncpg  # type: ignore[import-untyped]  # ships no type information
 
 from notifier.errors import StoreError
 from notifier.events import Delivery
-from notifier.store import DeadLetter, Quarantined, RoomState, StoreStats
-from notifier.store import _pg_ops as ops
-from notifier.store._pg_admin import AdminOps
-from notifier.store._pg_schema import migrate, safe_url
-from notifier.store._quarantine import PostgresQuarantine
-from notifier.store._sqlite_ops import deliveries
+from notifier.store.base import DeadLetter, Quarantined, RoomState, StoreStats
+from notifier.store.postgres import rows as ops
+from notifier.store.postgres.admin import AdminOps
+from notifier.store.postgres.schema import migrate, safe_url
+from notifier.store.quarantine import PostgresQuarantine
+from notifier.store.sqlite.rows import deliveries
 
 __all__ = ["PostgresStore"]
 

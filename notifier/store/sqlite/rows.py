@@ -1,6 +1,6 @@
 """The SQLite store's statements: plain functions of a connection, run on its worker thread.
 
-Each function is one call from the async shell (``sqlite.py``) and, when it writes more
+Each function is one call from the async shell (``sqlite/__init__.py``) and, when it writes more
 than one row, one ``BEGIN IMMEDIATE`` transaction with batched statements.
 """
 
@@ -12,9 +12,9 @@ from typing import Any, cast
 
 from notifier.errors import StoreError
 from notifier.events import Delivery, Event, EventKind
-from notifier.store import Quarantined, RoomState
-from notifier.store._quarantine import insert_sqlite
-from notifier.store._sqlite_schema import transaction
+from notifier.store.base import Quarantined, RoomState
+from notifier.store.quarantine import insert_sqlite
+from notifier.store.sqlite.schema import transaction
 from notifier.util.json import dumps, loads
 
 __all__ = ["claim", "commit", "commit_page", "dead_letter", "deliveries", "next_due",

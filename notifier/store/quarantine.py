@@ -16,8 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from notifier.events import Delivery
-from notifier.store import Quarantined, RoomState
-from notifier.store._sqlite_schema import transaction
+from notifier.store.base import Quarantined, RoomState
 
 __all__ = ["PG_INSERT", "PostgresQuarantine", "SQLiteQuarantine", "insert_sqlite", "pg_columns"]
 
@@ -75,7 +74,7 @@ class SQLiteQuarantine:
     async def commit_page(self, state: RoomState | None, deliveries: Sequence[Delivery],
                           quarantine: Sequence[Quarantined]) -> tuple[list[Delivery], int]:
         """Save ``state``, new deliveries and new quarantined messages in one transaction."""
-        from notifier.store import _sqlite_ops as ops
+        from notifier.store.sqlite import rows as ops
 
         batch, kept = list(deliveries), list(quarantine)
         return await self._run("commit", lambda c: ops.commit_page(c, state, batch, kept,
@@ -90,6 +89,9 @@ class SQLiteQuarantine:
 
     async def remove_quarantined(self, ids: Sequence[int]) -> int:
         """Forget kept messages; return how many were removed."""
+        # imported here, like ``rows`` above: importing notifier.store.sqlite imports this module
+        from notifier.store.sqlite.schema import transaction
+
         params = [(int(i),) for i in ids]
 
         def remove(conn: sqlite3.Connection) -> int:
