@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 from slack_sdk.models.blocks import Block
 
-from notifier.delivery.teams import MAX_BYTES
+from notifier.delivery.formats.teams import MAX_BYTES
 
 SLACK_MAX_BLOCKS = 50
 TEAMS_LIMIT = 28 * 1024

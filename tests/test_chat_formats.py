@@ -11,9 +11,9 @@ from slack_sdk.errors import SlackObjectFormationError
 
 from notifier.config import Webhook
 from notifier.delivery.formats import formatter_for
+from notifier.delivery.formats.slack import MAX_BLOCKS, SECTION_LIMIT, escape, quoted, slack_payload
+from notifier.delivery.formats.teams import MAX_BYTES, card, teams_payload
 from notifier.delivery.grouping import group_of
-from notifier.delivery.slack import MAX_BLOCKS, SECTION_LIMIT, escape, quoted, slack_payload
-from notifier.delivery.teams import MAX_BYTES, card, teams_payload
 from notifier.events import EDITED, Delivery, Event
 from tests.chatcheck import adaptive_card_validator, check_slack, check_teams
 

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from notifier.config import Webhook
 from notifier.delivery.errortext import MAX_ERROR_TEXT, Scrubber
-from notifier.delivery.http import WebhookClient
+from notifier.delivery.transport import WebhookClient
 from notifier.errors import DeliveryTransientError
 from notifier.testing import RoomlioEmulator
 from notifier.testing._server import LocalServer

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from notifier.config import Rate
+from notifier.delivery.formats.template import compile_template, render
 from notifier.delivery.grouping import GroupBuffer, GroupDelivery, group_of, members_of
 from notifier.delivery.ratelimit import TokenBucket
-from notifier.delivery.template import compile_template, render
 from notifier.errors import DeliveryPermanentError
 from tests.test_chat_formats import delivery_of
 

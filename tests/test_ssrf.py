@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifier.config import Webhook, check_config
-from notifier.delivery import http
-from notifier.delivery.http import WebhookClient
+from notifier.delivery import transport
+from notifier.delivery.transport import WebhookClient
 from notifier.errors import DeliveryPermanentError
 from notifier.events import CREATED, Delivery, Event
 from notifier.testing import WebhookReceiver
@@ -179,14 +179,14 @@ async def test_sending_to_any_spelling_of_the_metadata_address_is_refused(host):
 async def test_the_peer_address_is_checked_even_when_the_host_checks_pass(monkeypatch):
     """Defence in depth: with the literal check and the resolver's check both blind, the
     connection's own peer address (127.0.0.1) is still refused before a byte is sent."""
-    monkeypatch.setattr(http, "private_target", lambda url: None)
+    monkeypatch.setattr(transport, "private_target", lambda url: None)
 
-    class Blind(http.GuardedResolver):
+    class Blind(transport.GuardedResolver):
         async def resolve(self, host: str, port: int = 0,
                           family: socket.AddressFamily = socket.AF_INET) -> Any:
             return await self._inner.resolve(host, port, family)
 
-    monkeypatch.setattr(http, "GuardedResolver", Blind)
+    monkeypatch.setattr(transport, "GuardedResolver", Blind)
     async with WebhookReceiver() as rx:
         port = rx.url.rsplit(":", 1)[1]
         for host in ("127.0.0.1", "localhost", "１２７.０.０.１"):

@@ -119,7 +119,7 @@ def _source(r: Reader, m: dict[str, Any], path: Path, key: str) -> tuple[str, st
 
 
 def _compiles(r: Reader, where: Path, source: str, name: str) -> bool:
-    from notifier.delivery.template import TemplateSyntaxError, compile_template
+    from notifier.delivery.formats.template import TemplateSyntaxError, compile_template
 
     try:
         compile_template(source, name)

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from notifier.config import Webhook
 from notifier.delivery.breaker import Breaker, BreakerSettings, BreakerState, Transition
-from notifier.delivery.ops_events import disabled_delivery
+from notifier.delivery.operator_events import disabled_delivery
 from notifier.errors import StoreError, WebhookDisabledError
 from notifier.events import Delivery
 from notifier.store import Store, WebhookState

@@ -24,8 +24,8 @@ from notifier.config import Webhook
 from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import GroupedStore, Grouper, members_of
 from notifier.delivery.health import HealthBoard
-from notifier.delivery.http import WebhookClient
 from notifier.delivery.ratelimit import RateLimiter, Unlimited, limiter_for
+from notifier.delivery.transport import WebhookClient
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
 from notifier.store import Store

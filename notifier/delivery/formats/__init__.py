@@ -63,9 +63,9 @@ def _lazy(target: str) -> Callable[[Webhook], Formatter]:
 
 FORMATS: dict[str, Callable[[Webhook], Formatter]] = {
     "standard": _standard,
-    "slack": _lazy("notifier.delivery.slack:formatter"),
-    "teams": _lazy("notifier.delivery.teams:formatter"),
-    "template": _lazy("notifier.delivery.template:formatter"),
+    "slack": _lazy("notifier.delivery.formats.slack:formatter"),
+    "teams": _lazy("notifier.delivery.formats.teams:formatter"),
+    "template": _lazy("notifier.delivery.formats.template:formatter"),
 }
 
 

@@ -14,8 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from notifier.config import Webhook
-from notifier.delivery import _chat
-from notifier.delivery.formats import Payload
+from notifier.delivery.formats import Payload, chat
 from notifier.delivery.grouping import members_of
 from notifier.events import Delivery
 
@@ -38,11 +37,11 @@ def _text(text: str, **style: Any) -> Element:
 
 def _quote(message: Mapping[str, Any], limit: int) -> Element:
     return {"type": "Container", "style": "emphasis",
-            "items": [_text(_chat.cut(_chat.body(message), limit))]}
+            "items": [_text(chat.cut(chat.body(message), limit))]}
 
 
 def _images(message: Mapping[str, Any]) -> list[Element]:
-    urls = _chat.images(message)
+    urls = chat.images(message)
     if not urls:
         return []
     links = " · ".join(f"[image {i}]({u})" for i, u in enumerate(urls, 1))
@@ -51,10 +50,10 @@ def _images(message: Mapping[str, Any]) -> list[Element]:
 
 def _single(delivery: Delivery, limit: int) -> list[Element]:
     message = delivery.event.message
-    facts = [("Room", delivery.event.room), ("From", _chat.sender(message)),
-             ("Time", _chat.when(message))]
+    facts = [("Room", delivery.event.room), ("From", chat.sender(message)),
+             ("Time", chat.when(message))]
     return [
-        _text(_chat.headline(delivery), weight="Bolder", size="Medium"),
+        _text(chat.headline(delivery), weight="Bolder", size="Medium"),
         _quote(message, limit),
         {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in facts]},
         *_images(message),
@@ -63,15 +62,15 @@ def _single(delivery: Delivery, limit: int) -> list[Element]:
 
 def _group(delivery: Delivery, limit: int) -> list[Element]:
     members = members_of(delivery)
-    body: list[Element] = [_text(_chat.summary(delivery), weight="Bolder", size="Medium")]
-    for member in members[: _chat.QUOTED_IN_GROUP]:
+    body: list[Element] = [_text(chat.summary(delivery), weight="Bolder", size="Medium")]
+    for member in members[: chat.QUOTED_IN_GROUP]:
         message = member.event.message
         body.append(_quote(message, limit))
-        body.append(_text(f"{_chat.sender(message)} · {_chat.when(message)}",
+        body.append(_text(f"{chat.sender(message)} · {chat.when(message)}",
                           isSubtle=True, size="Small", spacing="None"))
-    rest = len(members) - _chat.QUOTED_IN_GROUP
+    rest = len(members) - chat.QUOTED_IN_GROUP
     if rest > 0:
-        body.append(_text(f"{_chat.ELLIPSIS}and {rest} more", isSubtle=True))
+        body.append(_text(f"{chat.ELLIPSIS}and {rest} more", isSubtle=True))
     return body
 
 

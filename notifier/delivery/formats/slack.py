@@ -14,8 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from notifier.config import Webhook
-from notifier.delivery import _chat
-from notifier.delivery.formats import Payload
+from notifier.delivery.formats import Payload, chat
 from notifier.delivery.grouping import members_of
 from notifier.events import Delivery
 from notifier.util.time import parse_time
@@ -41,7 +40,7 @@ def quoted(text: str, limit: int = SECTION_LIMIT) -> str:
     """``text`` escaped and quoted line by line, at most ``limit`` characters long."""
     keep = limit
     while True:
-        raw = _chat.cut(text, keep)
+        raw = chat.cut(text, keep)
         result = "\n".join("> " + line for line in escape(raw).splitlines() or [""])
         if len(result) <= limit:
             return result
@@ -55,7 +54,7 @@ def _link(url: str, label: str) -> str:
 
 def _time(message: Mapping[str, Any]) -> str:
     """A Slack date token (shown in the reader's time zone), the ISO time as its fallback."""
-    iso = _chat.when(message)
+    iso = chat.when(message)
     moment = parse_time(iso)
     if moment is None:
         return escape(iso)
@@ -64,7 +63,7 @@ def _time(message: Mapping[str, Any]) -> str:
 
 def _header(text: str) -> Block:
     return {"type": "header",
-            "text": {"type": "plain_text", "text": _chat.cut(text, HEADER_LIMIT), "emoji": False}}
+            "text": {"type": "plain_text", "text": chat.cut(text, HEADER_LIMIT), "emoji": False}}
 
 
 def _mrkdwn(text: str) -> dict[str, str]:
@@ -72,42 +71,42 @@ def _mrkdwn(text: str) -> dict[str, str]:
 
 
 def _message_blocks(room: str, message: Mapping[str, Any]) -> list[Block]:
-    fields = [("Room", escape(room)), ("From", escape(_chat.sender(message))),
+    fields = [("Room", escape(room)), ("From", escape(chat.sender(message))),
               ("Time", _time(message))]
     blocks: list[Block] = [
-        {"type": "section", "text": _mrkdwn(quoted(_chat.body(message)))},
-        {"type": "section", "fields": [_mrkdwn(_chat.cut(f"*{k}*\n{v}", FIELD_LIMIT))
+        {"type": "section", "text": _mrkdwn(quoted(chat.body(message)))},
+        {"type": "section", "fields": [_mrkdwn(chat.cut(f"*{k}*\n{v}", FIELD_LIMIT))
                                        for k, v in fields]},
     ]
-    urls = _chat.images(message)
+    urls = chat.images(message)
     if urls:
         links = "  ".join(_link(u, f"image {i}") for i, u in enumerate(urls, 1))
-        blocks.append({"type": "section", "text": _mrkdwn(_chat.cut(f"*Images*  {links}",
+        blocks.append({"type": "section", "text": _mrkdwn(chat.cut(f"*Images*  {links}",
                                                                     SECTION_LIMIT))})
     return blocks
 
 
 def _group_blocks(delivery: Delivery) -> list[Block]:
     members = members_of(delivery)
-    blocks: list[Block] = [_header(_chat.summary(delivery))]
-    for member in members[: _chat.QUOTED_IN_GROUP]:
+    blocks: list[Block] = [_header(chat.summary(delivery))]
+    for member in members[: chat.QUOTED_IN_GROUP]:
         message = member.event.message
-        blocks.append({"type": "section", "text": _mrkdwn(quoted(_chat.body(message)))})
+        blocks.append({"type": "section", "text": _mrkdwn(quoted(chat.body(message)))})
         blocks.append({"type": "context", "elements": [_mrkdwn(
-            _chat.cut(f"{escape(_chat.sender(message))} · {_time(message)}", SECTION_LIMIT))]})
-    rest = len(members) - _chat.QUOTED_IN_GROUP
+            chat.cut(f"{escape(chat.sender(message))} · {_time(message)}", SECTION_LIMIT))]})
+    rest = len(members) - chat.QUOTED_IN_GROUP
     if rest > 0:
-        more = f"{_chat.ELLIPSIS}and {rest} more"
+        more = f"{chat.ELLIPSIS}and {rest} more"
         blocks.append({"type": "context", "elements": [_mrkdwn(more)]})
     return blocks
 
 
 def _fallback(delivery: Delivery) -> str:
     members = members_of(delivery)
-    title = _chat.summary(delivery) if len(members) > 1 else _chat.headline(delivery)
+    title = chat.summary(delivery) if len(members) > 1 else chat.headline(delivery)
     first = delivery.event.message
-    text = f"{title} in {delivery.event.room}: {_chat.sender(first)}: {_chat.body(first)}"
-    return escape(_chat.cut(" ".join(text.split()), FALLBACK_LIMIT))
+    text = f"{title} in {delivery.event.room}: {chat.sender(first)}: {chat.body(first)}"
+    return escape(chat.cut(" ".join(text.split()), FALLBACK_LIMIT))
 
 
 def slack_payload(delivery: Delivery) -> dict[str, Any]:
@@ -115,11 +114,11 @@ def slack_payload(delivery: Delivery) -> dict[str, Any]:
     if len(members_of(delivery)) > 1:
         blocks = _group_blocks(delivery)
     else:
-        blocks = [_header(_chat.headline(delivery)),
+        blocks = [_header(chat.headline(delivery)),
                   *_message_blocks(delivery.event.room, delivery.event.message)]
     if len(blocks) > MAX_BLOCKS:
         blocks = [*blocks[: MAX_BLOCKS - 1],
-                  {"type": "context", "elements": [_mrkdwn(f"{_chat.ELLIPSIS} (cut)")]}]
+                  {"type": "context", "elements": [_mrkdwn(f"{chat.ELLIPSIS} (cut)")]}]
     return {"text": _fallback(delivery), "blocks": blocks}
 
 

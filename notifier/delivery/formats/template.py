@@ -3,7 +3,7 @@
 The template sees ``event`` (``type``, ``id``, ``rules``, ``timestamp``), ``message`` (the
 Roomlio message as received), ``room`` and ``webhook_id``. Undefined names are errors,
 not empty strings; a template cannot reach Python internals nor change the event it
-renders, and runs within a render budget (``_template_env``). A template that does not
+renders, and runs within a render budget (``template_env``). A template that does not
 compile, or that asks for more than the budget in its own text (``range(10**6)``), is a
 config problem (``compile_template`` is called by the config loader); one that fails for
 an event, budget included, raises DeliveryPermanentError, so the delivery is
@@ -19,14 +19,14 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, Undefined, nodes
 
 from notifier.config import Webhook
-from notifier.delivery._template_env import (
+from notifier.delivery.formats import Payload
+from notifier.delivery.formats.template_env import (
     MAX_OUTPUT,
     MAX_RANGE,
     BudgetEnvironment,
     BudgetExceeded,
     budget,
 )
-from notifier.delivery.formats import Payload
 from notifier.errors import DeliveryPermanentError
 from notifier.events import Delivery
 from notifier.util.time import format_time
