@@ -119,7 +119,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from notifier.logs import config_secrets, setup_logging
+    from notifier.runtime.logs import config_secrets, setup_logging
 
     setup_logging(args.log_level or "INFO", args.log_format or "text")
     try:
@@ -151,7 +151,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Config) -> None:
-    from notifier.reload import request_reload
+    from notifier.runtime.reload import request_reload
     from notifier.server import run_service
 
     stop = asyncio.Event()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from notifier.config import Config, load_config
-from notifier.service import Service, ServiceHooks
+from notifier.runtime.service import Service, ServiceHooks
 from notifier.store import Store
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text

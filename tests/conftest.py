@@ -16,7 +16,7 @@ import yaml
 
 from notifier.config import Config, load_config
 from notifier.delivery.sender import DeliveryOutcome
-from notifier.service import Service, ServiceHooks
+from notifier.runtime.service import Service, ServiceHooks
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 from tests import realparts
 

@@ -14,8 +14,8 @@ import aiohttp
 import yaml
 
 from notifier.config import Config, load_config
+from notifier.runtime.service import Service, ServiceHooks
 from notifier.server import Ops
-from notifier.service import Service, ServiceHooks
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 from tests.conftest import TEST_ENV, Outcomes, config_text
 

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from notifier.service import ServiceHooks
+from notifier.runtime.service import ServiceHooks
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from notifier.testing._server import LocalServer
 from tests.chaos import (

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from notifier.errors import StoreError
-from notifier.service import ServiceHooks
+from notifier.runtime.service import ServiceHooks
 from notifier.store.sqlite import SQLiteStore
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.chaos import (

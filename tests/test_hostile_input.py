@@ -19,7 +19,7 @@ from notifier.delivery import transport
 from notifier.delivery.transport import GuardedResolver, WebhookClient
 from notifier.errors import DeliveryPermanentError
 from notifier.events import CREATED, Delivery, Event
-from notifier.service import ServiceHooks
+from notifier.runtime.service import ServiceHooks
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from notifier.testing._server import LocalServer
 from tests.chaos import assert_no_secrets, serve, write_config

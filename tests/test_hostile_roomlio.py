@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifier.polling.tailer import Tailer
-from notifier.service import ServiceHooks
+from notifier.runtime.service import ServiceHooks
 from notifier.store import RoomState, open_store
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from notifier.util.time import parse_time

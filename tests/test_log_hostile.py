@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from notifier.config import load_config
-from notifier.logs import (
+from notifier.runtime.logs import (
     JsonFormatter,
     RedactionFilter,
     TextFormatter,

@@ -12,7 +12,7 @@ import signal
 import pytest
 import yaml
 
-from notifier.logs import FIELDS, JsonFormatter, RedactionFilter, setup_logging
+from notifier.runtime.logs import FIELDS, JsonFormatter, RedactionFilter, setup_logging
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command
 from tests.opsutil import ADMIN_TOKEN

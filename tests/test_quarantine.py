@@ -170,7 +170,7 @@ async def test_a_poisoned_message_is_quarantined_and_its_room_goes_on(tmp_path):
 
 
 def _hooks(counted: list[tuple[str, int]]) -> Any:
-    from notifier.service import ServiceHooks
+    from notifier.runtime.service import ServiceHooks
 
     return ServiceHooks(on_quarantined=lambda room, n: counted.append((room, n)))
 

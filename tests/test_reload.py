@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 from notifier.config import load_config
-from notifier.reload import ConfigWatcher, plan_reload
-from notifier.service import Service, ServiceHooks
+from notifier.runtime.reload import ConfigWatcher, plan_reload
+from notifier.runtime.service import Service, ServiceHooks
 from notifier.testing import WebhookReceiver
 from tests.conftest import SECRET, TEST_ENV, Outcomes, config_text, notifier_command
 

@@ -12,7 +12,7 @@ from notifier.config import Config
 from notifier.delivery.completer import Completer
 from notifier.errors import StoreError
 from notifier.polling.scheduler import RoomTurn, Scheduler, TokenBucket, next_interval
-from notifier.service import Service, ServiceHooks
+from notifier.runtime.service import Service, ServiceHooks
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 from tests.conftest import running
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from notifier.errors import ConfigError
-from notifier.logs import RedactionFilter, config_secrets
+from notifier.runtime.logs import RedactionFilter, config_secrets
 from notifier.signing import (
     Ed25519Key,
     SignatureError,

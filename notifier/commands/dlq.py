@@ -30,7 +30,7 @@ from notifier.commands._common import (
 from notifier.config import Config
 from notifier.delivery.errortext import Scrubber
 from notifier.errors import StoreError
-from notifier.logs import RedactionFilter, config_secrets
+from notifier.runtime.logs import RedactionFilter, config_secrets
 from notifier.store import DeadLetter
 
 __all__ = ["register", "select"]

@@ -101,7 +101,7 @@ class DeliverySettings:
     max_in_flight: int = 16
     shutdown_grace: float = 10.0
     workers: int = 0
-    """Processes that POST for this one (see notifier.delivery.workers); 0: POST here."""
+    """Processes that POST for this one (see notifier.runtime.workers); 0: POST here."""
     retry_schedule: tuple[float, ...] | None = STANDARD_SCHEDULE
     """Seconds before each retry; None: exponential backoff (max_attempts, max_backoff)."""
     breaker_window: int = 20

@@ -76,7 +76,7 @@ def first_retry_wait(webhook: Webhook) -> float:
 
 
 def _fields(delivery: Delivery, attempt: int, status: int | None) -> dict[str, object]:
-    """The structured fields of a delivery log line (see notifier.logs)."""
+    """The structured fields of a delivery log line (see notifier.runtime.logs)."""
     return {"webhook": delivery.webhook, "event_id": delivery.event.id, "room":
             delivery.event.room, "attempt": attempt, "status": status}
 

@@ -1,6 +1,6 @@
 """A delivery worker process: claims and POSTs deliveries from the runner's SQLite outbox.
 
-Started by the runner (``notifier.delivery.workers``), never by hand:
+Started by the runner (``notifier.runtime.workers``), never by hand:
 ``python -m notifier.delivery.worker CONFIG INSTANCE LEVEL FORMAT``. It reads the same
 config file (no secret travels on a command line), opens the state file beside the
 runner (SQLite serialises the claims: a row is claimed by one process), and runs an
@@ -25,7 +25,7 @@ from notifier.config import Config, Webhook, load_config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
 from notifier.errors import ConfigError
 from notifier.events import Delivery, Event, EventKind
-from notifier.logs import config_secrets, setup_logging
+from notifier.runtime.logs import config_secrets, setup_logging
 from notifier.store import open_store
 from notifier.util.aio import run_loop
 from notifier.util.json import dumps_bytes, loads

@@ -21,7 +21,7 @@ from typing import Any
 
 from notifier.config import load_config
 from notifier.demo.formats import retarget, show
-from notifier.service import Service
+from notifier.runtime.service import Service
 from notifier.testing.chatter import simulate_chatter
 from notifier.testing.emulator import RoomlioEmulator
 from notifier.testing.receiver import Received, WebhookReceiver

@@ -26,7 +26,7 @@ from notifier.errors import (
     RoomlioPermanentError,
     RoomlioTransientError,
 )
-from notifier.logs import RedactionFilter
+from notifier.runtime.logs import RedactionFilter
 from notifier.util.backoff import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
 from notifier.util.time import parse_time
 

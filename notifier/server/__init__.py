@@ -18,11 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from notifier.config import Config
-from notifier.logs import RedactionFilter, config_secrets
+from notifier.runtime.logs import RedactionFilter, config_secrets
+from notifier.runtime.service import Service, ServiceHooks
 from notifier.server.app import OpsState, make_app
 from notifier.server.board import Board
 from notifier.server.metrics import Metrics
-from notifier.service import Service, ServiceHooks
 
 __all__ = ["Ops", "run_service"]
 

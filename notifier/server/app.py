@@ -19,11 +19,11 @@ from typing import Any
 from aiohttp import web
 
 from notifier.errors import StoreError
-from notifier.logs import RedactionFilter
+from notifier.runtime.logs import RedactionFilter
+from notifier.runtime.service import Service
 from notifier.server.board import Board
 from notifier.server.guard import HostCheck, page_policy, secure
 from notifier.server.metrics import CONTENT_TYPE, Metrics
-from notifier.service import Service
 from notifier.store import DeadLetter, Quarantined, RoomState, StoreStats, WebhookState
 
 __all__ = ["OpsState", "make_app"]

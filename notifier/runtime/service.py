@@ -19,10 +19,8 @@ import aiohttp
 
 from notifier.config import Config, Room, Webhook
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
-from notifier.delivery.workers import DeliveryWorkers, shared
 from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
 from notifier.events import Delivery
-from notifier.logs import config_secrets, current_settings
 from notifier.polling.client import RoomlioClient, RoomlioNotFoundError, shown
 from notifier.polling.leases import LeaseStore, RoomKeeper, new_instance_id
 from notifier.polling.scheduler import (
@@ -33,7 +31,9 @@ from notifier.polling.scheduler import (
     next_interval,
 )
 from notifier.polling.tailer import Tailer
-from notifier.reload import Active, ConfigWatcher, ReloadPlan, load_plan
+from notifier.runtime.logs import config_secrets, current_settings
+from notifier.runtime.reload import Active, ConfigWatcher, ReloadPlan, load_plan
+from notifier.runtime.workers import DeliveryWorkers, shared
 from notifier.store import Store, open_store
 from notifier.util.aio import sleep_unless
 
