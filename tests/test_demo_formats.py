@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from notifier.demo.formats import retarget
+from notifier.cli.demo.formats import retarget
 from tests.chatcheck import check_slack
 from tests.test_cli import run_cli
 

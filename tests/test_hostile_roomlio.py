@@ -279,7 +279,7 @@ async def test_replay_and_backtest_end_when_the_cursor_cycles(tmp_path, reader, 
     (replay: done; backtest: an error saying so) instead of looping."""
     import aiohttp
 
-    from notifier.commands import replay
+    from notifier.cli import replay
     from notifier.errors import RoomlioTransientError
     from notifier.polling.client import MAX_IDLE_PAGES, RoomlioClient
     from notifier.rules import backtest

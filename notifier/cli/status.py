@@ -11,8 +11,8 @@ import sys
 from collections import Counter
 from typing import Any
 
-from notifier.commands._cluster_status import cluster_doc, cluster_lines
-from notifier.commands._common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, add_config, load, opened
+from notifier.cli.cluster_status import cluster_doc, cluster_lines
+from notifier.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, add_config, load, opened
 from notifier.errors import StoreError
 from notifier.store import WebhookState
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from notifier.commands._common import (
+from notifier.cli.common import (
     EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_OK,

@@ -19,8 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from notifier.cli.demo.formats import retarget, show
 from notifier.config import load_config
-from notifier.demo.formats import retarget, show
 from notifier.runtime.service import Service
 from notifier.testing.chatter import simulate_chatter
 from notifier.testing.emulator import RoomlioEmulator
@@ -110,7 +110,7 @@ async def run_demo(*, seconds: float | None, rate: float,
             env = {**os.environ, "DEMO_ROOMLIO_URL": emulator.url, "DEMO_API_KEY": api_key,
                    "DEMO_RECEIVER_URL": receiver.url, "DEMO_SECRET": secret,
                    "DEMO_STATE": os.path.join(tmp, "demo.db")}
-            rules = resources.files("notifier.demo").joinpath("rules.yaml")
+            rules = resources.files("notifier.cli.demo").joinpath("rules.yaml")
             with resources.as_file(rules) as path:
                 if fmt != "standard":
                     path = Path(tmp, "rules.yaml")

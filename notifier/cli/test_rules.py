@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from notifier.commands._common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, add_config, load
+from notifier.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, add_config, load
 from notifier.config import Config
 from notifier.config.yaml import parse
 from notifier.rules import Matcher, compile_rules

@@ -18,7 +18,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.commands._common import (
+from notifier.cli.common import (
     EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_OK,

@@ -14,7 +14,7 @@ import asyncio
 import sys
 from typing import Any
 
-from notifier.commands._common import (
+from notifier.cli.common import (
     EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_OK,

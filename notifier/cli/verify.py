@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from notifier.commands._common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from notifier.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from notifier.delivery.diagnose import diagnose
 
 __all__ = ["parse_headers", "register"]

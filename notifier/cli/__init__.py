@@ -1,4 +1,10 @@
-"""The command line: the only module that prints for people or decides exit codes."""
+"""The command line: the only package that prints for people or decides exit codes.
+
+``run``, ``check`` and ``demo`` are defined here; every other subcommand is a module of this
+package (``COMMAND_MODULES``) exposing ``register(subparsers) -> None``, which like this
+module may print for people and return exit codes; ``demo/`` runs the whole pipeline
+against a local emulator.
+"""
 
 from __future__ import annotations
 
@@ -23,17 +29,17 @@ EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2, 64
 
 #: Modules that add subcommands: each has ``register(subparsers)``, which adds its
 #: parsers and sets ``handler`` (a function ``(args) -> exit code``) as their default.
-#: They live in notifier/commands/ and print only through the CLI's conventions.
+#: They live in notifier/cli/ and print only through the CLI's conventions.
 COMMAND_MODULES: tuple[str, ...] = (
-    "notifier.commands.test_rules",
-    "notifier.commands.backtest",
-    "notifier.commands.dlq",
-    "notifier.commands.quarantine",
-    "notifier.commands.replay",
-    "notifier.commands.status",
-    "notifier.commands.state",
-    "notifier.commands.verify",
-    "notifier.commands.webhook",
+    "notifier.cli.test_rules",
+    "notifier.cli.backtest",
+    "notifier.cli.dlq",
+    "notifier.cli.quarantine",
+    "notifier.cli.replay",
+    "notifier.cli.status",
+    "notifier.cli.state",
+    "notifier.cli.verify",
+    "notifier.cli.webhook",
 )
 
 
@@ -178,7 +184,7 @@ def _install_signals(stop: asyncio.Event) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from notifier.demo import run_demo
+    from notifier.cli.demo import run_demo
 
     _setup_logging(args.log_level)
     return asyncio.run(run_demo(seconds=args.seconds, rate=args.rate,

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from notifier.commands._common import (
+from notifier.cli.common import (
     EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_OK,
