@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from notifier._shown import shown
 from notifier.aio import sleep_unless
 from notifier.config import Config, Room, Webhook
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
@@ -26,7 +27,7 @@ from notifier.events import Delivery
 from notifier.leases import LeaseStore, RoomKeeper, new_instance_id
 from notifier.logs import config_secrets, current_settings
 from notifier.reload import Active, ConfigWatcher, ReloadPlan, load_plan
-from notifier.roomlio import RoomlioClient, RoomlioNotFoundError, shown
+from notifier.roomlio import RoomlioClient, RoomlioNotFoundError
 from notifier.scheduler import RoomTurn, Scheduler, ThrottledClient, TokenBucket, next_interval
 from notifier.store import Store, open_store
 from notifier.tailer import Tailer

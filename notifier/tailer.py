@@ -29,11 +29,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from notifier._shown import shown
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
 from notifier.quarantine import keep
-from notifier.roomlio import Page, RoomlioClient, RoomlioCursorError, shown
+from notifier.roomlio import Page, RoomlioClient, RoomlioCursorError
 from notifier.rules import Matcher
 from notifier.store import RoomState, Store
 from notifier.timeutil import format_time, parse_time

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifier._json import loads
+from notifier._shown import shown
 from notifier.commands._common import (
     EXIT_CONFIG,
     EXIT_ERROR,
@@ -32,7 +33,7 @@ from notifier.commands._common import (
 from notifier.config import Config
 from notifier.errors import StoreError
 from notifier.events import CREATED, EDITED, Delivery, Event, is_edited
-from notifier.roomlio import check_message, shown
+from notifier.roomlio import check_message
 from notifier.rules import Matcher, compile_rules
 from notifier.store import QUARANTINE_RAW_LIMIT, Quarantined, Store
 from notifier.tailer import Routes, deliveries_for, routes_for
