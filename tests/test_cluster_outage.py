@@ -71,7 +71,7 @@ async def test_postgres_outage_longer_than_the_lease_ttl_fences_tailers_then_res
             drained = time.monotonic() - up
         finally:
             await cluster.stop()
-    assert [p.returncode for p in cluster.procs] == [0, 0]
+    assert [p.returncode for p in cluster.procs] == [0, 0], cluster.log(0) + cluster.log(1)
     before = [r.time for r in emu.requests if down < r.time < down + FENCE]
     assert before, "no poll at all after the outage began: nothing was shown to stop"
     print(f"\npostgres outage {up - down:.1f}s (lease_ttl {TTL:g}s): last poll "

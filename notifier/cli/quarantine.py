@@ -31,11 +31,12 @@ from notifier.cli.common import (
 from notifier.config import Config
 from notifier.errors import StoreError
 from notifier.events import CREATED, EDITED, Delivery, Event, is_edited
-from notifier.polling.client import check_message, shown
+from notifier.polling.client import check_message
 from notifier.polling.tailer import Routes, deliveries_for, routes_for
 from notifier.rules import Matcher, compile_rules
 from notifier.store import QUARANTINE_RAW_LIMIT, Quarantined, Store
 from notifier.util.json import loads
+from notifier.util.shown import shown
 
 __all__ = ["Rerun", "register", "rerun"]
 

@@ -13,70 +13,36 @@ limit cut in half is dropped).
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiohttp
-import yarl
 
 from notifier.config import Webhook
+from notifier.util.redaction import MIN_SECRET, SecretMatcher, webhook_secrets
+from notifier.util.shown import ELLIPSIS, shown
 
 __all__ = ["MAX_ERROR_TEXT", "Scrubber", "answer_text", "client_error_text"]
 
 #: The longest error text stored, logged or shown (characters, after scrubbing).
 MAX_ERROR_TEXT = 300
-#: Shorter parts of a URL are ordinary words ("hooks", "v1"), not tokens.
-_MIN_TOKEN = 6
+#: Shorter path segments are ordinary words ("hooks", "v1"), not tokens; an error text is
+#: about this webhook's request, so a segment this long found there is taken for its echo.
+_MIN_SEGMENT = 6
 _SPACES = re.compile(r"\s+")
 
 
-def _url_spellings(url: str) -> set[str]:
-    """``url`` and its token-bearing parts, raw and percent-decoded, as clients print them."""
-    parts = urlsplit(url)
-    found = {url, unquote(url), parts.path, unquote(parts.path)}
-    try:
-        parsed = yarl.URL(url)
-        found |= {str(parsed), parsed.human_repr(), parsed.raw_path, parsed.path}
-    except ValueError:
-        pass  # the client cannot send to it either; the raw spellings remain
-    for path in (parts.path, unquote(parts.path)):
-        found.update(path.split("/"))
-    found.update(unquote(segment) for segment in parts.path.split("/"))
-    for _, value in parse_qsl(parts.query, keep_blank_values=False):
-        found |= {value, unquote(value)}
-    found |= {p for p in (parts.username, parts.password) if p}
-    return {s for s in found if len(s.strip("/")) >= _MIN_TOKEN}
-
-
-def _webhook_secrets(webhook: Webhook) -> dict[str, str]:
-    """Every text of ``webhook`` that must not appear, mapped to the name shown instead."""
-    where = f"webhooks.{webhook.name}"
-    found = dict.fromkeys(_url_spellings(webhook.url), f"{where}.url")
-    for key in webhook.secrets:
-        encoded = base64.b64encode(key).decode()
-        found.update(dict.fromkeys((encoded, encoded.rstrip("=")), f"{where}.secret"))
-    for header, value in webhook.headers.items():
-        for part in (value, *value.split()[1:]):
-            if len(part) >= _MIN_TOKEN:
-                found[part] = f"{where}.headers.{header}"
-    return found
-
-
 class Scrubber:
-    """Replaces the webhooks' URLs, tokens and secrets in a text by their names."""
+    """Replaces the webhooks' URLs, tokens and secrets in a text by their names, in any
+    spelling and by their long fragments (notifier.util.redaction)."""
 
     def __init__(self, webhooks: Iterable[Webhook]) -> None:
         names: dict[str, str] = {}
-        for webhook in webhooks:
-            names.update(_webhook_secrets(webhook))
-        self._names = {value.lower(): name for value, name in names.items()}
-        # longest first, so a URL is replaced whole before its path is
-        ordered = sorted(names, key=len, reverse=True)
-        self._pattern = (re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
-                         if ordered else None)
+        for hook in webhooks:
+            names.update(webhook_secrets(hook.name, hook.url, hook.secrets, hook.headers,
+                                         segment=_MIN_SEGMENT))
+        self._matcher = SecretMatcher(names, MIN_SECRET)
 
     def body_text(self, body: bytes, *, cut: bool) -> str:
         """The start of an answer's body as text; when the body was ``cut`` short, a
@@ -84,17 +50,14 @@ class Scrubber:
         text = _SPACES.sub(" ", body.decode("utf-8", "replace")).strip()
         if cut:
             low = text.lower()
-            partial = max((k for value in self._names for k in range(1, len(value))
+            partial = max((k for value in self._matcher.forms for k in range(1, len(value))
                            if low.endswith(value[:k])), default=0)
             text = text[:len(text) - partial] + "…"
         return text
 
     def __call__(self, text: str) -> str:
         """``text`` scrubbed, control characters escaped, cut to MAX_ERROR_TEXT."""
-        if self._pattern is not None:
-            text = self._pattern.sub(lambda m: f"[{self._names[m[0].lower()]}]", text)
-        text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-        return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT - 1] + "…"
+        return shown(self._matcher.redact(text), MAX_ERROR_TEXT - len(ELLIPSIS))
 
 
 def answer_text(status: int, reason: str, body: str) -> str:

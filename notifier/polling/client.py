@@ -28,10 +28,11 @@ from notifier.errors import (
 )
 from notifier.runtime.logs import RedactionFilter
 from notifier.util.backoff import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
+from notifier.util.shown import shown
 from notifier.util.time import parse_time
 
 __all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "RoomlioCursorError",
-           "RoomlioNotFoundError", "check_message", "message_id", "parse_page", "shown"]
+           "RoomlioNotFoundError", "check_message", "message_id", "parse_page"]
 
 _REQUIRED_STRINGS = ("id", "createdAt")
 
@@ -208,19 +209,6 @@ def _error_detail(raw: bytes, redact: Callable[[str], str]) -> str:
     parts = [shown(redact(str(body[k])), 200) for k in ("code", "message")
              if isinstance(body.get(k), (str, int, float)) and body[k] != ""]
     return " ".join(parts)
-
-
-#: Characters that could end a log line, rewrite a terminal, or reorder what is shown, and
-#: lone surrogates (no UTF-8 log stream can write them).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
-                      "\u2066-\u2069\ud800-\udfff]")
-
-
-def shown(text: str, limit: int = 200) -> str:
-    """Remote text fit for a log line or an error message: control characters escaped (a
-    ``\\n`` in it cannot start a forged log line), at most ``limit`` characters (and ``…``)."""
-    escaped = _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
-    return escaped if len(escaped) <= limit else escaped[:limit] + "…"
 
 
 def parse_page(body: Any) -> Page:

@@ -32,10 +32,11 @@ from typing import Any
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
-from notifier.polling.client import Page, RoomlioClient, RoomlioCursorError, shown
+from notifier.polling.client import Page, RoomlioClient, RoomlioCursorError
 from notifier.polling.quarantine import keep
 from notifier.rules import Matcher
 from notifier.store import RoomState, Store
+from notifier.util.shown import shown
 from notifier.util.time import format_time, parse_time
 
 __all__ = ["Routes", "Tailer", "routes_for"]

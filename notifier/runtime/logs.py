@@ -17,7 +17,6 @@ JSON lines carry ``time``, ``level``, ``logger`` and ``event`` (the message) alw
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
@@ -25,10 +24,11 @@ import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from notifier.config import Config
-from notifier.util.redaction import SecretMatcher
+from notifier.util.redaction import MIN_SECRET, SecretMatcher, webhook_secrets
+from notifier.util.shown import escape as escape_controls
 
 __all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "TextFormatter", "config_secrets",
            "escape_controls", "setup_logging"]
@@ -36,20 +36,15 @@ __all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "TextFormatter", "confi
 #: The optional structured fields, in output order (``extra={...}`` in a log call).
 FIELDS = ("room", "webhook", "event_id", "attempt", "status", "duration")
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-_MIN_SECRET = 4  # shorter values would redact ordinary words
-_TOKEN = 16  # a URL path segment this long is taken for a token
 
 # Characters that end a line for some reader (terminals, str.splitlines, log shippers) or
-# rewrite what a terminal shows: C0 and C1 controls, DEL, the Unicode line and paragraph
-# separators, and the bidirectional overrides. Remote text (chat messages, API and
-# receiver errors) must not start a forged log line or repaint the operator's terminal.
-_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029,
+# rewrite what a terminal shows, besides C0: DEL, C1, the Unicode line and paragraph
+# separators, and the bidirectional overrides. Text lines escape these and every other
+# unprintable character (notifier.util.shown); JSON escapes C0 itself, and these here
+# (valid JSON either way).
+_CONTROLS = [0x7F, *range(0x80, 0xA0), 0x2028, 0x2029,
              *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_TEXT_ESCAPES = {c: _NAMED.get(chr(c), f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
-                 for c in _CONTROLS}
-#: JSON escapes C0 itself; these would still break a line or a terminal (valid JSON either way).
-_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in _CONTROLS if c >= 0x7F}
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in _CONTROLS}
 _INDENT = "    "
 
 #: Credential shapes masked even when the config does not name them.
@@ -71,27 +66,8 @@ def config_secrets(config: Config) -> dict[str, str]:
     if config.server is not None and config.server.admin_token:
         found[config.server.admin_token] = "server.admin_token"
     for name, hook in config.webhooks.items():
-        found[hook.url] = f"webhooks.{name}.url"
-        found.update(_url_parts(hook.url, f"webhooks.{name}.url"))
-        for key in hook.secrets:
-            encoded = base64.b64encode(key).decode()
-            found[encoded] = found["whsec_" + encoded] = f"webhooks.{name}.secret"
-        for header, value in hook.headers.items():
-            found[value] = f"webhooks.{name}.headers.{header}"
-            found.update({part: f"webhooks.{name}.headers.{header}" for part in value.split()[1:]})
-    return {value: name for value, name in found.items() if len(value) >= _MIN_SECRET}
-
-
-def _url_parts(url: str, name: str) -> dict[str, str]:
-    """The parts of a URL that often carry tokens: credentials, query values, the path."""
-    parts = urlsplit(url)
-    found = {value: name for value in (parts.username, parts.password) if value}
-    found.update({value: name for _, value in parse_qsl(parts.query) if value})
-    if parts.path.strip("/"):
-        found[parts.path] = name  # Slack-style URLs keep the token in the path
-        # a long segment is a token too, wherever it shows up on its own
-        found.update({part: name for part in parts.path.split("/") if len(part) >= _TOKEN})
-    return found
+        found.update(webhook_secrets(name, hook.url, hook.secrets, hook.headers))
+    return {value: name for value, name in found.items() if len(value) >= MIN_SECRET}
 
 
 class RedactionFilter(logging.Filter):
@@ -103,7 +79,7 @@ class RedactionFilter(logging.Filter):
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        self._secrets = SecretMatcher(secrets or {}, _MIN_SECRET)
+        self._secrets = SecretMatcher(secrets or {}, MIN_SECRET)
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret and credential shape masked."""
@@ -127,11 +103,6 @@ class RedactionFilter(logging.Filter):
             if isinstance(value, str):
                 setattr(record, key, self.redact(value))
         return True
-
-
-def escape_controls(text: str) -> str:
-    """``text`` with every line-breaking or terminal-controlling character escaped."""
-    return text.translate(_TEXT_ESCAPES)
 
 
 class TextFormatter(logging.Formatter):

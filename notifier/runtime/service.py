@@ -21,7 +21,7 @@ from notifier.config import Config, Room, Webhook
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
 from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
 from notifier.events import Delivery
-from notifier.polling.client import RoomlioClient, RoomlioNotFoundError, shown
+from notifier.polling.client import RoomlioClient, RoomlioNotFoundError
 from notifier.polling.leases import LeaseStore, RoomKeeper, new_instance_id
 from notifier.polling.scheduler import (
     RoomTurn,
@@ -36,6 +36,7 @@ from notifier.runtime.reload import Active, ConfigWatcher, ReloadPlan, load_plan
 from notifier.runtime.workers import DeliveryWorkers, shared
 from notifier.store import Store, open_store
 from notifier.util.aio import sleep_unless
+from notifier.util.shown import shown
 
 __all__ = ["Service", "ServiceHooks"]
 
