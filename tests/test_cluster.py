@@ -186,6 +186,9 @@ async def test_database_restart_under_load_loses_nothing(
             for _ in range(2):
                 await cluster.start()
             await traffic.run(2.0)
+            # both instances up and delivering before the first stop: on a loaded machine
+            # their start can take longer than the traffic above (a stop then meets no one)
+            await all_delivered(rx, traffic, timeout=60)
             for _ in rounds(long_run, 1, 5):
                 await asyncio.to_thread(own_pg_server.stop)
                 await traffic.run(1.5)
