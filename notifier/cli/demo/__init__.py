@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.cli.demo.formats import retarget, show
-from notifier.config import load_config
+from notifier.delivery.formats import load_config
 from notifier.runtime.service import Service
 from notifier.testing.chatter import simulate_chatter
 from notifier.testing.emulator import RoomlioEmulator
