@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from notifier.config import Config, load_config
+from notifier.config import Config
+from notifier.delivery.formats import load_config
 from notifier.runtime.service import Service, ServiceHooks
 from notifier.store import Store
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver

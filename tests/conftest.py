@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from notifier.config import Config, load_config
+from notifier.config import Config
+from notifier.delivery.formats import load_config
 from notifier.delivery.sender import DeliveryOutcome
 from notifier.runtime.service import Service, ServiceHooks
 from notifier.testing import RoomlioEmulator, WebhookReceiver

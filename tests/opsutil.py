@@ -13,7 +13,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from notifier.config import Config, load_config
+from notifier.config import Config
+from notifier.delivery.formats import load_config
 from notifier.runtime.service import Service, ServiceHooks
 from notifier.server import Ops
 from notifier.testing import RoomlioEmulator, WebhookReceiver

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from notifier.config import Config, DeliverySettings, check_config, load_config
+from notifier.config import Config, DeliverySettings
 from notifier.delivery.breaker import Breaker, BreakerSettings, BreakerState, probe_wait
+from notifier.delivery.formats import check_config, load_config
 from notifier.util.schedule import JITTER, STANDARD_SCHEDULE, schedule_delay
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN

@@ -13,15 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notifier.config import (
-    FORMATS,
     Config,
     DeliverySettings,
     Room,
     Rule,
-    check_config,
-    load_config,
 )
 from notifier.config.fields import parse_duration
+from notifier.delivery.formats import FORMATS, check_config, load_config
 from notifier.delivery.formats import FORMATS as IMPLEMENTED_FORMATS
 from notifier.errors import ConfigError, Problem
 from notifier.util.netguard import is_private_address

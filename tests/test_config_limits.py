@@ -6,8 +6,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from notifier.config import MAX_CONFIG_BYTES, check_config, yaml_nodes
+from notifier.config import MAX_CONFIG_BYTES, yaml_nodes
 from notifier.config.yaml import parse
+from notifier.delivery.formats import check_config
 
 FIFTY_MB = 50 * 1024 * 1024
 

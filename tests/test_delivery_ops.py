@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from notifier.config import load_config
 from notifier.delivery.breaker import BreakerState
+from notifier.delivery.formats import load_config
 from notifier.store import open_store
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 from tests.conftest import SECRET, TEST_ENV, Outcomes, notifier_command, running
@@ -249,7 +249,7 @@ def test_retry_policy_defaults_to_the_standard_schedule_and_may_be_overridden(
 
 def test_retry_schedule_and_max_attempts_together_are_refused(tmp_path):
     """Both in one section is a config error naming the fix."""
-    from notifier.config import check_config
+    from notifier.delivery.formats import check_config
     from tests.conftest import config_text
 
     path = tmp_path / "rules.yaml"

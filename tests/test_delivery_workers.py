@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.config import load_config
+from notifier.delivery.formats import load_config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
 from notifier.delivery.worker import decode_report, encode_attempt, encode_outcome, shared
 from notifier.errors import ConfigError

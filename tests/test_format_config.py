@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from notifier.config import Rate, check_config, load_config
+from notifier.config import Rate
 from notifier.config.fields import Invalid
 from notifier.config.format_fields import rate
+from notifier.delivery.formats import check_config, load_config
 
 HEAD = """\
 roomlio:

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import yaml
 
-from notifier.config import load_config
+from notifier.delivery.formats import load_config
 from notifier.runtime.logs import (
     JsonFormatter,
     RedactionFilter,

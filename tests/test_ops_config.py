@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from notifier.config import LoggingSettings, ServerSettings, check_config, load_config
+from notifier.config import LoggingSettings, ServerSettings
+from notifier.delivery.formats import check_config, load_config
 
 BASE = {"roomlio": {"base_url": "https://api.example.com", "api_key": "k" * 20},
         "rooms": [{"key": "r1"}], "webhooks": {"crm": {"url": "https://hooks.example.com/x"}},

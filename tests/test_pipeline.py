@@ -81,7 +81,7 @@ async def test_every_message_is_delivered_once_under_either_cursor_reading(
                                     roomlio={"page_size": 4}))
         import os
 
-        from notifier.config import load_config
+        from notifier.delivery.formats import load_config
 
         config = load_config(str(path), env={**os.environ, **TEST_ENV})
         async with running(config):

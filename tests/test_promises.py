@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from notifier.config import Config, load_config
+from notifier.config import Config
+from notifier.delivery.formats import load_config
 from notifier.testing import Fault, RoomlioEmulator
 from notifier.testing._server import Changes, LocalServer
 from tests.conftest import TEST_ENV, config_text, running

@@ -28,7 +28,8 @@ import yaml
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from notifier.config import Room, RoomlioSettings, Rule, load_config
+from notifier.config import Room, RoomlioSettings, Rule
+from notifier.delivery.formats import load_config
 from notifier.errors import ConfigError, RoomlioTransientError, StoreError
 from notifier.events import NEVER_EDITED
 from notifier.polling.client import Page, RoomlioCursorError, parse_page

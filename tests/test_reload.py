@@ -10,7 +10,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-from notifier.config import load_config
+from notifier.delivery.formats import load_config
 from notifier.runtime.reload import ConfigWatcher, plan_reload
 from notifier.runtime.service import Service, ServiceHooks
 from notifier.testing import WebhookReceiver

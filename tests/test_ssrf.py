@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifier.config import Webhook, check_config
+from notifier.config import Webhook
 from notifier.delivery import transport
+from notifier.delivery.formats import check_config
 from notifier.delivery.transport import WebhookClient
 from notifier.errors import DeliveryPermanentError
 from notifier.events import CREATED, Delivery, Event

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from notifier.cli import main
-from notifier.config import check_config
+from notifier.delivery.formats import check_config
 from notifier.signing import SignatureError, decode_secret, sign
 from notifier.testing import WebhookReceiver
 from tests.conftest import TEST_ENV, config_text

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.config import check_config
+from notifier.delivery.formats import check_config
 from notifier.delivery.formats.template import compile_template, render
 from notifier.errors import DeliveryPermanentError
 from notifier.events import CREATED, Delivery, Event

@@ -18,7 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from notifier import __version__
-from notifier.config import Config, check_config, load_config
+from notifier.config import Config
+from notifier.delivery.formats import FORMATS, check_config, load_config
 from notifier.errors import ConfigError, NotifierError, RoomlioAuthError, StoreError
 from notifier.store import shown_location
 from notifier.util.aio import run_loop
@@ -68,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="stop after this many seconds (default: until Ctrl-C)")
     demo.add_argument("--rate", type=float, default=2.0, help="simulated messages per second")
     demo.add_argument("--format", default="standard",
-                      choices=["standard", "slack", "teams", "template"],
+                      choices=list(FORMATS),
                       help="the payload format of the demo webhooks; prints each body received")
     demo.add_argument("--log-level", default="WARNING",
                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])

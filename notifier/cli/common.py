@@ -10,8 +10,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from notifier.config import Config, load_config
+from notifier.config import Config
 from notifier.config.fields import parse_duration
+from notifier.delivery.formats import load_config
 from notifier.errors import ConfigError
 from notifier.store import Store, open_store
 from notifier.util.time import format_time, parse_time

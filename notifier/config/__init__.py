@@ -6,7 +6,6 @@ duplicate keys, ``${VAR}``, size limits); ``secrets`` lints where secret values 
 """
 
 from notifier.config.model import (
-    FORMATS,
     LOG_FORMATS,
     LOG_LEVELS,
     MAX_CONFIG_BYTES,
@@ -25,7 +24,6 @@ from notifier.config.model import (
 )
 
 __all__ = [
-    "FORMATS",
     "LOG_FORMATS",
     "LOG_LEVELS",
     "MAX_CONFIG_BYTES",

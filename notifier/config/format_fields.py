@@ -1,31 +1,40 @@
-"""The webhook keys that depend on its ``format``: rate limits, grouping, templates.
+"""The webhook keys that depend on its ``format``, read generically; formats check them.
 
-Called by ``schema`` for each webhook; pure apart from reading a ``template_file``.
-A template is compiled here, so one that cannot compile is a ``notifier check`` problem
-naming the webhook and the line, never a surprise at the first matching message.
+Config knows no format by name. The loader is given the formats (``notifier check``,
+``run``, reload and the worker pass ``notifier.delivery.formats.FORMATS``), each seen
+here through the small ``FormatRules`` protocol: its name, default rate, whether it is
+signed or groupable, the extra keys it reads, and ``validate``. This module reads what
+every format shares (``rate_limit``, ``group_wait``, a ``secret`` on an unsigned format,
+a key that belongs to another format) and hands the rest to the format's ``validate``
+through ``FormatOptions``: the webhook's keys with their YAML locations, so its problems
+carry the same file:line as every other one. A template that cannot compile is thus a
+``notifier check`` problem naming the webhook and the line, never a surprise at the
+first matching message, and ``config`` imports nothing from ``delivery``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
-from notifier.config.fields import Invalid, Reader, duration, text
+from notifier.config.fields import Conv, Invalid, Reader, duration, text
 from notifier.config.model import MAX_CONFIG_BYTES, Rate
 from notifier.config.yaml import Path
 
-__all__ = ["DEFAULT_RATES", "FORMAT_KEYS", "GROUPING_FORMATS", "format_settings", "rate"]
+__all__ = ["COMMON_KEYS", "FormatOptions", "FormatRules", "format_keys", "format_settings",
+           "rate"]
 
-FORMAT_KEYS = ("rate_limit", "group_wait", "template", "template_file", "content_type")
-DEFAULT_RATES = {"slack": Rate(1, 1.0), "teams": Rate(4, 1.0)}
-"""What Slack (about 1 message a second per webhook) and Teams (about 4) allow."""
-GROUPING_FORMATS = ("slack", "teams")
-UNSIGNED_FORMATS = ("slack", "teams")
+COMMON_KEYS = ("rate_limit", "group_wait")
+"""The format keys every format reads (the others belong to one format: ``options``)."""
+
+T = TypeVar("T")
+D = TypeVar("D")
 
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\S+)\s*")
 _PER_UNIT = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;.*)?")
 _UNLIMITED = ("none", "unlimited", "off")
 
 
@@ -49,82 +58,99 @@ def rate(value: Any, shown: str) -> Rate | None:
     return Rate(count, per)
 
 
-def content_type(value: Any, shown: str) -> str:
-    """A media type like ``application/json`` or ``text/plain; charset=utf-8``."""
-    media = text(value, shown).strip()
-    if not _MEDIA_TYPE.fullmatch(media) or "\r" in media or "\n" in media:
-        raise Invalid(f"must be a media type like application/json (got {shown})")
-    return media
+@dataclass(frozen=True)
+class FormatOptions:
+    """One webhook's keys as its format sees them: values, YAML locations, problems."""
+
+    reader: Reader
+    mapping: dict[str, Any]
+    path: Path
+    """Where the webhook is in the file (``("webhooks", name)``)."""
+    format: str
+
+    def given(self, key: str) -> bool:
+        """Whether the webhook sets ``key``."""
+        return key in self.mapping
+
+    def value(self, key: str, conv: Conv[T], default: D) -> T | D:
+        """``key`` through ``conv``, or ``default`` when absent or wrong (a problem then)."""
+        return self.reader.value(self.mapping, self.path, key, conv, default)
+
+    def label(self, key: str) -> str:
+        """The key's dotted place, like ``webhooks.crm.template`` (messages use it)."""
+        return ".".join(map(str, (*self.path, key)))
+
+    def problem(self, key: str | None, message: str, *, at: str | None = None) -> None:
+        """A problem about ``key`` (None: the webhook), located at key ``at`` if given."""
+        where: Path = self.path if key is None else (*self.path, key)
+        self.reader.problem(where, message, at=None if at is None else (*self.path, at))
+
+    def read_file(self, key: str) -> tuple[str, str] | None:
+        """The text of the file named by ``key`` (relative to the config file) and its
+        name as written; None, with a problem, when it cannot be read or is too big."""
+        file = self.value(key, text, None)
+        if file is None:
+            return None
+        base = os.path.dirname(os.path.abspath(self.reader.file))
+        full = os.path.join(base, os.path.expanduser(file))
+        try:
+            with open(full, encoding="utf-8") as handle:
+                source = handle.read(MAX_CONFIG_BYTES + 1)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            self.problem(key, f"cannot read {file!r}: {reason}")
+            return None
+        if len(source) > MAX_CONFIG_BYTES:
+            self.problem(key, f"{file!r} is more than {MAX_CONFIG_BYTES:,} bytes, the "
+                              f"limit for a {self.format}")
+            return None
+        return source, file
 
 
-def format_settings(r: Reader, m: dict[str, Any], path: Path, fmt: str) -> dict[str, Any]:
-    """The Webhook fields that follow from ``format`` and the keys above."""
+class FormatRules(Protocol):
+    """What the loader needs of a format (``notifier.delivery.formats.Format`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def default_rate(self) -> Rate | None: ...
+    @property
+    def signed(self) -> bool: ...
+    @property
+    def groupable(self) -> bool: ...
+    @property
+    def options(self) -> tuple[str, ...]: ...
+
+    def validate(self, options: FormatOptions) -> dict[str, Any]:
+        """The Webhook fields its own keys give; problems go through ``options``."""
+        ...
+
+
+def format_keys(formats: Mapping[str, FormatRules]) -> tuple[str, ...]:
+    """Every format key a webhook may set: the common ones, then each format's own."""
+    own = [key for rules in formats.values() for key in rules.options]
+    return (*COMMON_KEYS, *dict.fromkeys(own))
+
+
+def format_settings(r: Reader, m: dict[str, Any], path: Path, fmt: str,
+                    formats: Mapping[str, FormatRules]) -> dict[str, Any]:
+    """The Webhook fields that follow from ``format`` (a key of ``formats``) and its keys."""
+    rules = formats[fmt]
     settings: dict[str, Any] = {
-        "rate_limit": r.value(m, path, "rate_limit", rate, DEFAULT_RATES.get(fmt)),
+        "rate_limit": r.value(m, path, "rate_limit", rate, rules.default_rate),
         "group_wait": r.value(m, path, "group_wait", duration(allow_zero=True), 0.0),
     }
-    if settings["group_wait"] and fmt not in GROUPING_FORMATS:
-        chat = ", ".join(GROUPING_FORMATS)
+    if settings["group_wait"] and not rules.groupable:
+        chat = ", ".join(name for name, other in formats.items() if other.groupable)
         r.problem((*path, "group_wait"), f"grouping is for chat formats ({chat}); "
                                          f"this webhook's format is {fmt}")
-    if fmt in UNSIGNED_FORMATS and "secret" in m:
+    if not rules.signed and "secret" in m:
         r.problem((*path, "secret"), f"format {fmt} sends no signature (the service does "
                                      "not check one); remove secret")
-    settings.update(_template(r, m, path, fmt))
-    return settings
-
-
-def _template(r: Reader, m: dict[str, Any], path: Path, fmt: str) -> dict[str, Any]:
-    given = [key for key in ("template", "template_file") if key in m]
-    if fmt != "template":
-        for key in (*given, *(["content_type"] if "content_type" in m else [])):
-            r.problem((*path, key), f"only applies to format: template (this webhook's "
+    for key in m:
+        owner = next((name for name, other in formats.items() if key in other.options), fmt)
+        if owner != fmt:
+            r.problem((*path, key), f"only applies to format: {owner} (this webhook's "
                                     f"format is {fmt})")
-        return {}
-    if len(given) != 1:
-        r.problem(path, "format: template needs exactly one of template (the text) or "
-                        "template_file (a path)", at=(*path, given[-1] if given else "format"))
-        return {}
-    found = _source(r, m, path, given[0])
-    if found is None:
-        return {}
-    source, name = found
-    if not _compiles(r, (*path, given[0]), source, name):
-        return {}
-    return {"template": source, "template_name": name,
-            "content_type": r.value(m, path, "content_type", content_type, "application/json")}
-
-
-def _source(r: Reader, m: dict[str, Any], path: Path, key: str) -> tuple[str, str] | None:
-    """The template text and the name messages use for it."""
-    if key == "template":
-        source = r.value(m, path, key, text, None)
-        return None if source is None else (source, ".".join(map(str, (*path, key))))
-    file = r.value(m, path, key, text, None)
-    if file is None:
-        return None
-    full = os.path.join(os.path.dirname(os.path.abspath(r.file)), os.path.expanduser(file))
-    try:
-        with open(full, encoding="utf-8") as handle:
-            source = handle.read(MAX_CONFIG_BYTES + 1)
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        r.problem((*path, key), f"cannot read {file!r}: {reason}")
-        return None
-    if len(source) > MAX_CONFIG_BYTES:
-        r.problem((*path, key), f"{file!r} is more than {MAX_CONFIG_BYTES:,} bytes, the "
-                                "limit for a template")
-        return None
-    return source, file
-
-
-def _compiles(r: Reader, where: Path, source: str, name: str) -> bool:
-    from notifier.delivery.formats.template import TemplateSyntaxError, compile_template
-
-    try:
-        compile_template(source, name)
-    except TemplateSyntaxError as exc:
-        r.problem(where, f"the template does not compile: {name} line {exc.lineno}: "
-                         f"{exc.message} (fix the template)")
-        return False
-    return True
+    settings.update(rules.validate(FormatOptions(r, m, path, fmt)))
+    return settings

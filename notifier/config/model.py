@@ -11,14 +11,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from notifier.config.yaml import parse
 from notifier.errors import ConfigError, Problem
 from notifier.util.schedule import STANDARD_SCHEDULE
 
+if TYPE_CHECKING:  # format_fields imports this module
+    from notifier.config.format_fields import FormatRules
+
 __all__ = [
-    "FORMATS",
     "LOG_FORMATS",
     "LOG_LEVELS",
     "MAX_CONFIG_BYTES",
@@ -39,8 +41,6 @@ __all__ = [
 MESSAGE_TYPES = frozenset({"user", "offline", "system"})
 USER_TYPES = frozenset({"admin", "member", "embed", "embed_insecure"})
 RULE_EVENTS = frozenset({"created", "edited"})
-FORMATS = ("standard", "slack", "teams", "template")
-"""Payload formats a webhook may name (notifier.delivery.formats implements each)."""
 
 
 class Rate(NamedTuple):
@@ -272,7 +272,8 @@ def _read(path: str) -> str | Problem:
         return Problem(path, None, "", f"cannot read the file: {reason}")
 
 
-def _load(path: str, env: Mapping[str, str] | None) -> tuple[Config | None, list[Problem]]:
+def _load(path: str, env: Mapping[str, str] | None,
+          formats: Mapping[str, FormatRules]) -> tuple[Config | None, list[Problem]]:
     source = _read(path)
     if isinstance(source, Problem):
         return None, [source]
@@ -284,19 +285,29 @@ def _load(path: str, env: Mapping[str, str] | None) -> tuple[Config | None, list
                                               "webhooks and rules")]
     from notifier.config.schema import build  # imported here: the schema builds the classes above
 
-    config, schema_problems = build(doc, path)
+    config, schema_problems = build(doc, path, formats)
     problems = sorted(problems + schema_problems, key=lambda p: p.line or 0)
     return (None, problems) if problems else (config, [])
 
 
-def check_config(path: str, env: Mapping[str, str] | None = None) -> list[Problem]:
-    """Every problem in ``path`` (empty when it is valid); never raises for a bad file."""
-    return _load(path, env)[1]
+def check_config(path: str, env: Mapping[str, str] | None = None, *,
+                 formats: Mapping[str, FormatRules]) -> list[Problem]:
+    """Every problem in ``path`` (empty when it is valid); never raises for a bad file.
+
+    ``formats`` are the payload formats a webhook may name (config knows none itself):
+    ``notifier.delivery.formats.FORMATS``, whose ``check_config`` passes them.
+    """
+    return _load(path, env, formats)[1]
 
 
-def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
-    """Load and validate ``path``; raise ConfigError listing every problem found."""
-    config, problems = _load(path, env)
+def load_config(path: str, env: Mapping[str, str] | None = None, *,
+                formats: Mapping[str, FormatRules]) -> Config:
+    """Load and validate ``path``; raise ConfigError listing every problem found.
+
+    ``formats`` as for ``check_config``; ``notifier.delivery.formats.load_config`` is
+    this function with the notifier's formats.
+    """
+    config, problems = _load(path, env, formats)
     if config is None:
         raise ConfigError(problems)
     return config

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -30,9 +31,8 @@ from notifier.config.fields import (
     is_hidden,
     text,
 )
-from notifier.config.format_fields import FORMAT_KEYS, format_settings
+from notifier.config.format_fields import FormatRules, format_keys, format_settings
 from notifier.config.model import (
-    FORMATS,
     MESSAGE_TYPES,
     RULE_EVENTS,
     USER_TYPES,
@@ -153,7 +153,8 @@ DELIVERY_FIELDS: dict[str, Conv[Any]] = {
 #: ``delivery`` keys that are about the process, not about a webhook.
 _PROCESS_KEYS = ("shutdown_grace", "workers")
 WEBHOOK_FIELDS = {key: conv for key, conv in DELIVERY_FIELDS.items() if key not in _PROCESS_KEYS}
-WEBHOOK_KEYS = ("url", "secret", "format", "headers", *WEBHOOK_FIELDS, *FORMAT_KEYS)
+WEBHOOK_KEYS = ("url", "secret", "format", "headers", *WEBHOOK_FIELDS)
+"""The keys of every webhook; each format adds its own (``format_keys``)."""
 TOP_KEYS = ("roomlio", "rooms", "state", "delivery", "webhooks", "rules", "server", "logging",
             "ops_webhook", "cluster")
 ROOM_KEYS = ("id", "key")
@@ -216,7 +217,8 @@ def _delivery(r: Reader, value: Any) -> DeliverySettings:
     return replace(defaults, **breaker)
 
 
-def _webhooks(r: Reader, value: Any, defaults: DeliverySettings) -> dict[str, Webhook]:
+def _webhooks(r: Reader, value: Any, defaults: DeliverySettings,
+              formats: Mapping[str, FormatRules]) -> dict[str, Webhook]:
     m = r.mapping(value, ("webhooks",))
     if m is None:
         return {}
@@ -227,14 +229,15 @@ def _webhooks(r: Reader, value: Any, defaults: DeliverySettings) -> dict[str, We
         if not _WEBHOOK_NAME.fullmatch(name):
             r.problem(("webhooks", name), f"invalid webhook name {describe(name)}; "
                                           "use letters, digits, '_', '.' and '-'")
-        elif (hook := _webhook(r, name, spec, defaults)) is not None:
+        elif (hook := _webhook(r, name, spec, defaults, formats)) is not None:
             hooks[name] = hook
     return hooks
 
 
-def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Webhook | None:
+def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings,
+             formats: Mapping[str, FormatRules]) -> Webhook | None:
     path: Path = ("webhooks", name)
-    m = r.mapping(spec, path, WEBHOOK_KEYS, required=("url",))
+    m = r.mapping(spec, path, (*WEBHOOK_KEYS, *format_keys(formats)), required=("url",))
     if m is None:
         return None
     settings = {key: getattr(defaults, key) for key in WEBHOOK_FIELDS}
@@ -244,13 +247,13 @@ def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings) -> Web
     url = r.value(m, path, "url", http_url, "")
     if url:
         _check_target(r, url, (*path, "url"), allow_private=settings["allow_private_urls"])
-    fmt = r.value(m, path, "format", choice(FORMATS, "format"), "standard")
+    fmt = r.value(m, path, "format", choice(list(formats), "format"), "standard")
     headers = _headers(r, m.get("headers", MISSING), (*path, "headers"))
     if url and urlsplit(url).username is not None and any(
             h.lower() == "authorization" for h in headers):
         r.problem((*path, "headers"), "the url carries credentials and headers sets "
                                       "Authorization too; keep only one of them")
-    formatting = format_settings(r, m, path, fmt)
+    formatting = format_settings(r, m, path, fmt, formats)
     check_ordered(r, path, settings, formatting["group_wait"])
     return Webhook(
         name=name,
@@ -342,18 +345,21 @@ def _rule(r: Reader, item: Any, path: Path, filters: dict[str, Conv[str]],
     )
 
 
-def build(doc: Doc, path: str) -> tuple[Config | None, list[Problem]]:
-    """The Config in ``doc`` (None if its top level is not a mapping) and its problems."""
+def build(doc: Doc, path: str,
+          formats: Mapping[str, FormatRules]) -> tuple[Config | None, list[Problem]]:
+    """The Config in ``doc`` (None if its top level is not a mapping) and its problems;
+    ``formats`` are the payload formats a webhook may name, with their rules."""
     r = Reader(doc, path, _is_secret)
     if not isinstance(doc.data, dict):
         r.problem((), "the top level must be a mapping with roomlio, rooms, webhooks and rules "
                       f"(got {describe_type(doc.data)})")
         return None, r.problems
     top = r.mapping(doc.data, (), TOP_KEYS, required=("roomlio", "rooms", "webhooks", "rules"))
-    return (_build(r, top, path) if top is not None else None), r.problems
+    return (_build(r, top, path, formats) if top is not None else None), r.problems
 
 
-def _build(r: Reader, top: dict[str, Any], path: str) -> Config:
+def _build(r: Reader, top: dict[str, Any], path: str,
+           formats: Mapping[str, FormatRules]) -> Config:
     base_dir = os.path.dirname(os.path.abspath(path))
     rooms, room_labels = _rooms(r, top.get("rooms", MISSING))
     delivery = _delivery(r, top.get("delivery", MISSING))
@@ -369,7 +375,7 @@ def _build(r: Reader, top: dict[str, Any], path: str) -> Config:
         rooms=rooms,
         state=state,
         delivery=delivery,
-        webhooks=_webhooks(r, webhooks, delivery),
+        webhooks=_webhooks(r, webhooks, delivery, formats),
         rules=_rules(r, top.get("rules", MISSING), rooms, room_labels,
                      list(webhooks) if isinstance(webhooks, dict) else []),
         server=server_settings(r, top.get("server", MISSING)),

@@ -21,7 +21,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, cast
 
-from notifier.config import Config, Webhook, load_config
+from notifier.config import Config, Webhook
+from notifier.delivery.formats import load_config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
 from notifier.errors import ConfigError
 from notifier.events import Delivery, Event, EventKind

@@ -21,7 +21,8 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from notifier.config import Config, Room, load_config
+from notifier.config import Config, Room
+from notifier.delivery.formats import load_config
 from notifier.errors import ConfigError
 from notifier.polling.tailer import routes_for
 from notifier.rules import Matcher, compile_rules

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.cli.demo.formats import retarget, show
-from notifier.config import load_config
+from notifier.delivery.formats import FORMATS, load_config
 from notifier.runtime.service import Service
 from notifier.testing.chatter import simulate_chatter
 from notifier.testing.emulator import RoomlioEmulator
@@ -100,7 +100,7 @@ async def run_demo(*, seconds: float | None, rate: float,
     install_signals(stop)
     with tempfile.TemporaryDirectory(prefix="notifier-demo-") as tmp:
         async with RoomlioEmulator(api_key=api_key) as emulator, \
-                WebhookReceiver({} if fmt in ("slack", "teams") else
+                WebhookReceiver({} if not FORMATS[fmt].signed else
                                 {"/crm": secret, "/moderators": secret}) as receiver:
             for key in DEMO_ROOMS:
                 emulator.add_room(key=key)

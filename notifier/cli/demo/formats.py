@@ -1,6 +1,6 @@
 """``notifier demo --format slack|teams|template``: the demo rules, re-targeted at a format.
 
-The bundled rules are rewritten for the format (chat formats send no signature, so their
+The bundled rules are rewritten for the format (unsigned formats refuse a secret, so their
 webhooks lose the secret; ``template`` gets a small CRM-style template), and each
 request the receiver accepts is printed in full, as the service would see it.
 """
@@ -14,11 +14,12 @@ from typing import Any
 
 import yaml
 
+from notifier.delivery.formats import FORMATS
 from notifier.testing.receiver import Received
 
 __all__ = ["DEMO_FORMATS", "DEMO_TEMPLATE", "retarget", "show"]
 
-DEMO_FORMATS = ("standard", "slack", "teams", "template")
+DEMO_FORMATS = tuple(FORMATS)
 DEMO_TEMPLATE = """\
 {
   "source": "roomlio",
@@ -37,7 +38,7 @@ def retarget(rules_text: str, fmt: str) -> str:
     document: dict[str, Any] = yaml.safe_load(rules_text)
     for hook in document["webhooks"].values():
         hook["format"] = fmt
-        if fmt in ("slack", "teams"):
+        if not FORMATS[fmt].signed:
             hook.pop("secret", None)
         if fmt == "template":
             hook["template"] = DEMO_TEMPLATE

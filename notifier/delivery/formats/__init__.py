@@ -1,74 +1,50 @@
-"""Payload formats, chosen by the webhook's ``format``: a registry of formatter factories.
+"""Payload formats, chosen by the webhook's ``format``: the registry of Format objects.
 
-A factory takes the Webhook and returns its formatter, a pure function from a Delivery
-to the Payload to POST (the same bytes on every retry). ``slack``, ``teams`` and
-``template`` live in their own modules and are imported only when a webhook uses them.
+Each format is one module holding one ``Format`` (see ``base``): name, default rate,
+signed or not, groupable or not, its keys' ``validate`` and ``build``. A new format is
+one module plus one line in ``FORMATS``.
+
+Config imports nothing from here (the layers go config → delivery), so its loader takes
+the formats as an argument. ``load_config`` and ``check_config`` below are
+``notifier.config``'s with ``FORMATS`` given: what ``notifier check``, ``run``, reload,
+the delivery workers and the tests call, so all of them see the same problems with the
+same file:line. Calling ``notifier.config.load_config`` needs ``formats=`` (no default,
+so no caller silently skips a format's checks).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from types import MappingProxyType
 
-from notifier.config import Webhook
-from notifier.events import Delivery
-from notifier.util.json import dumps_bytes
-from notifier.util.time import format_time
+from notifier import config
+from notifier.config import Config, Webhook
+from notifier.delivery.formats import slack, standard, teams, template
+from notifier.delivery.formats.base import Format, Formatter, Payload
+from notifier.errors import Problem
 
-__all__ = ["FORMATS", "Formatter", "Payload", "formatter_for", "standard"]
+__all__ = ["FORMATS", "Format", "Formatter", "Payload", "check_config", "formatter_for",
+           "load_config"]
 
-
-@dataclass(frozen=True, slots=True)
-class Payload:
-    """A formatted request body and whether Standard Webhooks signatures apply."""
-
-    body: bytes
-    content_type: str = "application/json"
-    signed: bool = True
-
-
-Formatter = Callable[[Delivery], Payload]
-
-
-def standard(delivery: Delivery) -> Payload:
-    """The generic event: ``{"type", "timestamp", "data": {"rules", "message"}}``.
-
-    The body depends only on the delivery, so every retry sends the same bytes.
-    """
-    event = delivery.event
-    document = {
-        "type": event.kind,
-        "timestamp": format_time(event.detected_at),
-        "data": {"rules": list(delivery.rules), "message": event.message}
-        if event.kind.startswith("message.") else dict(event.message),  # an ops event
-    }
-    return Payload(dumps_bytes(document))
-
-
-def _standard(_webhook: Webhook) -> Formatter:
-    return standard
-
-
-def _lazy(target: str) -> Callable[[Webhook], Formatter]:
-    """A factory imported from ``module:function`` on first use."""
-    module, _, name = target.partition(":")
-
-    def factory(webhook: Webhook) -> Formatter:
-        built: Formatter = getattr(importlib.import_module(module), name)(webhook)
-        return built
-
-    return factory
-
-
-FORMATS: dict[str, Callable[[Webhook], Formatter]] = {
-    "standard": _standard,
-    "slack": _lazy("notifier.delivery.formats.slack:formatter"),
-    "teams": _lazy("notifier.delivery.formats.teams:formatter"),
-    "template": _lazy("notifier.delivery.formats.template:formatter"),
-}
+FORMATS: Mapping[str, Format] = MappingProxyType({
+    "standard": standard.FORMAT,
+    "slack": slack.FORMAT,
+    "teams": teams.FORMAT,
+    "template": template.FORMAT,
+})
+"""Every format by name; the order is the order messages list them in."""
 
 
 def formatter_for(webhook: Webhook) -> Formatter:
     """The payload function of ``webhook``."""
-    return FORMATS[webhook.format](webhook)
+    return FORMATS[webhook.format].formatter(webhook)
+
+
+def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
+    """``notifier.config.load_config`` with every format's rules (raises ConfigError)."""
+    return config.load_config(path, env, formats=FORMATS)
+
+
+def check_config(path: str, env: Mapping[str, str] | None = None) -> list[Problem]:
+    """``notifier.config.check_config`` with every format's rules."""
+    return config.check_config(path, env, formats=FORMATS)

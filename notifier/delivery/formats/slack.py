@@ -9,17 +9,18 @@ signatures, so none are sent.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from notifier.config import Webhook
-from notifier.delivery.formats import Payload, chat
+from notifier.config import Rate, Webhook
+from notifier.delivery.formats import chat
+from notifier.delivery.formats.base import Body, Format
 from notifier.delivery.grouping import members_of
 from notifier.events import Delivery
 from notifier.util.time import parse_time
 
-__all__ = ["MAX_BLOCKS", "SECTION_LIMIT", "escape", "formatter", "quoted", "slack_payload"]
+__all__ = ["FORMAT", "MAX_BLOCKS", "SECTION_LIMIT", "escape", "quoted", "slack_payload"]
 
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
@@ -122,11 +123,14 @@ def slack_payload(delivery: Delivery) -> dict[str, Any]:
     return {"text": _fallback(delivery), "blocks": blocks}
 
 
-def formatter(_webhook: Webhook) -> Callable[[Delivery], Payload]:
-    """The payload function of a ``slack`` webhook."""
+def _body(delivery: Delivery) -> bytes:
+    body = json.dumps(slack_payload(delivery), ensure_ascii=False, separators=(",", ":"))
+    return body.encode()
 
-    def format_delivery(delivery: Delivery) -> Payload:
-        body = json.dumps(slack_payload(delivery), ensure_ascii=False, separators=(",", ":"))
-        return Payload(body.encode(), signed=False)
 
-    return format_delivery
+def _build(_webhook: Webhook) -> Body:
+    return _body
+
+
+FORMAT = Format("slack", _build, signed=False, groupable=True, default_rate=Rate(1, 1.0))
+"""Slack checks no signature; it allows about 1 message a second per webhook."""

@@ -10,15 +10,16 @@ whole payload is kept under Teams' 28 KB limit by shortening the quoted text.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from notifier.config import Webhook
-from notifier.delivery.formats import Payload, chat
+from notifier.config import Rate, Webhook
+from notifier.delivery.formats import chat
+from notifier.delivery.formats.base import Body, Format
 from notifier.delivery.grouping import members_of
 from notifier.events import Delivery
 
-__all__ = ["CARD_VERSION", "MAX_BYTES", "card", "formatter", "teams_payload"]
+__all__ = ["CARD_VERSION", "FORMAT", "MAX_BYTES", "card", "teams_payload"]
 
 CARD_VERSION = "1.4"
 #: Teams refuses messages over 28 KB; leave room for the HTTP envelope.
@@ -101,10 +102,9 @@ def teams_payload(delivery: Delivery) -> bytes:
         limit = max(MIN_LIMIT, limit * MAX_BYTES // len(encoded) - 50)
 
 
-def formatter(_webhook: Webhook) -> Callable[[Delivery], Payload]:
-    """The payload function of a ``teams`` webhook."""
+def _build(_webhook: Webhook) -> Body:
+    return teams_payload
 
-    def format_delivery(delivery: Delivery) -> Payload:
-        return Payload(teams_payload(delivery), signed=False)
 
-    return format_delivery
+FORMAT = Format("teams", _build, signed=False, groupable=True, default_rate=Rate(4, 1.0))
+"""Teams checks no signature; it allows about 4 messages a second per webhook."""

@@ -5,7 +5,7 @@ Roomlio message as received), ``room`` and ``webhook_id``. Undefined names are e
 not empty strings; a template cannot reach Python internals nor change the event it
 renders, and runs within a render budget (``template_env``). A template that does not
 compile, or that asks for more than the budget in its own text (``range(10**6)``), is a
-config problem (``compile_template`` is called by the config loader); one that fails for
+config problem (``validate``, called by the config loader, compiles it); one that fails for
 an event, budget included, raises DeliveryPermanentError, so the delivery is
 dead-lettered with the reason and no half-rendered body is ever sent.
 """
@@ -13,13 +13,15 @@ dead-lettered with the reason and no half-rendered body is ever sent.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, Undefined, nodes
 
 from notifier.config import Webhook
-from notifier.delivery.formats import Payload
+from notifier.config.fields import Invalid, text
+from notifier.config.format_fields import FormatOptions
+from notifier.delivery.formats.base import Body, Format
 from notifier.delivery.formats.template_env import (
     MAX_OUTPUT,
     MAX_RANGE,
@@ -31,7 +33,11 @@ from notifier.errors import DeliveryPermanentError
 from notifier.events import Delivery
 from notifier.util.time import format_time
 
-__all__ = ["TemplateSyntaxError", "compile_template", "context", "formatter", "render"]
+__all__ = ["FORMAT", "TemplateSyntaxError", "compile_template", "content_type", "context",
+           "render", "validate"]
+
+_SOURCES = ("template", "template_file")
+_MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;.*)?")
 
 
 def _tojson(value: Any) -> str:
@@ -131,13 +137,56 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def formatter(webhook: Webhook) -> Callable[[Delivery], Payload]:
-    """The payload function of a ``template`` webhook (its template compiled once)."""
+def content_type(value: Any, shown: str) -> str:
+    """A media type like ``application/json`` or ``text/plain; charset=utf-8``."""
+    media = text(value, shown).strip()
+    if not _MEDIA_TYPE.fullmatch(media) or "\r" in media or "\n" in media:
+        raise Invalid(f"must be a media type like application/json (got {shown})")
+    return media
+
+
+def validate(options: FormatOptions) -> dict[str, Any]:
+    """Exactly one of ``template``/``template_file``, compiled within the budget, and the
+    ``content_type``: the Webhook fields they give ({} after a problem)."""
+    given = [key for key in _SOURCES if options.given(key)]
+    if len(given) != 1:
+        options.problem(None, "format: template needs exactly one of template (the text) "
+                              "or template_file (a path)",
+                        at=given[-1] if given else "format")
+        return {}
+    key = given[0]
+    found = _source(options, key)
+    if found is None:
+        return {}
+    source, name = found
+    try:
+        compile_template(source, name)
+    except TemplateSyntaxError as exc:
+        options.problem(key, f"the template does not compile: {name} line {exc.lineno}: "
+                             f"{exc.message} (fix the template)")
+        return {}
+    return {"template": source, "template_name": name,
+            "content_type": options.value("content_type", content_type, "application/json")}
+
+
+def _source(options: FormatOptions, key: str) -> tuple[str, str] | None:
+    """The template text and the name messages use for it."""
+    if key == "template_file":
+        return options.read_file(key)
+    source = options.value(key, text, None)
+    return None if source is None else (source, options.label(key))
+
+
+def _build(webhook: Webhook) -> Body:
+    """The body function of a ``template`` webhook (its template compiled once)."""
     template = compile_template(webhook.template or "", webhook.template_name)
 
-    def format_delivery(delivery: Delivery) -> Payload:
-        body = render(template, delivery, webhook=webhook.name,
+    def body(delivery: Delivery) -> bytes:
+        return render(template, delivery, webhook=webhook.name,
                       content_type=webhook.content_type)
-        return Payload(body, content_type=webhook.content_type, signed=True)
 
-    return format_delivery
+    return body
+
+
+FORMAT = Format("template", _build, options=(*_SOURCES, "content_type"), check=validate)
+"""A user-written body, signed like ``standard``; no default rate, no grouping."""
