@@ -1,16 +1,20 @@
-"""Running the daemon (notifier.runtime.run): a second stop signal, the hooks' fan-out."""
+"""Running the daemon (notifier.runtime.run): the listener beside the service, a second stop
+signal, the hooks' fan-out."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
+import yaml
 
 from notifier.runtime.hooks import ServiceHooks, fan_out
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
@@ -43,6 +47,38 @@ async def test_a_second_stop_signal_exits_at_once_with_128_plus_its_number(tmp_p
             async with asyncio.timeout(10):
                 await proc.stderr.read()
                 assert await proc.wait() == 128 + sig
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_run_serves_the_ops_listener_when_the_config_has_a_server_section(tmp_path):
+    """`notifier run` with ``server:`` answers /healthz beside the service, then stops on
+    SIGTERM with exit 0."""
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        emu.add_room(key="r1")
+        document = yaml.safe_load(config_text(emu.url, rx.url, rooms=["r1"]))
+        document["server"] = {"listen": "127.0.0.1:0"}
+        path = tmp_path / "rules.yaml"
+        path.write_text(yaml.safe_dump(document))
+        proc = await asyncio.create_subprocess_exec(
+            *notifier_command("run", "--config", str(path)),
+            env={**os.environ, **TEST_ENV}, stderr=asyncio.subprocess.PIPE)
+        assert proc.stderr is not None
+        try:
+            async with asyncio.timeout(20):
+                while not (found := re.search(rb"ops listener on (http://\S+)",
+                                              line := await proc.stderr.readline())):
+                    assert line, "notifier exited before it listened"
+            async with aiohttp.ClientSession() as http, \
+                    http.get(found.group(1).decode() + "/healthz") as resp:
+                assert resp.status == 200
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(20):
+                await proc.stderr.read()
+                assert await proc.wait() == 0
         finally:
             if proc.returncode is None:
                 proc.kill()

@@ -134,7 +134,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
              __version__, len(config.rooms), len(config.rules), len(config.webhooks),
              shown_location(config.state))
     try:
-        run_daemon(config, listener=Listener)
+        run_daemon(config, make_listener=Listener)
     except RoomlioAuthError as exc:
         print(f"notifier: Roomlio refused the API key: {exc}", file=sys.stderr)
         return EXIT_CONFIG

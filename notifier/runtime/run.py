@@ -14,7 +14,7 @@ second signal exits at once with 128 + its number.
 SIGHUP reloads the config of the service this call runs.
 
 The listener lives above this package (``notifier.server`` imports the service), so it is
-handed in as a ``listener`` factory rather than imported here.
+handed in (``make_listener``) rather than imported here.
 """
 
 from __future__ import annotations
@@ -83,19 +83,20 @@ def install_signals(stop: asyncio.Event) -> None:
         on_signal(signum)
 
 
-def run_daemon(config: Config, *, listener: Callable[[Config], Listener] | None = None) -> None:
+def run_daemon(config: Config, *,
+               make_listener: Callable[[Config], Listener] | None = None) -> None:
     """Run the notifier until SIGTERM/SIGINT; raise NotifierError when it cannot go on."""
-    run_loop(_until_signalled(config, listener))
+    run_loop(_until_signalled(config, make_listener))
 
 
 async def _until_signalled(config: Config,
-                           listener: Callable[[Config], Listener] | None) -> None:
+                           make_listener: Callable[[Config], Listener] | None) -> None:
     stop = asyncio.Event()
     install_signals(stop)
     # SIGHUP's handler goes in before the service exists: its default ends the process
     services: list[Service] = []
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_each, services)
-    await serve(config, stop, listener=listener, on_service=services.append)
+    await serve(config, stop, make_listener=make_listener, on_service=services.append)
 
 
 def _reload_each(services: list[Service]) -> None:
@@ -104,20 +105,23 @@ def _reload_each(services: list[Service]) -> None:
 
 
 async def serve(config: Config, stop: asyncio.Event, *,
-                listener: Callable[[Config], Listener] | None = None,
+                make_listener: Callable[[Config], Listener] | None = None,
                 hooks: ServiceHooks | None = None,
                 on_service: Callable[[Service], None] | None = None) -> None:
     """Run the service until ``stop``, with the ops listener when ``config.server`` is set
-    and a ``listener`` factory is given; ``on_service`` sees the service before it starts."""
+    and ``make_listener`` is given; ``on_service`` sees the service before it starts."""
     # imported here: `notifier check` and `--help` import this module, not the service's
     # HTTP client, store drivers and metrics
     from notifier.runtime.service import Service
 
     async with contextlib.AsyncExitStack() as stack:
-        ops = listener(config) if config.server is not None and listener is not None else None
-        service = Service(config, hooks=ops.hooks(hooks) if ops is not None else hooks)
+        listener = None
+        if config.server is not None and make_listener is not None:
+            listener = make_listener(config)
+            hooks = listener.hooks(hooks)
+        service = Service(config, hooks=hooks)
         if on_service is not None:
             on_service(service)
-        if ops is not None:
-            await stack.enter_async_context(ops.listening(service, stop))
+        if listener is not None:
+            await stack.enter_async_context(listener.listening(service, stop))
         await service.run(stop)
