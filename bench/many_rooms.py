@@ -150,7 +150,8 @@ def _busiest_second(times: list[float]) -> int:
 IDLE_CHILD = r"""
 import asyncio, resource, sys, time
 from notifier.delivery.formats import load_config
-from notifier.polling.scheduler import Scheduler, next_interval
+from notifier.polling.policy import next_interval
+from notifier.polling.scheduler import Scheduler
 from notifier.polling.tailer import Tailer
 
 def rss():

@@ -16,7 +16,7 @@ import yaml
 from notifier.config import Config
 from notifier.delivery.formats import load_config
 from notifier.runtime.service import Service, ServiceHooks
-from notifier.server import Ops
+from notifier.server import Listener
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 from tests.conftest import TEST_ENV, Outcomes, config_text
 
@@ -40,7 +40,7 @@ def ops_config(tmp_path: Path, emulator: RoomlioEmulator, receiver: WebhookRecei
 class Serving:
     """A running service with its listener."""
 
-    ops: Ops
+    ops: Listener
     service: Service
     url: str
     stop: asyncio.Event
@@ -65,7 +65,7 @@ class Serving:
 async def serving(config: Config, outcomes: Outcomes | None = None,
                   ops_stop: asyncio.Event | None = None) -> AsyncIterator[Serving]:
     """Run the service and its listener in this loop for the body of the block."""
-    ops = Ops(config)
+    ops = Listener(config)
     service = Service(config, hooks=ops.hooks(ServiceHooks(on_outcome=outcomes)))
     stop = asyncio.Event()
     async with ops.listening(service, ops_stop or stop) as url, aiohttp.ClientSession() as http:

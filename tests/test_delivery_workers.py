@@ -14,7 +14,12 @@ import pytest
 
 from notifier.delivery.formats import load_config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
-from notifier.delivery.worker import decode_report, encode_attempt, encode_outcome, shared
+from notifier.delivery.worker import (
+    decode_report,
+    delivered_by_workers,
+    encode_attempt,
+    encode_outcome,
+)
 from notifier.errors import ConfigError
 from notifier.events import Delivery, Event
 from notifier.store import open_store
@@ -128,7 +133,7 @@ async def test_the_runner_keeps_rate_limited_grouped_and_ordered_webhooks(
     }, rules=[{"name": "r", "keywords": ["x"], "notify": ["crm", "limited", "grouped",
                                                           "ordered"]}]))
     config = load_config(str(path), env={**os.environ, **TEST_ENV})
-    assert list(shared(config.webhooks)) == ["crm", "mod"]
+    assert list(delivered_by_workers(config.webhooks)) == ["crm", "mod"]
 
 
 @pytest.mark.parametrize("state", ["postgresql://u@db.example/notifier", ":memory:"])

@@ -11,7 +11,8 @@ import pytest
 from notifier.config import Config
 from notifier.delivery.completer import Completer
 from notifier.errors import StoreError
-from notifier.polling.scheduler import RoomTurn, Scheduler, TokenBucket, next_interval
+from notifier.polling.policy import next_interval
+from notifier.polling.scheduler import RoomTurn, Scheduler, TokenBucket
 from notifier.runtime.service import Service, ServiceHooks
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 from tests.conftest import running

@@ -13,18 +13,16 @@ import asyncio
 import importlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
 from notifier import __version__
-from notifier.config import Config
 from notifier.delivery.formats import FORMATS, check_config, load_config
 from notifier.errors import ConfigError, NotifierError, RoomlioAuthError, StoreError
+from notifier.runtime.run import install_signals, remember_early_signals, run_daemon
 from notifier.store import shown_location
-from notifier.util.aio import run_loop
 
-__all__ = ["main", "run_loop"]
+__all__ = ["main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2, 64
 
@@ -81,17 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_early_signals: list[int] = []
-
-
-def _remember_signal(signum: int, _frame: object) -> None:
-    """A SIGTERM that arrives before the event loop runs is honoured once it does."""
-    _early_signals.append(signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``notifier`` console script."""
-    signal.signal(signal.SIGTERM, _remember_signal)
+    remember_early_signals()
     args = _parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
@@ -127,6 +117,7 @@ def _setup_logging(level: str) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from notifier.runtime.logs import config_secrets, setup_logging
+    from notifier.server import Listener
 
     setup_logging(args.log_level or "INFO", args.log_format or "text")
     try:
@@ -143,7 +134,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
              __version__, len(config.rooms), len(config.rules), len(config.webhooks),
              shown_location(config.state))
     try:
-        run_loop(_serve(config))
+        run_daemon(config, make_listener=Listener)
     except RoomlioAuthError as exc:
         print(f"notifier: Roomlio refused the API key: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -157,37 +148,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _serve(config: Config) -> None:
-    from notifier.runtime.reload import request_reload
-    from notifier.server import run_service
-
-    stop = asyncio.Event()
-    _install_signals(stop)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, request_reload)
-    await run_service(config, stop)
-
-
-def _install_signals(stop: asyncio.Event) -> None:
-    """First SIGTERM/SIGINT: graceful stop. Second: exit at once."""
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            logging.getLogger("notifier").warning("second signal: exiting now")
-            os._exit(128 + signum)
-        logging.getLogger("notifier").info("received %s", signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    for signum in _early_signals:
-        on_signal(signum)
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     from notifier.cli.demo import run_demo
 
     _setup_logging(args.log_level)
     return asyncio.run(run_demo(seconds=args.seconds, rate=args.rate,
-                                install_signals=_install_signals, emit=print,
+                                install_signals=install_signals, emit=print,
                                 fmt=args.format))

@@ -243,8 +243,9 @@ class Config:
 
 
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
-"""The largest config file read: 100,000 rooms take about 3 MB; a bigger file is refused
-before it is parsed (a 50 MB one took a minute and 2.5 GB to refuse)."""
+"""The largest config file read: several times what 100,000 rooms take; a bigger file is
+refused before it is parsed, because parsing a huge one costs minutes and gigabytes before
+it can be refused (figures in bench/RESULTS.md)."""
 
 
 def _too_big(path: str, size: str) -> Problem:

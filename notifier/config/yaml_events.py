@@ -1,7 +1,7 @@
 """YAML events → plain values, without ever holding the whole node tree.
 
 ``yaml.compose`` builds a node (with two position marks) for every value before the first
-one is converted: for 100,000 rooms that tree takes about 110 MB, and the heap keeps the
+one is converted: at 100,000 rooms that tree dwarfs the file (bench/RESULTS.md); the heap keeps the
 pages once it is freed. Here each collection is converted as its events arrive; only
 what an alias may need again (an anchored value), a ``<<`` merge source, a key and each
 scalar become nodes, handed to the same ``NodeConverter`` that handles a whole tree, so
@@ -40,7 +40,7 @@ __all__ = ["NotStreamable", "stream"]
 
 if TYPE_CHECKING:
     _Parser = yaml.CSafeLoader
-else:  # libyaml's parser when PyYAML was built with it (about five times faster)
+else:  # libyaml's parser when PyYAML was built with it (C: far faster, bench/RESULTS.md)
     _Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

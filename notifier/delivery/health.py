@@ -264,7 +264,7 @@ class HealthBoard:
         health = self._health.get(webhook)
         return health is None or health.claimable()
 
-    def holds(self, webhook: str) -> bool:
+    def is_disabled(self, webhook: str) -> bool:
         """Whether ``webhook`` is disabled (its deliveries go back to the outbox)."""
         health = self._health.get(webhook)
         return health is not None and health.disabled
@@ -281,7 +281,7 @@ class HealthBoard:
 
     async def _notify(self, state: WebhookState) -> None:
         ops = self._ops_webhook
-        if ops is None or ops == state.webhook or self.holds(ops):
+        if ops is None or ops == state.webhook or self.is_disabled(ops):
             return
         try:
             added = await self._store.commit(None, [disabled_delivery(state, ops)])

@@ -259,7 +259,7 @@ class Sender:
             await self._completer.delivered(delivery.id)
             self._report(DeliveryOutcome(delivery, True, attempt_no, None))
         except DeliveryError as exc:
-            if self.health.holds(webhook.name):  # disabled: kept in the outbox, unsent
+            if self.health.is_disabled(webhook.name):  # disabled: kept in the outbox, unsent
                 await self._store.release([delivery.id])
                 return
             error = lane.client.scrub(str(exc))  # stored and shown: never a URL or secret

@@ -4,8 +4,8 @@ Started by the runner (``notifier.runtime.workers``), never by hand:
 ``python -m notifier.delivery.worker CONFIG INSTANCE LEVEL FORMAT``. It reads the same
 config file (no secret travels on a command line), opens the state file beside the
 runner (SQLite serialises the claims: a row is claimed by one process), and runs an
-ordinary Sender for the webhooks workers own (``shared``). Lines on stdin: ``poke``
-(deliveries were committed), ``reload`` (the runner took a new config); end of input
+ordinary Sender for the webhooks workers own (``delivered_by_workers``). Lines on stdin:
+``poke`` (deliveries were committed), ``reload`` (the runner took a new config); end of input
 stops it: POSTs under way get ``delivery.shutdown_grace``, the rest is released. Each
 attempt and outcome goes back to the runner as one JSON line on stdout (metrics, the
 status page, hooks); the event in a report carries no message (``{}``): the runner counts
@@ -31,12 +31,12 @@ from notifier.store import open_store
 from notifier.util.aio import run_loop
 from notifier.util.json import dumps_bytes, loads
 
-__all__ = ["decode_report", "encode_attempt", "encode_outcome", "shared"]
+__all__ = ["decode_report", "delivered_by_workers", "encode_attempt", "encode_outcome"]
 
 log = logging.getLogger("notifier.delivery")
 
 
-def shared(webhooks: Mapping[str, Webhook]) -> dict[str, Webhook]:
+def delivered_by_workers(webhooks: Mapping[str, Webhook]) -> dict[str, Webhook]:
     """The webhooks that workers deliver: those whose limits hold per process anyway.
 
     A ``rate_limit``, a ``group_wait`` window and ``ordered`` sending are kept by one
@@ -113,7 +113,7 @@ async def _commands(sender: Sender, config_path: str) -> None:
     while line := await reader.readline():
         if line.strip() == b"reload":
             try:
-                sender.update_webhooks(shared(load_config(config_path).webhooks))
+                sender.update_webhooks(delivered_by_workers(load_config(config_path).webhooks))
             except ConfigError as exc:  # the runner checked it: only a race gets here
                 log.error("delivery worker: the config no longer loads: %s", exc)
         sender.poke()
@@ -124,7 +124,7 @@ async def serve(config: Config, instance: str) -> None:
     store = open_store(config.state, instance=instance)
     await store.open()
     reports = await _Reports.to_stdout()
-    sender = Sender(shared(config.webhooks), store, ops_webhook=config.ops_webhook,
+    sender = Sender(delivered_by_workers(config.webhooks), store, ops_webhook=config.ops_webhook,
                     on_outcome=lambda o: reports.add(encode_outcome(o)),
                     on_attempt=lambda r: reports.add(encode_attempt(r)))
     stop = asyncio.Event()

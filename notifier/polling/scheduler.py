@@ -1,14 +1,12 @@
 """Poll many rooms from one task: a heap ordered by when each room is next due.
 
-A sleeping task per room costs memory and wake-ups that grow with the rooms watched
-(100,000 tasks: about 170 MB); one heap costs a tuple per room and wakes only when a
-room is due. Rooms are served in the order they fell due, so when polls are held back
-(by ``max_requests_per_second`` or the concurrency cap) every room waits its turn and
-none is starved.
+A sleeping task per room costs memory and wake-ups that grow with the rooms watched;
+one heap costs a tuple per room and wakes only when a room is due. Rooms are served in
+the order they fell due, so when polls are held back (by ``max_requests_per_second`` or
+the concurrency cap) every room waits its turn and none is starved.
 
-The pure parts, tested with tables: ``next_interval`` (adaptive polling: a quiet room
-backs off step by step to ``max_poll_interval``; its first new message brings it back to
-``poll_interval``) and ``TokenBucket.reserve`` (the global request budget).
+How long a room waits between polls is ``notifier.polling.policy``'s. The pure part here,
+tested with tables: ``TokenBucket.reserve`` (the global request budget).
 """
 
 from __future__ import annotations
@@ -26,29 +24,12 @@ from typing import Any
 from notifier.polling.client import RoomlioClient
 from notifier.polling.tailer import Tailer
 
-__all__ = ["BACKOFF_FACTOR", "MAX_CONCURRENT_POLLS", "QUIET_POLLS", "RoomTurn", "Scheduler",
-           "ThrottledClient", "TokenBucket", "next_interval"]
+__all__ = ["MAX_CONCURRENT_POLLS", "RoomTurn", "Scheduler", "ThrottledClient", "TokenBucket"]
 
 log = logging.getLogger("notifier.scheduler")
 
-#: Each poll that finds nothing new multiplies a room's interval by this.
-BACKOFF_FACTOR = 2.0
-#: Empty polls in a row before the back-off starts: a room with a message about every
-#: poll_interval often finds one poll empty, and must not pay a doubled pause for it.
-QUIET_POLLS = 2
 #: Polls under way at once; more rooms wait in the heap, in the order they fell due.
 MAX_CONCURRENT_POLLS = 64
-
-
-def next_interval(current: float, quiet: int, base: float, ceiling: float) -> float:
-    """The pause before a room's next poll, after ``quiet`` empty polls in a row (pure).
-
-    A poll that read something (``quiet`` 0) resets the pause to ``base``; from the
-    QUIET_POLLS-th empty poll in a row on, each multiplies it by BACKOFF_FACTOR, up to
-    ``ceiling`` (never below ``base``)."""
-    if quiet < QUIET_POLLS:
-        return base
-    return min(max(ceiling, base), max(current, base) * BACKOFF_FACTOR)
 
 
 class TokenBucket:
@@ -113,7 +94,7 @@ _NO_CONTEXT = contextvars.Context()
 
 class _Handle(asyncio.Future[None]):
     """A room's handle that knows its turn, so one shared done callback serves every room
-    (a closure per room cost about 300 bytes)."""
+    (a closure per room would cost memory with every room watched)."""
 
     __slots__ = ("turn",)
 

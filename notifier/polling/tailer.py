@@ -1,6 +1,7 @@
 """One room's loop: follow the cursor, match each page, commit it with its events.
 
-Robust to every reading of the API's open questions (see ../shared/roomlio-api.md):
+Robust to every reading of the API's open questions (``notifier.testing.emulator`` serves
+each reading, and the tests run the tailer against each):
 
 * ``startCursor`` inclusive or exclusive: after the last page the next cursor is the id
   of the last message processed, so either reading resumes at or after it; a message

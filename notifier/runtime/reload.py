@@ -28,7 +28,7 @@ from notifier.polling.tailer import routes_for
 from notifier.rules import Matcher, compile_rules
 from notifier.util.aio import wait_any
 
-__all__ = ["Active", "ConfigWatcher", "ReloadPlan", "load_plan", "plan_reload", "request_reload"]
+__all__ = ["CompiledConfig", "ConfigWatcher", "ReloadPlan", "load_plan", "plan_reload"]
 
 log = logging.getLogger("notifier.reload")
 
@@ -39,15 +39,16 @@ LIVE_FIELDS = frozenset({"path", "rooms", "delivery", "webhooks", "rules"})
 
 
 @dataclass(frozen=True)
-class Active:
-    """The config in force with its compiled rules: swapped as one object."""
+class CompiledConfig:
+    """A config with its rules compiled and its routes worked out: the service swaps the
+    one in force as one object, so a message never meets half of a reload."""
 
     config: Config
     matcher: Matcher
     routes: Mapping[str, tuple[str, ...]]
 
     @classmethod
-    def of(cls, config: Config) -> Active:
+    def of(cls, config: Config) -> CompiledConfig:
         """Compile ``config``'s rules and routes."""
         return cls(config, compile_rules(config.rules), routes_for(config.rules))
 
@@ -56,7 +57,8 @@ class Active:
 class ReloadPlan:
     """What a reload changes: the config to put in force and the rooms to start and stop."""
 
-    active: Active
+    active: CompiledConfig
+    """The config to put in force, compiled."""
     added: tuple[Room, ...]
     removed: tuple[str, ...]
     needs_restart: tuple[str, ...]
@@ -72,7 +74,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     old_rooms = {room.name for room in old.rooms}
     new_rooms = {room.name for room in new.rooms}
     return ReloadPlan(
-        Active.of(merged),
+        CompiledConfig.of(merged),
         added=tuple(room for room in new.rooms if room.name not in old_rooms),
         removed=tuple(room.name for room in old.rooms if room.name not in new_rooms),
         needs_restart=changed,
@@ -115,15 +117,6 @@ def digest(path: str) -> str | None:
         return None
 
 
-_watching: set[ConfigWatcher] = set()
-
-
-def request_reload() -> None:
-    """Reload every config watched in this process now (the CLI's SIGHUP handler)."""
-    for watcher in list(_watching):
-        watcher.trigger()
-
-
 class ConfigWatcher:
     """Calls ``reload`` when the file's content changes, or at once on ``trigger``."""
 
@@ -142,13 +135,6 @@ class ConfigWatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop``; a failing reload is logged, never fatal."""
-        _watching.add(self)
-        try:
-            await self._watch(stop)
-        finally:
-            _watching.discard(self)
-
-    async def _watch(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             if self._forced or self._changed():
                 self._forced = False

@@ -1,5 +1,7 @@
-"""The running daemon: wires config, store, client, tailers and sender; owns start and stop.
+"""The running daemon: wires config, store, client, tailers and sender, and runs them.
 
+``notifier.runtime.run`` starts it (event loop, signals, the ops listener beside it) and
+sets its ``stop`` event; how often each room is polled is ``notifier.polling.policy``'s.
 Shutdown is phased: stop polling → let deliveries in flight finish within
 ``delivery.shutdown_grace`` → cancel what remains (it stays in the outbox) → close the
 HTTP sessions and the store in reverse order of opening.
@@ -13,27 +15,22 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import aiohttp
 
 from notifier.config import Config, Room, Webhook
-from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
+from notifier.delivery.sender import Sender
 from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
 from notifier.events import Delivery
 from notifier.polling.client import RoomlioClient, RoomlioNotFoundError
 from notifier.polling.leases import LeaseStore, RoomKeeper, new_instance_id
-from notifier.polling.scheduler import (
-    RoomTurn,
-    Scheduler,
-    ThrottledClient,
-    TokenBucket,
-    next_interval,
-)
+from notifier.polling.policy import failure_delay, jittered, next_interval
+from notifier.polling.scheduler import RoomTurn, Scheduler, ThrottledClient, TokenBucket
 from notifier.polling.tailer import Tailer
+from notifier.runtime.hooks import ServiceHooks
 from notifier.runtime.logs import config_secrets, current_settings
-from notifier.runtime.reload import Active, ConfigWatcher, ReloadPlan, load_plan
-from notifier.runtime.workers import DeliveryWorkers, shared
+from notifier.runtime.reload import CompiledConfig, ConfigWatcher, ReloadPlan, load_plan
+from notifier.runtime.workers import DeliveryWorkers, delivered_by_workers
 from notifier.store import Store, open_store
 from notifier.util.aio import sleep_unless
 from notifier.util.shown import shown
@@ -42,28 +39,8 @@ __all__ = ["Service", "ServiceHooks"]
 
 log = logging.getLogger("notifier.service")
 
-#: How long a room that keeps failing waits at most between polls.
-MAX_ROOM_BACKOFF = 300.0
 #: How often the ledger of emitted versions is pruned.
 PRUNE_INTERVAL = 600.0
-
-
-@dataclass
-class ServiceHooks:
-    """Optional observers (the demo prints deliveries; tests await conditions)."""
-
-    on_outcome: Callable[[DeliveryOutcome], None] | None = None
-    on_poll: Callable[[str, int], None] | None = None
-    on_poll_failed: Callable[[str, NotifierError], None] | None = None
-    """A room's poll failed (room name, the error); the room retries with backoff."""
-    on_api_error: Callable[[RoomlioError], None] | None = None
-    """Every failed Roomlio call, including those retried within one poll."""
-    on_enqueued: Callable[[list[Delivery]], None] | None = None
-    on_quarantined: Callable[[str, int], None] | None = None
-    """A room's tail quarantined messages it could not process (room name, how many new)."""
-    on_attempt: Callable[[AttemptReport], None] | None = None
-    on_reload: Callable[[bool], None] | None = None
-    """A config reload was tried: True if it took over, False if the file was invalid."""
 
 
 class Service:
@@ -83,7 +60,7 @@ class Service:
         self.workers: DeliveryWorkers | None = None
         """Delivery worker processes (``delivery.workers``), while running."""
         self.tailers: dict[str, Tailer] = {}
-        self.active = Active.of(config)
+        self.active = CompiledConfig.of(config)
         """The config in force with its compiled rules; a reload swaps it as one object."""
         self._watcher = ConfigWatcher(config.path, self._reload)
         self._spawn: Callable[[Room], object] | None = None
@@ -118,7 +95,8 @@ class Service:
 
     def _own_webhooks(self) -> dict[str, Webhook]:
         """The webhooks this process POSTs to (delivery workers take the others)."""
-        theirs = shared(self.config.webhooks) if self.config.delivery.workers else {}
+        theirs = (delivered_by_workers(self.config.webhooks) if self.config.delivery.workers
+                  else {})
         return {n: w for n, w in self.config.webhooks.items() if n not in theirs}
 
     def poke(self) -> None:
@@ -230,9 +208,7 @@ class Service:
             delay = self._room_failed(tailer, turn, exc)
         except Exception as exc:
             delay = self._room_failed(tailer, turn, _unexpected(exc))
-        # a little jitter keeps many rooms from polling in lock-step; only ever earlier,
-        # so a message waits at most poll_interval before it is seen
-        return delay * self._rng.uniform(0.9, 1.0)
+        return jittered(delay, self._rng)
 
     def request_reload(self) -> None:
         """Re-read the config file now, changed or not (SIGHUP)."""
@@ -277,10 +253,8 @@ class Service:
         if self.hooks.on_poll_failed is not None:
             self.hooks.on_poll_failed(tailer.room.name, exc)
         health.failures += 1
-        base = self.config.roomlio.poll_interval
-        delay: float = min(MAX_ROOM_BACKOFF, base * 2.0 ** min(health.failures, 10))
-        if isinstance(exc, RoomlioNotFoundError):
-            delay = MAX_ROOM_BACKOFF
+        delay = failure_delay(health.failures, self.config.roomlio.poll_interval,
+                              room_unknown=isinstance(exc, RoomlioNotFoundError))
         bug = isinstance(exc, _Unexpected)
         # A bug's traceback once per failure streak: enough to report it, not a flood.
         log.log(logging.ERROR if bug else logging.WARNING,

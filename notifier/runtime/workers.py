@@ -3,8 +3,8 @@
 A POST costs the notifier about as much CPU as everything else an event needs together
 (parse, match, store, sign), and one Python process runs on one core. With workers, the
 runner keeps polling, matching and committing, and N child processes claim and POST the
-deliveries of the ``shared`` webhooks from the same SQLite outbox (each claim is a
-transaction, so a row goes to one process). The runner keeps the webhooks with a
+deliveries of the webhooks ``delivered_by_workers`` names from the same SQLite outbox
+(each claim is a transaction, so a row goes to one process). The runner keeps the webhooks with a
 ``rate_limit``, a ``group_wait`` or ``ordered`` (their limits hold per process).
 
 Supervision: a worker that exits while the runner runs is logged, its claims are released
@@ -23,12 +23,12 @@ from collections.abc import Callable
 
 from notifier.config import Config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
-from notifier.delivery.worker import decode_report, shared
+from notifier.delivery.worker import decode_report, delivered_by_workers
 from notifier.errors import StoreError
 from notifier.store import Store
 from notifier.util.aio import sleep_unless
 
-__all__ = ["DeliveryWorkers", "shared"]
+__all__ = ["DeliveryWorkers", "delivered_by_workers"]
 
 log = logging.getLogger("notifier.delivery")
 

@@ -1,8 +1,8 @@
 """The ops listener (``server:`` in rules.yaml): metrics, health, the status page.
 
-``run_service`` runs a Service with the listener beside it when the config asks for
-one. The pipeline knows nothing of Prometheus or HTTP: it reports through
-``ServiceHooks``, which ``Ops.hooks`` fans out to the metrics and the status board.
+The pipeline knows nothing of Prometheus or HTTP: it reports through ``ServiceHooks``, and
+``Listener.hooks`` hands those reports to the metrics and the status board.
+``notifier.runtime.run`` starts the listener beside the service when the config asks for it.
 """
 
 from __future__ import annotations
@@ -12,24 +12,23 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import fields
-from typing import Any
 
 from aiohttp import web
 
 from notifier.config import Config
+from notifier.runtime.hooks import ServiceHooks, fan_out
 from notifier.runtime.logs import RedactionFilter, config_secrets
-from notifier.runtime.service import Service, ServiceHooks
-from notifier.server.app import OpsState, make_app
+from notifier.runtime.service import Service
+from notifier.server.app import ListenerState, make_app
 from notifier.server.board import Board
 from notifier.server.metrics import Metrics
 
-__all__ = ["Ops", "run_service"]
+__all__ = ["Listener"]
 
 log = logging.getLogger("notifier.server")
 
 
-class Ops:
+class Listener:
     """The metrics and the status board of one service, and the listener serving them."""
 
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
@@ -43,11 +42,14 @@ class Ops:
 
     def hooks(self, base: ServiceHooks | None = None) -> ServiceHooks:
         """Hooks that feed the metrics and the board, then call ``base``'s."""
-        merged: dict[str, Any] = {}
-        for f in fields(ServiceHooks):
-            targets = [getattr(t, f.name, None) for t in (self.metrics, self.board, base)]
-            merged[f.name] = _fan_out([t for t in targets if t is not None])
-        return ServiceHooks(**merged)
+        m, b = self.metrics, self.board
+        metrics = ServiceHooks(
+            on_outcome=m.on_outcome, on_poll=m.on_poll, on_poll_failed=m.on_poll_failed,
+            on_api_error=m.on_api_error, on_enqueued=m.on_enqueued,
+            on_quarantined=m.on_quarantined, on_attempt=m.on_attempt)
+        board = ServiceHooks(on_outcome=b.on_outcome, on_poll=b.on_poll,
+                             on_poll_failed=b.on_poll_failed, on_attempt=b.on_attempt)
+        return fan_out(metrics, board, base)
 
     @contextlib.asynccontextmanager
     async def listening(self, service: Service, stop: asyncio.Event) -> AsyncIterator[str]:
@@ -55,7 +57,7 @@ class Ops:
         server = self.config.server
         assert server is not None, "listening() needs a server: section"
         redactor = RedactionFilter(config_secrets(self.config))
-        app = make_app(OpsState(service, self.board, self.metrics, stop, redactor))
+        app = make_app(ListenerState(service, self.board, self.metrics, stop, redactor))
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=1.0)
         await runner.setup()
@@ -71,28 +73,3 @@ class Ops:
             yield self.url
         finally:
             await runner.cleanup()
-
-
-def _fan_out(targets: list[Callable[..., None]]) -> Callable[..., None] | None:
-    if not targets:
-        return None
-    if len(targets) == 1:
-        return targets[0]
-
-    def call_all(*args: Any) -> None:
-        for target in targets:
-            target(*args)
-
-    return call_all
-
-
-async def run_service(config: Config, stop: asyncio.Event,
-                      hooks: ServiceHooks | None = None) -> None:
-    """Run the service until ``stop``, with the ops listener when ``config.server`` is set."""
-    if config.server is None:
-        await Service(config, hooks=hooks).run(stop)
-        return
-    ops = Ops(config)
-    service = Service(config, hooks=ops.hooks(hooks))
-    async with ops.listening(service, stop):
-        await service.run(stop)

@@ -26,7 +26,7 @@ from notifier.server.guard import HostCheck, page_policy, secure
 from notifier.server.metrics import CONTENT_TYPE, Metrics
 from notifier.store import DeadLetter, Quarantined, RoomState, StoreStats, WebhookState
 
-__all__ = ["OpsState", "make_app"]
+__all__ = ["ListenerState", "make_app"]
 
 #: How long /readyz waits for the store before calling it unreachable.
 STORE_TIMEOUT = 2.0
@@ -36,7 +36,7 @@ DEAD_LETTER_LIMIT = 200
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class OpsState:
+class ListenerState:
     """What the handlers share: the service, its board and metrics, the stop event."""
 
     def __init__(self, service: Service, board: Board, metrics: Metrics,
@@ -79,8 +79,8 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, default=str))
 
 
-def _ops(request: web.Request) -> OpsState:
-    state: OpsState = request.app[OPS]
+def _listener(request: web.Request) -> ListenerState:
+    state: ListenerState = request.app[LISTENER]
     return state
 
 
@@ -91,14 +91,14 @@ async def healthz(_request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready: the state store answers, every room was polled once, not shutting down."""
-    ops = _ops(request)
+    listener = _listener(request)
     checks: dict[str, str] = {}
     try:
-        checks["store"] = "ok" if await ops.stats() is not None else "not open yet"
+        checks["store"] = "ok" if await listener.stats() is not None else "not open yet"
     except (StoreError, TimeoutError) as exc:
-        checks["store"] = f"unreachable: {ops.redactor.redact(str(exc)) or 'timed out'}"
-    checks["first_poll"] = "ok" if ops.board.first_poll_done else "waiting"
-    checks["shutdown"] = "shutting down" if ops.stop.is_set() else "ok"
+        checks["store"] = f"unreachable: {listener.redactor.redact(str(exc)) or 'timed out'}"
+    checks["first_poll"] = "ok" if listener.board.first_poll_done else "waiting"
+    checks["shutdown"] = "shutting down" if listener.stop.is_set() else "ok"
     ready = all(value == "ok" for value in checks.values())
     return _json({"status": "ready" if ready else "not ready", "checks": checks},
                  200 if ready else 503)
@@ -106,17 +106,17 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format; store gauges are read now (left as they were if it fails)."""
-    ops = _ops(request)
+    listener = _listener(request)
     try:
-        stats = await ops.stats()
+        stats = await listener.stats()
     except (StoreError, TimeoutError):
         stats = None
-    ops.metrics.refresh(outbox=stats.outbox if stats else None,
-                        dead_letters=stats.dead_letters if stats else None,
-                        quarantined=stats.quarantined if stats else None,
-                        rooms=ops.board.room_views(ops.states()),
-                        breakers=await ops.breakers())
-    return web.Response(body=ops.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+    listener.metrics.refresh(outbox=stats.outbox if stats else None,
+                             dead_letters=stats.dead_letters if stats else None,
+                             quarantined=stats.quarantined if stats else None,
+                             rooms=listener.board.room_views(listener.states()),
+                             breakers=await listener.breakers())
+    return web.Response(body=listener.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 @functools.cache
@@ -132,28 +132,29 @@ async def status_page(_request: web.Request) -> web.Response:
 
 async def status_api(request: web.Request) -> web.Response:
     """Everything the status page shows, as JSON."""
-    ops = _ops(request)
+    listener = _listener(request)
     dead: list[DeadLetter] = []
     kept: list[Quarantined] = []
     stats = None
-    store = ops.service.store
+    store = listener.service.store
     try:
         if store is not None:
             dead = (await store.dead_letters())[-DEAD_LETTER_LIMIT:]
             kept = await store.quarantined(limit=DEAD_LETTER_LIMIT)
-            stats = await ops.stats()
+            stats = await listener.stats()
     except (StoreError, TimeoutError):
         pass
     try:
-        saved = await ops.webhook_states()
+        saved = await listener.webhook_states()
     except (StoreError, TimeoutError):
         saved = {}
-    snap = ops.board.snapshot(states=ops.states(), webhooks=saved, dead_letters=dead,
-                              outbox=stats.outbox if stats else None, quarantine=kept)
+    snap = listener.board.snapshot(states=listener.states(), webhooks=saved,
+                                   dead_letters=dead, outbox=stats.outbox if stats else None,
+                                   quarantine=kept)
     snap["dead_letters_total"] = stats.dead_letters if stats else len(dead)
     snap["quarantine_total"] = stats.quarantined if stats else len(kept)
-    snap["admin"] = ops.admin_token is not None
-    return _json(_redacted(snap, ops.redactor))
+    snap["admin"] = listener.admin_token is not None
+    return _json(_redacted(snap, listener.redactor))
 
 
 def _redacted(value: Any, redactor: RedactionFilter) -> Any:
@@ -168,7 +169,7 @@ def _redacted(value: Any, redactor: RedactionFilter) -> Any:
 
 def _authorized(request: web.Request) -> web.Response | None:
     """None when the request carries the admin token; else the refusal to send."""
-    token = _ops(request).admin_token
+    token = _listener(request).admin_token
     if token is None:
         return _json({"error": "admin actions are disabled: set server.admin_token"}, 403)
     # aiohttp keeps bytes that are not UTF-8 as lone surrogates: compare them as sent
@@ -183,7 +184,7 @@ async def replay(request: web.Request) -> web.Response:
     refused = _authorized(request)
     if refused is not None:
         return refused
-    ops = _ops(request)
+    listener = _listener(request)
     try:
         body = await request.json()
     except ValueError:
@@ -192,13 +193,13 @@ async def replay(request: web.Request) -> web.Response:
     ids = body.get("ids") if isinstance(body, dict) else None
     if not every and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
         return _json({"error": 'send {"ids": ["msg_…"]} or {"all": true}'}, 400)
-    store = ops.service.store
+    store = listener.service.store
     if store is None:
         return _json({"error": "the state store is not open yet"}, 503)
     if every or not isinstance(ids, list):
         ids = [d.delivery.id for d in await store.dead_letters()]
     moved = await store.requeue_dead_letters(ids, time.time())
-    ops.service.poke()
+    listener.service.poke()
     return _json({"replayed": moved})
 
 
@@ -207,11 +208,11 @@ async def enable_webhook(request: web.Request) -> web.Response:
     refused = _authorized(request)
     if refused is not None:
         return refused
-    ops = _ops(request)
+    listener = _listener(request)
     name = request.match_info["name"]
-    if name not in ops.service.config.webhooks:
+    if name not in listener.service.config.webhooks:
         return _json({"error": f"unknown webhook {name!r}"}, 404)
-    store = ops.service.store
+    store = listener.service.store
     if store is None:
         return _json({"error": "the state store is not open yet"}, 503)
     was = (await store.webhook_states()).get(name)
@@ -221,10 +222,10 @@ async def enable_webhook(request: web.Request) -> web.Response:
     return _json({"enabled": name, "was_disabled": bool(was and was.disabled)})
 
 
-OPS = web.AppKey("ops", OpsState)
+LISTENER = web.AppKey("listener", ListenerState)
 
 
-def make_app(state: OpsState) -> web.Application:
+def make_app(state: ListenerState) -> web.Application:
     """The aiohttp application for ``state``, behind the guard (notifier.server.guard)."""
     server = state.service.config.server
     check = HostCheck(server.host if server else "127.0.0.1",
@@ -232,7 +233,7 @@ def make_app(state: OpsState) -> web.Application:
     add_headers, guard = secure(check, page_policy(_page()))
     app = web.Application(middlewares=[guard])
     app.on_response_prepare.append(add_headers)
-    app[OPS] = state
+    app[LISTENER] = state
     app.router.add_get("/", status_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -134,7 +134,7 @@ class Metrics:
         """The ``room`` label value for ``room`` under the cardinality cap."""
         return room if room in self._labelled else OTHER_ROOMS
 
-    # hooks (see notifier.runtime.service.ServiceHooks)
+    # hooks (see notifier.runtime.hooks.ServiceHooks)
 
     def on_poll(self, room: str, seen: int) -> None:
         self.polls.labels(self.room_label(room), "ok").inc()

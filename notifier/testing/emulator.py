@@ -8,7 +8,7 @@ Tests, ``notifier demo``, the chaos tests and the benchmarks talk to it over rea
         emu.inject(Fault.status(429, retry_after=1))
         ...  # point the client at emu.url with api key "test-key"
 
-Both readings of the open questions in roomlio-api.md are selectable (``cursor_mode``,
+Both readings of the open questions in Roomlio's API are selectable (``cursor_mode``,
 ``empty_cursor_at_end``), and faults can be queued for the next requests.
 """
 
