@@ -8,13 +8,13 @@ Adding a setting is adding its field here. ``load`` reads a file into these clas
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from notifier.config.fields import boolean, choice, duration, http_url, integer, text
-from notifier.config.settings import Setting, inherit, setting
+from notifier.config.settings import Setting, inherit, one_or_list, setting
 from notifier.config.values import (
     LOG_FORMATS,
     LOG_LEVELS,
@@ -68,14 +68,6 @@ replaces a retry schedule (see ``delivery_fields.resolve_retry``)."""
 MIN_ADMIN_TOKEN = 16
 """An admin token shorter than this is refused: it guards replay and enable."""
 _LISTEN = ("127.0.0.1", 9464)
-
-
-def _some(what: str | Iterable[str]) -> str:
-    """How the reference says a key takes one value or a list: of ``what`` (a description,
-    or the values allowed)."""
-    if isinstance(what, str):
-        return f"One or a list of {what}"
-    return f"One or a list of: {', '.join(sorted(what))}"
 
 
 class Rate(NamedTuple):
@@ -161,6 +153,7 @@ class DeliverySettings:
                            "the deliveries from the SQLite outbox (see "
                            "notifier.runtime.workers); SQLite state only; `0`: the main "
                            "process POSTs")
+    # None (a webhook's max_attempts/max_backoff chose it): exponential backoff
     retry_schedule: tuple[float, ...] | None = setting(
         STANDARD_SCHEDULE, retry_schedule, "the wait before each retry (the Standard Webhooks "
         "schedule by default); each wait is stretched by up to 10% at random, and a longer "
@@ -193,7 +186,7 @@ class Webhook:
     secrets: tuple[bytes, ...] = setting(
         (), None, "signing keys: a `whsec_` secret signs `v1` (HMAC), a `whsk_` ed25519 key "
         "signs `v1a`; a list signs with each (rotation); none: requests are not signed",
-        key="secret", kind=_some("secrets"), repr=False)
+        key="secret", kind=one_or_list("secrets"), repr=False)
     timeout: float = inherit(DeliverySettings, "timeout")
     max_attempts: int = inherit(DeliverySettings, "max_attempts")
     max_backoff: float = inherit(DeliverySettings, "max_backoff")
@@ -234,35 +227,35 @@ class Rule:
 
     name: str = setting(MISSING, text, "unique")
     notify: tuple[str, ...] = setting(MISSING, None, "the webhooks to send a match to",
-                                      kind=_some("webhook names"))
+                                      kind=one_or_list("webhook names"))
     events: frozenset[str] = setting(RULE_EVENTS, None, "which versions the rule looks at",
-                                     kind=_some(RULE_EVENTS))
+                                     kind=one_or_list(RULE_EVENTS))
     rooms: frozenset[str] | None = setting(None, None, "the rooms it looks at",
-                                           kind=_some("room ids or keys, as configured"),
+                                           kind=one_or_list("room ids or keys, as configured"),
                                            shown="every room")
     message_type: frozenset[str] | None = setting(
-        None, None, "the message types that match", kind=_some(MESSAGE_TYPES), shown="any")
+        None, None, "the message types that match", kind=one_or_list(MESSAGE_TYPES), shown="any")
     user_type: frozenset[str] | None = setting(
-        None, None, "the sender types that match", kind=_some(USER_TYPES), shown="any")
+        None, None, "the sender types that match", kind=one_or_list(USER_TYPES), shown="any")
     keywords: tuple[str, ...] = setting((), None, "any of them; whole words or phrases, "
-                                        "case-insensitive", kind=_some("words or phrases"),
+                                        "case-insensitive", kind=one_or_list("words or phrases"),
                                         shown="any text")
     line: int | None = None
     keywords_all: tuple[str, ...] = setting((), None, "every one of them must appear "
-                                            "(in any order)", kind=_some("words or phrases"))
+                                            "(in any order)", kind=one_or_list("words or phrases"))
     exclude_keywords: tuple[str, ...] = setting((), None, "none of them may appear",
-                                                kind=_some("words or phrases"))
+                                                kind=one_or_list("words or phrases"))
     regex: tuple[str, ...] = setting((), None, "any of these patterns is found in the "
                                      "normalised text (case-insensitive); one that cannot "
-                                     "compile is a `check` error", kind=_some("patterns"))
+                                     "compile is a `check` error", kind=one_or_list("patterns"))
     has_links: bool | None = setting(None, boolean, "`true`: at least one link; `false`: none",
                                      shown="either")
     link_type: frozenset[str] | None = setting(None, None, "at least one link of one of these "
-                                               "types", kind=_some(LINK_TYPES), shown="any")
+                                               "types", kind=one_or_list(LINK_TYPES), shown="any")
     users: frozenset[str] | None = setting(None, None, "only messages from these users",
-                                           kind=_some("`usr_…` user ids"), shown="any")
+                                           kind=one_or_list("`usr_…` user ids"), shown="any")
     exclude_users: frozenset[str] | None = setting(None, None, "users whose messages never "
-                                                   "match", kind=_some("`usr_…` user ids"))
+                                                   "match", kind=one_or_list("`usr_…` user ids"))
 
 
 @dataclass(frozen=True)
@@ -281,7 +274,7 @@ class ServerSettings:
     allowed_hosts: tuple[str, ...] = setting(
         (), host_name, "host names requests may carry in `Host` besides `localhost`, IP "
         "addresses and the `listen` host (a proxy's or a scraper's); `*` accepts any",
-        kind=_some("host names without scheme or port"))
+        kind=one_or_list("host names without scheme or port"))
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,8 @@ from collections.abc import Iterable
 from dataclasses import MISSING
 from typing import Any
 
+from notifier.config import model
 from notifier.config.format_fields import DEFAULT_RATES
-from notifier.config.model import (
-    STATE,
-    ClusterSettings,
-    Config,
-    DeliverySettings,
-    LoggingSettings,
-    Rate,
-    Room,
-    RoomlioSettings,
-    Rule,
-    ServerSettings,
-    Webhook,
-)
 from notifier.config.settings import Setting, declared
 
 __all__ = ["SECTIONS", "render"]
@@ -37,28 +25,30 @@ Every key of `rules.yaml`. Durations are written like `250ms`, `5s`, `10m`, `1h`
 as a number of seconds; `${VAR}` takes a value from the environment.
 """
 
-_WEBHOOK_OWN = {k: s for k, s in declared(Webhook).items() if k not in declared(DeliverySettings)}
+_WEBHOOK_OWN = {key: s for key, s in declared(model.Webhook).items()
+                if key not in declared(model.DeliverySettings)}
 
 SECTIONS: tuple[tuple[str, str, dict[str, Setting]], ...] = (
     ("Top level", "Besides the sections below (`roomlio`, `rooms`, `delivery`, `webhooks`, "
      "`rules`, `server`, `logging`, `cluster`):",
-     {"state": STATE, **declared(Config)}),
-    ("`roomlio`", "How to reach Roomlio and how often to ask.", declared(RoomlioSettings)),
+     {"state": model.STATE, **declared(model.Config)}),
+    ("`roomlio`", "How to reach Roomlio and how often to ask.",
+     declared(model.RoomlioSettings)),
     ("`rooms`", "A non-empty list; each item has exactly one of `id` or `key`. A room is "
      "named in state, logs and events by its id, or by its key when configured by key.",
-     declared(Room)),
+     declared(model.Room)),
     ("`delivery`", "Defaults for every webhook; each webhook may override any of them but "
-     "`shutdown_grace` and `workers`.", declared(DeliverySettings)),
+     "`shutdown_grace` and `workers`.", declared(model.DeliverySettings)),
     ("`webhooks`", "A mapping of names to webhooks: the keys below, and any `delivery` key "
      "but `shutdown_grace` and `workers`.", _WEBHOOK_OWN),
     ("`rules`", "A list of rules. A condition left out constrains nothing; conditions "
-     "combine with AND, the values of one list with OR.", declared(Rule)),
+     "combine with AND, the values of one list with OR.", declared(model.Rule)),
     ("`server`", "The ops listener; off when the section is absent.",
-     declared(ServerSettings)),
+     declared(model.ServerSettings)),
     ("`logging`", "How logs are written; `$NOTIFIER_LOG_FORMAT` and `$NOTIFIER_LOG_LEVEL` "
-     "override it too.", declared(LoggingSettings)),
+     "override it too.", declared(model.LoggingSettings)),
     ("`cluster`", "Several instances sharing a PostgreSQL `state` (unused with SQLite).",
-     declared(ClusterSettings)),
+     declared(model.ClusterSettings)),
 )
 """Each section of the reference: its title, an introduction, its settings in order."""
 
@@ -76,7 +66,7 @@ def _duration(seconds: float) -> str:
 def _value(value: Any, durations: bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, Rate):
+    if isinstance(value, model.Rate):
         per = _PER.get(value.per)
         return f"{value.requests}/{per}" if per else f"{value.requests}/{_duration(value.per)}"
     if isinstance(value, float) and durations:

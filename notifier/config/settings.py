@@ -2,21 +2,21 @@
 
 ``setting(default, conv, doc)`` is a dataclass field whose metadata carries the rest of the
 declaration. The field gives the name and the type; its default is the default. The
-schema's converter tables and known-key lists (``sections``), and the reference in
-docs/settings.md (``python -m notifier.config.reference``) are read from these fields,
-so adding a setting is one line in ``model``.
+schema's converter tables and known-key lists (``table``, ``declared``), and the reference
+in docs/settings.md (``python -m notifier.config.reference``) are read from these fields,
+so adding a setting is adding one field in ``model``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from notifier.config.fields import Conv
 
-__all__ = ["Setting", "declared", "inherit", "setting", "table"]
+__all__ = ["Setting", "declared", "inherit", "one_or_list", "setting", "table"]
 
 _KEY = "notifier.setting"
 
@@ -35,8 +35,6 @@ class Setting:
     """The default, or ``dataclasses.MISSING`` when the key is required."""
     kind: str
     """What a value looks like, for the reference (the converter's first docstring line)."""
-    secret: bool = False
-    """Never shown: neither its value nor its default."""
     shown: str = ""
     """How the reference shows the default, when the value alone would not say it."""
 
@@ -48,9 +46,10 @@ def setting(default: Any, conv: Conv[Any] | None, doc: str, *, kind: str = "",
     """A dataclass field declaring a setting (``dataclasses.MISSING``: required).
 
     ``key`` is the rules.yaml key when it is not the field's name; ``kind`` says what a value
-    looks like when the converter's docstring does not; ``repr=False`` marks a secret.
+    looks like when the converter's docstring does not; ``shown`` is the default as the
+    reference says it, when the value would not (None meaning "every room").
     """
-    meta = {_KEY: (key, conv, doc, kind, not repr, shown)}
+    meta = {_KEY: (key, conv, doc, kind, shown)}
     if factory is not None:
         return dataclasses.field(default_factory=factory, repr=repr, metadata=meta)
     return dataclasses.field(default=default, repr=repr, metadata=meta)
@@ -73,12 +72,12 @@ def declared(cls: type) -> dict[str, Setting]:
             continue
         if f.metadata.get(_KEY + ".name", f.name) != f.name:
             raise TypeError(f"{cls.__name__}.{f.name} inherits the setting "
-                            f"{f.metadata[_KEY + '.name']}")
-        key, conv, doc, kind, secret, shown = f.metadata[_KEY]
+                            f"{f.metadata[_KEY + '.name']}: the names must match")
+        key, conv, doc, kind, shown = f.metadata[_KEY]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
             else f.default
         out[key or f.name] = Setting(key or f.name, conv, doc, default,
-                                     kind or _kind_of(conv), secret, shown)
+                                     kind or _kind_of(conv), shown)
     return out
 
 
@@ -86,6 +85,14 @@ def table(cls: type, *, skip: tuple[str, ...] = ()) -> dict[str, Conv[Any]]:
     """The converter of each setting of ``cls`` (but ``skip``), as ``Reader.fields`` takes."""
     return {key: s.conv for key, s in declared(cls).items()
             if s.conv is not None and key not in skip}
+
+
+def one_or_list(what: str | Iterable[str]) -> str:
+    """A ``kind`` for a key that takes one value or a list: of ``what`` (words saying what,
+    or the values allowed)."""
+    if isinstance(what, str):
+        return f"One or a list of {what}"
+    return f"One or a list of: {', '.join(sorted(what))}"
 
 
 def _kind_of(conv: Conv[Any] | None) -> str:
