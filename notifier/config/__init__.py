@@ -1,10 +1,13 @@
 """Configuration: ``rules.yaml`` read into frozen dataclasses, or every problem with its file:line.
 
-``model`` declares the settings and holds ``load_config``/``check_config``; ``schema`` and the
-``*_fields`` modules read and check each section; ``yaml*`` is the YAML plumbing (lines,
-duplicate keys, ``${VAR}``, size limits); ``secrets`` lints where secret values come from.
+``model`` declares each setting once (``settings``: how; ``values``: its converters);
+``load`` holds ``load_config``/``check_config``; ``schema`` and the ``*_fields`` modules read
+and check each section; ``yaml*`` is the YAML plumbing (lines, duplicate keys, ``${VAR}``,
+size limits); ``secrets`` lints where secret values come from; ``reference`` writes
+docs/settings.md from the declarations.
 """
 
+from notifier.config.load import check_config, load_config
 from notifier.config.model import (
     LOG_FORMATS,
     LOG_LEVELS,
@@ -19,8 +22,6 @@ from notifier.config.model import (
     Rule,
     ServerSettings,
     Webhook,
-    check_config,
-    load_config,
 )
 
 __all__ = [

@@ -8,20 +8,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from notifier.config.fields import MISSING, Conv, Reader, duration, integer
+from notifier.config.fields import MISSING, Reader
 from notifier.config.model import ClusterSettings
+from notifier.config.settings import table
 
 __all__ = ["CLUSTER_FIELDS", "POSTGRES_SCHEMES", "cluster_settings", "postgres_url_problem"]
 
 #: ``state`` values with these prefixes (any case) are PostgreSQL URLs (as in notifier.store).
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 
-CLUSTER_FIELDS: dict[str, Conv[Any]] = {
-    "lease_ttl": duration(),
-    "heartbeat": duration(),
-    "claim_timeout": duration(),
-    "pool_size": integer(1, 100),
-}
+CLUSTER_FIELDS = table(ClusterSettings)
 
 _HINT = "write it as postgresql://user:${PASSWORD}@host:5432/database"
 

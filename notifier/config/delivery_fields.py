@@ -1,65 +1,21 @@
-"""The delivery-operations part of the rules.yaml schema: retry schedules, the circuit
-breaker, and auto-disable keys, shared by ``delivery`` and each webhook.
+"""The checks across delivery keys, shared by ``delivery`` and each webhook: the retry
+policy (a schedule or exponential backoff), the circuit breaker's bounds, ordering.
 
-Pure, like ``schema``: converters raise Invalid, ``resolve_retry`` records Problems.
+Pure, like ``schema``: these record Problems. The keys themselves are declared in
+``model`` (``DeliverySettings``), their converters in ``values``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from notifier.config.fields import Conv, Invalid, Reader, boolean, duration, integer, parse_duration
+from notifier.config.fields import Reader
+from notifier.config.model import EXPONENTIAL_DEFAULTS
 from notifier.config.yaml import Path
 
-__all__ = ["OPS_FIELDS", "check_breaker", "check_ordered", "ratio", "resolve_retry",
-           "retry_schedule"]
+__all__ = ["check_breaker", "check_ordered", "resolve_retry"]
 
-_EXPONENTIAL_KEYS = ("max_attempts", "max_backoff")
-#: What exponential backoff uses for a half not given (DeliverySettings' defaults).
-EXPONENTIAL_DEFAULTS: dict[str, Any] = {"max_attempts": 12, "max_backoff": 600.0}
-
-
-def ratio(value: Any, shown: str) -> float:
-    """A share above 0 and at most 1: ``0.7`` or ``70%``."""
-    number: Any = value
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            number = float(value.strip()[:-1]) / 100
-        except ValueError:
-            number = None
-    if isinstance(number, bool) or not isinstance(number, int | float) or not 0 < number <= 1:
-        raise Invalid(f"must be a share like 0.7 or 70% (above 0, at most 1) (got {shown})")
-    return float(number)
-
-
-def retry_schedule(value: Any, shown: str) -> tuple[float, ...]:
-    """A non-empty list of durations: the wait before each retry."""
-    if not isinstance(value, list) or not value:
-        raise Invalid(f"must be a non-empty list of durations like [5s, 5m, 30m, 2h] "
-                      f"(got {shown})")
-    steps = []
-    for i, item in enumerate(value):
-        try:
-            seconds = parse_duration(item)
-        except ValueError:
-            seconds = -1.0
-        if seconds <= 0:
-            raise Invalid(f"item {i} must be a duration greater than 0, like 5s or 2h")
-        steps.append(seconds)
-    return tuple(steps)
-
-
-#: Keys that ``delivery`` and every webhook accept, beyond the original ones.
-OPS_FIELDS: dict[str, Conv[Any]] = {
-    "retry_schedule": retry_schedule,
-    "breaker_window": integer(0, 10000),
-    "breaker_threshold": ratio,
-    "breaker_cooldown": duration(),
-    "breaker_min_attempts": integer(1, 10000),
-    "breaker_period": duration(),
-    "disable_after": duration(allow_zero=True),
-    "ordered": boolean,
-}
+_EXPONENTIAL_KEYS = tuple(EXPONENTIAL_DEFAULTS)
 
 
 def resolve_retry(r: Reader, m: dict[str, Any] | None, path: Path, settings: dict[str, Any],
@@ -84,7 +40,6 @@ def resolve_retry(r: Reader, m: dict[str, Any] | None, path: Path, settings: dic
     if schedule:
         settings["max_attempts"] = len(schedule) + 1
         settings["max_backoff"] = max(schedule)
-
 
 
 def check_ordered(r: Reader, path: Path, settings: dict[str, Any], group_wait: float) -> None:

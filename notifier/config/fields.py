@@ -112,11 +112,15 @@ def integer(low: int, high: int | None = None) -> Conv[int]:
             raise Invalid(f"must be {bounds} (got {shown})")
         return value
 
+    convert.__doc__ = f"A whole number {bounds}."  # what docs/settings.md says it takes
     return convert
 
 
 def boolean(value: Any, shown: str) -> bool:
-    """true or false (the strings too, for ${VAR} values)."""
+    """true or false.
+
+    The strings ``"true"`` and ``"false"`` count too, for ${VAR} values.
+    """
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     if not isinstance(value, bool):
@@ -153,15 +157,19 @@ def duration(*, allow_zero: bool = False) -> Conv[float]:
         except ValueError:
             raise Invalid(f"must be {_DURATION_HINT} (got {shown})") from None
         if seconds < 0 or (seconds == 0 and not allow_zero):
-            floor = "0 or more" if allow_zero else "greater than 0"
             raise Invalid(f"must be {floor} (got {shown})")
         return seconds
 
+    floor = "0 or more" if allow_zero else "greater than 0"
+    convert.__doc__ = f"A duration {floor}."
     return convert
 
 
 def http_url(value: Any, shown: str) -> str:
-    """An http:// or https:// URL with a host; messages never echo it (it may hold a token)."""
+    """An http:// or https:// URL.
+
+    It must name a host; messages never echo it (it may hold a token).
+    """
     if not isinstance(value, str):
         raise Invalid(f"must be an http:// or https:// URL (got {shown})")
     url = value.strip()
@@ -194,6 +202,7 @@ def choice(allowed: Iterable[str], noun: str, label: str = "choose from",
             raise Invalid(f"unknown {noun} {shown} ({label}: {listing(shown_options)})")
         return value
 
+    convert.__doc__ = f"One of {listing(shown_options)}."
     return convert
 
 

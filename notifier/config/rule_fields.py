@@ -9,12 +9,12 @@ import re
 from typing import Any
 
 from notifier.config.fields import Conv, Invalid, Reader, boolean, choice, describe, text
+from notifier.config.model import LINK_TYPES
 from notifier.config.yaml import Path
 from notifier.rules.regex import PatternError, compile_pattern
 
 __all__ = ["LINK_TYPES", "RULE_EXTRA_KEYS", "read_rule_extras"]
 
-LINK_TYPES = ("image",)
 RULE_EXTRA_KEYS = ("keywords_all", "exclude_keywords", "regex", "has_links", "link_type",
                    "users", "exclude_users")
 _USER_ID = re.compile(r"usr_[0-9a-z]+")

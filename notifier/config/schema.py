@@ -1,7 +1,8 @@
 """The rules.yaml schema: which keys exist, what each must hold, how sections build.
 
-Pure: it reads a parsed Doc and returns the Config (or the problems found). Tables map
-each key to its converter, so adding a setting is one line.
+Pure: it reads a parsed Doc and returns the Config (or the problems found). The tables of
+keys and converters are read from the declarations in ``model`` (see ``settings``), so
+adding a setting is one line there.
 """
 
 from __future__ import annotations
@@ -9,30 +10,27 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from dataclasses import MISSING as NO_DEFAULT
+from dataclasses import fields, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from notifier.config.cluster_fields import POSTGRES_SCHEMES, cluster_settings, postgres_url_problem
-from notifier.config.delivery_fields import OPS_FIELDS, check_breaker, check_ordered, resolve_retry
+from notifier.config.delivery_fields import check_breaker, check_ordered, resolve_retry
 from notifier.config.fields import (
     MISSING,
     Conv,
     Invalid,
     Reader,
-    boolean,
     choice,
     describe,
     describe_type,
-    duration,
-    http_url,
-    integer,
     is_hidden,
     text,
 )
 from notifier.config.format_fields import FormatRules, format_keys, format_settings
 from notifier.config.model import (
+    DEFAULT_STATE,
     MESSAGE_TYPES,
     RULE_EVENTS,
     USER_TYPES,
@@ -45,11 +43,11 @@ from notifier.config.model import (
 )
 from notifier.config.rule_fields import RULE_EXTRA_KEYS, read_rule_extras
 from notifier.config.server_fields import logging_settings, server_settings
+from notifier.config.settings import declared, table
 from notifier.config.yaml import Doc, Path
 from notifier.errors import Problem
 from notifier.signing import SignatureError, decode_secret
 from notifier.util.netguard import connect_host, private_target
-from notifier.util.schedule import STANDARD_SCHEDULE
 
 __all__ = ["build", "unsupported_state"]
 
@@ -58,24 +56,6 @@ _WEBHOOK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _RESERVED_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature",
                                "content-length", "host"})
-
-
-def _start_from(value: Any, shown: str) -> Literal["now", "beginning"] | datetime:
-    if value in ("now", "beginning"):
-        return cast(Literal["now", "beginning"], value)
-    try:
-        moment = datetime.fromisoformat(value.strip()) if isinstance(value, str) else None
-    except ValueError:
-        moment = None
-    if moment is None:
-        raise Invalid("use now, beginning or an ISO 8601 time with a timezone, "
-                      f"like 2024-05-01T00:00:00Z (got {shown})")
-    if moment.tzinfo is None:
-        raise Invalid(f"has no timezone; add Z or an offset like +02:00 (got {shown})")
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise Invalid(f"is out of range (got {shown})") from None
 
 
 def _secret_key(value: Any, shown: str) -> bytes:
@@ -126,38 +106,19 @@ def _state_location(base_dir: str) -> Conv[str]:
     return convert
 
 
-ROOMLIO_FIELDS: dict[str, Conv[Any]] = {
-    "base_url": http_url,
-    "api_key": text,
-    "poll_interval": duration(),
-    "max_poll_interval": duration(),
-    "max_requests_per_second": integer(0),
-    "page_size": integer(1, 1000),
-    "start_from": _start_from,
-    "edit_lookback": duration(allow_zero=True),
-    "edit_scan_interval": duration(),
-    "request_timeout": duration(),
-    "max_response_bytes": integer(1),
-    "max_pages_per_poll": integer(1),
-}
-DELIVERY_FIELDS: dict[str, Conv[Any]] = {
-    "timeout": duration(),
-    "max_attempts": integer(1),
-    "max_backoff": duration(),
-    "allow_private_urls": boolean,
-    "max_in_flight": integer(1),
-    "shutdown_grace": duration(allow_zero=True),
-    "workers": integer(0, 64),
-    **OPS_FIELDS,
-}
-#: ``delivery`` keys that are about the process, not about a webhook.
-_PROCESS_KEYS = ("shutdown_grace", "workers")
-WEBHOOK_FIELDS = {key: conv for key, conv in DELIVERY_FIELDS.items() if key not in _PROCESS_KEYS}
+ROOMLIO_FIELDS = table(RoomlioSettings)
+_ROOMLIO_REQUIRED = tuple(key for key, s in declared(RoomlioSettings).items()
+                          if s.default is NO_DEFAULT)
+DELIVERY_FIELDS = table(DeliverySettings)
+_DELIVERY_DEFAULTS = DeliverySettings()
+_WEBHOOK = declared(Webhook)
+_WEBHOOK_CONV = table(Webhook)
+#: The ``delivery`` keys a webhook may override (not those about the process).
+WEBHOOK_FIELDS = {key: conv for key, conv in DELIVERY_FIELDS.items() if key in _WEBHOOK}
 WEBHOOK_KEYS = ("url", "secret", "format", "headers", *WEBHOOK_FIELDS)
 """The keys of every webhook; each format adds its own (``format_keys``)."""
-TOP_KEYS = ("roomlio", "rooms", "state", "delivery", "webhooks", "rules", "server", "logging",
-            "ops_webhook", "cluster")
-ROOM_KEYS = ("id", "key")
+TOP_KEYS = tuple(f.name for f in fields(Config) if f.name != "path")
+ROOM_KEYS = tuple(declared(Room))
 RULE_KEYS = ("name", "events", "rooms", "message_type", "user_type", "keywords", "notify",
              *RULE_EXTRA_KEYS)
 
@@ -168,7 +129,7 @@ def _is_secret(path: Path) -> bool:
 
 
 def _roomlio(r: Reader, value: Any) -> RoomlioSettings:
-    m = r.mapping(value, ("roomlio",), tuple(ROOMLIO_FIELDS), required=("base_url", "api_key"))
+    m = r.mapping(value, ("roomlio",), tuple(ROOMLIO_FIELDS), required=_ROOMLIO_REQUIRED)
     values = r.fields(m, ("roomlio",), ROOMLIO_FIELDS) if m is not None else {}
     return RoomlioSettings(**{"base_url": "", "api_key": "", **values})
 
@@ -210,7 +171,7 @@ def _room(r: Reader, item: Any, path: Path) -> Room | None:
 def _delivery(r: Reader, value: Any) -> DeliverySettings:
     m = r.mapping(value, ("delivery",), tuple(DELIVERY_FIELDS))
     settings = r.fields(m, ("delivery",), DELIVERY_FIELDS) if m else {}
-    resolve_retry(r, m, ("delivery",), settings, default=STANDARD_SCHEDULE)
+    resolve_retry(r, m, ("delivery",), settings, default=_DELIVERY_DEFAULTS.retry_schedule)
     defaults = DeliverySettings(**settings)
     breaker = {key: getattr(defaults, key) for key in ("breaker_window", "breaker_min_attempts")}
     check_breaker(r, m, ("delivery",), breaker)
@@ -244,10 +205,10 @@ def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings,
     settings.update(r.fields(m, path, WEBHOOK_FIELDS))
     resolve_retry(r, m, path, settings, default=defaults.retry_schedule)
     check_breaker(r, m, path, settings)
-    url = r.value(m, path, "url", http_url, "")
+    url = r.value(m, path, "url", _WEBHOOK_CONV["url"], "")
     if url:
         _check_target(r, url, (*path, "url"), allow_private=settings["allow_private_urls"])
-    fmt = r.value(m, path, "format", choice(list(formats), "format"), "standard")
+    fmt = r.value(m, path, "format", choice(list(formats), "format"), _WEBHOOK["format"].default)
     headers = _headers(r, m.get("headers", MISSING), (*path, "headers"))
     if url and urlsplit(url).username is not None and any(
             h.lower() == "authorization" for h in headers):
@@ -347,8 +308,7 @@ def _rule(r: Reader, item: Any, path: Path, filters: dict[str, Conv[str]],
 
 def build(doc: Doc, path: str,
           formats: Mapping[str, FormatRules]) -> tuple[Config | None, list[Problem]]:
-    """The Config in ``doc`` (None if its top level is not a mapping) and its problems;
-    ``formats`` are the payload formats a webhook may name, with their rules."""
+    """The Config in ``doc`` (None if its top level is not a mapping) and its problems."""
     r = Reader(doc, path, _is_secret)
     if not isinstance(doc.data, dict):
         r.problem((), "the top level must be a mapping with roomlio, rooms, webhooks and rules "
@@ -365,7 +325,7 @@ def _build(r: Reader, top: dict[str, Any], path: str,
     delivery = _delivery(r, top.get("delivery", MISSING))
     webhooks = top.get("webhooks", MISSING)
     state = r.value(top, (), "state", _state_location(base_dir),
-                    os.path.join(base_dir, "notifier.db"))
+                    os.path.join(base_dir, DEFAULT_STATE))
     if delivery.workers and (state == ":memory:" or state.lower().startswith(POSTGRES_SCHEMES)):
         r.problem(("delivery", "workers"), "delivery workers share a SQLite state file; with "
                   "PostgreSQL run more instances instead (and not with state: ':memory:')")

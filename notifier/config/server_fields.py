@@ -1,65 +1,43 @@
-"""The schema of the ops sections of rules.yaml: ``server:`` (the listener) and ``logging:``."""
+"""The schema of the ops sections of rules.yaml: ``server:`` (the listener) and ``logging:``.
+
+The keys, converters and defaults are declared in ``model`` (ServerSettings,
+LoggingSettings); what is read here beyond them: ``listen`` fills two fields, and an
+admin token must be long enough.
+"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from notifier.config.fields import MISSING, Conv, Invalid, Reader, choice, integer, text
-from notifier.config.model import LOG_FORMATS, LOG_LEVELS, LoggingSettings, ServerSettings
+from notifier.config.fields import MISSING, Reader
+from notifier.config.model import MIN_ADMIN_TOKEN, LoggingSettings, ServerSettings
+from notifier.config.settings import table
 
 __all__ = ["LOGGING_FIELDS", "SERVER_KEYS", "logging_settings", "server_settings"]
 
-SERVER_KEYS = ("listen", "admin_token", "room_metrics_limit", "allowed_hosts")
-#: An admin token shorter than this is refused: it guards replay and enable.
-MIN_TOKEN = 16
-
-
-def _level(value: Any, shown: str) -> str:
-    return choice(LOG_LEVELS, "log level")(value.upper() if isinstance(value, str) else value,
-                                           shown)
-
-
-LOGGING_FIELDS: dict[str, Conv[Any]] = {
-    "format": choice(LOG_FORMATS, "log format"),
-    "level": _level,
-}
-
-
-def _listen(value: Any, shown: str) -> tuple[str, int]:
-    host, sep, port = text(value, shown).strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise Invalid(f"must be host:port, like 127.0.0.1:9464 (got {shown})")
-    return host, int(port)
-
-
-_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
-_HOST_NAME = re.compile(rf"(?i)\*|{_LABEL}(\.{_LABEL})*\.?")
-
-
-def _host_name(value: Any, shown: str) -> str:
-    name = text(value, shown).strip().lower()
-    if not _HOST_NAME.fullmatch(name):
-        raise Invalid(f"must be a host name without scheme or port, like notifier.example.com,"
-                      f" or * for any (got {shown})")
-    return name.rstrip(".")
+_SERVER = table(ServerSettings)
+SERVER_KEYS = tuple(_SERVER)
+_DEFAULT = ServerSettings()
+LOGGING_FIELDS = table(LoggingSettings)
 
 
 def server_settings(r: Reader, value: Any) -> ServerSettings | None:
     """The ``server:`` section; None (no listener) when it is absent."""
     if value is MISSING:
         return None
-    m = r.mapping(value, ("server",), SERVER_KEYS)
+    path = ("server",)
+    m = r.mapping(value, path, SERVER_KEYS)
     if m is None:
         return None
-    host, port = r.value(m, ("server",), "listen", _listen, ("127.0.0.1", 9464))
-    token = r.value(m, ("server",), "admin_token", text, None)
-    if token is not None and len(token) < MIN_TOKEN:
-        r.problem(("server", "admin_token"), f"is too short; use at least {MIN_TOKEN} random "
-                                             "characters, like the output of: openssl rand -hex 24")
-    limit = r.value(m, ("server",), "room_metrics_limit", integer(0), 500)
-    hosts = r.values(m, ("server",), "allowed_hosts", _host_name) or ()
+    host, port = r.value(m, path, "listen", _SERVER["listen"], (_DEFAULT.host, _DEFAULT.port))
+    token = r.value(m, path, "admin_token", _SERVER["admin_token"], _DEFAULT.admin_token)
+    if token is not None and len(token) < MIN_ADMIN_TOKEN:
+        r.problem(("server", "admin_token"), f"is too short; use at least {MIN_ADMIN_TOKEN} "
+                                             "random characters, like the output of: "
+                                             "openssl rand -hex 24")
+    limit = r.value(m, path, "room_metrics_limit", _SERVER["room_metrics_limit"],
+                    _DEFAULT.room_metrics_limit)
+    hosts = r.values(m, path, "allowed_hosts", _SERVER["allowed_hosts"]) or _DEFAULT.allowed_hosts
     return ServerSettings(host, port, token, limit, hosts)
 
 

@@ -30,7 +30,8 @@ from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
 from notifier.store import Store
 from notifier.util.aio import wait_any
-from notifier.util.schedule import JITTER, retry_wait
+from notifier.util.backoff import retry_wait
+from notifier.util.schedule import JITTER
 
 __all__ = ["AttemptReport", "DeliveryOutcome", "Sender", "first_retry_wait"]
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from notifier.config import Config
+from notifier.config import Config, ServerSettings
 from notifier.runtime.hooks import ServiceHooks, fan_out
 from notifier.runtime.logs import RedactionFilter, config_secrets
 from notifier.runtime.service import Service
@@ -33,7 +33,7 @@ class Listener:
 
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
         rooms = [room.name for room in config.rooms]
-        limit = config.server.room_metrics_limit if config.server else 500
+        limit = (config.server or ServerSettings()).room_metrics_limit
         self.config = config
         self.metrics = Metrics(rooms, config.webhooks, room_limit=limit, clock=clock)
         self.board = Board(rooms, config.webhooks, clock=clock)

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from notifier.config import ServerSettings
 from notifier.errors import StoreError
 from notifier.runtime.logs import RedactionFilter
 from notifier.runtime.service import Service
@@ -45,7 +46,7 @@ class ListenerState:
         self.stop, self.redactor = stop, redactor
         server = service.config.server
         self.admin_token = server.admin_token if server else None
-        self.room_limit = server.room_metrics_limit if server else 500
+        self.room_limit = (server or ServerSettings()).room_metrics_limit
 
     def states(self) -> dict[str, RoomState | None]:
         return {name: tailer.state for name, tailer in self.service.tailers.items()}

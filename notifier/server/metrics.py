@@ -1,9 +1,9 @@
 """The Prometheus metrics: one registry per running service, fed by the service's hooks.
 
 Label cardinality is capped for deployments with thousands of rooms: only the first
-``server.room_metrics_limit`` rooms of the config (default 500) get their own ``room``
-label; the others are summed as ``room="_other"`` in counters and are left out of the
-per-room gauges, which the ``notifier_rooms_*`` aggregates (max lag, oldest poll) cover.
+``server.room_metrics_limit`` rooms of the config get their own ``room`` label; the others
+are summed as ``room="_other"`` in counters and are left out of the per-room gauges, which
+the ``notifier_rooms_*`` aggregates (max lag, oldest poll) cover.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from prometheus_client import (
 )
 
 from notifier import __version__
+from notifier.config import ServerSettings
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
 from notifier.errors import NotifierError
 from notifier.events import Delivery
@@ -68,7 +69,8 @@ class Metrics:
     """The metric objects and the hook methods that update them."""
 
     def __init__(self, rooms: Iterable[str], webhooks: Iterable[str], *,
-                 room_limit: int = 500, clock: Callable[[], float] = time.time) -> None:
+                 room_limit: int = ServerSettings().room_metrics_limit,
+                 clock: Callable[[], float] = time.time) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._clock = clock
         self._labelled = frozenset(list(rooms)[:room_limit])

@@ -1,4 +1,4 @@
-"""Retry policies (tenacity) and the pure backoff arithmetic behind them.
+"""Retry policies (tenacity waits: exponential or a schedule) and the backoff arithmetic.
 
 Backoff is exponential with full jitter (a random wait between 0 and
 ``min(cap, base * 2**(attempt-1))``); a ``Retry-After`` given by the server wins when it
@@ -10,17 +10,22 @@ from __future__ import annotations
 import email.utils
 import random
 import time
+from collections.abc import Sequence
 
 from tenacity import RetryCallState
 from tenacity.wait import wait_base
+
+from notifier.util.schedule import schedule_delay
 
 __all__ = [
     "TRANSIENT_STATUSES",
     "RetryAfterAwareWait",
     "RetryAfterWait",
+    "ScheduleWait",
     "backoff_delay",
     "parse_retry_after",
     "retry_after_of",
+    "retry_wait",
 ]
 
 #: HTTP statuses worth retrying, from Roomlio and from webhooks alike: timeouts, too
@@ -97,3 +102,21 @@ def retry_after_of(exc: BaseException) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+class ScheduleWait(RetryAfterAwareWait):
+    """Tenacity wait following an explicit schedule; ``offset`` counts earlier attempts."""
+
+    def __init__(self, schedule: Sequence[float], *, offset: int = 0,
+                 rng: random.Random | None = None) -> None:
+        super().__init__(offset=offset, rng=rng)
+        self.schedule = tuple(schedule)
+
+    def delay(self, attempt: int) -> float:
+        return schedule_delay(attempt, self.schedule, rng=self.rng)
+
+
+def retry_wait(schedule: Sequence[float] | None, *, base: float, cap: float, offset: int,
+               rng: random.Random) -> wait_base:
+    """The wait policy of a webhook: its schedule, or exponential backoff when it has none."""
+    if schedule:
+        return ScheduleWait(schedule, offset=offset, rng=rng)
+    return RetryAfterWait(base=base, cap=cap, offset=offset, rng=rng)
