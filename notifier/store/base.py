@@ -225,3 +225,4 @@ def shown_location(url: str) -> str:
 
         return safe_url(url)
     return url
+

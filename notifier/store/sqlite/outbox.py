@@ -1,4 +1,5 @@
-"""The SQLite store's statements: plain functions of a connection, run on its worker thread.
+"""The SQLite store's room states, ledger, outbox and claims: plain functions of a
+connection, run on the store's worker thread.
 
 Each function is one call from the async shell (``sqlite/__init__.py``) and, when it writes more
 than one row, one ``BEGIN IMMEDIATE`` transaction with batched statements.
@@ -8,17 +9,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any, cast
+from functools import partial
+from typing import Any
 
-from notifier.errors import StoreError
-from notifier.events import Delivery, Event, EventKind
+from notifier.events import Delivery, Event
 from notifier.store.base import Quarantined, RoomState
-from notifier.store.quarantine import insert_sqlite
+from notifier.store.rows import event_values, page_events, select_deliveries
+from notifier.store.sqlite import quarantine
 from notifier.store.sqlite.schema import transaction
-from notifier.util.json import dumps, loads
+from notifier.util.json import dumps
 
-__all__ = ["claim", "commit", "commit_page", "dead_letter", "deliveries", "next_due",
-           "select_deliveries", "update_each"]
+__all__ = ["add_events", "claim", "commit_page", "next_due", "select", "update_each"]
 
 Row = tuple[Any, ...]
 
@@ -27,11 +28,8 @@ _DUE = " WHERE t.next_attempt_at <= ? AND t.claimed_by IS NULL"
 _OLDEST = " ORDER BY t.next_attempt_at, t.id"
 
 
-def select_deliveries(table: str, *extra: str) -> str:
-    """A query whose columns 0-9 rebuild a Delivery (see ``deliveries``), then ``extra``."""
-    columns = ", ".join(("t.id, t.webhook, t.rules, t.attempts, e.id, e.kind, e.room,"
-                         " e.message, e.rules, e.detected_at", *extra))
-    return f"SELECT {columns} FROM {table} AS t JOIN events AS e ON e.seq = t.event_seq"
+#: ``select(table, *extra)``: deliveries of ``table`` with their events (rows.select_deliveries).
+select = partial(select_deliveries, events="events")
 
 
 #: An ordered webhook's claimable rows: per room, the row whose event the ledger numbered
@@ -40,7 +38,7 @@ def select_deliveries(table: str, *extra: str) -> str:
 _HEAD_SEQS = (" AND t.event_seq IN (SELECT min(o.event_seq) FROM outbox AS o"
               " JOIN events AS r ON r.seq = o.event_seq WHERE o.webhook = ?"
               " GROUP BY r.room HAVING count(o.claimed_by) = 0)")
-_HEADS = select_deliveries("outbox", "t.next_attempt_at") + (
+_HEADS = select("outbox", "t.next_attempt_at") + (
     " WHERE t.webhook = ? AND t.claimed_by IS NULL AND t.next_attempt_at <= ?"
     + _HEAD_SEQS + _OLDEST)
 #: When the next head of an ordered webhook is due. Parameters: webhook, webhook.
@@ -48,45 +46,14 @@ _NEXT_HEAD = ("SELECT min(t.next_attempt_at) FROM outbox AS t"
               " WHERE t.webhook = ? AND t.claimed_by IS NULL" + _HEAD_SEQS)
 
 
-def deliveries(rows: Sequence[Row]) -> list[Delivery]:
-    """Rebuild deliveries from rows of a ``select_deliveries`` query."""
-    events: dict[str, Event] = {}
-    result = []
-    for row in rows:
-        event = events.get(row[4])
-        if event is None:
-            event = events[row[4]] = Event(
-                row[4], cast(EventKind, row[5]), row[6], loads(row[7]),
-                tuple(loads(row[8])), row[9])
-        result.append(Delivery(row[0], row[1], tuple(loads(row[2])), event, row[3]))
-    return result
-
-
-def commit(conn: sqlite3.Connection, state: RoomState | None,
-           batch: Sequence[Delivery], now: float) -> list[Delivery]:
-    """Save ``state`` and the deliveries of events new to the ledger, in one transaction."""
-    return commit_page(conn, state, batch, (), now)[0]
-
-
 def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequence[Delivery],
-                quarantine: Sequence[Quarantined], now: float) -> tuple[list[Delivery], int]:
-    """``commit``, keeping the page's quarantined messages in the same transaction; return
-    (deliveries added, messages newly kept)."""
-    events: dict[str, Event] = {}
-    unique: dict[str, Delivery] = {}
-    for delivery in batch:  # a page may repeat itself: the first copy wins
-        events.setdefault(delivery.event.id, delivery.event)
-        unique.setdefault(delivery.id, delivery)
+                quarantined: Sequence[Quarantined], now: float) -> tuple[list[Delivery], int]:
+    """Save ``state``, the deliveries of events new to the ledger and the page's quarantined
+    messages, in one transaction; return (deliveries added, messages newly kept)."""
+    events, unique = page_events(batch)
     with transaction(conn):
-        known = _known_events(conn, list(events))
-        # Numbered here rather than by SQLite: executemany cannot return the rowids.
-        first = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0]
-        new = [event_id for event_id in events if event_id not in known]
-        seqs = {event_id: first + n for n, event_id in enumerate(new)}
-        conn.executemany(
-            "INSERT INTO events (seq, id, kind, room, message, rules, detected_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)", [_event_row(seqs[i], events[i]) for i in new])
-        added = [d for d in unique.values() if d.event.id in seqs]
+        seqs = add_events(conn, events)[1]
+        added = [d for d in unique if d.event.id in seqs]
         conn.executemany(
             "INSERT INTO outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -99,7 +66,7 @@ def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequen
                 " cursor = excluded.cursor, last_id = excluded.last_id,"
                 " high_water = excluded.high_water, updated_at = excluded.updated_at",
                 (state.room, state.cursor, state.last_id, state.high_water, now))
-        kept = insert_sqlite(conn, quarantine, now)
+        kept = quarantine.insert(conn, quarantined, now)
     return added, kept
 
 
@@ -113,7 +80,7 @@ def claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[s
     if limit <= 0 or (webhooks is not None and not webhooks):
         return []
     in_order = frozenset(ordered)
-    sql = select_deliveries("outbox", "t.next_attempt_at") + _DUE
+    sql = select("outbox", "t.next_attempt_at") + _DUE
     with transaction(conn):
         if webhooks is None:
             rows = _take(conn.execute(sql + _OLDEST, (now,)), limit, exclude, in_order)
@@ -152,18 +119,6 @@ def update_each(conn: sqlite3.Connection, sql: str, ids: Iterable[str]) -> None:
             conn.executemany(sql, params)
 
 
-def dead_letter(conn: sqlite3.Connection, delivery_id: str, attempts: int,
-                last_status: int | None, last_error: str, now: float) -> None:
-    """Move one outbox row to the dead letters (nothing happens if it is not there)."""
-    with transaction(conn):
-        conn.execute(
-            "INSERT OR REPLACE INTO dead_letters (id, event_seq, webhook, rules, attempts,"
-            " last_status, last_error, failed_at) SELECT id, event_seq, webhook, rules,"
-            " ?, ?, ?, ? FROM outbox WHERE id = ?",
-            (attempts, last_status, last_error, now, delivery_id))
-        conn.execute("DELETE FROM outbox WHERE id = ?", (delivery_id,))
-
-
 def _take(cursor: sqlite3.Cursor, limit: int, exclude: frozenset[str],
           skip_webhooks: frozenset[str] = frozenset()) -> list[Row]:
     # Stream rows and skip the excluded ones, rather than binding them into NOT IN (...).
@@ -179,21 +134,25 @@ def _take(cursor: sqlite3.Cursor, limit: int, exclude: frozenset[str],
     return rows
 
 
-def _known_events(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
-    known: set[str] = set()
+def add_events(conn: sqlite3.Connection, events: dict[str, Event]
+               ) -> tuple[dict[str, int], dict[str, int]]:
+    """Add the ``events`` the ledger does not know (inside the caller's transaction);
+    return the ledger seqs of (the events it knew, the events added)."""
+    known = _known_events(conn, list(events))
+    # Numbered here rather than by SQLite: executemany cannot return the rowids.
+    first = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0]
+    new = [event_id for event_id in events if event_id not in known]
+    seqs = {event_id: first + n for n, event_id in enumerate(new)}
+    conn.executemany(
+        "INSERT INTO events (seq, id, kind, room, message, rules, detected_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)", [(seqs[i], *event_values(events[i])) for i in new])
+    return known, seqs
+
+
+def _known_events(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    known: dict[str, int] = {}
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
         marks = ",".join("?" * len(chunk))
-        known.update(r[0] for r in conn.execute(
-            f"SELECT id FROM events WHERE id IN ({marks})", chunk))
+        known.update(conn.execute(f"SELECT id, seq FROM events WHERE id IN ({marks})", chunk))
     return known
-
-
-def _event_row(seq: int, event: Event) -> Row:
-    try:
-        message = dumps(event.message)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"commit failed: the message of event {event.id} cannot be stored"
-                         f" as JSON ({exc}); nothing was saved") from exc
-    return (seq, event.id, event.kind, event.room, message, dumps(list(event.rules)),
-            event.detected_at)

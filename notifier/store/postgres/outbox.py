@@ -1,25 +1,26 @@
-"""The SQL of the PostgreSQL store: one function per transaction, on one connection.
+"""The PostgreSQL store's room states, ledger, outbox and claims: one function per
+transaction, on one connection.
 
-Every time that leases or claims depend on is the database's clock (``NOW``), so hosts
-whose clocks disagree still agree on who holds what. Due times of deliveries stay the
-sender's clock, as with SQLite.
+Every time that claims depend on is the database's clock (``NOW``), so hosts whose clocks
+disagree still agree on who holds what. Due times of deliveries stay the sender's clock,
+as with SQLite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from functools import partial
 from typing import Any
 
-from notifier.errors import LeaseLost, StoreError
-from notifier.events import Delivery, Event
+from notifier.events import Delivery
 from notifier.store.base import Quarantined, RoomState
-from notifier.store.quarantine import PG_INSERT, pg_columns
+from notifier.store.postgres import quarantine
+from notifier.store.postgres.leases import check_leases
+from notifier.store.postgres.schema import NOW
+from notifier.store.rows import event_values, page_events, select_deliveries
 from notifier.util.json import dumps
 
-__all__ = ["NEXT_DUE", "NOW", "claim", "claim_rooms", "commit", "event_rows", "heartbeat",
-           "select_deliveries"]
-
-NOW = "extract(epoch from clock_timestamp())::float8"
+__all__ = ["NEXT_DUE", "add_events", "claim", "commit", "select"]
 
 #: A claim lapses when its deadline passed, or at once when the instance that made it
 #: stopped renewing its registration (it died or hangs): that is the failover path.
@@ -27,36 +28,24 @@ _CLAIMABLE = f"""(o.claimed_by IS NULL OR o.claimed_until < {NOW} OR EXISTS (
     SELECT 1 FROM notifier_instances i WHERE i.id = o.claimed_by AND i.expires_at < {NOW}))"""
 
 
-def select_deliveries(table: str, *extra: str) -> str:
-    """A query whose columns 0-9 rebuild a Delivery, then ``extra`` (see sqlite.rows)."""
-    columns = ", ".join(("t.id, t.webhook, t.rules, t.attempts, e.id, e.kind, e.room,"
-                         " e.message, e.rules, e.detected_at", *extra))
-    return f"SELECT {columns} FROM {table} AS t JOIN notifier_events AS e ON e.seq = t.event_seq"
+#: ``select(table, *extra)``: deliveries of ``table`` with their events (rows.select_deliveries).
+select = partial(select_deliveries, events="notifier_events")
 
 
 async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], now: float,
-                 fence: str | None, quarantine: Sequence[Quarantined] = ()
+                 fence: str | None, quarantined: Sequence[Quarantined] = ()
                  ) -> tuple[list[Delivery], int]:
     """Save ``state``, the deliveries of events new to the ledger and the quarantined
     messages not kept yet, in one transaction; with ``fence`` (an instance id), only while
     it holds the lease of every room written. Returns (deliveries added, messages kept)."""
-    events: dict[str, Event] = {}
-    unique: dict[str, Delivery] = {}
-    for delivery in batch:
-        events.setdefault(delivery.event.id, delivery.event)
-        unique.setdefault(delivery.id, delivery)
-    rows = event_rows(list(events.values()))
+    events, unique = page_events(batch)
+    rows = [event_values(e) for e in events.values()]
     async with conn.transaction():
         if fence is not None:
             rooms = {e.room for e in events.values()} | ({state.room} if state else set())
-            await _check_leases(conn, rooms | {q.room for q in quarantine}, fence)
-        inserted = await conn.fetch(
-            "INSERT INTO notifier_events (id, kind, room, message, rules, detected_at)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-            " $5::text[], $6::float8[]) ON CONFLICT (id) DO NOTHING RETURNING id, seq",
-            *(list(col) for col in zip(*rows, strict=True)) if rows else ([],) * 6)
-        seqs = {r["id"]: r["seq"] for r in inserted}
-        added = [d for d in unique.values() if d.event.id in seqs]
+            await check_leases(conn, rooms | {q.room for q in quarantined}, fence)
+        seqs = await add_events(conn, rows)
+        added = [d for d in unique if d.event.id in seqs]
         if added:
             await conn.executemany(
                 "INSERT INTO notifier_outbox (id, event_seq, webhook, rules, attempts,"
@@ -70,34 +59,19 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
                 " cursor = excluded.cursor, last_id = excluded.last_id,"
                 " high_water = excluded.high_water, updated_at = excluded.updated_at",
                 state.room, state.cursor, state.last_id, state.high_water, now)
-        kept = len(await conn.fetch(PG_INSERT, *pg_columns(quarantine, now))) if quarantine else 0
+        kept = await quarantine.insert(conn, quarantined, now)
     return added, kept
 
 
-async def _check_leases(conn: Any, rooms: set[str], instance: str) -> None:
-    # FOR SHARE: a takeover (an UPDATE of the lease) waits for this commit, so the new
-    # holder reads the cursor this commit writes, never one from before it.
-    held = await conn.fetch(
-        "SELECT room FROM notifier_leases WHERE room = ANY($1::text[]) AND owner = $2"
-        f" AND expires_at > {NOW} FOR SHARE", list(rooms), instance)
-    lost = rooms - {r["room"] for r in held}
-    if lost:
-        raise LeaseLost(lost)
-
-
-def event_rows(events: Sequence[Event]) -> list[tuple[Any, ...]]:
-    """Rows for notifier_events; a message that cannot be JSON fails the whole batch."""
-    return [_event_row(e) for e in events]
-
-
-def _event_row(event: Event) -> tuple[Any, ...]:
-    try:
-        message = dumps(event.message)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"commit failed: the message of event {event.id} cannot be stored"
-                         f" as JSON ({exc}); nothing was saved") from exc
-    return (event.id, event.kind, event.room, message, dumps(list(event.rules)),
-            event.detected_at)
+async def add_events(conn: Any, rows: Sequence[Sequence[Any]]) -> dict[str, int]:
+    """Add the ledger ``rows`` (``rows.event_values``) the ledger does not know, numbered
+    in their order; return the ledger seq of each event added."""
+    inserted = await conn.fetch(
+        "INSERT INTO notifier_events (id, kind, room, message, rules, detected_at)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::float8[]) ON CONFLICT (id) DO NOTHING RETURNING id, seq",
+        *(list(col) for col in zip(*rows, strict=True)) if rows else ([],) * 6)
+    return {r["id"]: r["seq"] for r in inserted}
 
 
 async def claim(conn: Any, now: float, limit: int, exclude: frozenset[str],
@@ -118,7 +92,7 @@ async def claim(conn: Any, now: float, limit: int, exclude: frozenset[str],
             ids += await conn.fetch(_DUE + _CLAIM, now, list(exclude), others, limit - len(ids),
                                     instance, timeout, in_order)
         return list(await conn.fetch(
-            select_deliveries("notifier_outbox", "t.next_attempt_at")
+            select("notifier_outbox", "t.next_attempt_at")
             + " WHERE t.id = ANY($1::text[]) ORDER BY t.next_attempt_at, t.id",
             [r["id"] for r in ids]))
 
@@ -154,41 +128,3 @@ NEXT_DUE = ("WITH " + _heads("$1") + " SELECT min(x) FROM ("
             " WHERE claimed_by IS NULL AND NOT (webhook = ANY($1::text[])) UNION ALL"
             " SELECT min(o.next_attempt_at) FROM notifier_outbox AS o JOIN heads AS h"
             " ON h.webhook = o.webhook AND h.seq = o.event_seq WHERE o.claimed_by IS NULL) AS m")
-
-
-async def heartbeat(conn: Any, instance: str, host: str, pid: int,
-                    ttl: float) -> tuple[set[str], int]:
-    """Register or renew ``instance`` and its leases; return (rooms held, live instances)."""
-    async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO notifier_instances (id, host, pid, started_at, expires_at)"
-            f" VALUES ($1, $2, $3, {NOW}, {NOW} + $4) ON CONFLICT (id) DO UPDATE"
-            " SET expires_at = excluded.expires_at", instance, host, pid, ttl)
-        # A lease renewed after it expired is safe: it is renewed only if nobody took it,
-        # and then nobody tailed the room in between.
-        held = await conn.fetch(
-            f"UPDATE notifier_leases SET expires_at = {NOW} + $2 WHERE owner = $1"
-            " RETURNING room", instance, ttl)
-        live = await conn.fetchval(
-            f"SELECT count(*) FROM notifier_instances WHERE expires_at > {NOW}")
-        await conn.execute(f"DELETE FROM notifier_instances WHERE expires_at < {NOW} - 86400")
-    return {r["room"] for r in held}, int(live)
-
-
-async def claim_rooms(conn: Any, instance: str, rooms: Sequence[str], limit: int,
-                      ttl: float) -> list[str]:
-    """Take up to ``limit`` of ``rooms`` that nobody holds (or whose lease expired)."""
-    if limit <= 0 or not rooms:
-        return []
-    async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO notifier_leases (room, expires_at) SELECT unnest($1::text[]), 0"
-            " ON CONFLICT (room) DO NOTHING", list(rooms))
-        taken = await conn.fetch(
-            "WITH free AS (SELECT room FROM notifier_leases WHERE room = ANY($1::text[])"
-            f" AND (owner IS NULL OR expires_at <= {NOW}) ORDER BY random() LIMIT $2"
-            " FOR UPDATE SKIP LOCKED)"
-            f" UPDATE notifier_leases AS l SET owner = $3, acquired_at = {NOW},"
-            f" expires_at = {NOW} + $4, fence = l.fence + 1 FROM free"
-            " WHERE l.room = free.room RETURNING l.room", list(rooms), limit, instance, ttl)
-    return sorted(r["room"] for r in taken)
