@@ -9,16 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from notifier.events import Delivery
+from notifier.store import rows
 from notifier.store.base import DeadLetter, WebhookState
 from notifier.store.postgres.outbox import add_events, select
-from notifier.store.rows import (
-    WEBHOOK_STATE_COLUMNS,
-    decode_dead_letters,
-    decode_webhook_states,
-    event_values,
-    page_events,
-    webhook_state_values,
-)
 from notifier.util.json import dumps
 
 __all__ = ["dead_letter", "dead_letters", "purge_dead_letters", "requeue",
@@ -52,7 +45,7 @@ async def dead_letter(conn: Any, delivery_id: str, attempts: int, last_status: i
 
 async def dead_letters(conn: Any) -> list[DeadLetter]:
     """Every dead letter, oldest first."""
-    return decode_dead_letters(await conn.fetch(
+    return rows.decode_dead_letters(await conn.fetch(
         select("notifier_dead_letters", "t.last_status", "t.last_error", "t.failed_at")
         + " ORDER BY t.failed_at, t.id"))
 
@@ -86,8 +79,8 @@ async def requeue(conn: Any, deliveries: Sequence[Delivery], now: float) -> int:
 
 async def _ledger(conn: Any, deliveries: Sequence[Delivery]) -> dict[str, int]:
     """The ledger seq of each delivery's event, adding the events it does not know."""
-    events = page_events(deliveries)[0]
-    await add_events(conn, [event_values(e) for e in events.values()])
+    events = rows.page_events(deliveries)[0]
+    await add_events(conn, [rows.event_values(e) for e in events.values()])
     found = await conn.fetch("SELECT id, seq FROM notifier_events WHERE id = ANY($1::text[])",
                              list(events))
     return {r["id"]: r["seq"] for r in found}
@@ -95,18 +88,18 @@ async def _ledger(conn: Any, deliveries: Sequence[Delivery]) -> dict[str, int]:
 
 async def webhook_states(conn: Any) -> dict[str, WebhookState]:
     """Every saved webhook state, by name."""
-    return decode_webhook_states(await conn.fetch(
-        f"SELECT {WEBHOOK_STATE_COLUMNS} FROM notifier_webhook_state ORDER BY webhook"))
+    return rows.decode_webhook_states(await conn.fetch(
+        f"SELECT {rows.WEBHOOK_STATE_COLUMNS} FROM notifier_webhook_state ORDER BY webhook"))
 
 
 async def save_webhook_state(conn: Any, state: WebhookState, now: float) -> None:
     """Insert or replace one webhook's state."""
     await conn.execute(
-        f"INSERT INTO notifier_webhook_state ({WEBHOOK_STATE_COLUMNS}, updated_at)"
+        f"INSERT INTO notifier_webhook_state ({rows.WEBHOOK_STATE_COLUMNS}, updated_at)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (webhook) DO UPDATE SET"
         " breaker = excluded.breaker, opened_at = excluded.opened_at,"
         " failing_since = excluded.failing_since,"
         " last_success_at = excluded.last_success_at,"
         " disabled_at = excluded.disabled_at,"
         " disabled_reason = excluded.disabled_reason, updated_at = excluded.updated_at",
-        *webhook_state_values(state, now))
+        *rows.webhook_state_values(state, now))

@@ -9,14 +9,8 @@ import sqlite3
 from collections.abc import Sequence
 
 from notifier.events import Delivery
+from notifier.store import rows
 from notifier.store.base import DeadLetter, WebhookState
-from notifier.store.rows import (
-    WEBHOOK_STATE_COLUMNS,
-    decode_dead_letters,
-    decode_webhook_states,
-    page_events,
-    webhook_state_values,
-)
 from notifier.store.sqlite.outbox import add_events, select
 from notifier.store.sqlite.schema import transaction
 from notifier.util.json import dumps
@@ -44,7 +38,7 @@ def dead_letter(conn: sqlite3.Connection, delivery_id: str, attempts: int,
 
 def dead_letters(conn: sqlite3.Connection) -> list[DeadLetter]:
     """Every dead letter, oldest first."""
-    return decode_dead_letters(conn.execute(
+    return rows.decode_dead_letters(conn.execute(
         select("dead_letters", "t.last_status", "t.last_error", "t.failed_at")
         + " ORDER BY t.failed_at, t.rowid").fetchall())
 
@@ -75,7 +69,7 @@ def purge_dead_letters(conn: sqlite3.Connection, ids: Sequence[str]) -> int:
 
 def requeue(conn: sqlite3.Connection, deliveries: Sequence[Delivery], now: float) -> int:
     """Enqueue deliveries whether or not the ledger knows their events (replay)."""
-    events = page_events(deliveries)[0]
+    events = rows.page_events(deliveries)[0]
     with transaction(conn):
         known, added_events = add_events(conn, events)
         seqs = known | added_events
@@ -95,12 +89,12 @@ def requeue(conn: sqlite3.Connection, deliveries: Sequence[Delivery], now: float
 
 def webhook_states(conn: sqlite3.Connection) -> dict[str, WebhookState]:
     """Every saved webhook state, by name."""
-    return decode_webhook_states(conn.execute(
-        f"SELECT {WEBHOOK_STATE_COLUMNS} FROM webhook_state ORDER BY webhook"))
+    return rows.decode_webhook_states(conn.execute(
+        f"SELECT {rows.WEBHOOK_STATE_COLUMNS} FROM webhook_state ORDER BY webhook"))
 
 
 def save_webhook_state(conn: sqlite3.Connection, state: WebhookState, now: float) -> None:
     """Insert or replace one webhook's state."""
     conn.execute(
-        f"INSERT OR REPLACE INTO webhook_state ({WEBHOOK_STATE_COLUMNS}, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", webhook_state_values(state, now))
+        f"INSERT OR REPLACE INTO webhook_state ({rows.WEBHOOK_STATE_COLUMNS}, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.webhook_state_values(state, now))
