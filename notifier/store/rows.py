@@ -18,8 +18,8 @@ from notifier.util.json import dumps, loads
 __all__ = ["QUARANTINE_COLUMNS", "ROOM_COLUMNS", "WEBHOOK_STATE_COLUMNS", "OutboxEntry",
            "StateDump", "Transfer", "decode_dead_letters", "decode_deliveries",
            "decode_outbox", "decode_quarantined", "decode_webhook_states", "event_values",
-           "page_events", "quarantine_values", "select_deliveries", "select_quarantined",
-           "webhook_state_values"]
+           "page_events", "prune_ledger", "quarantine_values", "select_deliveries",
+           "select_quarantined", "store_stats", "webhook_state_values"]
 
 #: A pending delivery as ``outbox()`` lists it: (delivery, next_attempt_at, last_status,
 #: last_error).
@@ -161,3 +161,19 @@ def page_events(batch: Iterable[Delivery]) -> tuple[dict[str, Event], list[Deliv
         events.setdefault(delivery.event.id, delivery.event)
         unique.setdefault(delivery.id, delivery)
     return events, list(unique.values())
+
+
+def store_stats(prefix: str) -> str:
+    """StoreStats' counts in one snapshot, over the tables whose names start ``prefix``."""
+    return "SELECT " + ", ".join(f"(SELECT count(*) FROM {prefix}{table})" for table in
+                                 ("outbox", "dead_letters", "rooms", "quarantine"))
+
+
+def prune_ledger(prefix: str, older_than: str) -> str:
+    """Delete the ledger entries detected before the parameter ``older_than`` that no
+    outbox row or dead letter refers to (tables named ``prefix`` + ...)."""
+    events = f"{prefix}events"
+    return (f"DELETE FROM {events} WHERE detected_at < {older_than}"
+            f" AND NOT EXISTS (SELECT 1 FROM {prefix}outbox WHERE event_seq = {events}.seq)"
+            f" AND NOT EXISTS (SELECT 1 FROM {prefix}dead_letters"
+            f" WHERE event_seq = {events}.seq)")

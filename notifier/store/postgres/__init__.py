@@ -23,9 +23,17 @@ import asyncpg  # type: ignore[import-untyped]  # ships no type information
 
 from notifier.errors import StoreError
 from notifier.events import Delivery
-from notifier.store.base import DeadLetter, Quarantined, RoomState, StoreStats, WebhookState
+from notifier.store.base import (
+    DeadLetter,
+    Quarantined,
+    RoomState,
+    Store,
+    StoreStats,
+    WebhookState,
+    safe_url,
+)
 from notifier.store.postgres import dead_letters, leases, outbox, quarantine
-from notifier.store.postgres.schema import NOW, merge, migrate, safe_url
+from notifier.store.postgres.schema import merge, migrate
 from notifier.store.rows import (
     ROOM_COLUMNS,
     OutboxEntry,
@@ -33,6 +41,8 @@ from notifier.store.rows import (
     Transfer,
     decode_deliveries,
     decode_outbox,
+    prune_ledger,
+    store_stats,
 )
 
 __all__ = ["PostgresStore"]
@@ -45,7 +55,7 @@ _CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError,
                       asyncpg.exceptions.InternalClientError, OSError, TimeoutError)
 
 
-class PostgresStore:
+class PostgresStore(Store):
     """The Store kept in a PostgreSQL database (tables prefixed ``notifier_``)."""
 
     def __init__(self, url: str, *, instance: str = "local", exclusive: bool = False,
@@ -162,26 +172,19 @@ class PostgresStore:
         """Record a failed attempt; the claim is kept (and extended past the next one)."""
         hold = max(0.0, next_attempt_at - time.time()) + self.claim_timeout
         async with self._conn("rescheduling a delivery") as conn:
-            await conn.execute(
-                "UPDATE notifier_outbox SET attempts = $2, next_attempt_at = $3,"
-                f" last_status = $4, last_error = $5, claimed_until = {NOW} + $6"
-                " WHERE id = $1 AND (claimed_by IS NULL OR claimed_by = $7)",
-                delivery_id, attempts, next_attempt_at, last_status, last_error, hold,
-                self.instance)
+            await conn.execute(outbox.RESCHEDULE, delivery_id, attempts, next_attempt_at,
+                               last_status, last_error, hold, self.instance)
 
     async def release(self, ids: Sequence[str]) -> None:
         """Give this instance's claims on ``ids`` back to the outbox."""
         async with self._conn("releasing deliveries") as conn:
-            await conn.execute(
-                "UPDATE notifier_outbox SET claimed_by = NULL, claimed_until = NULL"
-                " WHERE id = ANY($1::text[]) AND claimed_by = $2", list(ids), self.instance)
+            await conn.execute(outbox.RELEASE + " AND id = ANY($2::text[])", self.instance,
+                               list(ids))
 
     async def release_claims(self, instance: str) -> None:
         """Give back every delivery ``instance`` claimed."""
         async with self._conn("releasing deliveries") as conn:
-            await conn.execute(
-                "UPDATE notifier_outbox SET claimed_by = NULL, claimed_until = NULL"
-                " WHERE claimed_by = $1", instance)
+            await conn.execute(outbox.RELEASE, instance)
 
     async def dead_letter(self, delivery_id: str, attempts: int, last_status: int | None,
                           last_error: str) -> None:
@@ -199,21 +202,13 @@ class PostgresStore:
     async def prune(self, older_than: float) -> int:
         """Forget ledger entries detected before ``older_than`` that nothing refers to."""
         async with self._conn("pruning the ledger") as conn:
-            status = await conn.execute(
-                "DELETE FROM notifier_events AS e WHERE e.detected_at < $1"
-                " AND NOT EXISTS (SELECT 1 FROM notifier_outbox WHERE event_seq = e.seq)"
-                " AND NOT EXISTS (SELECT 1 FROM notifier_dead_letters WHERE event_seq = e.seq)",
-                older_than)
+            status = await conn.execute(prune_ledger("notifier_", "$1"), older_than)
         return int(status.split()[-1])
 
     async def stats(self) -> StoreStats:
         """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
         async with self._conn("reading stats") as conn:
-            row = await conn.fetchrow(
-                "SELECT (SELECT count(*) FROM notifier_outbox),"
-                " (SELECT count(*) FROM notifier_dead_letters),"
-                " (SELECT count(*) FROM notifier_rooms),"
-                " (SELECT count(*) FROM notifier_quarantine)")
+            row = await conn.fetchrow(store_stats("notifier_"))
         return StoreStats(*row)
 
     async def rooms(self) -> list[RoomState]:

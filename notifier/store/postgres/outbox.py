@@ -20,7 +20,7 @@ from notifier.store.postgres.schema import NOW
 from notifier.store.rows import event_values, page_events, select_deliveries
 from notifier.util.json import dumps
 
-__all__ = ["NEXT_DUE", "add_events", "claim", "commit", "select"]
+__all__ = ["NEXT_DUE", "RELEASE", "RESCHEDULE", "add_events", "claim", "commit", "select"]
 
 #: A claim lapses when its deadline passed, or at once when the instance that made it
 #: stopped renewing its registration (it died or hangs): that is the failover path.
@@ -128,3 +128,12 @@ NEXT_DUE = ("WITH " + _heads("$1") + " SELECT min(x) FROM ("
             " WHERE claimed_by IS NULL AND NOT (webhook = ANY($1::text[])) UNION ALL"
             " SELECT min(o.next_attempt_at) FROM notifier_outbox AS o JOIN heads AS h"
             " ON h.webhook = o.webhook AND h.seq = o.event_seq WHERE o.claimed_by IS NULL) AS m")
+
+#: Record a failed attempt ($2-$5 for delivery $1) and hold the claim for $6 seconds more;
+#: not a row another instance ($7 is this one) claimed meanwhile.
+RESCHEDULE = ("UPDATE notifier_outbox SET attempts = $2, next_attempt_at = $3,"
+              f" last_status = $4, last_error = $5, claimed_until = {NOW} + $6"
+              " WHERE id = $1 AND (claimed_by IS NULL OR claimed_by = $7)")
+#: Give back the claims of instance $1 (add a condition to give back some of them).
+RELEASE = ("UPDATE notifier_outbox SET claimed_by = NULL, claimed_until = NULL"
+           " WHERE claimed_by = $1")

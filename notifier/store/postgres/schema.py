@@ -1,5 +1,5 @@
-"""The PostgreSQL schema, its versioned migrations, how a connection URL is shown, and the
-copy of a whole state (a StateDump) into the database.
+"""The PostgreSQL schema, its versioned migrations, and the copy of a whole state (a
+StateDump) into the database.
 
 Migrations run in one transaction under ``pg_advisory_xact_lock``, so several instances
 starting together migrate once: the others wait for the lock, then find the schema at
@@ -9,13 +9,12 @@ the current version. A database whose ``notifier_meta`` names a newer version is
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from notifier.errors import StoreError
 from notifier.store.postgres import quarantine
 from notifier.store.rows import ROOM_COLUMNS, StateDump, Transfer
 
-__all__ = ["APPLICATION", "MIGRATIONS", "NOW", "SCHEMA_VERSION", "merge", "migrate", "safe_url"]
+__all__ = ["APPLICATION", "MIGRATIONS", "NOW", "SCHEMA_VERSION", "merge", "migrate"]
 
 APPLICATION = "roomlio-notifier"
 #: The database's clock, in unix seconds: what leases and claims are timed by.
@@ -71,7 +70,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX notifier_dead_letters_failed_at ON notifier_dead_letters (failed_at)",
     ),
     (
-        # Messages the tail could not process (see notifier.store.quarantine).
+        # Messages the tail could not process (see notifier.polling.quarantine).
         """CREATE TABLE notifier_quarantine (
             id BIGSERIAL PRIMARY KEY, room TEXT NOT NULL, fingerprint TEXT NOT NULL,
             message_id TEXT, position TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL,
@@ -82,22 +81,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _META = "CREATE TABLE IF NOT EXISTS notifier_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, fit for logs and messages."""
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if _port(parts) else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
-
-
-def _port(parts: Any) -> int | None:
-    try:
-        return int(parts.port) if parts.port else None
-    except ValueError:
-        return None
 
 
 async def migrate(conn: Any, where: str) -> tuple[int, int]:

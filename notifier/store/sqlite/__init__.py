@@ -20,13 +20,15 @@ from typing import TypeVar
 
 from notifier.errors import StoreError
 from notifier.events import Delivery
-from notifier.store.base import DeadLetter, Quarantined, RoomState, StoreStats, WebhookState
+from notifier.store.base import DeadLetter, Quarantined, RoomState, Store, StoreStats, WebhookState
 from notifier.store.rows import (
     ROOM_COLUMNS,
     OutboxEntry,
     StateDump,
     decode_deliveries,
     decode_outbox,
+    prune_ledger,
+    store_stats,
 )
 from notifier.store.sqlite import dead_letters, outbox, quarantine
 from notifier.store.sqlite.files import check_same, lock, prepare_files
@@ -37,7 +39,7 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 
 
-class SQLiteStore:
+class SQLiteStore(Store):
     """The Store kept in one SQLite file."""
 
     def __init__(self, path: str, *, instance: str = "local", exclusive: bool = False,
@@ -156,16 +158,12 @@ class SQLiteStore:
     async def prune(self, older_than: float) -> int:
         """Forget ledger entries detected before ``older_than`` that nothing refers to."""
         return await self._run("pruning the ledger", lambda c: c.execute(
-            "DELETE FROM events WHERE detected_at < ?"
-            " AND NOT EXISTS (SELECT 1 FROM outbox WHERE event_seq = events.seq)"
-            " AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = events.seq)",
-            (older_than,)).rowcount)
+            prune_ledger("", "?"), (older_than,)).rowcount)
 
     async def stats(self) -> StoreStats:
         """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
         row = await self._run("reading stats", lambda c: c.execute(
-            "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM dead_letters),"
-            " (SELECT count(*) FROM rooms), (SELECT count(*) FROM quarantine)").fetchone())
+            store_stats("")).fetchone())
         return StoreStats(*row)
 
     async def rooms(self) -> list[RoomState]:

@@ -74,7 +74,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX outbox_webhook_seq ON outbox (webhook, event_seq)",
     ),
     (
-        # Messages the tail could not process (see notifier.store.quarantine).
+        # Messages the tail could not process (see notifier.polling.quarantine).
         """CREATE TABLE quarantine (
             id INTEGER PRIMARY KEY, room TEXT NOT NULL, fingerprint TEXT NOT NULL,
             message_id TEXT, position TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL,
