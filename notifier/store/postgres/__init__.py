@@ -23,27 +23,10 @@ import asyncpg  # type: ignore[import-untyped]  # ships no type information
 
 from notifier.errors import StoreError
 from notifier.events import Delivery
-from notifier.store.base import (
-    DeadLetter,
-    Quarantined,
-    RoomState,
-    Store,
-    StoreStats,
-    WebhookState,
-    safe_url,
-)
+from notifier.store.base import DeadLetter, Quarantined, RoomState, Store, StoreStats, WebhookState
 from notifier.store.postgres import dead_letters, leases, outbox, quarantine
-from notifier.store.postgres.schema import merge, migrate
-from notifier.store.rows import (
-    ROOM_COLUMNS,
-    OutboxEntry,
-    StateDump,
-    Transfer,
-    decode_deliveries,
-    decode_outbox,
-    prune_ledger,
-    store_stats,
-)
+from notifier.store.postgres.schema import merge, migrate, safe_url
+from notifier.store.rows import OutboxEntry, StateDump, Transfer, decode_deliveries
 
 __all__ = ["PostgresStore"]
 
@@ -125,9 +108,7 @@ class PostgresStore(Store):
     async def load_room(self, room: str) -> RoomState | None:
         """The saved state of ``room``, or None when it was never tailed."""
         async with self._conn("loading room") as conn:
-            row = await conn.fetchrow(f"SELECT {ROOM_COLUMNS} FROM notifier_rooms"
-                                      " WHERE room = $1", room)
-        return RoomState(*row) if row else None
+            return await outbox.load_room(conn, room)
 
     async def commit(self, state: RoomState | None,
                      deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -164,27 +145,25 @@ class PostgresStore(Store):
     async def delivered(self, ids: Sequence[str]) -> None:
         """Remove deliveries that received a 2xx."""
         async with self._conn("recording deliveries") as conn:
-            await conn.execute("DELETE FROM notifier_outbox WHERE id = ANY($1::text[])",
-                               list(ids))
+            await outbox.delivered(conn, ids)
 
     async def reschedule(self, delivery_id: str, attempts: int, next_attempt_at: float,
                          last_status: int | None, last_error: str) -> None:
         """Record a failed attempt; the claim is kept (and extended past the next one)."""
         hold = max(0.0, next_attempt_at - time.time()) + self.claim_timeout
         async with self._conn("rescheduling a delivery") as conn:
-            await conn.execute(outbox.RESCHEDULE, delivery_id, attempts, next_attempt_at,
-                               last_status, last_error, hold, self.instance)
+            await outbox.reschedule(conn, delivery_id, attempts, next_attempt_at,
+                                    last_status, last_error, hold, self.instance)
 
     async def release(self, ids: Sequence[str]) -> None:
         """Give this instance's claims on ``ids`` back to the outbox."""
         async with self._conn("releasing deliveries") as conn:
-            await conn.execute(outbox.RELEASE + " AND id = ANY($2::text[])", self.instance,
-                               list(ids))
+            await outbox.release(conn, ids, self.instance)
 
     async def release_claims(self, instance: str) -> None:
         """Give back every delivery ``instance`` claimed."""
         async with self._conn("releasing deliveries") as conn:
-            await conn.execute(outbox.RELEASE, instance)
+            await outbox.release_claims(conn, instance)
 
     async def dead_letter(self, delivery_id: str, attempts: int, last_status: int | None,
                           last_error: str) -> None:
@@ -202,29 +181,23 @@ class PostgresStore(Store):
     async def prune(self, older_than: float) -> int:
         """Forget ledger entries detected before ``older_than`` that nothing refers to."""
         async with self._conn("pruning the ledger") as conn:
-            status = await conn.execute(prune_ledger("notifier_", "$1"), older_than)
-        return int(status.split()[-1])
+            return await outbox.prune(conn, older_than)
 
     async def stats(self) -> StoreStats:
         """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
         async with self._conn("reading stats") as conn:
-            row = await conn.fetchrow(store_stats("notifier_"))
-        return StoreStats(*row)
+            return await outbox.stats(conn)
 
     async def rooms(self) -> list[RoomState]:
         """Every room's saved state, by room."""
         async with self._conn("reading rooms") as conn:
-            rows = await conn.fetch(f"SELECT {ROOM_COLUMNS} FROM notifier_rooms ORDER BY room")
-        return [RoomState(*row) for row in rows]
+            return await outbox.rooms(conn)
 
     async def outbox(self, limit: int = 100) -> list[OutboxEntry]:
         """Pending deliveries, soonest first, as (delivery, next_attempt_at, last_status,
         last_error)."""
         async with self._conn("reading the outbox") as conn:
-            rows = await conn.fetch(outbox.select(
-                "notifier_outbox", "t.next_attempt_at", "t.last_status", "t.last_error")
-                + " ORDER BY t.next_attempt_at, t.id LIMIT $1", limit)
-        return decode_outbox(rows)
+            return await outbox.pending(conn, limit)
 
     async def requeue_dead_letters(self, ids: Sequence[str], now: float) -> int:
         """Move dead letters back to the outbox, unclaimed, due at ``now``, 0 attempts."""

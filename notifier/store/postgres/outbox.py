@@ -13,14 +13,15 @@ from functools import partial
 from typing import Any
 
 from notifier.events import Delivery
-from notifier.store.base import Quarantined, RoomState
+from notifier.store import rows
+from notifier.store.base import Quarantined, RoomState, StoreStats
 from notifier.store.postgres import quarantine
 from notifier.store.postgres.leases import check_leases
 from notifier.store.postgres.schema import NOW
-from notifier.store.rows import event_values, page_events, select_deliveries
 from notifier.util.json import dumps
 
-__all__ = ["NEXT_DUE", "RELEASE", "RESCHEDULE", "add_events", "claim", "commit", "select"]
+__all__ = ["NEXT_DUE", "add_events", "claim", "commit", "delivered", "load_room", "pending",
+           "prune", "release", "release_claims", "reschedule", "rooms", "select", "stats"]
 
 #: A claim lapses when its deadline passed, or at once when the instance that made it
 #: stopped renewing its registration (it died or hangs): that is the failover path.
@@ -29,7 +30,7 @@ _CLAIMABLE = f"""(o.claimed_by IS NULL OR o.claimed_until < {NOW} OR EXISTS (
 
 
 #: ``select(table, *extra)``: deliveries of ``table`` with their events (rows.select_deliveries).
-select = partial(select_deliveries, events="notifier_events")
+select = partial(rows.select_deliveries, events="notifier_events")
 
 
 async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], now: float,
@@ -38,13 +39,13 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
     """Save ``state``, the deliveries of events new to the ledger and the quarantined
     messages not kept yet, in one transaction; with ``fence`` (an instance id), only while
     it holds the lease of every room written. Returns (deliveries added, messages kept)."""
-    events, unique = page_events(batch)
-    rows = [event_values(e) for e in events.values()]
+    events, unique = rows.page_events(batch)
+    values = [rows.event_values(e) for e in events.values()]
     async with conn.transaction():
         if fence is not None:
             rooms = {e.room for e in events.values()} | ({state.room} if state else set())
             await check_leases(conn, rooms | {q.room for q in quarantined}, fence)
-        seqs = await add_events(conn, rows)
+        seqs = await add_events(conn, values)
         added = [d for d in unique if d.event.id in seqs]
         if added:
             await conn.executemany(
@@ -63,14 +64,14 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
     return added, kept
 
 
-async def add_events(conn: Any, rows: Sequence[Sequence[Any]]) -> dict[str, int]:
-    """Add the ledger ``rows`` (``rows.event_values``) the ledger does not know, numbered
+async def add_events(conn: Any, values: Sequence[Sequence[Any]]) -> dict[str, int]:
+    """Add the ledger rows ``values`` (``rows.event_values``) the ledger does not know, numbered
     in their order; return the ledger seq of each event added."""
     inserted = await conn.fetch(
         "INSERT INTO notifier_events (id, kind, room, message, rules, detected_at)"
         " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
         " $5::text[], $6::float8[]) ON CONFLICT (id) DO NOTHING RETURNING id, seq",
-        *(list(col) for col in zip(*rows, strict=True)) if rows else ([],) * 6)
+        *(list(col) for col in zip(*values, strict=True)) if values else ([],) * 6)
     return {r["id"]: r["seq"] for r in inserted}
 
 
@@ -129,11 +130,63 @@ NEXT_DUE = ("WITH " + _heads("$1") + " SELECT min(x) FROM ("
             " SELECT min(o.next_attempt_at) FROM notifier_outbox AS o JOIN heads AS h"
             " ON h.webhook = o.webhook AND h.seq = o.event_seq WHERE o.claimed_by IS NULL) AS m")
 
-#: Record a failed attempt ($2-$5 for delivery $1) and hold the claim for $6 seconds more;
-#: not a row another instance ($7 is this one) claimed meanwhile.
-RESCHEDULE = ("UPDATE notifier_outbox SET attempts = $2, next_attempt_at = $3,"
-              f" last_status = $4, last_error = $5, claimed_until = {NOW} + $6"
-              " WHERE id = $1 AND (claimed_by IS NULL OR claimed_by = $7)")
-#: Give back the claims of instance $1 (add a condition to give back some of them).
-RELEASE = ("UPDATE notifier_outbox SET claimed_by = NULL, claimed_until = NULL"
-           " WHERE claimed_by = $1")
+
+async def load_room(conn: Any, room: str) -> RoomState | None:
+    """The saved state of ``room``, or None when it was never tailed."""
+    row = await conn.fetchrow(f"SELECT {rows.ROOM_COLUMNS} FROM notifier_rooms WHERE room = $1",
+                              room)
+    return RoomState(*row) if row else None
+
+
+async def rooms(conn: Any) -> list[RoomState]:
+    """Every room's saved state, by room."""
+    return [RoomState(*row) for row in
+            await conn.fetch(f"SELECT {rows.ROOM_COLUMNS} FROM notifier_rooms ORDER BY room")]
+
+
+async def pending(conn: Any, limit: int) -> list[rows.OutboxEntry]:
+    """Up to ``limit`` outbox deliveries, soonest first."""
+    return rows.decode_outbox(await conn.fetch(
+        select("notifier_outbox", "t.next_attempt_at", "t.last_status", "t.last_error")
+        + " ORDER BY t.next_attempt_at, t.id LIMIT $1", limit))
+
+
+async def delivered(conn: Any, ids: Sequence[str]) -> None:
+    """Remove deliveries that received a 2xx."""
+    await conn.execute("DELETE FROM notifier_outbox WHERE id = ANY($1::text[])", list(ids))
+
+
+async def reschedule(conn: Any, delivery_id: str, attempts: int, next_attempt_at: float,
+                     last_status: int | None, last_error: str, hold: float,
+                     instance: str) -> None:
+    """Record a failed attempt and hold the claim ``hold`` seconds more; not for a row
+    another instance claimed meanwhile."""
+    await conn.execute(
+        "UPDATE notifier_outbox SET attempts = $2, next_attempt_at = $3,"
+        f" last_status = $4, last_error = $5, claimed_until = {NOW} + $6"
+        " WHERE id = $1 AND (claimed_by IS NULL OR claimed_by = $7)",
+        delivery_id, attempts, next_attempt_at, last_status, last_error, hold, instance)
+
+
+async def release(conn: Any, ids: Sequence[str], instance: str) -> None:
+    """Give ``instance``'s claims on ``ids`` back to the outbox."""
+    await conn.execute(
+        "UPDATE notifier_outbox SET claimed_by = NULL, claimed_until = NULL"
+        " WHERE id = ANY($1::text[]) AND claimed_by = $2", list(ids), instance)
+
+
+async def release_claims(conn: Any, instance: str) -> None:
+    """Give back every delivery ``instance`` claimed."""
+    await conn.execute("UPDATE notifier_outbox SET claimed_by = NULL, claimed_until = NULL"
+                       " WHERE claimed_by = $1", instance)
+
+
+async def prune(conn: Any, older_than: float) -> int:
+    """Forget ledger entries detected before ``older_than`` that nothing refers to."""
+    status = await conn.execute(rows.prune_ledger("notifier_", "$1"), older_than)
+    return int(status.split()[-1])
+
+
+async def stats(conn: Any) -> StoreStats:
+    """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
+    return StoreStats(*await conn.fetchrow(rows.store_stats("notifier_")))

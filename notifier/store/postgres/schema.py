@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from notifier.errors import StoreError
+from notifier.store.base import safe_url  # re-exported: this was its home before base
 from notifier.store.postgres import quarantine
 from notifier.store.rows import ROOM_COLUMNS, StateDump, Transfer
 
-__all__ = ["APPLICATION", "MIGRATIONS", "NOW", "SCHEMA_VERSION", "merge", "migrate"]
+__all__ = ["APPLICATION", "MIGRATIONS", "NOW", "SCHEMA_VERSION", "merge", "migrate", "safe_url"]
 
 APPLICATION = "roomlio-notifier"
 #: The database's clock, in unix seconds: what leases and claims are timed by.

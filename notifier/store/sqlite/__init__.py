@@ -21,15 +21,7 @@ from typing import TypeVar
 from notifier.errors import StoreError
 from notifier.events import Delivery
 from notifier.store.base import DeadLetter, Quarantined, RoomState, Store, StoreStats, WebhookState
-from notifier.store.rows import (
-    ROOM_COLUMNS,
-    OutboxEntry,
-    StateDump,
-    decode_deliveries,
-    decode_outbox,
-    prune_ledger,
-    store_stats,
-)
+from notifier.store.rows import OutboxEntry, StateDump, decode_deliveries
 from notifier.store.sqlite import dead_letters, outbox, quarantine
 from notifier.store.sqlite.files import check_same, lock, prepare_files
 from notifier.store.sqlite.schema import describe, dump, prepare
@@ -85,9 +77,7 @@ class SQLiteStore(Store):
 
     async def load_room(self, room: str) -> RoomState | None:
         """The saved state of ``room``, or None when it was never tailed."""
-        row = await self._run("loading room", lambda c: c.execute(
-            f"SELECT {ROOM_COLUMNS} FROM rooms WHERE room = ?", (room,)).fetchone())
-        return RoomState(*row) if row else None
+        return await self._run("loading room", lambda c: outbox.load_room(c, room))
 
     async def commit(self, state: RoomState | None,
                      deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -122,28 +112,24 @@ class SQLiteStore(Store):
 
     async def delivered(self, ids: Sequence[str]) -> None:
         """Remove deliveries that received a 2xx."""
-        ids = list(ids)
-        await self._run("recording deliveries", lambda c: outbox.update_each(
-            c, "DELETE FROM outbox WHERE id = ?", ids))
+        batch = list(ids)
+        await self._run("recording deliveries", lambda c: outbox.delivered(c, batch))
 
     async def reschedule(self, delivery_id: str, attempts: int, next_attempt_at: float,
                          last_status: int | None, last_error: str) -> None:
         """Record a failed attempt and when the next one is due; the claim is kept."""
-        await self._run("rescheduling a delivery", lambda c: c.execute(
-            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_status = ?,"
-            " last_error = ? WHERE id = ?",
-            (attempts, next_attempt_at, last_status, last_error, delivery_id)))
+        await self._run("rescheduling a delivery", lambda c: outbox.reschedule(
+            c, delivery_id, attempts, next_attempt_at, last_status, last_error))
 
     async def release(self, ids: Sequence[str]) -> None:
         """Give claimed deliveries back to the outbox (shutdown, lost lease)."""
-        ids = list(ids)
-        await self._run("releasing deliveries", lambda c: outbox.update_each(
-            c, "UPDATE outbox SET claimed_by = NULL WHERE id = ?", ids))
+        batch = list(ids)
+        await self._run("releasing deliveries", lambda c: outbox.release(c, batch))
 
     async def release_claims(self, instance: str) -> None:
         """Give back every delivery ``instance`` claimed (a delivery worker that exited)."""
-        await self._run("releasing deliveries", lambda c: outbox.update_each(
-            c, "UPDATE outbox SET claimed_by = NULL WHERE claimed_by = ?", [instance]))
+        await self._run("releasing deliveries",
+                        lambda c: outbox.release_claims(c, instance))
 
     async def dead_letter(self, delivery_id: str, attempts: int, last_status: int | None,
                           last_error: str) -> None:
@@ -157,28 +143,20 @@ class SQLiteStore(Store):
 
     async def prune(self, older_than: float) -> int:
         """Forget ledger entries detected before ``older_than`` that nothing refers to."""
-        return await self._run("pruning the ledger", lambda c: c.execute(
-            prune_ledger("", "?"), (older_than,)).rowcount)
+        return await self._run("pruning the ledger", lambda c: outbox.prune(c, older_than))
 
     async def stats(self) -> StoreStats:
         """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
-        row = await self._run("reading stats", lambda c: c.execute(
-            store_stats("")).fetchone())
-        return StoreStats(*row)
+        return await self._run("reading stats", outbox.stats)
 
     async def rooms(self) -> list[RoomState]:
         """Every room's saved state, by room."""
-        rows = await self._run("reading rooms", lambda c: c.execute(
-            f"SELECT {ROOM_COLUMNS} FROM rooms ORDER BY room").fetchall())
-        return [RoomState(*row) for row in rows]
+        return await self._run("reading rooms", outbox.rooms)
 
     async def outbox(self, limit: int = 100) -> list[OutboxEntry]:
         """Pending deliveries, soonest first, as (delivery, next_attempt_at, last_status,
         last_error)."""
-        rows = await self._run("reading the outbox", lambda c: c.execute(
-            outbox.select("outbox", "t.next_attempt_at", "t.last_status", "t.last_error")
-            + " ORDER BY t.next_attempt_at, t.id LIMIT ?", (limit,)).fetchall())
-        return decode_outbox(rows)
+        return await self._run("reading the outbox", lambda c: outbox.pending(c, limit))
 
     async def requeue_dead_letters(self, ids: Sequence[str], now: float) -> int:
         """Move these dead letters back to the outbox, due at ``now``, attempts reset."""

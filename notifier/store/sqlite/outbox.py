@@ -13,13 +13,14 @@ from functools import partial
 from typing import Any
 
 from notifier.events import Delivery, Event
-from notifier.store.base import Quarantined, RoomState
-from notifier.store.rows import event_values, page_events, select_deliveries
+from notifier.store import rows
+from notifier.store.base import Quarantined, RoomState, StoreStats
 from notifier.store.sqlite import quarantine
 from notifier.store.sqlite.schema import transaction
 from notifier.util.json import dumps
 
-__all__ = ["add_events", "claim", "commit_page", "next_due", "select", "update_each"]
+__all__ = ["add_events", "claim", "commit_page", "delivered", "load_room", "next_due", "pending",
+           "prune", "release", "release_claims", "reschedule", "rooms", "select", "stats"]
 
 Row = tuple[Any, ...]
 
@@ -29,7 +30,7 @@ _OLDEST = " ORDER BY t.next_attempt_at, t.id"
 
 
 #: ``select(table, *extra)``: deliveries of ``table`` with their events (rows.select_deliveries).
-select = partial(select_deliveries, events="events")
+select = partial(rows.select_deliveries, events="events")
 
 
 #: An ordered webhook's claimable rows: per room, the row whose event the ledger numbered
@@ -50,7 +51,7 @@ def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequen
                 quarantined: Sequence[Quarantined], now: float) -> tuple[list[Delivery], int]:
     """Save ``state``, the deliveries of events new to the ledger and the page's quarantined
     messages, in one transaction; return (deliveries added, messages newly kept)."""
-    events, unique = page_events(batch)
+    events, unique = rows.page_events(batch)
     with transaction(conn):
         seqs = add_events(conn, events)[1]
         added = [d for d in unique if d.event.id in seqs]
@@ -83,21 +84,21 @@ def claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[s
     sql = select("outbox", "t.next_attempt_at") + _DUE
     with transaction(conn):
         if webhooks is None:
-            rows = _take(conn.execute(sql + _OLDEST, (now,)), limit, exclude, in_order)
+            taken = _take(conn.execute(sql + _OLDEST, (now,)), limit, exclude, in_order)
             lanes: Collection[str] = in_order
         else:
-            rows, lanes = [], webhooks
+            taken, lanes = [], webhooks
         # One index range per webhook, so a full lane's backlog is never scanned.
         for webhook in dict.fromkeys(lanes):
             if webhook in in_order:
-                rows += _take(conn.execute(_HEADS, (webhook, now, webhook)), limit, exclude)
+                taken += _take(conn.execute(_HEADS, (webhook, now, webhook)), limit, exclude)
             else:
                 cursor = conn.execute(sql + " AND t.webhook = ?" + _OLDEST, (now, webhook))
-                rows += _take(cursor, limit, exclude)
-        rows = sorted(rows, key=lambda r: (r[10], r[0]))[:limit]
+                taken += _take(cursor, limit, exclude)
+        taken = sorted(taken, key=lambda r: (r[10], r[0]))[:limit]
         conn.executemany("UPDATE outbox SET claimed_by = ? WHERE id = ?",
-                         [(instance, r[0]) for r in rows])
-    return rows
+                         [(instance, r[0]) for r in taken])
+    return taken
 
 
 def next_due(conn: sqlite3.Connection, ordered: Collection[str]) -> float | None:
@@ -111,7 +112,59 @@ def next_due(conn: sqlite3.Connection, ordered: Collection[str]) -> float | None
     return min(found) if found else None
 
 
-def update_each(conn: sqlite3.Connection, sql: str, ids: Iterable[str]) -> None:
+def load_room(conn: sqlite3.Connection, room: str) -> RoomState | None:
+    """The saved state of ``room``, or None when it was never tailed."""
+    row = conn.execute(f"SELECT {rows.ROOM_COLUMNS} FROM rooms WHERE room = ?", (room,)).fetchone()
+    return RoomState(*row) if row else None
+
+
+def rooms(conn: sqlite3.Connection) -> list[RoomState]:
+    """Every room's saved state, by room."""
+    return [RoomState(*row) for row in
+            conn.execute(f"SELECT {rows.ROOM_COLUMNS} FROM rooms ORDER BY room").fetchall()]
+
+
+def pending(conn: sqlite3.Connection, limit: int) -> list[rows.OutboxEntry]:
+    """Up to ``limit`` outbox deliveries, soonest first."""
+    return rows.decode_outbox(conn.execute(
+        select("outbox", "t.next_attempt_at", "t.last_status", "t.last_error")
+        + " ORDER BY t.next_attempt_at, t.id LIMIT ?", (limit,)).fetchall())
+
+
+def delivered(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
+    """Remove deliveries that received a 2xx."""
+    _update_each(conn, "DELETE FROM outbox WHERE id = ?", ids)
+
+
+def reschedule(conn: sqlite3.Connection, delivery_id: str, attempts: int,
+               next_attempt_at: float, last_status: int | None, last_error: str) -> None:
+    """Record a failed attempt and when the next one is due; the claim is kept."""
+    conn.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_status = ?,"
+                 " last_error = ? WHERE id = ?",
+                 (attempts, next_attempt_at, last_status, last_error, delivery_id))
+
+
+def release(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
+    """Give claimed deliveries back to the outbox."""
+    _update_each(conn, "UPDATE outbox SET claimed_by = NULL WHERE id = ?", ids)
+
+
+def release_claims(conn: sqlite3.Connection, instance: str) -> None:
+    """Give back every delivery ``instance`` claimed."""
+    _update_each(conn, "UPDATE outbox SET claimed_by = NULL WHERE claimed_by = ?", [instance])
+
+
+def prune(conn: sqlite3.Connection, older_than: float) -> int:
+    """Forget ledger entries detected before ``older_than`` that nothing refers to."""
+    return conn.execute(rows.prune_ledger("", "?"), (older_than,)).rowcount
+
+
+def stats(conn: sqlite3.Connection) -> StoreStats:
+    """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
+    return StoreStats(*conn.execute(rows.store_stats("")).fetchone())
+
+
+def _update_each(conn: sqlite3.Connection, sql: str, ids: Iterable[str]) -> None:
     """Run ``sql`` once per id, all in one transaction."""
     params = [(i,) for i in ids]
     if params:
@@ -122,16 +175,16 @@ def update_each(conn: sqlite3.Connection, sql: str, ids: Iterable[str]) -> None:
 def _take(cursor: sqlite3.Cursor, limit: int, exclude: frozenset[str],
           skip_webhooks: frozenset[str] = frozenset()) -> list[Row]:
     # Stream rows and skip the excluded ones, rather than binding them into NOT IN (...).
-    rows: list[Row] = []
+    kept: list[Row] = []
     try:
         for row in cursor:
             if row[0] not in exclude and row[1] not in skip_webhooks:
-                rows.append(row)
-                if len(rows) == limit:
+                kept.append(row)
+                if len(kept) == limit:
                     break
     finally:
         cursor.close()
-    return rows
+    return kept
 
 
 def add_events(conn: sqlite3.Connection, events: dict[str, Event]
@@ -145,7 +198,7 @@ def add_events(conn: sqlite3.Connection, events: dict[str, Event]
     seqs = {event_id: first + n for n, event_id in enumerate(new)}
     conn.executemany(
         "INSERT INTO events (seq, id, kind, room, message, rules, detected_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)", [(seqs[i], *event_values(events[i])) for i in new])
+        " VALUES (?, ?, ?, ?, ?, ?, ?)", [(seqs[i], *rows.event_values(events[i])) for i in new])
     return known, seqs
 
 
