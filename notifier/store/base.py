@@ -15,15 +15,18 @@ The guarantees every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import importlib
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from notifier.config import ClusterSettings
 from notifier.events import Delivery
 
-__all__ = ["POSTGRES_SCHEMES", "QUARANTINE_RAW_LIMIT", "DeadLetter", "Quarantined", "RoomState",
-           "Store", "StoreStats", "WebhookState", "open_store", "shown_location"]
+__all__ = ["BACKENDS", "POSTGRES_SCHEMES", "QUARANTINE_RAW_LIMIT", "DeadLetter", "Quarantined",
+           "RoomState", "Store", "StoreStats", "WebhookState", "open_store", "safe_url",
+           "shown_location"]
 
 #: ``state`` values with these prefixes (any case) are PostgreSQL connection URLs.
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
@@ -202,26 +205,46 @@ class Store(Protocol):
         """Insert or replace the saved state of ``state.webhook``."""
 
 
+#: The Store class of each backend as "module:class", imported only when a ``state`` value
+#: asks for it (so asyncpg is loaded for PostgreSQL only, and no backend is imported here).
+BACKENDS = {"postgresql": "notifier.store.postgres:PostgresStore",
+            "sqlite": "notifier.store.sqlite:SQLiteStore"}
+
+
 def open_store(url: str, *, instance: str = "local", exclusive: bool = False,
                cluster: ClusterSettings | None = None) -> Store:
     """The store for a ``state`` value (not yet opened); ``cluster`` tunes PostgreSQL."""
     if url.lower().startswith(POSTGRES_SCHEMES):
-        from notifier.store.postgres import PostgresStore
-
         settings = cluster or ClusterSettings()
-        return PostgresStore(url, instance=instance, exclusive=exclusive,
-                             pool_size=settings.pool_size,
-                             claim_timeout=settings.claim_timeout)
-    from notifier.store.sqlite import SQLiteStore
-
+        return _backend("postgresql")(url, instance=instance, exclusive=exclusive,
+                                      pool_size=settings.pool_size,
+                                      claim_timeout=settings.claim_timeout)
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
-    return SQLiteStore(path, instance=instance, exclusive=exclusive)
+    return _backend("sqlite")(path, instance=instance, exclusive=exclusive)
+
+
+def _backend(name: str) -> Callable[..., Store]:
+    module, _, attr = BACKENDS[name].partition(":")
+    backend: Callable[..., Store] = getattr(importlib.import_module(module), attr)
+    return backend
 
 
 def shown_location(url: str) -> str:
     """The ``state`` value as it may appear in logs and output (a URL loses its password)."""
-    if url.lower().startswith(POSTGRES_SCHEMES):
-        from notifier.store.postgres.schema import safe_url
+    return safe_url(url) if url.lower().startswith(POSTGRES_SCHEMES) else url
 
-        return safe_url(url)
-    return url
+
+def safe_url(url: str) -> str:
+    """The URL without its password, fit for logs and messages."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if _port(parts) else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def _port(parts: Any) -> int | None:
+    try:
+        return int(parts.port) if parts.port else None
+    except ValueError:
+        return None

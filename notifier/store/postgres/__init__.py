@@ -23,12 +23,10 @@ import asyncpg  # type: ignore[import-untyped]  # ships no type information
 
 from notifier.errors import StoreError
 from notifier.events import Delivery
-from notifier.store.base import DeadLetter, Quarantined, RoomState, StoreStats
-from notifier.store.postgres import rows as ops
-from notifier.store.postgres.admin import AdminOps
-from notifier.store.postgres.schema import migrate, safe_url
-from notifier.store.quarantine import PostgresQuarantine
-from notifier.store.sqlite.rows import deliveries
+from notifier.store.base import DeadLetter, Quarantined, RoomState, Store, StoreStats, WebhookState
+from notifier.store.postgres import dead_letters, leases, outbox, quarantine
+from notifier.store.postgres.schema import merge, migrate, safe_url
+from notifier.store.rows import OutboxEntry, StateDump, Transfer, decode_deliveries
 
 __all__ = ["PostgresStore"]
 
@@ -40,7 +38,7 @@ _CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError,
                       asyncpg.exceptions.InternalClientError, OSError, TimeoutError)
 
 
-class PostgresStore(AdminOps, PostgresQuarantine):
+class PostgresStore(Store):
     """The Store kept in a PostgreSQL database (tables prefixed ``notifier_``)."""
 
     def __init__(self, url: str, *, instance: str = "local", exclusive: bool = False,
@@ -110,9 +108,7 @@ class PostgresStore(AdminOps, PostgresQuarantine):
     async def load_room(self, room: str) -> RoomState | None:
         """The saved state of ``room``, or None when it was never tailed."""
         async with self._conn("loading room") as conn:
-            row = await conn.fetchrow("SELECT room, cursor, last_id, high_water"
-                                      " FROM notifier_rooms WHERE room = $1", room)
-        return RoomState(*row) if row else None
+            return await outbox.load_room(conn, room)
 
     async def commit(self, state: RoomState | None,
                      deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -125,8 +121,8 @@ class PostgresStore(AdminOps, PostgresQuarantine):
         """``commit``, keeping the page's quarantined messages in the same transaction."""
         fence = self.instance if self.exclusive else None
         async with self._conn("commit") as conn:
-            return await ops.commit(conn, state, list(deliveries), time.time(), fence,
-                                    list(quarantine))
+            return await outbox.commit(conn, state, list(deliveries), time.time(), fence,
+                                       list(quarantine))
 
     async def claim_due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
                         webhooks: Collection[str] | None = None,
@@ -135,150 +131,143 @@ class PostgresStore(AdminOps, PostgresQuarantine):
         (``SKIP LOCKED``: instances draining together never take the same row); only
         each room's head for a webhook in ``ordered`` (see Store.claim_due)."""
         async with self._conn("claiming deliveries") as conn:
-            rows = await ops.claim(conn, now, limit, exclude, webhooks, self.instance,
-                                   self.claim_timeout, ordered)
-        return deliveries(rows)
+            rows = await outbox.claim(conn, now, limit, exclude, webhooks, self.instance,
+                                      self.claim_timeout, ordered)
+        return decode_deliveries(rows)
 
     async def next_due(self, ordered: Collection[str] = ()) -> float | None:
         """When the earliest unclaimed outbox delivery becomes due, or None if empty
         (for a webhook in ``ordered``: the earliest claimable head)."""
         async with self._conn("reading the outbox") as conn:
-            due: float | None = await conn.fetchval(ops.NEXT_DUE, list(ordered))
+            due: float | None = await conn.fetchval(outbox.NEXT_DUE, list(ordered))
         return due
 
     async def delivered(self, ids: Sequence[str]) -> None:
         """Remove deliveries that received a 2xx."""
         async with self._conn("recording deliveries") as conn:
-            await conn.execute("DELETE FROM notifier_outbox WHERE id = ANY($1::text[])",
-                               list(ids))
+            await outbox.delivered(conn, ids)
 
     async def reschedule(self, delivery_id: str, attempts: int, next_attempt_at: float,
                          last_status: int | None, last_error: str) -> None:
         """Record a failed attempt; the claim is kept (and extended past the next one)."""
         hold = max(0.0, next_attempt_at - time.time()) + self.claim_timeout
         async with self._conn("rescheduling a delivery") as conn:
-            await conn.execute(
-                "UPDATE notifier_outbox SET attempts = $2, next_attempt_at = $3,"
-                f" last_status = $4, last_error = $5, claimed_until = {ops.NOW} + $6"
-                " WHERE id = $1 AND (claimed_by IS NULL OR claimed_by = $7)",
-                delivery_id, attempts, next_attempt_at, last_status, last_error, hold,
-                self.instance)
+            await outbox.reschedule(conn, delivery_id, attempts, next_attempt_at,
+                                    last_status, last_error, hold, self.instance)
 
     async def release(self, ids: Sequence[str]) -> None:
         """Give this instance's claims on ``ids`` back to the outbox."""
         async with self._conn("releasing deliveries") as conn:
-            await conn.execute(
-                "UPDATE notifier_outbox SET claimed_by = NULL, claimed_until = NULL"
-                " WHERE id = ANY($1::text[]) AND claimed_by = $2", list(ids), self.instance)
+            await outbox.release(conn, ids, self.instance)
 
     async def release_claims(self, instance: str) -> None:
         """Give back every delivery ``instance`` claimed."""
         async with self._conn("releasing deliveries") as conn:
-            await conn.execute(
-                "UPDATE notifier_outbox SET claimed_by = NULL, claimed_until = NULL"
-                " WHERE claimed_by = $1", instance)
+            await outbox.release_claims(conn, instance)
 
     async def dead_letter(self, delivery_id: str, attempts: int, last_status: int | None,
                           last_error: str) -> None:
         """Move a delivery from the outbox to the dead letters (no-op if not there or
         claimed by another instance)."""
-        async with self._conn("dead-lettering a delivery") as conn, conn.transaction():
-            moved = await conn.fetch(
-                "DELETE FROM notifier_outbox WHERE id = $1 AND (claimed_by IS NULL"
-                " OR claimed_by = $2) RETURNING id, event_seq, webhook, rules",
-                delivery_id, self.instance)
-            await conn.executemany(
-                "INSERT INTO notifier_dead_letters (id, event_seq, webhook, rules, attempts,"
-                " last_status, last_error, failed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                " ON CONFLICT (id) DO UPDATE SET attempts = excluded.attempts,"
-                " last_status = excluded.last_status, last_error = excluded.last_error,"
-                " failed_at = excluded.failed_at",
-                [(*row, attempts, last_status, last_error, time.time()) for row in moved])
+        async with self._conn("dead-lettering a delivery") as conn:
+            await dead_letters.dead_letter(conn, delivery_id, attempts, last_status,
+                                           last_error, time.time(), self.instance)
 
     async def dead_letters(self) -> list[DeadLetter]:
         """Every dead letter, oldest first."""
         async with self._conn("reading dead letters") as conn:
-            rows = await conn.fetch(ops.select_deliveries(
-                "notifier_dead_letters", "t.last_status", "t.last_error", "t.failed_at")
-                + " ORDER BY t.failed_at, t.id")
-        return [DeadLetter(d, r[10], r[11], r[12])
-                for d, r in zip(deliveries(rows), rows, strict=True)]
+            return await dead_letters.dead_letters(conn)
 
     async def prune(self, older_than: float) -> int:
         """Forget ledger entries detected before ``older_than`` that nothing refers to."""
         async with self._conn("pruning the ledger") as conn:
-            status = await conn.execute(
-                "DELETE FROM notifier_events AS e WHERE e.detected_at < $1"
-                " AND NOT EXISTS (SELECT 1 FROM notifier_outbox WHERE event_seq = e.seq)"
-                " AND NOT EXISTS (SELECT 1 FROM notifier_dead_letters WHERE event_seq = e.seq)",
-                older_than)
-        return int(status.split()[-1])
+            return await outbox.prune(conn, older_than)
 
     async def stats(self) -> StoreStats:
         """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
         async with self._conn("reading stats") as conn:
-            row = await conn.fetchrow(
-                "SELECT (SELECT count(*) FROM notifier_outbox),"
-                " (SELECT count(*) FROM notifier_dead_letters),"
-                " (SELECT count(*) FROM notifier_rooms),"
-                " (SELECT count(*) FROM notifier_quarantine)")
-        return StoreStats(*row)
+            return await outbox.stats(conn)
 
     async def rooms(self) -> list[RoomState]:
         """Every room's saved state, by room."""
         async with self._conn("reading rooms") as conn:
-            rows = await conn.fetch("SELECT room, cursor, last_id, high_water"
-                                    " FROM notifier_rooms ORDER BY room")
-        return [RoomState(*row) for row in rows]
+            return await outbox.rooms(conn)
 
-    async def outbox(self, limit: int = 100
-                     ) -> list[tuple[Delivery, float, int | None, str | None]]:
+    async def outbox(self, limit: int = 100) -> list[OutboxEntry]:
         """Pending deliveries, soonest first, as (delivery, next_attempt_at, last_status,
         last_error)."""
         async with self._conn("reading the outbox") as conn:
-            rows = await conn.fetch(ops.select_deliveries(
-                "notifier_outbox", "t.next_attempt_at", "t.last_status", "t.last_error")
-                + " ORDER BY t.next_attempt_at, t.id LIMIT $1", limit)
-        return [(d, r[10], r[11], r[12]) for d, r in zip(deliveries(rows), rows, strict=True)]
+            return await outbox.pending(conn, limit)
+
+    async def requeue_dead_letters(self, ids: Sequence[str], now: float) -> int:
+        """Move dead letters back to the outbox, unclaimed, due at ``now``, 0 attempts."""
+        async with self._conn("replaying dead letters") as conn:
+            return await dead_letters.requeue_dead_letters(conn, ids, now)
+
+    async def purge_dead_letters(self, ids: Sequence[str]) -> int:
+        """Delete dead letters; return how many were deleted."""
+        async with self._conn("purging dead letters") as conn:
+            return await dead_letters.purge_dead_letters(conn, ids)
+
+    async def requeue(self, deliveries: Sequence[Delivery], now: float) -> int:
+        """Enqueue deliveries whether or not the ledger knows their events (replay)."""
+        async with self._conn("requeueing deliveries") as conn:
+            return await dead_letters.requeue(conn, deliveries, now)
+
+    async def webhook_states(self) -> dict[str, WebhookState]:
+        """Every saved webhook state, by name."""
+        async with self._conn("reading webhook states") as conn:
+            return await dead_letters.webhook_states(conn)
+
+    async def save_webhook_state(self, state: WebhookState) -> None:
+        """Insert or replace the saved state of ``state.webhook``."""
+        async with self._conn("saving a webhook state") as conn:
+            await dead_letters.save_webhook_state(conn, state, time.time())
+
+    async def quarantined(self, limit: int | None = None) -> list[Quarantined]:
+        """Kept messages, oldest first (the newest ``limit`` when given)."""
+        async with self._conn("reading the quarantine") as conn:
+            return await quarantine.select(conn, limit)
+
+    async def remove_quarantined(self, ids: Sequence[int]) -> int:
+        """Forget kept messages (replayed or purged); return how many were removed."""
+        async with self._conn("removing quarantined messages") as conn:
+            return await quarantine.remove(conn, ids)
+
+    async def merge(self, dump: StateDump) -> Transfer:
+        """Copy a whole state in, in one transaction, skipping what this database has
+        already (see schema.merge)."""
+        async with self._conn("copying the state") as conn:
+            return await merge(conn, dump)
 
     # --- leases (notifier.polling.leases.LeaseStore) --------------------------------------
 
     async def heartbeat(self, ttl: float) -> tuple[set[str], int]:
         """Register or renew this instance and its leases: (rooms held, live instances)."""
         async with self._conn("renewing leases") as conn:
-            return await ops.heartbeat(conn, self.instance, socket.gethostname(),
-                                       os.getpid(), ttl)
+            return await leases.heartbeat(conn, self.instance, socket.gethostname(),
+                                          os.getpid(), ttl)
 
     async def claim_rooms(self, rooms: Sequence[str], limit: int, ttl: float) -> list[str]:
         """Take up to ``limit`` of ``rooms`` that no live instance holds."""
         async with self._conn("claiming rooms") as conn:
-            return await ops.claim_rooms(conn, self.instance, rooms, limit, ttl)
+            return await leases.claim_rooms(conn, self.instance, rooms, limit, ttl)
 
     async def release_rooms(self, rooms: Collection[str]) -> None:
         """Give up this instance's leases on ``rooms`` (its tailers there have stopped)."""
         async with self._conn("releasing rooms") as conn:
-            await conn.execute(
-                "UPDATE notifier_leases SET owner = NULL, expires_at = 0"
-                " WHERE owner = $1 AND room = ANY($2::text[])", self.instance, list(rooms))
+            await leases.release_rooms(conn, self.instance, rooms)
 
     async def leave(self) -> None:
         """Release every lease of this instance and unregister it (deliveries still in
         flight keep their claims: the sender releases them when it stops)."""
-        async with self._conn("leaving the cluster") as conn, conn.transaction():
-            await conn.execute("UPDATE notifier_leases SET owner = NULL, expires_at = 0"
-                               " WHERE owner = $1", self.instance)
-            await conn.execute("DELETE FROM notifier_instances WHERE id = $1", self.instance)
+        async with self._conn("leaving the cluster") as conn:
+            await leases.leave(conn, self.instance)
 
     async def cluster(self) -> tuple[float, list[Any], list[Any]]:
         """(database now, instances, leases) for ``notifier status``."""
         async with self._conn("reading the cluster") as conn:
-            now = await conn.fetchval(f"SELECT {ops.NOW}")
-            instances = await conn.fetch("SELECT id, host, pid, started_at, expires_at"
-                                         " FROM notifier_instances ORDER BY id")
-            leases = await conn.fetch("SELECT room, owner, acquired_at, expires_at"
-                                      " FROM notifier_leases WHERE owner IS NOT NULL"
-                                      " ORDER BY owner, room")
-        return now, list(instances), list(leases)
+            return await leases.cluster(conn)
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
-"""The PostgreSQL schema, its versioned migrations, and how a connection URL is shown.
+"""The PostgreSQL schema, its versioned migrations, and the copy of a whole state (a
+StateDump) into the database.
 
 Migrations run in one transaction under ``pg_advisory_xact_lock``, so several instances
 starting together migrate once: the others wait for the lock, then find the schema at
@@ -8,13 +9,17 @@ the current version. A database whose ``notifier_meta`` names a newer version is
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from notifier.errors import StoreError
+from notifier.store.base import safe_url  # re-exported: this was its home before base
+from notifier.store.postgres import quarantine
+from notifier.store.rows import ROOM_COLUMNS, StateDump, Transfer
 
-__all__ = ["APPLICATION", "MIGRATIONS", "SCHEMA_VERSION", "migrate", "safe_url"]
+__all__ = ["APPLICATION", "MIGRATIONS", "NOW", "SCHEMA_VERSION", "merge", "migrate", "safe_url"]
 
 APPLICATION = "roomlio-notifier"
+#: The database's clock, in unix seconds: what leases and claims are timed by.
+NOW = "extract(epoch from clock_timestamp())::float8"
 #: The advisory lock key taken while migrating ("RNOT" as an integer).
 MIGRATION_LOCK = 0x524E4F54
 
@@ -66,7 +71,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX notifier_dead_letters_failed_at ON notifier_dead_letters (failed_at)",
     ),
     (
-        # Messages the tail could not process (see notifier.store.quarantine).
+        # Messages the tail could not process (see notifier.polling.quarantine).
         """CREATE TABLE notifier_quarantine (
             id BIGSERIAL PRIMARY KEY, room TEXT NOT NULL, fingerprint TEXT NOT NULL,
             message_id TEXT, position TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL,
@@ -77,22 +82,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _META = "CREATE TABLE IF NOT EXISTS notifier_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, fit for logs and messages."""
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if _port(parts) else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
-
-
-def _port(parts: Any) -> int | None:
-    try:
-        return int(parts.port) if parts.port else None
-    except ValueError:
-        return None
 
 
 async def migrate(conn: Any, where: str) -> tuple[int, int]:
@@ -117,3 +106,37 @@ async def migrate(conn: Any, where: str) -> tuple[int, int]:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION))])
     return found, SCHEMA_VERSION
+
+
+async def merge(conn: Any, dump: StateDump) -> Transfer:
+    """Add ``dump`` in one transaction, skipping what the database has: an event already in
+    its ledger (with the dump's outbox rows and dead letters of that event), a room it
+    tails (its cursor is kept), a message it keeps already."""
+    async with conn.transaction():
+        inserted = await conn.fetch(
+            "INSERT INTO notifier_events (id, kind, room, message, rules, detected_at)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+            " $6::float8[]) ON CONFLICT (id) DO NOTHING RETURNING id, seq",
+            *([row[i] for row in dump.events] for i in range(1, 7)))
+        new_seq = {r["id"]: r["seq"] for r in inserted}
+        seq_of = {row[0]: new_seq.get(row[1]) for row in dump.events}  # old seq -> new seq
+        outbox = [(r[0], seq_of[r[1]], *r[2:]) for r in dump.outbox if seq_of.get(r[1])]
+        await conn.executemany(
+            "INSERT INTO notifier_outbox (id, event_seq, webhook, rules, attempts,"
+            " next_attempt_at, last_status, last_error, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING", outbox)
+        dead = [(r[0], seq_of[r[1]], *r[2:]) for r in dump.dead_letters if seq_of.get(r[1])]
+        await conn.executemany(
+            "INSERT INTO notifier_dead_letters (id, event_seq, webhook, rules, attempts,"
+            " last_status, last_error, failed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (id) DO NOTHING", dead)
+        rooms = await conn.fetch(
+            f"INSERT INTO notifier_rooms ({ROOM_COLUMNS}, updated_at) SELECT * FROM unnest("
+            "$1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])"
+            " ON CONFLICT (room) DO NOTHING RETURNING room",
+            *([row[i] for row in dump.rooms] for i in range(5)))
+        kept = [(*r[:6], bool(r[6]), r[7]) for r in dump.quarantine]
+        quarantined = await conn.fetch(quarantine.INSERT, *([r[i] for r in kept]
+                                                            for i in range(8)))
+    return Transfer(len(rooms), len(new_seq), len(outbox), len(dead),
+                    len(dump.events) - len(new_seq), len(quarantined))

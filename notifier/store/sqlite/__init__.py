@@ -20,19 +20,18 @@ from typing import TypeVar
 
 from notifier.errors import StoreError
 from notifier.events import Delivery
-from notifier.store.base import DeadLetter, RoomState, StoreStats, WebhookState
-from notifier.store.quarantine import SQLiteQuarantine
-from notifier.store.sqlite import dead_letters as dlq
-from notifier.store.sqlite import rows as ops
+from notifier.store.base import DeadLetter, Quarantined, RoomState, Store, StoreStats, WebhookState
+from notifier.store.rows import OutboxEntry, StateDump, decode_deliveries
+from notifier.store.sqlite import dead_letters, outbox, quarantine
 from notifier.store.sqlite.files import check_same, lock, prepare_files
-from notifier.store.sqlite.schema import describe, prepare
+from notifier.store.sqlite.schema import describe, dump, prepare
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
 
-class SQLiteStore(SQLiteQuarantine):
+class SQLiteStore(Store):
     """The Store kept in one SQLite file."""
 
     def __init__(self, path: str, *, instance: str = "local", exclusive: bool = False,
@@ -78,17 +77,20 @@ class SQLiteStore(SQLiteQuarantine):
 
     async def load_room(self, room: str) -> RoomState | None:
         """The saved state of ``room``, or None when it was never tailed."""
-        row = await self._run("loading room", lambda c: c.execute(
-            "SELECT room, cursor, last_id, high_water FROM rooms WHERE room = ?",
-            (room,)).fetchone())
-        return RoomState(*row) if row else None
+        return await self._run("loading room", lambda c: outbox.load_room(c, room))
 
     async def commit(self, state: RoomState | None,
                      deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Atomically save ``state`` (if given) and the deliveries of events not yet in
         the ledger; return the deliveries actually added to the outbox."""
-        batch = list(deliveries)
-        return await self._run("commit", lambda c: ops.commit(c, state, batch, time.time()))
+        return (await self.commit_page(state, deliveries, ()))[0]
+
+    async def commit_page(self, state: RoomState | None, deliveries: Sequence[Delivery],
+                          quarantine: Sequence[Quarantined]) -> tuple[list[Delivery], int]:
+        """``commit``, keeping the page's quarantined messages in the same transaction."""
+        batch, kept = list(deliveries), list(quarantine)
+        return await self._run("commit", lambda c: outbox.commit_page(c, state, batch, kept,
+                                                                      time.time()))
 
     async def claim_due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
                         webhooks: Collection[str] | None = None,
@@ -98,112 +100,104 @@ class SQLiteStore(SQLiteQuarantine):
         only each room's head for a webhook in ``ordered`` (see Store.claim_due)."""
         lanes = None if webhooks is None else list(webhooks)
         in_order = frozenset(ordered)
-        rows = await self._run("claiming deliveries", lambda c: ops.claim(
+        rows = await self._run("claiming deliveries", lambda c: outbox.claim(
             c, now, limit, exclude, lanes, self.instance, in_order))
-        return ops.deliveries(rows)
+        return decode_deliveries(rows)
 
     async def next_due(self, ordered: Collection[str] = ()) -> float | None:
         """When the earliest unclaimed outbox delivery becomes due, or None if empty
         (for a webhook in ``ordered``: the earliest claimable head)."""
         lanes = list(ordered)
-        return await self._run("reading the outbox", lambda c: ops.next_due(c, lanes))
+        return await self._run("reading the outbox", lambda c: outbox.next_due(c, lanes))
 
     async def delivered(self, ids: Sequence[str]) -> None:
         """Remove deliveries that received a 2xx."""
-        ids = list(ids)
-        await self._run("recording deliveries", lambda c: ops.update_each(
-            c, "DELETE FROM outbox WHERE id = ?", ids))
+        batch = list(ids)
+        await self._run("recording deliveries", lambda c: outbox.delivered(c, batch))
 
     async def reschedule(self, delivery_id: str, attempts: int, next_attempt_at: float,
                          last_status: int | None, last_error: str) -> None:
         """Record a failed attempt and when the next one is due; the claim is kept."""
-        await self._run("rescheduling a delivery", lambda c: c.execute(
-            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_status = ?,"
-            " last_error = ? WHERE id = ?",
-            (attempts, next_attempt_at, last_status, last_error, delivery_id)))
+        await self._run("rescheduling a delivery", lambda c: outbox.reschedule(
+            c, delivery_id, attempts, next_attempt_at, last_status, last_error))
 
     async def release(self, ids: Sequence[str]) -> None:
         """Give claimed deliveries back to the outbox (shutdown, lost lease)."""
-        ids = list(ids)
-        await self._run("releasing deliveries", lambda c: ops.update_each(
-            c, "UPDATE outbox SET claimed_by = NULL WHERE id = ?", ids))
+        batch = list(ids)
+        await self._run("releasing deliveries", lambda c: outbox.release(c, batch))
 
     async def release_claims(self, instance: str) -> None:
         """Give back every delivery ``instance`` claimed (a delivery worker that exited)."""
-        await self._run("releasing deliveries", lambda c: ops.update_each(
-            c, "UPDATE outbox SET claimed_by = NULL WHERE claimed_by = ?", [instance]))
+        await self._run("releasing deliveries",
+                        lambda c: outbox.release_claims(c, instance))
 
     async def dead_letter(self, delivery_id: str, attempts: int, last_status: int | None,
                           last_error: str) -> None:
         """Move a delivery from the outbox to the dead letters (no-op if not there)."""
-        await self._run("dead-lettering a delivery", lambda c: ops.dead_letter(
+        await self._run("dead-lettering a delivery", lambda c: dead_letters.dead_letter(
             c, delivery_id, attempts, last_status, last_error, time.time()))
 
     async def dead_letters(self) -> list[DeadLetter]:
         """Every dead letter, oldest first."""
-        rows = await self._run("reading dead letters", lambda c: c.execute(
-            ops.select_deliveries("dead_letters", "t.last_status", "t.last_error",
-                                  "t.failed_at") + " ORDER BY t.failed_at, t.rowid").fetchall())
-        return [DeadLetter(d, r[10], r[11], r[12])
-                for d, r in zip(ops.deliveries(rows), rows, strict=True)]
+        return await self._run("reading dead letters", dead_letters.dead_letters)
 
     async def prune(self, older_than: float) -> int:
         """Forget ledger entries detected before ``older_than`` that nothing refers to."""
-        return await self._run("pruning the ledger", lambda c: c.execute(
-            "DELETE FROM events WHERE detected_at < ?"
-            " AND NOT EXISTS (SELECT 1 FROM outbox WHERE event_seq = events.seq)"
-            " AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = events.seq)",
-            (older_than,)).rowcount)
+        return await self._run("pruning the ledger", lambda c: outbox.prune(c, older_than))
 
     async def stats(self) -> StoreStats:
         """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
-        row = await self._run("reading stats", lambda c: c.execute(
-            "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM dead_letters),"
-            " (SELECT count(*) FROM rooms), (SELECT count(*) FROM quarantine)").fetchone())
-        return StoreStats(*row)
+        return await self._run("reading stats", outbox.stats)
 
     async def rooms(self) -> list[RoomState]:
         """Every room's saved state, by room."""
-        rows = await self._run("reading rooms", lambda c: c.execute(
-            "SELECT room, cursor, last_id, high_water FROM rooms ORDER BY room").fetchall())
-        return [RoomState(*row) for row in rows]
+        return await self._run("reading rooms", outbox.rooms)
 
-    async def outbox(self, limit: int = 100
-                     ) -> list[tuple[Delivery, float, int | None, str | None]]:
+    async def outbox(self, limit: int = 100) -> list[OutboxEntry]:
         """Pending deliveries, soonest first, as (delivery, next_attempt_at, last_status,
         last_error)."""
-        rows = await self._run("reading the outbox", lambda c: c.execute(
-            ops.select_deliveries("outbox", "t.next_attempt_at", "t.last_status",
-                                  "t.last_error") + " ORDER BY t.next_attempt_at, t.id LIMIT ?",
-            (limit,)).fetchall())
-        return [(d, r[10], r[11], r[12])
-                for d, r in zip(ops.deliveries(rows), rows, strict=True)]
+        return await self._run("reading the outbox", lambda c: outbox.pending(c, limit))
 
     async def requeue_dead_letters(self, ids: Sequence[str], now: float) -> int:
         """Move these dead letters back to the outbox, due at ``now``, attempts reset."""
         batch = list(ids)
         return await self._run("requeueing dead letters",
-                               lambda c: dlq.requeue_dead_letters(c, batch, now))
+                               lambda c: dead_letters.requeue_dead_letters(c, batch, now))
 
     async def purge_dead_letters(self, ids: Sequence[str]) -> int:
         """Delete these dead letters; return how many were deleted."""
         batch = list(ids)
         return await self._run("purging dead letters",
-                               lambda c: dlq.purge_dead_letters(c, batch))
+                               lambda c: dead_letters.purge_dead_letters(c, batch))
 
     async def requeue(self, deliveries: Sequence[Delivery], now: float) -> int:
         """Enqueue ``deliveries`` even when the ledger knows their events (replay)."""
         batch = list(deliveries)
-        return await self._run("replaying deliveries", lambda c: dlq.requeue(c, batch, now))
+        return await self._run("replaying deliveries",
+                               lambda c: dead_letters.requeue(c, batch, now))
 
     async def webhook_states(self) -> dict[str, WebhookState]:
         """Every saved webhook state, by webhook name."""
-        return await self._run("reading webhook states", dlq.webhook_states)
+        return await self._run("reading webhook states", dead_letters.webhook_states)
 
     async def save_webhook_state(self, state: WebhookState) -> None:
         """Insert or replace the saved state of ``state.webhook``."""
         await self._run("saving a webhook state",
-                        lambda c: dlq.save_webhook_state(c, state, time.time()))
+                        lambda c: dead_letters.save_webhook_state(c, state, time.time()))
+
+    async def quarantined(self, limit: int | None = None) -> list[Quarantined]:
+        """Kept messages, oldest first (the newest ``limit`` when given)."""
+        return await self._run("reading the quarantine", lambda c: quarantine.select(c, limit))
+
+    async def remove_quarantined(self, ids: Sequence[int]) -> int:
+        """Forget kept messages (replayed or purged); return how many were removed."""
+        batch = list(ids)
+        return await self._run("removing quarantined messages",
+                               lambda c: quarantine.remove(c, batch))
+
+    async def dump(self) -> StateDump:
+        """The whole state, read in one snapshot (``notifier state migrate`` copies it)."""
+        return await self._run("reading the state file", dump)
 
     async def _run(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the worker thread; an SQLite error becomes a StoreError."""

@@ -1,5 +1,6 @@
-"""The SQLite store's delivery-operations statements: dead-letter replay and purge, event
-replay past the ledger, and each webhook's saved health. Run on the store's worker thread.
+"""The SQLite store's dead letters and delivery operations: dead-lettering, dead-letter
+replay and purge, event replay past the ledger, and each webhook's saved health. Plain
+functions of a connection, run on the store's worker thread.
 """
 
 from __future__ import annotations
@@ -7,22 +8,39 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from notifier.events import Delivery, Event
-from notifier.store.base import WebhookState
-from notifier.store.sqlite import rows as ops
+from notifier.events import Delivery
+from notifier.store import rows
+from notifier.store.base import DeadLetter, WebhookState
+from notifier.store.sqlite.outbox import add_events, select
 from notifier.store.sqlite.schema import transaction
 from notifier.util.json import dumps
 
-__all__ = ["purge_dead_letters", "requeue", "requeue_dead_letters", "save_webhook_state",
-           "webhook_states"]
+__all__ = ["dead_letter", "dead_letters", "purge_dead_letters", "requeue",
+           "requeue_dead_letters", "save_webhook_state", "webhook_states"]
 
-_CHUNK = 500
 _MOVE_BACK = (
     "INSERT OR IGNORE INTO outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
     " last_status, last_error, created_at) SELECT id, event_seq, webhook, rules, 0, ?,"
     " last_status, last_error, ? FROM dead_letters WHERE id = ?")
-_STATE_COLUMNS = ("webhook, breaker, opened_at, failing_since, last_success_at, disabled_at,"
-                  " disabled_reason")
+
+
+def dead_letter(conn: sqlite3.Connection, delivery_id: str, attempts: int,
+                last_status: int | None, last_error: str, now: float) -> None:
+    """Move one outbox row to the dead letters (nothing happens if it is not there)."""
+    with transaction(conn):
+        conn.execute(
+            "INSERT OR REPLACE INTO dead_letters (id, event_seq, webhook, rules, attempts,"
+            " last_status, last_error, failed_at) SELECT id, event_seq, webhook, rules,"
+            " ?, ?, ?, ? FROM outbox WHERE id = ?",
+            (attempts, last_status, last_error, now, delivery_id))
+        conn.execute("DELETE FROM outbox WHERE id = ?", (delivery_id,))
+
+
+def dead_letters(conn: sqlite3.Connection) -> list[DeadLetter]:
+    """Every dead letter, oldest first."""
+    return rows.decode_dead_letters(conn.execute(
+        select("dead_letters", "t.last_status", "t.last_error", "t.failed_at")
+        + " ORDER BY t.failed_at, t.rowid").fetchall())
 
 
 def _move_back(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> int:
@@ -51,11 +69,10 @@ def purge_dead_letters(conn: sqlite3.Connection, ids: Sequence[str]) -> int:
 
 def requeue(conn: sqlite3.Connection, deliveries: Sequence[Delivery], now: float) -> int:
     """Enqueue deliveries whether or not the ledger knows their events (replay)."""
-    events: dict[str, Event] = {}
-    for delivery in deliveries:
-        events.setdefault(delivery.event.id, delivery.event)
+    events = rows.page_events(deliveries)[0]
     with transaction(conn):
-        seqs = _ledger(conn, events)
+        known, added_events = add_events(conn, events)
+        seqs = known | added_events
         dead = {r[0] for r in conn.execute(
             "SELECT id FROM dead_letters WHERE id IN (SELECT value FROM json_each(?))",
             (dumps([d.id for d in deliveries]),))}
@@ -70,35 +87,14 @@ def requeue(conn: sqlite3.Connection, deliveries: Sequence[Delivery], now: float
     return added
 
 
-def _ledger(conn: sqlite3.Connection, events: dict[str, Event]) -> dict[str, int]:
-    """The ledger seq of each event, adding the ones it does not know."""
-    seqs: dict[str, int] = {}
-    ids = list(events)
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        seqs.update(conn.execute(f"SELECT id, seq FROM events WHERE id IN ({marks})", chunk))
-    first = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0]
-    new = [event_id for event_id in ids if event_id not in seqs]
-    for n, event_id in enumerate(new):
-        seqs[event_id] = first + n
-    conn.executemany(
-        "INSERT INTO events (seq, id, kind, room, message, rules, detected_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [ops._event_row(seqs[i], events[i]) for i in new])
-    return seqs
-
-
 def webhook_states(conn: sqlite3.Connection) -> dict[str, WebhookState]:
     """Every saved webhook state, by name."""
-    rows = conn.execute(f"SELECT {_STATE_COLUMNS} FROM webhook_state ORDER BY webhook")
-    return {row[0]: WebhookState(*row) for row in rows}
+    return rows.decode_webhook_states(conn.execute(
+        f"SELECT {rows.WEBHOOK_STATE_COLUMNS} FROM webhook_state ORDER BY webhook"))
 
 
 def save_webhook_state(conn: sqlite3.Connection, state: WebhookState, now: float) -> None:
     """Insert or replace one webhook's state."""
     conn.execute(
-        f"INSERT OR REPLACE INTO webhook_state ({_STATE_COLUMNS}, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (state.webhook, state.breaker, state.opened_at, state.failing_since,
-         state.last_success_at, state.disabled_at, state.disabled_reason, now))
+        f"INSERT OR REPLACE INTO webhook_state ({rows.WEBHOOK_STATE_COLUMNS}, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.webhook_state_values(state, now))

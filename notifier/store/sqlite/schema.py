@@ -1,4 +1,5 @@
-"""The SQLite state file's schema, its migrations, and the checks made when opening it.
+"""The SQLite state file's schema, its migrations, the checks made when opening it, and
+the snapshot of a whole state that ``notifier state migrate`` copies.
 
 A state file is recognised by its ``application_id`` and its ``meta`` table; anything
 else that is not empty is refused and left untouched, because resetting someone's file
@@ -12,9 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from notifier.errors import StoreError
+from notifier.store.rows import QUARANTINE_COLUMNS, ROOM_COLUMNS, StateDump
 
 __all__ = ["APPLICATION", "APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "describe",
-           "prepare", "transaction"]
+           "dump", "prepare", "transaction"]
 
 APPLICATION = "roomlio-notifier"
 #: ``PRAGMA application_id``: "RNOT", so ``file(1)`` and our own checks can tell the file apart.
@@ -72,7 +74,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX outbox_webhook_seq ON outbox (webhook, event_seq)",
     ),
     (
-        # Messages the tail could not process (see notifier.store.quarantine).
+        # Messages the tail could not process (see notifier.polling.quarantine).
         """CREATE TABLE quarantine (
             id INTEGER PRIMARY KEY, room TEXT NOT NULL, fingerprint TEXT NOT NULL,
             message_id TEXT, position TEXT NOT NULL, reason TEXT NOT NULL, raw TEXT NOT NULL,
@@ -177,3 +179,21 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
                      [("application", APPLICATION), ("schema_version", str(SCHEMA_VERSION))])
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+#: StateDump's fields and the queries that fill them (its columns, in the ledger's order).
+_DUMP = {
+    "events": "SELECT seq, id, kind, room, message, rules, detected_at FROM events ORDER BY seq",
+    "outbox": "SELECT id, event_seq, webhook, rules, attempts, next_attempt_at, last_status,"
+              " last_error, created_at FROM outbox ORDER BY next_attempt_at, id",
+    "dead_letters": "SELECT id, event_seq, webhook, rules, attempts, last_status, last_error,"
+                    " failed_at FROM dead_letters ORDER BY failed_at, id",
+    "rooms": f"SELECT {ROOM_COLUMNS}, updated_at FROM rooms ORDER BY room",
+    "quarantine": f"SELECT {QUARANTINE_COLUMNS} FROM quarantine ORDER BY id",
+}
+
+
+def dump(conn: sqlite3.Connection) -> StateDump:
+    """The whole state, read in one consistent snapshot."""
+    with transaction(conn):
+        return StateDump(**{name: conn.execute(sql).fetchall() for name, sql in _DUMP.items()})

@@ -1,0 +1,211 @@
+"""The SQLite store's room states, ledger, outbox and claims: plain functions of a
+connection, run on the store's worker thread.
+
+Each function is one call from the async shell (``sqlite/__init__.py``) and, when it writes more
+than one row, one ``BEGIN IMMEDIATE`` transaction with batched statements.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterable, Sequence
+from functools import partial
+from typing import Any
+
+from notifier.events import Delivery, Event
+from notifier.store import rows
+from notifier.store.base import Quarantined, RoomState, StoreStats
+from notifier.store.sqlite import quarantine
+from notifier.store.sqlite.schema import transaction
+from notifier.util.json import dumps
+
+__all__ = ["add_events", "claim", "commit_page", "delivered", "load_room", "next_due", "pending",
+           "prune", "release", "release_claims", "reschedule", "rooms", "select", "stats"]
+
+Row = tuple[Any, ...]
+
+_CHUNK = 500  # ids per IN (...) query, well below SQLite's bound-parameter limit
+_DUE = " WHERE t.next_attempt_at <= ? AND t.claimed_by IS NULL"
+_OLDEST = " ORDER BY t.next_attempt_at, t.id"
+
+
+#: ``select(table, *extra)``: deliveries of ``table`` with their events (rows.select_deliveries).
+select = partial(rows.select_deliveries, events="events")
+
+
+#: An ordered webhook's claimable rows: per room, the row whose event the ledger numbered
+#: first (events.seq follows the tail's page order), if due and if no row of that room
+#: for that webhook is claimed (count() skips NULLs). Parameters: webhook, now, webhook.
+_HEAD_SEQS = (" AND t.event_seq IN (SELECT min(o.event_seq) FROM outbox AS o"
+              " JOIN events AS r ON r.seq = o.event_seq WHERE o.webhook = ?"
+              " GROUP BY r.room HAVING count(o.claimed_by) = 0)")
+_HEADS = select("outbox", "t.next_attempt_at") + (
+    " WHERE t.webhook = ? AND t.claimed_by IS NULL AND t.next_attempt_at <= ?"
+    + _HEAD_SEQS + _OLDEST)
+#: When the next head of an ordered webhook is due. Parameters: webhook, webhook.
+_NEXT_HEAD = ("SELECT min(t.next_attempt_at) FROM outbox AS t"
+              " WHERE t.webhook = ? AND t.claimed_by IS NULL" + _HEAD_SEQS)
+
+
+def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequence[Delivery],
+                quarantined: Sequence[Quarantined], now: float) -> tuple[list[Delivery], int]:
+    """Save ``state``, the deliveries of events new to the ledger and the page's quarantined
+    messages, in one transaction; return (deliveries added, messages newly kept)."""
+    events, unique = rows.page_events(batch)
+    with transaction(conn):
+        seqs = add_events(conn, events)[1]
+        added = [d for d in unique if d.event.id in seqs]
+        conn.executemany(
+            "INSERT INTO outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(d.id, seqs[d.event.id], d.webhook, dumps(list(d.rules)), d.attempts, now, now)
+             for d in added])
+        if state is not None:
+            conn.execute(
+                "INSERT INTO rooms (room, cursor, last_id, high_water, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room) DO UPDATE SET"
+                " cursor = excluded.cursor, last_id = excluded.last_id,"
+                " high_water = excluded.high_water, updated_at = excluded.updated_at",
+                (state.room, state.cursor, state.last_id, state.high_water, now))
+        kept = quarantine.insert(conn, quarantined, now)
+    return added, kept
+
+
+def claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[str],
+          webhooks: Collection[str] | None, instance: str,
+          ordered: Collection[str] = ()) -> list[Row]:
+    """Mark up to ``limit`` due, unclaimed rows as ``instance``'s; return them.
+
+    A webhook in ``ordered`` gets only the head of each room's queue (see ``_heads``).
+    """
+    if limit <= 0 or (webhooks is not None and not webhooks):
+        return []
+    in_order = frozenset(ordered)
+    sql = select("outbox", "t.next_attempt_at") + _DUE
+    with transaction(conn):
+        if webhooks is None:
+            taken = _take(conn.execute(sql + _OLDEST, (now,)), limit, exclude, in_order)
+            lanes: Collection[str] = in_order
+        else:
+            taken, lanes = [], webhooks
+        # One index range per webhook, so a full lane's backlog is never scanned.
+        for webhook in dict.fromkeys(lanes):
+            if webhook in in_order:
+                taken += _take(conn.execute(_HEADS, (webhook, now, webhook)), limit, exclude)
+            else:
+                cursor = conn.execute(sql + " AND t.webhook = ?" + _OLDEST, (now, webhook))
+                taken += _take(cursor, limit, exclude)
+        taken = sorted(taken, key=lambda r: (r[10], r[0]))[:limit]
+        conn.executemany("UPDATE outbox SET claimed_by = ? WHERE id = ?",
+                         [(instance, r[0]) for r in taken])
+    return taken
+
+
+def next_due(conn: sqlite3.Connection, ordered: Collection[str]) -> float | None:
+    """When the earliest row ``claim`` could hand out becomes due (None: no such row)."""
+    lanes = list(dict.fromkeys(ordered))
+    marks = ",".join("?" * len(lanes))
+    times = [conn.execute("SELECT min(next_attempt_at) FROM outbox WHERE claimed_by IS NULL"
+                          f" AND webhook NOT IN ({marks})", lanes).fetchone()[0]]
+    times += [conn.execute(_NEXT_HEAD, (w, w)).fetchone()[0] for w in lanes]
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
+
+
+def load_room(conn: sqlite3.Connection, room: str) -> RoomState | None:
+    """The saved state of ``room``, or None when it was never tailed."""
+    row = conn.execute(f"SELECT {rows.ROOM_COLUMNS} FROM rooms WHERE room = ?", (room,)).fetchone()
+    return RoomState(*row) if row else None
+
+
+def rooms(conn: sqlite3.Connection) -> list[RoomState]:
+    """Every room's saved state, by room."""
+    return [RoomState(*row) for row in
+            conn.execute(f"SELECT {rows.ROOM_COLUMNS} FROM rooms ORDER BY room").fetchall()]
+
+
+def pending(conn: sqlite3.Connection, limit: int) -> list[rows.OutboxEntry]:
+    """Up to ``limit`` outbox deliveries, soonest first."""
+    return rows.decode_outbox(conn.execute(
+        select("outbox", "t.next_attempt_at", "t.last_status", "t.last_error")
+        + " ORDER BY t.next_attempt_at, t.id LIMIT ?", (limit,)).fetchall())
+
+
+def delivered(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
+    """Remove deliveries that received a 2xx."""
+    _update_each(conn, "DELETE FROM outbox WHERE id = ?", ids)
+
+
+def reschedule(conn: sqlite3.Connection, delivery_id: str, attempts: int,
+               next_attempt_at: float, last_status: int | None, last_error: str) -> None:
+    """Record a failed attempt and when the next one is due; the claim is kept."""
+    conn.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_status = ?,"
+                 " last_error = ? WHERE id = ?",
+                 (attempts, next_attempt_at, last_status, last_error, delivery_id))
+
+
+def release(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
+    """Give claimed deliveries back to the outbox."""
+    _update_each(conn, "UPDATE outbox SET claimed_by = NULL WHERE id = ?", ids)
+
+
+def release_claims(conn: sqlite3.Connection, instance: str) -> None:
+    """Give back every delivery ``instance`` claimed."""
+    _update_each(conn, "UPDATE outbox SET claimed_by = NULL WHERE claimed_by = ?", [instance])
+
+
+def prune(conn: sqlite3.Connection, older_than: float) -> int:
+    """Forget ledger entries detected before ``older_than`` that nothing refers to."""
+    return conn.execute(rows.prune_ledger("", "?"), (older_than,)).rowcount
+
+
+def stats(conn: sqlite3.Connection) -> StoreStats:
+    """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
+    return StoreStats(*conn.execute(rows.store_stats("")).fetchone())
+
+
+def _update_each(conn: sqlite3.Connection, sql: str, ids: Iterable[str]) -> None:
+    """Run ``sql`` once per id, all in one transaction."""
+    params = [(i,) for i in ids]
+    if params:
+        with transaction(conn):
+            conn.executemany(sql, params)
+
+
+def _take(cursor: sqlite3.Cursor, limit: int, exclude: frozenset[str],
+          skip_webhooks: frozenset[str] = frozenset()) -> list[Row]:
+    # Stream rows and skip the excluded ones, rather than binding them into NOT IN (...).
+    kept: list[Row] = []
+    try:
+        for row in cursor:
+            if row[0] not in exclude and row[1] not in skip_webhooks:
+                kept.append(row)
+                if len(kept) == limit:
+                    break
+    finally:
+        cursor.close()
+    return kept
+
+
+def add_events(conn: sqlite3.Connection, events: dict[str, Event]
+               ) -> tuple[dict[str, int], dict[str, int]]:
+    """Add the ``events`` the ledger does not know (inside the caller's transaction);
+    return the ledger seqs of (the events it knew, the events added)."""
+    known = _known_events(conn, list(events))
+    # Numbered here rather than by SQLite: executemany cannot return the rowids.
+    first = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0]
+    new = [event_id for event_id in events if event_id not in known]
+    seqs = {event_id: first + n for n, event_id in enumerate(new)}
+    conn.executemany(
+        "INSERT INTO events (seq, id, kind, room, message, rules, detected_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)", [(seqs[i], *rows.event_values(events[i])) for i in new])
+    return known, seqs
+
+
+def _known_events(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    known: dict[str, int] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        known.update(conn.execute(f"SELECT id, seq FROM events WHERE id IN ({marks})", chunk))
+    return known
