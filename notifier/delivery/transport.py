@@ -25,22 +25,22 @@ from notifier import __version__
 from notifier.config import Webhook
 from notifier.delivery.errortext import Scrubber, answer_text, client_error_text
 from notifier.delivery.formats import formatter_for
-from notifier.errors import DeliveryError, DeliveryPermanentError, DeliveryTransientError
+from notifier.errors import (
+    DeliveryError,
+    DeliveryPermanentError,
+    DeliveryTransientError,
+    PrivateAddressRefused,
+)
 from notifier.events import Delivery
 from notifier.signing import signature_headers
 from notifier.util.backoff import TRANSIENT_STATUSES, parse_retry_after
 from notifier.util.netguard import is_private_address, private_target
 
-__all__ = ["MAX_ANSWER_BYTES", "GuardedResolver", "PrivateAddressRefused", "WebhookClient",
-           "guarded_socket"]
+__all__ = ["MAX_ANSWER_BYTES", "GuardedResolver", "WebhookClient", "guarded_socket"]
 
 #: The most of a webhook's answer that is read: enough for the error text.
 MAX_ANSWER_BYTES = 8 * 1024
 _ALLOW = "set allow_private_urls: true to allow it"
-
-
-class PrivateAddressRefused(OSError):
-    """A webhook host resolved to an address that allow_private_urls does not permit."""
 
 
 def guarded_socket(addr_info: AddrInfoType) -> socket.socket:

@@ -22,7 +22,9 @@ from notifier import __version__
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import (
     RoomlioAuthError,
+    RoomlioCursorError,
     RoomlioError,
+    RoomlioNotFoundError,
     RoomlioPermanentError,
     RoomlioTransientError,
 )
@@ -31,8 +33,8 @@ from notifier.util.backoff import TRANSIENT_STATUSES, RetryAfterWait, parse_retr
 from notifier.util.shown import shown
 from notifier.util.time import parse_time
 
-__all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "RoomlioCursorError",
-           "RoomlioNotFoundError", "check_message", "message_id", "parse_page"]
+__all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "check_message", "message_id",
+           "parse_page"]
 
 _REQUIRED_STRINGS = ("id", "createdAt")
 
@@ -40,14 +42,6 @@ _REQUIRED_STRINGS = ("id", "createdAt")
 #: (``notifier replay``, ``backtest``) stops: a Roomlio handing out fresh cursors to empty
 #: pages for ever would otherwise keep it reading for ever.
 MAX_IDLE_PAGES = 10
-
-
-class RoomlioCursorError(RoomlioPermanentError):
-    """Roomlio no longer knows the cursor we sent (400): resume by time instead."""
-
-
-class RoomlioNotFoundError(RoomlioPermanentError):
-    """The room does not exist (404), perhaps deleted."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,16 @@ import aiohttp
 
 from notifier.config import Config, Room, Webhook
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
-from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
+from notifier.errors import (
+    LeaseLost,
+    NotifierError,
+    RoomlioAuthError,
+    RoomlioError,
+    RoomlioNotFoundError,
+    StoreError,
+)
 from notifier.events import Delivery
-from notifier.polling.client import RoomlioClient, RoomlioNotFoundError
+from notifier.polling.client import RoomlioClient
 from notifier.polling.leases import LeaseStore, RoomKeeper, new_instance_id
 from notifier.polling.scheduler import (
     RoomTurn,
