@@ -9,6 +9,7 @@ the page is processed (one bad message must cost that message, not its room).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from notifier.errors import (
 )
 from notifier.runtime.logs import RedactionFilter
 from notifier.util.backoff import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
+from notifier.util.http_errors import ErrorMap, Failure, Mapped
 from notifier.util.shown import shown
 from notifier.util.time import parse_time
 
@@ -98,20 +100,14 @@ class RoomlioClient:
             "x-notifier-instance": self._instance,
         }
         timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout)
-        try:
+        with ErrorMap(RoomlioTransientError, RoomlioPermanentError,
+                      functools.partial(self._word, method)):
             async with self._session.post(f"{self._url}/{method}", json=dict(params),
                                           headers=headers, timeout=timeout,
                                           allow_redirects=False) as resp:
                 raw = await self._read_limited(resp)
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError:
-            raise RoomlioTransientError(f"{method}: no answer within "
-                                        f"{self._settings.request_timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise RoomlioTransientError(f"{method}: {type(exc).__name__}: "
-                                        f"{shown(self._redactor.redact(str(exc)), 300)}"
-                                        ) from None
         if status != 200:
             raise _status_error(method, status, _error_detail(raw, self._redactor.redact),
                                 retry_after)
@@ -120,6 +116,14 @@ class RoomlioClient:
             return _scrub_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise RoomlioTransientError(f"{method}: answer is not valid JSON ({exc})") from None
+
+    def _word(self, method: str, mapped: Mapped) -> str:
+        """The error text of a failed request (notifier.util.http_errors); the client's own
+        text is redacted, then escaped and cut."""
+        if mapped.failure is Failure.TIMEOUT:
+            return f"{method}: no answer within {self._settings.request_timeout:g}s"
+        text = shown(self._redactor.redact(str(mapped.error)), 300)
+        return f"{method}: {type(mapped.error).__name__}: {text}"
 
     async def _read_limited(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self._settings.max_response_bytes
