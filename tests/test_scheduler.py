@@ -11,9 +11,10 @@ import pytest
 from notifier.config import Config
 from notifier.delivery.completer import Completer
 from notifier.errors import StoreError
-from notifier.polling.scheduler import RoomTurn, Scheduler, TokenBucket, next_interval
+from notifier.polling.scheduler import RoomTurn, Scheduler, next_interval
 from notifier.runtime.service import Service, ServiceHooks
 from notifier.testing import RoomlioEmulator, WebhookReceiver
+from notifier.util.pacing import TokenBucket
 from tests.conftest import running
 
 

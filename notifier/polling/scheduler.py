@@ -8,7 +8,7 @@ none is starved.
 
 The pure parts, tested with tables: ``next_interval`` (adaptive polling: a quiet room
 backs off step by step to ``max_poll_interval``; its first new message brings it back to
-``poll_interval``) and ``TokenBucket.reserve`` (the global request budget).
+``poll_interval``); the global request budget is a notifier.util.pacing.TokenBucket.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from typing import Any
 
 from notifier.polling.client import RoomlioClient
 from notifier.polling.tailer import Tailer
+from notifier.util.pacing import TokenBucket
 
 __all__ = ["BACKOFF_FACTOR", "MAX_CONCURRENT_POLLS", "QUIET_POLLS", "RoomTurn", "Scheduler",
-           "ThrottledClient", "TokenBucket", "next_interval"]
+           "ThrottledClient", "next_interval"]
 
 log = logging.getLogger("notifier.scheduler")
 
@@ -49,31 +50,6 @@ def next_interval(current: float, quiet: int, base: float, ceiling: float) -> fl
     if quiet < QUIET_POLLS:
         return base
     return min(max(ceiling, base), max(current, base) * BACKOFF_FACTOR)
-
-
-class TokenBucket:
-    """At most ``rate`` requests a second, in any window: ``1 + rate × seconds`` at most.
-
-    A burst of one: each request reserves the next free slot, 1/rate after the previous
-    one, so callers are served in the order they asked (fair) and none is refused."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self._clock = clock
-        self._next = float("-inf")
-
-    def reserve(self) -> float:
-        """Take the next slot; return how many seconds to wait for it (0: now)."""
-        now = self._clock()
-        slot = max(self._next, now)
-        self._next = slot + 1.0 / self.rate
-        return slot - now
-
-    async def take(self) -> None:
-        """Wait for the next slot."""
-        wait = self.reserve()
-        if wait > 0:
-            await asyncio.sleep(wait)
 
 
 class ThrottledClient(RoomlioClient):

@@ -34,7 +34,6 @@ from notifier.polling.scheduler import (
     RoomTurn,
     Scheduler,
     ThrottledClient,
-    TokenBucket,
     next_interval,
 )
 from notifier.polling.tailer import Tailer
@@ -43,6 +42,7 @@ from notifier.runtime.reload import Active, ConfigWatcher, ReloadPlan, load_plan
 from notifier.runtime.workers import DeliveryWorkers, shared
 from notifier.store import Store, open_store
 from notifier.util.aio import sleep_unless
+from notifier.util.pacing import TokenBucket
 from notifier.util.shown import shown
 
 __all__ = ["Service", "ServiceHooks"]
