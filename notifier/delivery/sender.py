@@ -25,7 +25,7 @@ from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import GroupedStore, Grouper, members_of
 from notifier.delivery.health import HealthBoard
 from notifier.delivery.ratelimit import RateLimiter, Unlimited, limiter_for
-from notifier.delivery.transport import WebhookClient
+from notifier.delivery.transport import Transport, TransportFactory, WebhookClient
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
 from notifier.store import Store
@@ -84,7 +84,7 @@ def _fields(delivery: Delivery, attempt: int, status: int | None) -> dict[str, o
 @dataclass
 class _WebhookLane:
     webhook: Webhook
-    client: WebhookClient
+    client: Transport
     semaphore: asyncio.Semaphore
     limiter: RateLimiter | Unlimited = field(default_factory=Unlimited)
     grouper: Grouper | None = None
@@ -92,13 +92,15 @@ class _WebhookLane:
 
 
 class Sender:
-    """Owns one HTTP client per webhook and the dispatch loop."""
+    """Owns one transport per webhook (built by ``transport``: an aiohttp WebhookClient
+    unless given another, see notifier.delivery.transport) and the dispatch loop."""
 
     def __init__(self, webhooks: Mapping[str, Webhook], store: Store, *,
                  on_outcome: Callable[[DeliveryOutcome], None] | None = None,
                  on_attempt: Callable[[AttemptReport], None] | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 ops_webhook: str | None = None) -> None:
+                 ops_webhook: str | None = None,
+                 transport: TransportFactory = WebhookClient) -> None:
         self.health = HealthBoard(webhooks, store, clock=clock, ops_webhook=ops_webhook,
                                   on_enqueued=self.poke, on_recovered=self.poke)
         self._grouped = GroupedStore(store)
@@ -107,8 +109,10 @@ class Sender:
         self._on_attempt = on_attempt
         self._clock = clock
         self._rng = rng or random.Random()
+        self._transport = transport
+        """Builds each webhook's Transport: WebhookClient (aiohttp) unless told otherwise."""
         self._lanes = {
-            name: _WebhookLane(w, WebhookClient(w), asyncio.Semaphore(w.max_in_flight),
+            name: _WebhookLane(w, transport(w), asyncio.Semaphore(w.max_in_flight),
                                limiter_for(w.rate_limit))
             for name, w in webhooks.items()
         }
@@ -138,13 +142,13 @@ class Sender:
             lane = self._lanes.get(name)
             if lane is None:
                 lane = self._lanes[name] = _WebhookLane(
-                    w, WebhookClient(w), asyncio.Semaphore(w.max_in_flight),
+                    w, self._transport(w), asyncio.Semaphore(w.max_in_flight),
                     limiter_for(w.rate_limit))
                 if w.group_wait > 0:
                     lane.grouper = Grouper(w.group_wait, functools.partial(self._start, lane))
             elif lane.webhook != w:
                 self._retired.append(_WebhookLane(lane.webhook, lane.client, lane.semaphore))
-                lane.client = WebhookClient(w)
+                lane.client = self._transport(w)
                 if w.max_in_flight != lane.webhook.max_in_flight:
                     lane.semaphore = asyncio.Semaphore(w.max_in_flight)
                 if w.rate_limit != lane.webhook.rate_limit:

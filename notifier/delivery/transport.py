@@ -1,5 +1,9 @@
 """One webhook's HTTP client: format, sign, POST once, classify the answer.
 
+The sender posts through the ``Transport`` protocol (httpx's ``BaseTransport`` is the
+model); ``WebhookClient``, on aiohttp, is the implementation it uses unless it is given
+another (a test's, or a faster HTTP client's).
+
 Targets are checked against the SSRF guard three times: the host as aiohttp reads it
 (after IDNA folding, so ``１２７.０.０.１`` is 127.0.0.1) before anything is sent, every DNS
 answer inside the resolver, and the address of every connection before its socket
@@ -14,7 +18,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import AddrInfoType
@@ -37,11 +42,35 @@ from notifier.util.backoff import TRANSIENT_STATUSES, parse_retry_after
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
 from notifier.util.netguard import is_private_address, private_target
 
-__all__ = ["MAX_ANSWER_BYTES", "GuardedResolver", "WebhookClient", "guarded_socket"]
+__all__ = ["MAX_ANSWER_BYTES", "GuardedResolver", "Transport", "TransportFactory",
+           "WebhookClient", "guarded_socket"]
 
 #: The most of a webhook's answer that is read: enough for the error text.
 MAX_ANSWER_BYTES = 8 * 1024
 _ALLOW = "set allow_private_urls: true to allow it"
+
+
+class Transport(Protocol):
+    """What the sender posts one webhook's deliveries through."""
+
+    @property
+    def scrub(self) -> Callable[[str], str]:
+        """Removes the webhook's URL, tokens and secrets from a text (every error text)."""
+        ...
+
+    async def post(self, delivery: Delivery) -> int:
+        """POST once; return the 2xx status or raise a DeliveryError subclass (its text
+        already scrubbed)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connections; a later ``post`` may open new ones."""
+        ...
+
+
+#: Builds a webhook's transport (``WebhookClient`` by default); called again with the
+#: new settings when a reload changes the webhook.
+TransportFactory = Callable[[Webhook], Transport]
 
 
 def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
@@ -77,7 +106,7 @@ class GuardedResolver(AbstractResolver):
 
 
 class WebhookClient:
-    """Sends deliveries to one webhook over its own connection pool."""
+    """Sends deliveries to one webhook over its own aiohttp connection pool (a Transport)."""
 
     def __init__(self, webhook: Webhook) -> None:
         self._webhook = webhook
@@ -152,6 +181,7 @@ class WebhookClient:
         return mapped.reason
 
     async def close(self) -> None:
+        """Close the connection pool; a later ``post`` opens a new one."""
         if self._session is not None:
             await self._session.close()
             self._session = None
