@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState
 
 from notifier.config import Webhook
 from notifier.delivery.completer import Completer
@@ -30,6 +30,7 @@ from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
 from notifier.store import Store
 from notifier.util.aio import wait_any
+from notifier.util.backoff import ExponentialWait, retrying
 from notifier.util.schedule import JITTER, retry_wait
 
 __all__ = ["AttemptReport", "DeliveryOutcome", "Sender", "first_retry_wait"]
@@ -233,33 +234,19 @@ class Sender:
             await self._release_when_possible(delivery)
 
     async def _release_when_possible(self, delivery: Delivery) -> None:
-        delay = 0.1
-        while True:
-            try:
+        async for attempt in retrying(StoreError, wait=ExponentialWait(base=0.1, cap=5.0)):
+            with attempt:
                 await self._store.release([delivery.id])
-            except StoreError:
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 5.0)
-            else:
-                self.poke()
-                return
+        self.poke()
 
     async def _deliver_once(self, lane: _WebhookLane, delivery: Delivery) -> None:
         webhook = lane.webhook
         attempt_no = delivery.attempts + 1
         try:
-            # The first attempt runs outside tenacity (most succeed: its machinery costs
-            # more than the POST); a transient failure is replayed as tenacity's attempt 1,
-            # so the backoff, the persisted failure and the budget are exactly as before.
-            failed = await self._first_attempt(lane, delivery, attempt_no)
-            if failed is not None:
-                async for attempt in self._retrying(lane, delivery):
-                    with attempt:
-                        attempt_no = delivery.attempts + attempt.retry_state.attempt_number
-                        if failed is not None:
-                            exc, failed = failed, None
-                            raise exc
-                        await self._attempt(lane, delivery, attempt_no)
+            async for attempt in self._retrying(lane, delivery):
+                with attempt:
+                    attempt_no = delivery.attempts + attempt.retry_state.attempt_number
+                    await self._attempt(lane, delivery, attempt_no)
             await self._completer.delivered(delivery.id)
             self._report(DeliveryOutcome(delivery, True, attempt_no, None))
         except DeliveryError as exc:
@@ -285,25 +272,15 @@ class Sender:
         async def before_sleep(state: RetryCallState) -> None:
             await self._persist_failure(delivery, state, lane.client.scrub)
 
-        return AsyncRetrying(
-            # the pause ends early when the breaker closes after the outage it failed in
-            sleep=self.health[webhook.name].retry_pause,
-            retry=retry_if_exception_type(DeliveryTransientError),
+        return retrying(
+            DeliveryTransientError,
             wait=retry_wait(webhook.retry_schedule, base=BACKOFF_BASE, cap=webhook.max_backoff,
                             offset=delivery.attempts, rng=self._rng),
-            stop=stop_after_attempt(max(1, webhook.max_attempts - delivery.attempts)),
+            attempts=max(1, webhook.max_attempts - delivery.attempts),
             before_sleep=before_sleep,
-            reraise=True,
+            # the pause ends early when the breaker closes after the outage it failed in
+            sleep=self.health[webhook.name].retry_pause,
         )
-
-    async def _first_attempt(self, lane: _WebhookLane, delivery: Delivery,
-                             attempt_no: int) -> DeliveryTransientError | None:
-        """The first attempt of this run; the transient error to retry, or None on a 2xx."""
-        try:
-            await self._attempt(lane, delivery, attempt_no)
-        except DeliveryTransientError as exc:
-            return exc
-        return None
 
     async def _attempt(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int) -> None:
         """One attempt, admitted by the webhook's breaker, its result recorded there."""

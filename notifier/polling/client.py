@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from notifier import __version__
 from notifier.config import Room, RoomlioSettings
@@ -30,7 +29,12 @@ from notifier.errors import (
     RoomlioTransientError,
 )
 from notifier.runtime.logs import RedactionFilter
-from notifier.util.backoff import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
+from notifier.util.backoff import (
+    TRANSIENT_STATUSES,
+    RetryAfterWait,
+    parse_retry_after,
+    retrying,
+)
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
 from notifier.util.shown import shown
 from notifier.util.time import parse_time
@@ -148,13 +152,9 @@ class RoomlioClient:
             params["startCursor"] = start_cursor
         elif since:
             params["since"] = since
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(RoomlioTransientError),
-            wait=RetryAfterWait(base=0.5, cap=30.0),
-            stop=stop_after_attempt(self._attempts),
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in retrying(RoomlioTransientError,
+                                      wait=RetryAfterWait(base=0.5, cap=30.0),
+                                      attempts=self._attempts):
             with attempt:
                 try:
                     return parse_page(await self.call("RoomHistory", params))

@@ -42,6 +42,7 @@ from notifier.runtime.reload import Active, ConfigWatcher, ReloadPlan, load_plan
 from notifier.runtime.workers import DeliveryWorkers, shared
 from notifier.store import Store, open_store
 from notifier.util.aio import sleep_unless
+from notifier.util.backoff import exponential_delay
 from notifier.util.pacing import TokenBucket
 from notifier.util.shown import shown
 
@@ -285,7 +286,8 @@ class Service:
             self.hooks.on_poll_failed(tailer.room.name, exc)
         health.failures += 1
         base = self.config.roomlio.poll_interval
-        delay: float = min(MAX_ROOM_BACKOFF, base * 2.0 ** min(health.failures, 10))
+        # each failure in a row doubles the pause (ten times at most), up to the cap
+        delay = exponential_delay(min(health.failures, 10) + 1, base=base, cap=MAX_ROOM_BACKOFF)
         if isinstance(exc, RoomlioNotFoundError):
             delay = MAX_ROOM_BACKOFF
         bug = isinstance(exc, _Unexpected)

@@ -1,26 +1,41 @@
 """Retry policies (tenacity) and the pure backoff arithmetic behind them.
 
-Backoff is exponential with full jitter (a random wait between 0 and
-``min(cap, base * 2**(attempt-1))``); a ``Retry-After`` given by the server wins when it
-is longer, so a rate-limited peer is never hit earlier than it asked.
+The notifier retries one way: ``retrying`` builds a tenacity AsyncRetrying that runs
+every attempt, the first included, and re-raises the last error; its wait is one of
+the pure wait functions here (or notifier.util.schedule's), plugged in as a tenacity
+wait. Loops that are not retries of one call (restarting a worker, backing off a
+failing room) count their failures and take their pauses from the same arithmetic
+(``exponential_delay``, ``Backoff``).
+
+Backoff is exponential, ``min(cap, base * 2**(attempt-1))``; a retry of a request to a
+peer draws its wait with full jitter (at random between 0 and that), and a
+``Retry-After`` given by the server wins when it is longer, so a rate-limited peer is
+never hit earlier than it asked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import random
 import time
+from collections.abc import Awaitable, Callable
 
-from tenacity import RetryCallState
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base, stop_never
 from tenacity.wait import wait_base
 
 __all__ = [
     "TRANSIENT_STATUSES",
+    "Backoff",
+    "ExponentialWait",
     "RetryAfterAwareWait",
     "RetryAfterWait",
     "backoff_delay",
+    "exponential_delay",
     "parse_retry_after",
     "retry_after_of",
+    "retrying",
 ]
 
 #: HTTP statuses worth retrying, from Roomlio and from webhooks alike: timeouts, too
@@ -32,10 +47,34 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 MAX_RETRY_AFTER = 3600.0
 
 
+def exponential_delay(attempt: int, *, base: float, cap: float) -> float:
+    """``base`` doubled for each retry before number ``attempt`` (1-based), up to ``cap``."""
+    return min(cap, base * 2.0 ** min(attempt - 1, 62))
+
+
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
     """Full-jitter exponential backoff before retry number ``attempt`` (1-based)."""
-    ceiling = min(cap, base * 2 ** min(attempt - 1, 62))
-    return rng.uniform(0, ceiling)
+    return rng.uniform(0, exponential_delay(attempt, base=base, cap=cap))
+
+
+class Backoff:
+    """The pauses of a loop that tries until it succeeds: ``base``, twice that, … up to
+    ``cap`` (exponential_delay, no jitter); ``reset`` after a success."""
+
+    __slots__ = ("base", "cap", "failures")
+
+    def __init__(self, *, base: float, cap: float) -> None:
+        self.base, self.cap = base, cap
+        self.failures = 0
+
+    def next(self) -> float:
+        """Count a failure; the pause before the next try."""
+        self.failures += 1
+        return exponential_delay(self.failures, base=self.base, cap=self.cap)
+
+    def reset(self) -> None:
+        """A success: the next failure pauses ``base`` again."""
+        self.failures = 0
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -97,3 +136,22 @@ def retry_after_of(exc: BaseException) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+class ExponentialWait(wait_base):
+    """Tenacity wait: exponential_delay without jitter (retrying our own store, not a peer)."""
+
+    def __init__(self, *, base: float, cap: float) -> None:
+        self.base, self.cap = base, cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return exponential_delay(retry_state.attempt_number, base=self.base, cap=self.cap)
+
+
+def retrying(retry_on: type[BaseException], *, wait: wait_base, attempts: int | None = None,
+             before_sleep: Callable[[RetryCallState], Awaitable[None]] | None = None,
+             sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncRetrying:
+    """The one retry loop: up to ``attempts`` tries (None: until one succeeds), the first
+    included; only a ``retry_on`` error is retried, after ``wait``; the last error is
+    re-raised as it is. Build one per call: tenacity keeps a loop's state on it."""
+    stop: stop_base = stop_never if attempts is None else stop_after_attempt(attempts)
+    return AsyncRetrying(retry=retry_if_exception_type(retry_on), wait=wait, stop=stop,
+                         before_sleep=before_sleep, sleep=sleep, reraise=True)
