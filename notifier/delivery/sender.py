@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, RetryCallState
+from tenacity import RetryCallState
 
 from notifier.config import Webhook
 from notifier.delivery.completer import Completer
@@ -30,7 +30,7 @@ from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
 from notifier.store import Store
 from notifier.util.aio import wait_any
-from notifier.util.backoff import ExponentialWait, retrying
+from notifier.util.backoff import ExponentialWait, Retry
 from notifier.util.schedule import JITTER, retry_wait
 
 __all__ = ["AttemptReport", "DeliveryOutcome", "Sender", "first_retry_wait"]
@@ -234,19 +234,24 @@ class Sender:
             await self._release_when_possible(delivery)
 
     async def _release_when_possible(self, delivery: Delivery) -> None:
-        async for attempt in retrying(StoreError, wait=ExponentialWait(base=0.1, cap=5.0)):
-            with attempt:
-                await self._store.release([delivery.id])
+        async def release(_attempt: int) -> None:
+            await self._store.release([delivery.id])
+
+        policy: Retry[None] = Retry(StoreError, wait=ExponentialWait(base=0.1, cap=5.0))
+        await policy.call(release)
         self.poke()
 
     async def _deliver_once(self, lane: _WebhookLane, delivery: Delivery) -> None:
         webhook = lane.webhook
         attempt_no = delivery.attempts + 1
+
+        async def attempt(number: int) -> None:
+            nonlocal attempt_no
+            attempt_no = delivery.attempts + number  # counted over restarts too
+            await self._attempt(lane, delivery, attempt_no)
+
         try:
-            async for attempt in self._retrying(lane, delivery):
-                with attempt:
-                    attempt_no = delivery.attempts + attempt.retry_state.attempt_number
-                    await self._attempt(lane, delivery, attempt_no)
+            await self._retry(lane, delivery).call(attempt)
             await self._completer.delivered(delivery.id)
             self._report(DeliveryOutcome(delivery, True, attempt_no, None))
         except DeliveryError as exc:
@@ -266,13 +271,13 @@ class Sender:
                 # lane has room for another batch, which may be waiting already
                 self.poke()
 
-    def _retrying(self, lane: _WebhookLane, delivery: Delivery) -> AsyncRetrying:
+    def _retry(self, lane: _WebhookLane, delivery: Delivery) -> Retry[None]:
         webhook = lane.webhook
 
         async def before_sleep(state: RetryCallState) -> None:
             await self._persist_failure(delivery, state, lane.client.scrub)
 
-        return retrying(
+        return Retry(
             DeliveryTransientError,
             wait=retry_wait(webhook.retry_schedule, base=BACKOFF_BASE, cap=webhook.max_backoff,
                             offset=delivery.attempts, rng=self._rng),

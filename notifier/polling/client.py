@@ -31,9 +31,9 @@ from notifier.errors import (
 from notifier.runtime.logs import RedactionFilter
 from notifier.util.backoff import (
     TRANSIENT_STATUSES,
+    Retry,
     RetryAfterWait,
     parse_retry_after,
-    retrying,
 )
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
 from notifier.util.shown import shown
@@ -152,17 +152,19 @@ class RoomlioClient:
             params["startCursor"] = start_cursor
         elif since:
             params["since"] = since
-        async for attempt in retrying(RoomlioTransientError,
-                                      wait=RetryAfterWait(base=0.5, cap=30.0),
-                                      attempts=self._attempts):
-            with attempt:
-                try:
-                    return parse_page(await self.call("RoomHistory", params))
-                except RoomlioError as exc:
-                    if self._on_error is not None:
-                        self._on_error(exc)
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        policy: Retry[Page] = Retry(RoomlioTransientError,
+                                    wait=RetryAfterWait(base=0.5, cap=30.0),
+                                    attempts=self._attempts)
+        return await policy.call(functools.partial(self._page, params))
+
+    async def _page(self, params: Mapping[str, Any], _attempt: int) -> Page:
+        """One attempt at a RoomHistory page; every failure is told to ``on_error``."""
+        try:
+            return parse_page(await self.call("RoomHistory", params))
+        except RoomlioError as exc:
+            if self._on_error is not None:
+                self._on_error(exc)
+            raise
 
 
 #: A JSON escape of a UTF-16 surrogate: the only way a lone one can get into a string.

@@ -1,11 +1,10 @@
 """Retry policies (tenacity) and the pure backoff arithmetic behind them.
 
-The notifier retries one way: ``retrying`` builds a tenacity AsyncRetrying that runs
-every attempt, the first included, and re-raises the last error; its wait is one of
-the pure wait functions here (or notifier.util.schedule's), plugged in as a tenacity
-wait. Loops that are not retries of one call (restarting a worker, backing off a
-failing room) count their failures and take their pauses from the same arithmetic
-(``exponential_delay``, ``Backoff``).
+The notifier retries one way: a ``Retry`` policy, run by tenacity (retry one error
+class, re-raise the last error), whose wait is one of the pure wait functions here (or
+notifier.util.schedule's) plugged in as a tenacity wait. Loops that are not retries of
+one call (restarting a worker, backing off a failing room) count their failures and
+take their pauses from the same arithmetic (``exponential_delay``, ``Backoff``).
 
 Backoff is exponential, ``min(cap, base * 2**(attempt-1))``; a retry of a request to a
 peer draws its wait with full jitter (at random between 0 and that), and a
@@ -20,22 +19,25 @@ import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.stop import stop_base, stop_never
 from tenacity.wait import wait_base
 
+T = TypeVar("T")
+
 __all__ = [
     "TRANSIENT_STATUSES",
     "Backoff",
     "ExponentialWait",
+    "Retry",
     "RetryAfterAwareWait",
     "RetryAfterWait",
     "backoff_delay",
     "exponential_delay",
     "parse_retry_after",
     "retry_after_of",
-    "retrying",
 ]
 
 #: HTTP statuses worth retrying, from Roomlio and from webhooks alike: timeouts, too
@@ -146,12 +148,47 @@ class ExponentialWait(wait_base):
         return exponential_delay(retry_state.attempt_number, base=self.base, cap=self.cap)
 
 
-def retrying(retry_on: type[BaseException], *, wait: wait_base, attempts: int | None = None,
-             before_sleep: Callable[[RetryCallState], Awaitable[None]] | None = None,
-             sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncRetrying:
-    """The one retry loop: up to ``attempts`` tries (None: until one succeeds), the first
-    included; only a ``retry_on`` error is retried, after ``wait``; the last error is
-    re-raised as it is. Build one per call: tenacity keeps a loop's state on it."""
-    stop: stop_base = stop_never if attempts is None else stop_after_attempt(attempts)
-    return AsyncRetrying(retry=retry_if_exception_type(retry_on), wait=wait, stop=stop,
-                         before_sleep=before_sleep, sleep=sleep, reraise=True)
+class Retry(Generic[T]):
+    """The one retry loop of the notifier, run by tenacity: ``attempt(1)``, ``attempt(2)``,
+    … until one returns, raises anything but a ``retry_on`` error, or ``attempts`` are
+    spent (None: until one succeeds); the last error is re-raised as it is. Between two,
+    ``before_sleep`` is awaited, then ``sleep`` for the time ``wait`` gives.
+
+    The AsyncRetrying is built, and the loop handed to it, only when the first attempt
+    fails with ``retry_on``: that failure enters tenacity as its attempt 1, so the waits,
+    the budget and ``before_sleep`` see every attempt. Most first attempts succeed, and
+    a tenacity loop costs more CPU than the rest of a delivery's own work; one is built
+    per call, since tenacity keeps a loop's state on it.
+    """
+
+    __slots__ = ("attempts", "before_sleep", "retry_on", "sleep", "wait")
+
+    def __init__(self, retry_on: type[BaseException], *, wait: wait_base,
+                 attempts: int | None = None,
+                 before_sleep: Callable[[RetryCallState], Awaitable[None]] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.retry_on, self.wait, self.attempts = retry_on, wait, attempts
+        self.before_sleep, self.sleep = before_sleep, sleep
+
+    def retrying(self) -> AsyncRetrying:
+        """This policy as a tenacity AsyncRetrying (one loop's worth)."""
+        stop: stop_base = stop_never if self.attempts is None else stop_after_attempt(
+            self.attempts)
+        return AsyncRetrying(retry=retry_if_exception_type(self.retry_on), wait=self.wait,
+                             stop=stop, before_sleep=self.before_sleep, sleep=self.sleep,
+                             reraise=True)
+
+    async def call(self, attempt: Callable[[int], Awaitable[T]]) -> T:
+        """``attempt(n)``'s result, n the 1-based attempt number; or its last error."""
+        try:
+            return await attempt(1)
+        except self.retry_on as exc:
+            failed: BaseException | None = exc
+        async for step in self.retrying():
+            with step:
+                number = step.retry_state.attempt_number
+                if failed is not None:
+                    error, failed = failed, None  # tenacity's attempt 1: the one above
+                    raise error
+                return await attempt(number)
+        raise AssertionError("unreachable")  # pragma: no cover
