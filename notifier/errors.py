@@ -5,13 +5,27 @@
     ├── RoomlioError                talking to the Roomlio API
     │   ├── RoomlioTransientError   429, 5xx, timeouts, truncated or malformed pages: retry
     │   └── RoomlioPermanentError   other 4xx: retrying will not help
-    │       └── RoomlioAuthError    401/403: the API key is wrong
+    │       ├── RoomlioAuthError    401/403: the API key is wrong
+    │       ├── RoomlioNotFoundError  404: the room does not exist (any more)
+    │       └── RoomlioCursorError  400 naming the cursor: resume by time instead
     ├── DeliveryError               POSTing an event to a webhook
     │   ├── DeliveryTransientError  network errors, timeouts, 408, 429, 5xx: retry
     │   ├── DeliveryPermanentError  other 4xx, refused targets: dead-letter at once
+    │   │   └── PrivateAddressRefused  the SSRF guard refused a private address (also
+    │   │                              an OSError: see its docstring)
     │   └── WebhookDisabledError    the webhook is disabled: keep the delivery, send nothing
     └── StoreError                  the state store (SQLite file, PostgreSQL)
         └── LeaseLost               a write for a room whose lease this instance lost
+
+aiohttp's exceptions become these in one place, notifier.util.http_errors (the Roomlio
+client and the webhook transport both use it). Outside the tree on purpose, because a
+library's protocol needs their base class or they never leave the module that raises
+them: ``SignatureError`` (a ValueError: the verdict on a signature or key, see
+notifier.signing); the config reader's ``Invalid``, ``TooBig`` and ``NotStreamable``
+and notifier.rules.regex's ``PatternError`` (signals inside config loading, which turns
+them into the Problems of one ConfigError); the template sandbox's ``BudgetExceeded``
+(a Jinja ``SecurityError``, so the sandbox stops the render; the template format turns
+it into a DeliveryPermanentError).
 """
 
 from __future__ import annotations
@@ -25,9 +39,12 @@ __all__ = [
     "DeliveryTransientError",
     "LeaseLost",
     "NotifierError",
+    "PrivateAddressRefused",
     "Problem",
     "RoomlioAuthError",
+    "RoomlioCursorError",
     "RoomlioError",
+    "RoomlioNotFoundError",
     "RoomlioPermanentError",
     "RoomlioTransientError",
     "StoreError",
@@ -83,6 +100,14 @@ class RoomlioAuthError(RoomlioPermanentError):
     """Roomlio refused the API key (401/403)."""
 
 
+class RoomlioNotFoundError(RoomlioPermanentError):
+    """The room does not exist (404), perhaps deleted."""
+
+
+class RoomlioCursorError(RoomlioPermanentError):
+    """Roomlio no longer knows the cursor we sent (400): resume by time instead."""
+
+
 class DeliveryError(NotifierError):
     """A POST to a webhook failed."""
 
@@ -99,6 +124,15 @@ class DeliveryTransientError(DeliveryError):
 
 class DeliveryPermanentError(DeliveryError):
     """A delivery failure that goes straight to the dead letters."""
+
+
+class PrivateAddressRefused(DeliveryPermanentError, OSError):
+    """A webhook host resolved to an address that allow_private_urls does not permit.
+
+    Also an OSError: it is raised inside aiohttp's resolver and socket factory, where
+    only an OSError is taken for a failed connection attempt (aiohttp then wraps it in a
+    ClientConnectorError, which the mapping turns back into a DeliveryPermanentError).
+    """
 
 
 class WebhookDisabledError(DeliveryError):

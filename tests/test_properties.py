@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 
 from notifier.config import Room, RoomlioSettings, Rule
 from notifier.delivery.formats import load_config
-from notifier.errors import ConfigError, RoomlioTransientError, StoreError
+from notifier.errors import ConfigError, RoomlioCursorError, RoomlioTransientError, StoreError
 from notifier.events import NEVER_EDITED
-from notifier.polling.client import Page, RoomlioCursorError, parse_page
+from notifier.polling.client import Page, parse_page
 from notifier.polling.tailer import Tailer, routes_for
 from notifier.rules import compile_rules, tokens
 from notifier.store import RoomState

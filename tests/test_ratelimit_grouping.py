@@ -9,8 +9,8 @@ import pytest
 from notifier.config import Rate
 from notifier.delivery.formats.template import compile_template, render
 from notifier.delivery.grouping import GroupBuffer, GroupDelivery, group_of, members_of
-from notifier.delivery.ratelimit import TokenBucket
 from notifier.errors import DeliveryPermanentError
+from notifier.util.pacing import TokenBucket
 from tests.test_chat_formats import delivery_of
 
 

@@ -12,9 +12,10 @@ from notifier.config import Config
 from notifier.delivery.completer import Completer
 from notifier.errors import StoreError
 from notifier.polling.policy import next_interval
-from notifier.polling.scheduler import RoomTurn, Scheduler, TokenBucket
+from notifier.polling.scheduler import RoomTurn, Scheduler
 from notifier.runtime.service import Service, ServiceHooks
 from notifier.testing import RoomlioEmulator, WebhookReceiver
+from notifier.util.pacing import TokenBucket
 from tests.conftest import running
 
 

@@ -1,8 +1,8 @@
-"""Per-webhook rate limits: a token bucket (pure arithmetic) and its asyncio shell.
+"""Per-webhook rate limits: the asyncio shell of a token bucket (notifier.util.pacing).
 
-``TokenBucket`` hands out reservations: each caller learns how long to wait for its turn,
-so a burst queues in order instead of failing. A 429's ``Retry-After`` pauses the whole
-bucket, because the service is telling us about the webhook, not about one request.
+Each request reserves its turn, so a burst queues in order instead of failing. A 429's
+``Retry-After`` pauses the whole bucket, because the service is telling us about the
+webhook, not about one request.
 """
 
 from __future__ import annotations
@@ -14,45 +14,12 @@ from collections.abc import AsyncIterator, Callable
 
 from notifier.config import Rate
 from notifier.errors import DeliveryTransientError
+from notifier.util.pacing import TokenBucket
 
-__all__ = ["DEFAULT_PAUSE", "RateLimiter", "TokenBucket", "Unlimited", "limiter_for"]
+__all__ = ["DEFAULT_PAUSE", "RateLimiter", "Unlimited", "limiter_for"]
 
 #: How long a 429 without Retry-After pauses the webhook (beyond one token's interval).
 DEFAULT_PAUSE = 1.0
-
-
-class TokenBucket:
-    """``rate.requests`` tokens, refilled evenly over ``rate.per`` seconds."""
-
-    def __init__(self, rate: Rate, now: float) -> None:
-        self.capacity = float(rate.requests)
-        self.refill = rate.requests / rate.per
-        """Tokens per second."""
-        self._tokens = self.capacity
-        self._updated = now
-        self._paused_until = now
-
-    def _advance(self, now: float) -> None:
-        if now > self._updated:
-            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.refill)
-            self._updated = now
-
-    def reserve(self, now: float) -> float:
-        """Take the next token; return how many seconds to wait before using it."""
-        self._advance(now)
-        self._tokens -= 1.0
-        wait = 0.0 if self._tokens >= 0 else -self._tokens / self.refill
-        return max(wait, self._paused_until - now)
-
-    def pause(self, now: float, seconds: float) -> None:
-        """Hand out no turn before ``now + seconds`` (the service asked us to back off)."""
-        self._paused_until = max(self._paused_until, now + seconds)
-        self._advance(now)
-        self._tokens = min(self._tokens, 0.0)  # after a pause, restart at the steady rate
-
-    def paused_for(self, now: float) -> float:
-        """Seconds until the current pause ends (0 when not paused)."""
-        return max(0.0, self._paused_until - now)
 
 
 class RateLimiter:

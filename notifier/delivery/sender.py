@@ -18,19 +18,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState
 
 from notifier.config import Webhook
 from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import GroupedStore, Grouper, members_of
 from notifier.delivery.health import HealthBoard
 from notifier.delivery.ratelimit import RateLimiter, Unlimited, limiter_for
-from notifier.delivery.transport import WebhookClient
+from notifier.delivery.transport import Transport, TransportFactory, WebhookClient
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
 from notifier.store import Store
 from notifier.util.aio import wait_any
-from notifier.util.backoff import retry_wait
+from notifier.util.backoff import ExponentialWait, Retry, retry_wait
 from notifier.util.schedule import JITTER
 
 __all__ = ["AttemptReport", "DeliveryOutcome", "Sender", "first_retry_wait"]
@@ -85,7 +85,7 @@ def _fields(delivery: Delivery, attempt: int, status: int | None) -> dict[str, o
 @dataclass
 class _WebhookLane:
     webhook: Webhook
-    client: WebhookClient
+    client: Transport
     semaphore: asyncio.Semaphore
     limiter: RateLimiter | Unlimited = field(default_factory=Unlimited)
     grouper: Grouper | None = None
@@ -93,13 +93,15 @@ class _WebhookLane:
 
 
 class Sender:
-    """Owns one HTTP client per webhook and the dispatch loop."""
+    """Owns one transport per webhook (built by ``transport``: an aiohttp WebhookClient
+    unless given another, see notifier.delivery.transport) and the dispatch loop."""
 
     def __init__(self, webhooks: Mapping[str, Webhook], store: Store, *,
                  on_outcome: Callable[[DeliveryOutcome], None] | None = None,
                  on_attempt: Callable[[AttemptReport], None] | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 ops_webhook: str | None = None) -> None:
+                 ops_webhook: str | None = None,
+                 transport: TransportFactory = WebhookClient) -> None:
         self.health = HealthBoard(webhooks, store, clock=clock, ops_webhook=ops_webhook,
                                   on_enqueued=self.poke, on_recovered=self.poke)
         self._grouped = GroupedStore(store)
@@ -108,8 +110,10 @@ class Sender:
         self._on_attempt = on_attempt
         self._clock = clock
         self._rng = rng or random.Random()
+        self._transport = transport
+        """Builds each webhook's Transport: WebhookClient (aiohttp) unless told otherwise."""
         self._lanes = {
-            name: _WebhookLane(w, WebhookClient(w), asyncio.Semaphore(w.max_in_flight),
+            name: _WebhookLane(w, transport(w), asyncio.Semaphore(w.max_in_flight),
                                limiter_for(w.rate_limit))
             for name, w in webhooks.items()
         }
@@ -139,13 +143,13 @@ class Sender:
             lane = self._lanes.get(name)
             if lane is None:
                 lane = self._lanes[name] = _WebhookLane(
-                    w, WebhookClient(w), asyncio.Semaphore(w.max_in_flight),
+                    w, self._transport(w), asyncio.Semaphore(w.max_in_flight),
                     limiter_for(w.rate_limit))
                 if w.group_wait > 0:
                     lane.grouper = Grouper(w.group_wait, functools.partial(self._start, lane))
             elif lane.webhook != w:
                 self._retired.append(_WebhookLane(lane.webhook, lane.client, lane.semaphore))
-                lane.client = WebhookClient(w)
+                lane.client = self._transport(w)
                 if w.max_in_flight != lane.webhook.max_in_flight:
                     lane.semaphore = asyncio.Semaphore(w.max_in_flight)
                 if w.rate_limit != lane.webhook.rate_limit:
@@ -230,33 +234,24 @@ class Sender:
             await self._release_when_possible(delivery)
 
     async def _release_when_possible(self, delivery: Delivery) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await self._store.release([delivery.id])
-            except StoreError:
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 5.0)
-            else:
-                self.poke()
-                return
+        async def release(_attempt: int) -> None:
+            await self._store.release([delivery.id])
+
+        policy: Retry[None] = Retry(StoreError, wait=ExponentialWait(base=0.1, cap=5.0))
+        await policy.call(release)
+        self.poke()
 
     async def _deliver_once(self, lane: _WebhookLane, delivery: Delivery) -> None:
         webhook = lane.webhook
         attempt_no = delivery.attempts + 1
+
+        async def attempt(number: int) -> None:
+            nonlocal attempt_no
+            attempt_no = delivery.attempts + number  # counted over restarts too
+            await self._attempt(lane, delivery, attempt_no)
+
         try:
-            # The first attempt runs outside tenacity (most succeed: its machinery costs
-            # more than the POST); a transient failure is replayed as tenacity's attempt 1,
-            # so the backoff, the persisted failure and the budget are exactly as before.
-            failed = await self._first_attempt(lane, delivery, attempt_no)
-            if failed is not None:
-                async for attempt in self._retrying(lane, delivery):
-                    with attempt:
-                        attempt_no = delivery.attempts + attempt.retry_state.attempt_number
-                        if failed is not None:
-                            exc, failed = failed, None
-                            raise exc
-                        await self._attempt(lane, delivery, attempt_no)
+            await self._retry(lane, delivery).call(attempt)
             await self._completer.delivered(delivery.id)
             self._report(DeliveryOutcome(delivery, True, attempt_no, None))
         except DeliveryError as exc:
@@ -276,31 +271,21 @@ class Sender:
                 # lane has room for another batch, which may be waiting already
                 self.poke()
 
-    def _retrying(self, lane: _WebhookLane, delivery: Delivery) -> AsyncRetrying:
+    def _retry(self, lane: _WebhookLane, delivery: Delivery) -> Retry[None]:
         webhook = lane.webhook
 
         async def before_sleep(state: RetryCallState) -> None:
             await self._persist_failure(delivery, state, lane.client.scrub)
 
-        return AsyncRetrying(
-            # the pause ends early when the breaker closes after the outage it failed in
-            sleep=self.health[webhook.name].retry_pause,
-            retry=retry_if_exception_type(DeliveryTransientError),
+        return Retry(
+            DeliveryTransientError,
             wait=retry_wait(webhook.retry_schedule, base=BACKOFF_BASE, cap=webhook.max_backoff,
                             offset=delivery.attempts, rng=self._rng),
-            stop=stop_after_attempt(max(1, webhook.max_attempts - delivery.attempts)),
+            attempts=max(1, webhook.max_attempts - delivery.attempts),
             before_sleep=before_sleep,
-            reraise=True,
+            # the pause ends early when the breaker closes after the outage it failed in
+            sleep=self.health[webhook.name].retry_pause,
         )
-
-    async def _first_attempt(self, lane: _WebhookLane, delivery: Delivery,
-                             attempt_no: int) -> DeliveryTransientError | None:
-        """The first attempt of this run; the transient error to retry, or None on a 2xx."""
-        try:
-            await self._attempt(lane, delivery, attempt_no)
-        except DeliveryTransientError as exc:
-            return exc
-        return None
 
     async def _attempt(self, lane: _WebhookLane, delivery: Delivery, attempt_no: int) -> None:
         """One attempt, admitted by the webhook's breaker, its result recorded there."""

@@ -1,12 +1,16 @@
 """One webhook's HTTP client: format, sign, POST once, classify the answer.
 
+The sender posts through the ``Transport`` protocol (httpx's ``BaseTransport`` is the
+model); ``WebhookClient``, on aiohttp, is the implementation it uses unless it is given
+another (a test's, or a faster HTTP client's).
+
 Targets are checked against the SSRF guard three times: the host as aiohttp reads it
 (after IDNA folding, so ``１２７.０.０.１`` is 127.0.0.1) before anything is sent, every DNS
 answer inside the resolver, and the address of every connection before its socket
 connects (the socket factory sees it, literal IPs included). Redirects are never
 followed. Only the first MAX_ANSWER_BYTES of an answer are read; a longer body's
 connection is closed, never drained or buffered. Error texts name no URL (see
-notifier.delivery.errortext).
+notifier.util.http_errors and notifier.delivery.errortext).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import AddrInfoType
@@ -23,24 +28,49 @@ from aiohttp.resolver import DefaultResolver
 
 from notifier import __version__
 from notifier.config import Webhook
-from notifier.delivery.errortext import Scrubber, answer_text, client_error_text
+from notifier.delivery.errortext import Scrubber, answer_text
 from notifier.delivery.formats import formatter_for
-from notifier.errors import DeliveryError, DeliveryPermanentError, DeliveryTransientError
+from notifier.errors import (
+    DeliveryError,
+    DeliveryPermanentError,
+    DeliveryTransientError,
+    PrivateAddressRefused,
+)
 from notifier.events import Delivery
 from notifier.signing import signature_headers
 from notifier.util.backoff import TRANSIENT_STATUSES, parse_retry_after
+from notifier.util.http_errors import ErrorMap, Failure, Mapped
 from notifier.util.netguard import is_private_address, private_target
 
-__all__ = ["MAX_ANSWER_BYTES", "GuardedResolver", "PrivateAddressRefused", "WebhookClient",
-           "guarded_socket"]
+__all__ = ["MAX_ANSWER_BYTES", "GuardedResolver", "Transport", "TransportFactory",
+           "WebhookClient", "guarded_socket"]
 
 #: The most of a webhook's answer that is read: enough for the error text.
 MAX_ANSWER_BYTES = 8 * 1024
 _ALLOW = "set allow_private_urls: true to allow it"
 
 
-class PrivateAddressRefused(OSError):
-    """A webhook host resolved to an address that allow_private_urls does not permit."""
+class Transport(Protocol):
+    """What the sender posts one webhook's deliveries through."""
+
+    @property
+    def scrub(self) -> Callable[[str], str]:
+        """Removes the webhook's URL, tokens and secrets from a text (every error text)."""
+        ...
+
+    async def post(self, delivery: Delivery) -> int:
+        """POST once; return the 2xx status or raise a DeliveryError subclass (its text
+        already scrubbed)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connections; a later ``post`` may open new ones."""
+        ...
+
+
+#: Builds a webhook's transport (``WebhookClient`` by default); called again with the
+#: new settings when a reload changes the webhook.
+TransportFactory = Callable[[Webhook], Transport]
 
 
 def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
@@ -76,7 +106,7 @@ class GuardedResolver(AbstractResolver):
 
 
 class WebhookClient:
-    """Sends deliveries to one webhook over its own connection pool."""
+    """Sends deliveries to one webhook over its own aiohttp connection pool (a Transport)."""
 
     def __init__(self, webhook: Webhook) -> None:
         self._webhook = webhook
@@ -86,6 +116,7 @@ class WebhookClient:
                                 and private_target(webhook.url) is not None)
         self._fixed_headers = {"user-agent": f"roomlio-notifier/{__version__}",
                                **webhook.headers}
+        self._errors = ErrorMap(DeliveryTransientError, DeliveryPermanentError, self._word)
         self.scrub = Scrubber([webhook])
         """Removes this webhook's URL, tokens and secrets from a text (every error text)."""
 
@@ -128,38 +159,32 @@ class WebhookClient:
                                          f"{_ALLOW}")
         payload = self._format(delivery)
         headers = self._headers(delivery, payload.body, payload.content_type, payload.signed)
-        try:
+        with self._errors:
             async with self._open().post(w.url, data=payload.body, headers=headers,
                                          allow_redirects=False) as resp:
                 body, cut = await _read_prefix(resp)
                 return _classify(w.name, resp, self.scrub.body_text(body, cut=cut))
-        except TimeoutError:
-            raise DeliveryTransientError(f"no answer within {w.timeout:g}s") from None
-        except aiohttp.ClientConnectorError as exc:
-            if _refused(exc.os_error):
-                raise DeliveryPermanentError(f"webhook {w.name}: {_refusal(exc.os_error)}"
-                                             ) from None
-            raise DeliveryTransientError(client_error_text(exc)) from None
-        except aiohttp.InvalidURL as exc:
-            raise DeliveryPermanentError(f"webhook {w.name}: {client_error_text(exc)}; "
-                                         f"check webhooks.{w.name}.url") from None
-        except aiohttp.ClientError as exc:
-            raise DeliveryTransientError(client_error_text(exc)) from None
-        except ValueError as exc:
-            # aiohttp refuses a request it cannot build (say, credentials in the URL and an
-            # Authorization header): no retry will change that. The message names no URL.
-            raise DeliveryPermanentError(f"webhook {w.name}: the request cannot be built: "
-                                         f"{type(exc).__name__}") from None
+
+    def _word(self, mapped: Mapped) -> str:
+        """The error text of a failed request (notifier.util.http_errors): no URL in it."""
+        w = self._webhook
+        match mapped.failure:
+            case Failure.TIMEOUT:
+                return f"no answer within {w.timeout:g}s"
+            case Failure.REFUSED:
+                assert isinstance(mapped.error, aiohttp.ClientConnectorError)
+                return f"webhook {w.name}: {_refusal(mapped.error.os_error)}"
+            case Failure.BAD_URL:
+                return f"webhook {w.name}: {mapped.reason}; check webhooks.{w.name}.url"
+            case Failure.UNSENDABLE:
+                return f"webhook {w.name}: the request cannot be built: {mapped.reason}"
+        return mapped.reason
 
     async def close(self) -> None:
+        """Close the connection pool; a later ``post`` opens a new one."""
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def _refused(error: OSError) -> bool:
-    # aiohappyeyeballs folds the refusals of several addresses into one plain OSError
-    return isinstance(error, PrivateAddressRefused) or "private address" in str(error)
 
 
 def _refusal(error: OSError) -> str:

@@ -9,6 +9,7 @@ the page is processed (one bad message must cost that message, not its room).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -16,23 +17,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from notifier import __version__
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import (
     RoomlioAuthError,
+    RoomlioCursorError,
     RoomlioError,
+    RoomlioNotFoundError,
     RoomlioPermanentError,
     RoomlioTransientError,
 )
 from notifier.runtime.logs import RedactionFilter
-from notifier.util.backoff import TRANSIENT_STATUSES, RetryAfterWait, parse_retry_after
+from notifier.util.backoff import (
+    TRANSIENT_STATUSES,
+    Retry,
+    RetryAfterWait,
+    parse_retry_after,
+)
+from notifier.util.http_errors import ErrorMap, Failure, Mapped
 from notifier.util.shown import shown
 from notifier.util.time import parse_time
 
-__all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "RoomlioCursorError",
-           "RoomlioNotFoundError", "check_message", "message_id", "parse_page"]
+__all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "check_message", "message_id",
+           "parse_page"]
 
 _REQUIRED_STRINGS = ("id", "createdAt")
 
@@ -40,14 +48,6 @@ _REQUIRED_STRINGS = ("id", "createdAt")
 #: (``notifier replay``, ``backtest``) stops: a Roomlio handing out fresh cursors to empty
 #: pages for ever would otherwise keep it reading for ever.
 MAX_IDLE_PAGES = 10
-
-
-class RoomlioCursorError(RoomlioPermanentError):
-    """Roomlio no longer knows the cursor we sent (400): resume by time instead."""
-
-
-class RoomlioNotFoundError(RoomlioPermanentError):
-    """The room does not exist (404), perhaps deleted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,20 +104,14 @@ class RoomlioClient:
             "x-notifier-instance": self._instance,
         }
         timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout)
-        try:
+        with ErrorMap(RoomlioTransientError, RoomlioPermanentError,
+                      functools.partial(self._word, method)):
             async with self._session.post(f"{self._url}/{method}", json=dict(params),
                                           headers=headers, timeout=timeout,
                                           allow_redirects=False) as resp:
                 raw = await self._read_limited(resp)
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError:
-            raise RoomlioTransientError(f"{method}: no answer within "
-                                        f"{self._settings.request_timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise RoomlioTransientError(f"{method}: {type(exc).__name__}: "
-                                        f"{shown(self._redactor.redact(str(exc)), 300)}"
-                                        ) from None
         if status != 200:
             raise _status_error(method, status, _error_detail(raw, self._redactor.redact),
                                 retry_after)
@@ -126,6 +120,14 @@ class RoomlioClient:
             return _scrub_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise RoomlioTransientError(f"{method}: answer is not valid JSON ({exc})") from None
+
+    def _word(self, method: str, mapped: Mapped) -> str:
+        """The error text of a failed request (notifier.util.http_errors); the client's own
+        text is redacted, then escaped and cut."""
+        if mapped.failure is Failure.TIMEOUT:
+            return f"{method}: no answer within {self._settings.request_timeout:g}s"
+        text = shown(self._redactor.redact(str(mapped.error)), 300)
+        return f"{method}: {type(mapped.error).__name__}: {text}"
 
     async def _read_limited(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self._settings.max_response_bytes
@@ -150,21 +152,19 @@ class RoomlioClient:
             params["startCursor"] = start_cursor
         elif since:
             params["since"] = since
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(RoomlioTransientError),
-            wait=RetryAfterWait(base=0.5, cap=30.0),
-            stop=stop_after_attempt(self._attempts),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                try:
-                    return parse_page(await self.call("RoomHistory", params))
-                except RoomlioError as exc:
-                    if self._on_error is not None:
-                        self._on_error(exc)
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        policy: Retry[Page] = Retry(RoomlioTransientError,
+                                    wait=RetryAfterWait(base=0.5, cap=30.0),
+                                    attempts=self._attempts)
+        return await policy.call(functools.partial(self._page, params))
+
+    async def _page(self, params: Mapping[str, Any], _attempt: int) -> Page:
+        """One attempt at a RoomHistory page; every failure is told to ``on_error``."""
+        try:
+            return parse_page(await self.call("RoomHistory", params))
+        except RoomlioError as exc:
+            if self._on_error is not None:
+                self._on_error(exc)
+            raise
 
 
 #: A JSON escape of a UTF-16 surrogate: the only way a lone one can get into a string.

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import random
 
+from notifier.util.backoff import exponential_delay
+
 __all__ = ["BACKOFF_FACTOR", "JITTER", "MAX_ROOM_BACKOFF", "QUIET_POLLS", "failure_delay",
            "jittered", "next_interval"]
 
@@ -47,7 +49,7 @@ def failure_delay(failures: int, base: float, *, room_unknown: bool = False) -> 
     config mistake or a deleted room, which a quick retry does not mend."""
     if room_unknown:
         return MAX_ROOM_BACKOFF
-    return min(MAX_ROOM_BACKOFF, base * 2.0 ** min(failures, 10))
+    return exponential_delay(min(failures, 10) + 1, base=base, cap=MAX_ROOM_BACKOFF)
 
 
 def jittered(delay: float, rng: random.Random) -> float:

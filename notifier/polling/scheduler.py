@@ -5,8 +5,8 @@ one heap costs a tuple per room and wakes only when a room is due. Rooms are ser
 the order they fell due, so when polls are held back (by ``max_requests_per_second`` or
 the concurrency cap) every room waits its turn and none is starved.
 
-How long a room waits between polls is ``notifier.polling.policy``'s. The pure part here,
-tested with tables: ``TokenBucket.reserve`` (the global request budget).
+How long a room waits between polls is ``notifier.polling.policy``'s; the global request
+budget is a notifier.util.pacing.TokenBucket.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 
 from notifier.polling.client import RoomlioClient
 from notifier.polling.tailer import Tailer
+from notifier.util.pacing import TokenBucket
 
-__all__ = ["MAX_CONCURRENT_POLLS", "RoomTurn", "Scheduler", "ThrottledClient", "TokenBucket"]
+__all__ = ["MAX_CONCURRENT_POLLS", "RoomTurn", "Scheduler", "ThrottledClient"]
 
 log = logging.getLogger("notifier.scheduler")
 
@@ -32,29 +33,6 @@ log = logging.getLogger("notifier.scheduler")
 MAX_CONCURRENT_POLLS = 64
 
 
-class TokenBucket:
-    """At most ``rate`` requests a second, in any window: ``1 + rate × seconds`` at most.
-
-    A burst of one: each request reserves the next free slot, 1/rate after the previous
-    one, so callers are served in the order they asked (fair) and none is refused."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self._clock = clock
-        self._next = float("-inf")
-
-    def reserve(self) -> float:
-        """Take the next slot; return how many seconds to wait for it (0: now)."""
-        now = self._clock()
-        slot = max(self._next, now)
-        self._next = slot + 1.0 / self.rate
-        return slot - now
-
-    async def take(self) -> None:
-        """Wait for the next slot."""
-        wait = self.reserve()
-        if wait > 0:
-            await asyncio.sleep(wait)
 
 
 class ThrottledClient(RoomlioClient):

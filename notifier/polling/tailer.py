@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifier.config import Room, RoomlioSettings
-from notifier.errors import RoomlioTransientError
+from notifier.errors import RoomlioCursorError, RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
-from notifier.polling.client import Page, RoomlioClient, RoomlioCursorError
+from notifier.polling.client import Page, RoomlioClient
 from notifier.polling.quarantine import keep
 from notifier.rules import Matcher
 from notifier.store import RoomState, Store

@@ -20,12 +20,19 @@ import aiohttp
 
 from notifier.config import Config, Room, Webhook
 from notifier.delivery.sender import Sender
-from notifier.errors import LeaseLost, NotifierError, RoomlioAuthError, RoomlioError, StoreError
+from notifier.errors import (
+    LeaseLost,
+    NotifierError,
+    RoomlioAuthError,
+    RoomlioError,
+    RoomlioNotFoundError,
+    StoreError,
+)
 from notifier.events import Delivery
-from notifier.polling.client import RoomlioClient, RoomlioNotFoundError
+from notifier.polling.client import RoomlioClient
 from notifier.polling.leases import LeaseStore, RoomKeeper, new_instance_id
 from notifier.polling.policy import failure_delay, jittered, next_interval
-from notifier.polling.scheduler import RoomTurn, Scheduler, ThrottledClient, TokenBucket
+from notifier.polling.scheduler import RoomTurn, Scheduler, ThrottledClient
 from notifier.polling.tailer import Tailer
 from notifier.runtime.hooks import ServiceHooks
 from notifier.runtime.logs import config_secrets, current_settings
@@ -33,6 +40,7 @@ from notifier.runtime.reload import CompiledConfig, ConfigWatcher, ReloadPlan, l
 from notifier.runtime.workers import DeliveryWorkers, delivered_by_workers
 from notifier.store import Store, open_store
 from notifier.util.aio import sleep_unless
+from notifier.util.pacing import TokenBucket
 from notifier.util.shown import shown
 
 __all__ = ["Service", "ServiceHooks"]

@@ -27,6 +27,7 @@ from notifier.delivery.worker import decode_report, delivered_by_workers
 from notifier.errors import StoreError
 from notifier.store import Store
 from notifier.util.aio import sleep_unless
+from notifier.util.backoff import Backoff
 
 __all__ = ["DeliveryWorkers", "delivered_by_workers"]
 
@@ -66,7 +67,7 @@ class DeliveryWorkers:
                 group.create_task(self._supervise(index), name=f"delivery worker {index}")
 
     async def _supervise(self, index: int) -> None:
-        delay, generation = 1.0, 0
+        restarts, generation = Backoff(base=1.0, cap=MAX_RESTART_DELAY), 0
         while not self._stopping.is_set():
             generation += 1
             instance = f"{self._instance}-w{index}.{generation}"
@@ -81,10 +82,10 @@ class DeliveryWorkers:
             await self._release(instance)
             if self._stopping.is_set():
                 return
+            delay = restarts.next()
             log.error("delivery worker %d exited with status %s; its deliveries were "
                       "released; starting it again in %.0fs", index, code, delay)
             await sleep_unless(self._stopping, delay)
-            delay = min(2 * delay, MAX_RESTART_DELAY)
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
