@@ -121,3 +121,17 @@ async def test_a_state_file_swapped_for_a_symlink_while_opening_is_refused(
     with pytest.raises(StoreError, match=r"state\.db: it is a symbolic link"):
         await store.open()
     assert victim.stat().st_size == 0
+
+
+async def test_an_in_memory_state_creates_no_file(tmp_path, monkeypatch):
+    """`state: ':memory:'` is SQLite's in-memory database: no file named ':memory:' (nor
+    its lock) may appear in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    store = SQLiteStore(":memory:", exclusive=True)
+    await store.open()
+    try:
+        await store.commit(RoomState(room="r1", cursor="c1"), [])
+        assert (await store.load_room("r1")) is not None
+    finally:
+        await store.close()
+    assert sorted(os.listdir(tmp_path)) == []

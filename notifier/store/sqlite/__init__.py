@@ -222,20 +222,22 @@ class SQLiteStore(Store):
             raise StoreError(f"{what} failed: {reason}") from exc
 
     def _connect(self) -> None:
+        in_memory = self.path == ":memory:"  # SQLite's own name: no file, nothing to lock
         directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
+        if not in_memory and not os.path.isdir(directory):
             raise StoreError(f"cannot open state file {self.path}: directory {directory} "
                              "does not exist; create it or point `state` elsewhere")
-        if self.exclusive:
+        if self.exclusive and not in_memory:
             self._lock_fd = lock(self.path)
         try:
-            identity = prepare_files(self.path, tighten=self.exclusive)
+            identity = None if in_memory else prepare_files(self.path, tighten=self.exclusive)
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
                                    isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(describe(exc, self.path, self.busy_timeout)) from exc
         try:
-            check_same(self.path, identity)  # before anything is written through conn
+            if identity is not None:  # before anything is written through conn
+                check_same(self.path, identity)
             self._guarded("opening", lambda c: prepare(c, self.path, self.busy_timeout), conn)
             if self.exclusive:  # claims belong to a live runner, and this is the only one
                 self._guarded("clearing stale claims", lambda c: c.execute(
