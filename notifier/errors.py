@@ -22,7 +22,7 @@ client and the webhook transport both use it). Outside the tree on purpose, beca
 library's protocol needs their base class or they never leave the module that raises
 them: ``SignatureError`` (a ValueError: the verdict on a signature or key, see
 notifier.signing); the config reader's ``Invalid``, ``TooBig`` and ``NotStreamable``
-and notifier.rules.regex's ``PatternError`` (signals inside config loading, which turns
+and notifier.util.regex's ``PatternError`` (signals inside config loading, which turns
 them into the Problems of one ConfigError); the template sandbox's ``BudgetExceeded``
 (a Jinja ``SecurityError``, so the sandbox stops the render; the template format turns
 it into a DeliveryPermanentError).

@@ -14,14 +14,14 @@ import pytest
 
 from notifier.delivery.formats import load_config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
-from notifier.delivery.worker import (
+from notifier.errors import ConfigError
+from notifier.events import Delivery, Event
+from notifier.runtime.worker import (
     decode_report,
     delivered_by_workers,
     encode_attempt,
     encode_outcome,
 )
-from notifier.errors import ConfigError
-from notifier.events import Delivery, Event
 from notifier.store import open_store
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.conftest import SECRET, TEST_ENV, config_text, notifier_command
@@ -32,7 +32,7 @@ API_KEY = TEST_ENV["TEST_API_KEY"]
 
 
 def _children(pid: int) -> set[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "notifier.delivery.worker"],
+    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "notifier.runtime.worker"],
                          capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
 

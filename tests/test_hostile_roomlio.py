@@ -281,8 +281,8 @@ async def test_replay_and_backtest_end_when_the_cursor_cycles(tmp_path, reader, 
 
     from notifier.cli import replay
     from notifier.errors import RoomlioTransientError
+    from notifier.polling import backtest
     from notifier.polling.client import MAX_IDLE_PAGES, RoomlioClient
-    from notifier.rules import backtest
 
     async with RoomlioEmulator(api_key=API_KEY) as emu, WebhookReceiver() as rx:
         emu.add_room(key="r1")

@@ -14,8 +14,8 @@ import pytest
 
 from notifier.config import Rule
 from notifier.rules import compile_rules
-from notifier.rules.regex import compile_pattern
 from notifier.testing import RoomlioEmulator, WebhookReceiver
+from notifier.util.regex import compile_pattern
 from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command
 from tests.test_cli import run_cli
 from tests.test_rule_tools import write_config

@@ -25,9 +25,9 @@ from notifier.cli.common import (
 )
 from notifier.config import Config, Room
 from notifier.errors import RoomlioAuthError, RoomlioError
+from notifier.polling.backtest import Tally, history
 from notifier.polling.client import RoomlioClient
 from notifier.rules import compile_rules
-from notifier.rules.backtest import Tally, history
 
 __all__ = ["register"]
 

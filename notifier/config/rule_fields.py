@@ -11,7 +11,7 @@ from typing import Any
 from notifier.config.fields import Conv, Invalid, Reader, boolean, choice, describe, text
 from notifier.config.model import LINK_TYPES
 from notifier.config.yaml import Path
-from notifier.rules.regex import PatternError, compile_pattern
+from notifier.util.regex import PatternError, compile_pattern
 
 __all__ = ["LINK_TYPES", "RULE_EXTRA_KEYS", "read_rule_extras"]
 

@@ -28,7 +28,6 @@ from notifier.errors import (
     RoomlioPermanentError,
     RoomlioTransientError,
 )
-from notifier.runtime.logs import RedactionFilter
 from notifier.util.backoff import (
     TRANSIENT_STATUSES,
     Retry,
@@ -36,6 +35,7 @@ from notifier.util.backoff import (
     parse_retry_after,
 )
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
+from notifier.util.redaction import Redactor
 from notifier.util.shown import shown
 from notifier.util.time import parse_time
 
@@ -85,7 +85,7 @@ class RoomlioClient:
                  on_error: Callable[[RoomlioError], None] | None = None,
                  secrets: Mapping[str, str] | None = None) -> None:
         self._settings = settings
-        self._redactor = RedactionFilter(
+        self._redactor = Redactor(
             secrets if secrets is not None else {settings.api_key: "roomlio.api_key"})
         """Cleans remote error text of the key (and the config's other secrets) before it is
         cut to length: a cut through a secret would leave half of it unrecognisable."""

@@ -20,7 +20,7 @@ from typing import Any
 from notifier.config.model import RULE_EVENTS, Rule
 from notifier.rules._plan import Plan, RuleKeys
 from notifier.rules._text import KeywordIndex, normalize, unicode_normalize
-from notifier.rules.regex import LinearPattern, compile_pattern
+from notifier.util.regex import LinearPattern, compile_pattern
 
 __all__ = ["CONDITIONS", "Matcher", "RuleMatch", "compile_rules"]
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from notifier.config import Config
-from notifier.util.redaction import MIN_SECRET, SecretMatcher, webhook_secrets
+from notifier.util.redaction import MIN_SECRET, Redactor, webhook_secrets
 from notifier.util.shown import escape as escape_controls
 
 __all__ = ["FIELDS", "JsonFormatter", "RedactionFilter", "TextFormatter", "config_secrets",
@@ -47,15 +46,6 @@ _CONTROLS = [0x7F, *range(0x80, 0xA0), 0x2028, 0x2029,
 _JSON_ESCAPES = {c: f"\\u{c:04x}" for c in _CONTROLS}
 _INDENT = "    "
 
-#: Credential shapes masked even when the config does not name them.
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+(\s+[^'\"\s,}]+)?"),
-     r"\1[REDACTED]"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), r"\1 [REDACTED]"),
-    (re.compile(r"whsec_[A-Za-z0-9+/=]+"), "whsec_[REDACTED]"),
-    (re.compile(r"whsk_[A-Za-z0-9+/=]+"), "whsk_[REDACTED]"),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@"), r"\1[REDACTED]@"),
-)
 
 
 def config_secrets(config: Config) -> dict[str, str]:
@@ -79,14 +69,8 @@ class RedactionFilter(logging.Filter):
 
     def __init__(self, secrets: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        self._secrets = SecretMatcher(secrets or {}, MIN_SECRET)
-
-    def redact(self, text: str) -> str:
+        self.redact = Redactor(secrets or {}).redact
         """``text`` with every known secret and credential shape masked."""
-        text = self._secrets.redact(text)
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.getMessage())

@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 from notifier.config import Config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
-from notifier.delivery.worker import decode_report, delivered_by_workers
 from notifier.errors import StoreError
+from notifier.runtime.worker import decode_report, delivered_by_workers
 from notifier.store import Store
 from notifier.util.aio import sleep_unless
 from notifier.util.backoff import Backoff
@@ -72,7 +72,7 @@ class DeliveryWorkers:
             generation += 1
             instance = f"{self._instance}-w{index}.{generation}"
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "notifier.delivery.worker", self._config.path,
+                sys.executable, "-m", "notifier.runtime.worker", self._config.path,
                 instance, *self._logging,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
             self._procs[index] = proc

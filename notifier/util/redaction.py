@@ -21,7 +21,8 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, ur
 
 from yarl import URL
 
-__all__ = ["FRAGMENT", "MIN_SECRET", "TOKEN", "SecretMatcher", "spellings", "webhook_secrets"]
+__all__ = ["FRAGMENT", "MIN_SECRET", "TOKEN", "Redactor", "SecretMatcher", "spellings",
+           "webhook_secrets"]
 
 #: A run of this many characters of a token-like secret counts as the secret.
 FRAGMENT = 8
@@ -145,3 +146,30 @@ def _node(node: dict[str, Any]) -> str:
         return literal
     group = "(?:" + "|".join(branches) + ")"
     return literal + (group + "?" if "" in node else group)
+
+
+#: Credential shapes masked even when the config does not name them.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+(\s+[^'\"\s,}]+)?"),
+     r"\1[REDACTED]"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), r"\1 [REDACTED]"),
+    (re.compile(r"whsec_[A-Za-z0-9+/=]+"), "whsec_[REDACTED]"),
+    (re.compile(r"whsk_[A-Za-z0-9+/=]+"), "whsk_[REDACTED]"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@"), r"\1[REDACTED]@"),
+)
+
+
+class Redactor:
+    """Masks the known ``secrets`` (any spelling, long fragments) and every credential shape
+    (``Authorization`` values, bearer tokens, ``whsec_``/``whsk_`` keys, URL passwords):
+    what logs, error texts and the status page show of remote or secret-bearing text."""
+
+    def __init__(self, secrets: Mapping[str, str]) -> None:
+        self._secrets = SecretMatcher(secrets, MIN_SECRET)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret and credential shape masked."""
+        text = self._secrets.redact(text)
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text

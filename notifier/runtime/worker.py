@@ -1,7 +1,7 @@
 """A delivery worker process: claims and POSTs deliveries from the runner's SQLite outbox.
 
 Started by the runner (``notifier.runtime.workers``), never by hand:
-``python -m notifier.delivery.worker CONFIG INSTANCE LEVEL FORMAT``. It reads the same
+``python -m notifier.runtime.worker CONFIG INSTANCE LEVEL FORMAT``. It reads the same
 config file (no secret travels on a command line), opens the state file beside the
 runner (SQLite serialises the claims: a row is claimed by one process), and runs an
 ordinary Sender for the webhooks workers own (``delivered_by_workers``). Lines on stdin:
