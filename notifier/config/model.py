@@ -147,20 +147,23 @@ class DeliverySettings:
     shutdown_grace: float = setting(10.0, duration(allow_zero=True), "how long a stopping "
                                     "notifier lets requests in flight finish")
     workers: int = setting(0, integer(0, 64), "delivery worker processes that claim and POST "
-                           "the deliveries from the SQLite outbox (see "
-                           "notifier.runtime.workers); SQLite state only; `0`: the main "
-                           "process POSTs")
+                           "the deliveries from the SQLite outbox, on more cores; webhooks "
+                           "with `rate_limit`, `group_wait` or `ordered` stay with the main "
+                           "process, and a worker that dies is restarted; SQLite state only; "
+                           "`0`: the main process POSTs")
     # None (a webhook's max_attempts/max_backoff chose it): exponential backoff
     retry_schedule: tuple[float, ...] | None = setting(
         STANDARD_SCHEDULE, retry_schedule, "the wait before each retry (the Standard Webhooks "
-        "schedule by default); each wait is stretched by up to 10% at random, and a longer "
-        "`Retry-After` wins")
+        "schedule by default: 8 attempts over about 27.6 hours); each wait is stretched by up "
+        "to 10% at random, and a longer `Retry-After` wins")
     breaker_window: int = setting(20, integer(0, 10000), "the circuit breaker judges at most "
                                   "this many recent attempts; `0` turns it off")
     breaker_threshold: float = setting(0.7, ratio, "the share of failures among the judged "
                                        "attempts that opens the breaker")
     breaker_cooldown: float = setting(60.0, duration(), "the longest an open breaker waits "
-                                      "before a probe (the probe backoff's cap)")
+                                      "before a probe: the first comes after about 1s, each failed "
+                                      "one makes the next wait 1.6× longer (±20% jitter), up "
+                                      "to this")
     breaker_min_attempts: int = setting(10, integer(1, 10000), "fewer judged attempts never "
                                         "open the breaker; at most `breaker_window` (a smaller "
                                         "window lowers an inherited value)")
@@ -168,9 +171,9 @@ class DeliverySettings:
                                     "time are judged")
     disable_after: float = setting(5 * 86400.0, duration(allow_zero=True), "a webhook failing "
                                    "without a single success this long is disabled; `0`: never")
-    ordered: bool = setting(False, boolean, "one delivery at a time per room, in ledger order; "
-                            "a retried one holds back the rest of its room; not with "
-                            "`group_wait`")
+    ordered: bool = setting(False, boolean, "one delivery at a time per room, in the order the "
+                            "tail saw the events; a retried one holds back the rest of its "
+                            "room; not with `group_wait`")
 
 
 @dataclass(frozen=True)
@@ -190,8 +193,8 @@ class Webhook:
     allow_private_urls: bool = inherit(DeliverySettings, "allow_private_urls")
     max_in_flight: int = inherit(DeliverySettings, "max_in_flight")
     format: str = setting("standard", None, "the payload: `standard` (the signed event), "
-                          "`slack`, `teams` or `template` (notifier.delivery.formats; the "
-                          "loader is given them)", kind="A format name")
+                          "`slack`, `teams` or `template` (see [formats](formats.md))",
+                          kind="A format name")
     headers: Mapping[str, str] = setting(
         None, None, "request headers added in every format; their values are never logged",
         kind="A mapping of header names to values", factory=dict, repr=False)
@@ -243,9 +246,9 @@ class Rule:
                                             "(in any order)", kind=one_or_list("words or phrases"))
     exclude_keywords: tuple[str, ...] = setting((), None, "none of them may appear",
                                                 kind=one_or_list("words or phrases"))
-    regex: tuple[str, ...] = setting((), None, "any of these patterns is found in the "
-                                     "normalised text (case-insensitive); one that cannot "
-                                     "compile is a `check` error", kind=one_or_list("patterns"))
+    regex: tuple[str, ...] = setting((), None, "any of these RE2 patterns is found in "
+                                     "the normalised text (case-insensitive); one RE2 "
+                                     "refuses is a `check` error", kind=one_or_list("patterns"))
     has_links: bool | None = setting(None, boolean, "`true`: at least one link; `false`: none",
                                      shown="either")
     link_type: frozenset[str] | None = setting(None, None, "at least one link of one of these "
@@ -271,7 +274,8 @@ class ServerSettings:
                                       "own `room` label; the rest count as `room=\"_other\"`")
     allowed_hosts: tuple[str, ...] = setting(
         (), host_name, "host names requests may carry in `Host` besides `localhost`, IP "
-        "addresses and the `listen` host (a proxy's or a scraper's); `*` accepts any",
+        "addresses and the `listen` host (a proxy's or a scraper's); `*` accepts any; "
+        "other names get 421 (a DNS-rebinding defence), `/healthz` answers any",
         kind=one_or_list("host names without scheme or port"))
 
 
@@ -280,7 +284,8 @@ class LoggingSettings:
     """How logs are written (the command line may override both)."""
 
     format: Literal["text", "json"] = setting("text", log_format, "`text` for people, `json` "
-                                              "for log pipelines; `--log-format` overrides it")
+                                              "for log pipelines (one object per line); "
+                                              "`--log-format` overrides it")
     level: str = setting("INFO", log_level, "`--log-level` overrides it")
 
 
@@ -293,7 +298,8 @@ class ClusterSettings:
     heartbeat: float = setting(10.0, duration(), "how often leases are renewed and rooms "
                                "rebalanced; at most `lease_ttl / 2`")
     claim_timeout: float = setting(300.0, duration(), "a claimed delivery not settled for "
-                                   "this long may be sent by another instance")
+                                   "this long (plus its retry wait) may be sent by another "
+                                   "instance")
     pool_size: int = setting(8, integer(1, 100), "connections per instance in the PostgreSQL "
                              "pool")
 
