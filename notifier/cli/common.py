@@ -17,8 +17,8 @@ from notifier.errors import ConfigError
 from notifier.store import Store, open_store
 from notifier.util.time import format_time, parse_time
 
-__all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "add_config", "load",
-           "moment", "opened", "shown_time"]
+__all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "add_config", "confirmed",
+           "load", "moment", "opened", "shown_time"]
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2, 64
 
@@ -67,3 +67,13 @@ def moment(value: str, *, now: float | None = None) -> float:
 def shown_time(at: float | None) -> str:
     """A unix time for people, or ``-``."""
     return "-" if at is None else format_time(int(at))
+
+
+def confirmed(question: str, *, yes: bool) -> bool:
+    """Whether a destructive step may go ahead: ``--yes`` given, or the person at the
+    terminal typed 'yes' to ``question`` (never without a terminal, e.g. under CI)."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} Type 'yes': ").strip().lower() == "yes"

@@ -22,6 +22,7 @@ from notifier.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     add_config,
+    confirmed,
     load,
     moment,
     opened,
@@ -132,16 +133,10 @@ async def _purge(args: argparse.Namespace, config: Any) -> int:
         if not letters:
             print("no dead letters match; nothing purged")
             return EXIT_OK
-        if not args.yes and not _confirm(len(letters)):
+        if not confirmed(f"Delete {len(letters)} dead letter(s) for good?", yes=args.yes):
             print("not purged (confirm interactively, or pass --yes)", file=sys.stderr)
             return EXIT_USAGE
         deleted = await store.purge_dead_letters([dl.delivery.id for dl in letters])
     print(f"{deleted} dead letter(s) purged")
     return EXIT_OK
 
-
-def _confirm(count: int) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    answer = input(f"Delete {count} dead letter(s) for good? Type 'yes': ")
-    return answer.strip().lower() == "yes"

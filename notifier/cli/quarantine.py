@@ -24,6 +24,7 @@ from notifier.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     add_config,
+    confirmed,
     load,
     opened,
     shown_time,
@@ -181,16 +182,10 @@ async def _purge(args: argparse.Namespace, config: Config) -> int:
         if not items:
             print("no quarantined message matches; nothing purged")
             return EXIT_OK
-        if not args.yes and not _confirm(len(items)):
+        if not confirmed(f"Forget {len(items)} quarantined message(s) for good?", yes=args.yes):
             print("not purged (confirm interactively, or pass --yes)", file=sys.stderr)
             return EXIT_USAGE
         removed = await store.remove_quarantined([q.id for q in items])
     print(f"{removed} quarantined message(s) purged")
     return EXIT_OK
 
-
-def _confirm(count: int) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    answer = input(f"Forget {count} quarantined message(s) for good? Type 'yes': ")
-    return answer.strip().lower() == "yes"
