@@ -31,8 +31,9 @@ from notifier.cli.common import (
 from notifier.config import Config
 from notifier.delivery.errortext import Scrubber
 from notifier.errors import StoreError
-from notifier.runtime.logs import RedactionFilter, config_secrets
+from notifier.runtime.logs import config_secrets
 from notifier.store import DeadLetter
+from notifier.util.redaction import Redactor
 
 __all__ = ["register", "select"]
 
@@ -87,7 +88,7 @@ def _redactor(config: Config) -> Callable[[str], str]:
     """Cleans a stored error text for printing: rows written by an older version (or by a
     receiver's echo) may hold a webhook URL, a path token or another configured secret."""
     scrub = Scrubber(config.webhooks.values())
-    secrets = RedactionFilter(config_secrets(config))
+    secrets = Redactor(config_secrets(config))
     return lambda text: scrub(secrets.redact(text))
 
 

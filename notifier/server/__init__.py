@@ -17,11 +17,12 @@ from aiohttp import web
 
 from notifier.config import Config, ServerSettings
 from notifier.runtime.hooks import ServiceHooks, fan_out
-from notifier.runtime.logs import RedactionFilter, config_secrets
+from notifier.runtime.logs import config_secrets
 from notifier.runtime.service import Service
 from notifier.server.app import ListenerState, make_app
 from notifier.server.board import Board
 from notifier.server.metrics import Metrics
+from notifier.util.redaction import Redactor
 
 __all__ = ["Listener"]
 
@@ -56,7 +57,7 @@ class Listener:
         """Serve the listener for the body of the block; yield its base URL."""
         server = self.config.server
         assert server is not None, "listening() needs a server: section"
-        redactor = RedactionFilter(config_secrets(self.config))
+        redactor = Redactor(config_secrets(self.config))
         app = make_app(ListenerState(service, self.board, self.metrics, stop, redactor))
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=1.0)

@@ -20,12 +20,12 @@ from aiohttp import web
 
 from notifier.config import ServerSettings
 from notifier.errors import StoreError
-from notifier.runtime.logs import RedactionFilter
 from notifier.runtime.service import Service
 from notifier.server.board import Board
 from notifier.server.guard import HostCheck, page_policy, secure
 from notifier.server.metrics import CONTENT_TYPE, Metrics
 from notifier.store import DeadLetter, Quarantined, RoomState, StoreStats, WebhookState
+from notifier.util.redaction import Redactor
 
 __all__ = ["ListenerState", "make_app"]
 
@@ -41,7 +41,7 @@ class ListenerState:
     """What the handlers share: the service, its board and metrics, the stop event."""
 
     def __init__(self, service: Service, board: Board, metrics: Metrics,
-                 stop: asyncio.Event, redactor: RedactionFilter) -> None:
+                 stop: asyncio.Event, redactor: Redactor) -> None:
         self.service, self.board, self.metrics = service, board, metrics
         self.stop, self.redactor = stop, redactor
         server = service.config.server
@@ -158,7 +158,7 @@ async def status_api(request: web.Request) -> web.Response:
     return _json(_redacted(snap, listener.redactor))
 
 
-def _redacted(value: Any, redactor: RedactionFilter) -> Any:
+def _redacted(value: Any, redactor: Redactor) -> Any:
     if isinstance(value, str):
         return redactor.redact(value)
     if isinstance(value, list):
