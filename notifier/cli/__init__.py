@@ -17,14 +17,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from notifier import __version__
+from notifier.cli.common import EXIT_CONFIG, EXIT_OK, reported
 from notifier.delivery.formats import FORMATS, check_config, load_config
-from notifier.errors import ConfigError, NotifierError, RoomlioAuthError, StoreError
+from notifier.errors import ConfigError, NotifierError
 from notifier.runtime.run import install_signals, remember_early_signals, run_daemon
 from notifier.store import shown_location
 
 __all__ = ["main"]
-
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2, 64
 
 #: Modules that add subcommands: each has ``register(subparsers)``, which adds its
 #: parsers and sets ``handler`` (a function ``(args) -> exit code``) as their default.
@@ -135,15 +134,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
              shown_location(config.state))
     try:
         run_daemon(config, make_listener=Listener)
-    except RoomlioAuthError as exc:
-        print(f"notifier: Roomlio refused the API key: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except StoreError as exc:
-        print(f"notifier: state store: {exc}", file=sys.stderr)
-        return EXIT_ERROR
     except NotifierError as exc:
-        print(f"notifier: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return reported(exc)
     log.info("stopped cleanly")
     return EXIT_OK
 

@@ -21,10 +21,11 @@ from notifier.cli.common import (
     add_config,
     load,
     moment,
+    reported,
     shown_time,
 )
 from notifier.config import Config, Room
-from notifier.errors import RoomlioAuthError, RoomlioError
+from notifier.errors import NotifierError, RoomlioAuthError, RoomlioError
 from notifier.polling.backtest import Tally, history
 from notifier.polling.client import RoomlioClient
 from notifier.rules import compile_rules
@@ -60,9 +61,8 @@ def _run(args: argparse.Namespace) -> int:
     tally = Tally(config)
     try:
         failed = asyncio.run(_read(config, _rooms(config, args.room), args.since, tally))
-    except RoomlioAuthError as exc:
-        print(f"notifier: Roomlio refused the API key: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except NotifierError as exc:
+        return reported(exc)
     if args.json:
         print(json.dumps({"since": shown_time(args.since), **tally.as_json(),
                           "failed_rooms": failed}, ensure_ascii=False))

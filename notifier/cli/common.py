@@ -13,12 +13,12 @@ from contextlib import asynccontextmanager
 from notifier.config import Config
 from notifier.config.fields import parse_duration
 from notifier.delivery.formats import load_config
-from notifier.errors import ConfigError
+from notifier.errors import ConfigError, NotifierError, RoomlioAuthError, StoreError
 from notifier.store import Store, open_store
 from notifier.util.time import format_time, parse_time
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "add_config", "confirmed",
-           "load", "moment", "opened", "shown_time"]
+           "load", "moment", "opened", "reported", "shown_time"]
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_USAGE = 0, 1, 2, 64
 
@@ -77,3 +77,14 @@ def confirmed(question: str, *, yes: bool) -> bool:
     if not sys.stdin.isatty():
         return False
     return input(f"{question} Type 'yes': ").strip().lower() == "yes"
+
+
+def reported(exc: NotifierError) -> int:
+    """Print why a command failed, in the words every command uses, and return its exit code:
+    a refused Roomlio key is a configuration problem (2), anything else an error (1)."""
+    if isinstance(exc, RoomlioAuthError):
+        print(f"notifier: Roomlio refused the API key: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    where = "state store: " if isinstance(exc, StoreError) else ""
+    print(f"notifier: {where}{exc}", file=sys.stderr)
+    return EXIT_ERROR

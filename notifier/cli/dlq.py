@@ -18,7 +18,6 @@ from typing import Any
 
 from notifier.cli.common import (
     EXIT_CONFIG,
-    EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
     add_config,
@@ -26,6 +25,7 @@ from notifier.cli.common import (
     load,
     moment,
     opened,
+    reported,
     shown_time,
 )
 from notifier.config import Config
@@ -80,8 +80,7 @@ def _run(args: argparse.Namespace, action: Any) -> int:
         result: int = asyncio.run(action(args, config))
         return result
     except StoreError as exc:
-        print(f"notifier: state store: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return reported(exc)
 
 
 def _redactor(config: Config) -> Callable[[str], str]:

@@ -27,6 +27,7 @@ from notifier.cli.common import (
     confirmed,
     load,
     opened,
+    reported,
     shown_time,
 )
 from notifier.config import Config
@@ -79,8 +80,7 @@ def _run(args: argparse.Namespace, action: Any) -> int:
         result: int = asyncio.run(action(args, config))
         return result
     except StoreError as exc:
-        print(f"notifier: state store: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return reported(exc)
 
 
 def _chosen(items: list[Quarantined], args: argparse.Namespace) -> list[Quarantined]:

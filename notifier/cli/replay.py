@@ -23,16 +23,16 @@ import aiohttp
 
 from notifier.cli.common import (
     EXIT_CONFIG,
-    EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
     add_config,
     load,
     moment,
     opened,
+    reported,
 )
 from notifier.config import Config, Room
-from notifier.errors import NotifierError, RoomlioAuthError
+from notifier.errors import NotifierError
 from notifier.events import CREATED, EDITED, Delivery, Event, is_edited
 from notifier.polling.client import MAX_IDLE_PAGES, RoomlioClient
 from notifier.polling.tailer import deliveries_for, routes_for
@@ -107,12 +107,8 @@ def _replay(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         counts, added = asyncio.run(_collect(config, args))
-    except RoomlioAuthError as exc:
-        print(f"notifier: Roomlio refused the API key: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
     except NotifierError as exc:
-        print(f"notifier: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return reported(exc)
     for (webhook, rule), n in sorted(counts.items()):
         print(f"{webhook:16} {rule:20} {n}")
     total = sum(1 for _ in counts.elements())

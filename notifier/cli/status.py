@@ -7,12 +7,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from collections import Counter
 from typing import Any
 
 from notifier.cli.cluster_status import cluster_doc, cluster_lines
-from notifier.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, add_config, load, opened
+from notifier.cli.common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    add_config,
+    load,
+    opened,
+    reported,
+)
 from notifier.errors import StoreError
 from notifier.store import WebhookState
 
@@ -47,8 +53,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         doc = asyncio.run(_read(config))
     except StoreError as exc:
-        print(f"notifier: state store: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return reported(exc)
     if args.json:
         print(json.dumps(doc, indent=2))
         return EXIT_OK

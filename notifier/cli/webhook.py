@@ -22,6 +22,7 @@ from notifier.cli.common import (
     add_config,
     load,
     opened,
+    reported,
 )
 from notifier.errors import StoreError
 from notifier.signing import Ed25519Key, public_key_text
@@ -78,8 +79,7 @@ def _enable(args: argparse.Namespace) -> int:
     try:
         was = asyncio.run(_reset(config, args.name))
     except StoreError as exc:
-        print(f"notifier: state store: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return reported(exc)
     if was is None or not was.disabled:
         print(f"webhook {args.name} is not disabled; nothing changed")
     else:
