@@ -44,6 +44,12 @@ def find_bindir() -> str | None:
     return None
 
 
+def _runuser() -> str:
+    """runuser lives in /usr/sbin, which a non-login root shell's PATH may lack."""
+    return (shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+            or "runuser")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,7 +71,7 @@ class PgServer:
     def _run(self, *args: str) -> None:
         command = [os.path.join(self.bindir, args[0]), *args[1:]]
         if self._as_user:
-            command = ["runuser", "-u", SUPERUSER, "--", *command]
+            command = [_runuser(), "-u", SUPERUSER, "--", *command]
         done = subprocess.run(command, capture_output=True, text=True, cwd=self.root)
         if done.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {done.stdout}{done.stderr}")
