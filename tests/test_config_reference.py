@@ -19,6 +19,7 @@ from notifier.config import (
     Webhook,
     schema,
     server_fields,
+    webhook_fields,
 )
 from notifier.config.cluster_fields import CLUSTER_FIELDS
 from notifier.config.reference import SECTIONS, render
@@ -51,13 +52,13 @@ def test_every_key_the_schema_accepts_is_in_the_reference():
     accepted = {
         "Top level": schema.TOP_KEYS, "`roomlio`": tuple(schema.ROOMLIO_FIELDS),
         "`rooms`": schema.ROOM_KEYS, "`delivery`": tuple(schema.DELIVERY_FIELDS),
-        "`webhooks`": schema.WEBHOOK_KEYS, "`rules`": schema.RULE_KEYS,
+        "`webhooks`": webhook_fields.WEBHOOK_KEYS, "`rules`": schema.RULE_KEYS,
         "`server`": server_fields.SERVER_KEYS, "`logging`": tuple(server_fields.LOGGING_FIELDS),
         "`cluster`": tuple(CLUSTER_FIELDS),
     }
     missing = [f"{title}: {key}" for title, keys in accepted.items() for key in keys
                if f"`{key}`" not in text[title] and not (
-                   title == "`webhooks`" and key in schema.WEBHOOK_FIELDS)]
+                   title == "`webhooks`" and key in webhook_fields.WEBHOOK_FIELDS)]
     assert missing == []
 
 

@@ -13,22 +13,20 @@ from collections.abc import Mapping
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import fields, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from notifier.config.cluster_fields import POSTGRES_SCHEMES, cluster_settings, postgres_url_problem
-from notifier.config.delivery_fields import check_breaker, check_ordered, resolve_retry
+from notifier.config.delivery_fields import check_breaker, resolve_retry
 from notifier.config.fields import (
     MISSING,
     Conv,
     Invalid,
     Reader,
     choice,
-    describe,
     describe_type,
     is_hidden,
     text,
 )
-from notifier.config.format_fields import FormatRules, format_keys, format_settings
+from notifier.config.format_fields import FormatRules
 from notifier.config.model import (
     DEFAULT_STATE,
     MESSAGE_TYPES,
@@ -39,40 +37,18 @@ from notifier.config.model import (
     Room,
     RoomlioSettings,
     Rule,
-    Webhook,
 )
 from notifier.config.rule_fields import RULE_EXTRA_KEYS, read_rule_extras
 from notifier.config.server_fields import logging_settings, server_settings
 from notifier.config.settings import declared, table
+from notifier.config.webhook_fields import webhooks as read_webhooks
 from notifier.config.yaml import Doc, Path
 from notifier.errors import Problem
-from notifier.signing import SignatureError, decode_secret
-from notifier.util.netguard import connect_host, private_target
 
 __all__ = ["build", "unsupported_state"]
 
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-_WEBHOOK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_RESERVED_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature",
-                               "content-length", "host"})
 
-
-def _secret_key(value: Any, shown: str) -> bytes:
-    if not isinstance(value, str):
-        raise Invalid(f"must be a string like whsec_<base64> or whsk_<base64> (got {shown})")
-    try:
-        return decode_secret(value.strip())
-    except SignatureError as exc:  # its message never contains the secret
-        raise Invalid(f"{shown} is not a valid webhook secret: {exc}") from None
-
-
-def _header_value(value: Any, shown: str) -> str:
-    if not isinstance(value, str):
-        raise Invalid(f"must be a string; put numbers in quotes (got {shown})")
-    if "\r" in value or "\n" in value:
-        raise Invalid(f"{shown} contains a line break; header values must be one line")
-    return value
 
 
 def unsupported_state(location: str) -> str | None:
@@ -111,12 +87,6 @@ _ROOMLIO_REQUIRED = tuple(key for key, s in declared(RoomlioSettings).items()
                           if s.default is NO_DEFAULT)
 DELIVERY_FIELDS = table(DeliverySettings)
 _DELIVERY_DEFAULTS = DeliverySettings()
-_WEBHOOK = declared(Webhook)
-_WEBHOOK_CONV = table(Webhook)
-#: The ``delivery`` keys a webhook may override (not those about the process).
-WEBHOOK_FIELDS = {key: conv for key, conv in DELIVERY_FIELDS.items() if key in _WEBHOOK}
-WEBHOOK_KEYS = ("url", "secret", "format", "headers", *WEBHOOK_FIELDS)
-"""The keys of every webhook; each format adds its own (``format_keys``)."""
 TOP_KEYS = tuple(f.name for f in fields(Config) if f.name != "path")
 ROOM_KEYS = tuple(declared(Room))
 RULE_KEYS = ("name", "events", "rooms", "message_type", "user_type", "keywords", "notify",
@@ -176,84 +146,6 @@ def _delivery(r: Reader, value: Any) -> DeliverySettings:
     breaker = {key: getattr(defaults, key) for key in ("breaker_window", "breaker_min_attempts")}
     check_breaker(r, m, ("delivery",), breaker)
     return replace(defaults, **breaker)
-
-
-def _webhooks(r: Reader, value: Any, defaults: DeliverySettings,
-              formats: Mapping[str, FormatRules]) -> dict[str, Webhook]:
-    m = r.mapping(value, ("webhooks",))
-    if m is None:
-        return {}
-    if not m:
-        r.problem(("webhooks",), "must define at least one webhook, like crm: {url: https://...}")
-    hooks = {}
-    for name, spec in m.items():
-        if not _WEBHOOK_NAME.fullmatch(name):
-            r.problem(("webhooks", name), f"invalid webhook name {describe(name)}; "
-                                          "use letters, digits, '_', '.' and '-'")
-        elif (hook := _webhook(r, name, spec, defaults, formats)) is not None:
-            hooks[name] = hook
-    return hooks
-
-
-def _webhook(r: Reader, name: str, spec: Any, defaults: DeliverySettings,
-             formats: Mapping[str, FormatRules]) -> Webhook | None:
-    path: Path = ("webhooks", name)
-    m = r.mapping(spec, path, (*WEBHOOK_KEYS, *format_keys(formats)), required=("url",))
-    if m is None:
-        return None
-    settings = {key: getattr(defaults, key) for key in WEBHOOK_FIELDS}
-    settings.update(r.fields(m, path, WEBHOOK_FIELDS))
-    resolve_retry(r, m, path, settings, default=defaults.retry_schedule)
-    check_breaker(r, m, path, settings)
-    url = r.value(m, path, "url", _WEBHOOK_CONV["url"], "")
-    if url:
-        _check_target(r, url, (*path, "url"), allow_private=settings["allow_private_urls"])
-    fmt = r.value(m, path, "format", choice(list(formats), "format"), _WEBHOOK["format"].default)
-    headers = _headers(r, m.get("headers", MISSING), (*path, "headers"))
-    if url and urlsplit(url).username is not None and any(
-            h.lower() == "authorization" for h in headers):
-        r.problem((*path, "headers"), "the url carries credentials and headers sets "
-                                      "Authorization too; keep only one of them")
-    formatting = format_settings(r, m, path, fmt, formats)
-    check_ordered(r, path, settings, formatting["group_wait"])
-    return Webhook(
-        name=name,
-        url=url,
-        secrets=r.values(m, path, "secret", _secret_key) or (),
-        format=fmt,
-        headers=headers,
-        **settings,
-        **formatting,
-    )
-
-
-def _check_target(r: Reader, url: str, path: Path, *, allow_private: bool) -> None:
-    """The host is judged as the HTTP client will read it (IDNA-folded), not as written."""
-    if connect_host(url) is None:
-        r.problem(path, "the HTTP client cannot read this url's host; look for invisible "
-                        "or unusual characters in it")
-        return
-    host = None if allow_private else private_target(url)
-    if host is not None:
-        where = "" if is_hidden(r.show(url, path)) else f" ({host})"
-        r.problem(path, f"url points to a private address{where}; "
-                        "set allow_private_urls: true to allow it")
-
-
-def _headers(r: Reader, value: Any, path: Path) -> dict[str, str]:
-    m = r.mapping(value, path)
-    headers: dict[str, str] = {}
-    if m is None:
-        return headers
-    for name in m:
-        if not _HEADER_NAME.fullmatch(name):
-            r.problem((*path, name), f"invalid header name {describe(name)}; "
-                                     "use letters, digits and '-'")
-        elif name.lower() in _RESERVED_HEADERS:
-            r.problem((*path, name), f"the notifier sets {name} itself; remove it")
-        elif (header := r.value(m, path, name, _header_value, None)) is not None:
-            headers[name] = header
-    return headers
 
 
 def _rules(r: Reader, value: Any, rooms: tuple[Room, ...], room_labels: list[str],
@@ -335,7 +227,7 @@ def _build(r: Reader, top: dict[str, Any], path: str,
         rooms=rooms,
         state=state,
         delivery=delivery,
-        webhooks=_webhooks(r, webhooks, delivery, formats),
+        webhooks=read_webhooks(r, webhooks, delivery, formats),
         rules=_rules(r, top.get("rules", MISSING), rooms, room_labels,
                      list(webhooks) if isinstance(webhooks, dict) else []),
         server=server_settings(r, top.get("server", MISSING)),
