@@ -619,3 +619,28 @@ async def test_open_store_picks_sqlite_for_paths_and_sqlite_urls(path: str) -> N
         store = open_store(url, exclusive=True)
         assert isinstance(store, SQLiteStore)
         assert (store.path, store.exclusive) == (path, True)
+
+
+async def test_a_page_repeating_a_message_keeps_its_first_copy(store: SQLiteStore) -> None:
+    """A page may hold one message version twice (same webhook-id); the first copy is the
+    one stored and sent, once."""
+    first = make_event(1)
+    second = make_event(1, text="order #1 is late (a second copy, changed)")
+    assert first.id == second.id and first != second
+    one, two = (Delivery.for_webhook(e, "crm", RULES) for e in (first, second))
+    assert await store.commit(None, [one, two]) == [one]
+    claimed = await store.claim_due(later(), 10)
+    assert [(d.id, d.event) for d in claimed] == [(one.id, first)]
+
+
+async def test_a_replay_after_prune_brings_back_the_forgotten_event(store: SQLiteStore) -> None:
+    """requeue (notifier replay) enqueues a delivery whose event the ledger has pruned, with
+    the event's whole content."""
+    event = make_event(1, detected_at=100.0)
+    delivery = Delivery.for_webhook(event, "crm", RULES)
+    await store.commit(None, [delivery])
+    await store.delivered([delivery.id])
+    assert await store.prune(older_than=500.0) == 1
+    assert await store.requeue([delivery], time.time()) == 1
+    claimed = await store.claim_due(later(), 10)
+    assert [(d.id, d.event) for d in claimed] == [(delivery.id, event)]
