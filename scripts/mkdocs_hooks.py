@@ -4,8 +4,10 @@ The Markdown is written to be read in the repository, where README.md links to
 ``docs/rules.md`` and docs/testing.md to ``../RELIABILITY.md``. The site's pages are
 ``docs/`` plus the few pages outside it (``SITE_PAGES``: the README is the front page), so
 each relative link is resolved as the repository resolves it and pointed at the page that
-file became. A link to a file that is not a page is left as written, and
-``mkdocs build --strict`` reports it: a broken link fails the build.
+file became. A linked repository file that is no page (a schema, a deploy file) is copied
+into the site under ``repo/`` as it is. A link to anything else (a file that does not
+exist, a folder, Markdown that is no page) is left as written, and ``mkdocs build
+--strict`` reports it: a broken link fails the build.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SITE_PAGES", "on_files", "on_page_markdown", "rewrite_links", "site_path"]
+__all__ = ["SITE_PAGES", "linked_files", "on_files", "on_page_markdown", "rewrite_links",
+           "site_path"]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Repository Markdown outside docs/ that the site shows, and the page each becomes.
@@ -29,6 +32,8 @@ _REPO_PATHS = {page: repo for repo, page in SITE_PAGES.items()}
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _LINK = re.compile(r"(!?\[(?:[^\]\\]|\\.)*\]\(\s*<?)([^)\s>]+)")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+#: Where linked repository files that are no page go in the site.
+COPIES = "repo/"
 
 
 def site_path(repo_path: str) -> str | None:
@@ -37,14 +42,32 @@ def site_path(repo_path: str) -> str | None:
         return SITE_PAGES[repo_path]
     if repo_path.startswith("docs/"):
         return repo_path.removeprefix("docs/")
+    if _copied(repo_path):
+        return COPIES + repo_path
     return None
 
 
-def _rewritten(target: str, repo_dir: str, site_dir: str) -> str:
+def _copied(repo_path: str) -> bool:
+    """A repository file (not Markdown, not a folder, not outside) the site carries a copy of."""
+    if repo_path.startswith("../") or repo_path.endswith(".md"):
+        return False
+    path = (ROOT / repo_path).resolve()
+    return path.is_relative_to(ROOT) and path.is_file()  # a symbolic link out: not copied
+
+
+def _resolved(target: str, repo_dir: str) -> str | None:
+    """The repository path a relative link points at; None for a URL, an anchor, a root."""
     if _SCHEME.match(target) or target.startswith(("#", "/")):
+        return None
+    return posixpath.normpath(posixpath.join(repo_dir, target.partition("#")[0]))
+
+
+def _rewritten(target: str, repo_dir: str, site_dir: str) -> str:
+    repo_path = _resolved(target, repo_dir)
+    if repo_path is None:
         return target
-    file_part, hash_, anchor = target.partition("#")
-    page = site_path(posixpath.normpath(posixpath.join(repo_dir, file_part)))
+    _, hash_, anchor = target.partition("#")
+    page = site_path(repo_path)
     if page is None:
         return target  # not in the site: mkdocs --strict names it
     return posixpath.relpath(page, site_dir or ".") + hash_ + anchor
@@ -65,12 +88,42 @@ def rewrite_links(markdown: str, repo_path: str, site_uri: str) -> str:
     return "".join(lines)
 
 
+def linked_files(sources: dict[str, str]) -> set[str]:
+    """The repository files (no pages) that ``sources`` (repository path → Markdown) link."""
+    found = set()
+    for repo_path, markdown in sources.items():
+        for line in _prose(markdown):
+            for match in _LINK.finditer(line):
+                target = _resolved(match.group(2), posixpath.dirname(repo_path))
+                if target is not None and _copied(target) and not target.startswith("docs/"):
+                    found.add(target)
+    return found
+
+
+def _prose(markdown: str) -> list[str]:
+    lines, fenced = [], False
+    for line in markdown.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
 def on_files(files: Any, config: Any) -> Any:
-    """Add the pages from outside docs/ (SITE_PAGES) to the site's files."""
+    """Add the pages from outside docs/ (SITE_PAGES), and copies of the repository files
+    the pages link to, to the site's files."""
     from mkdocs.structure.files import File
 
     for repo_path, page in SITE_PAGES.items():
         files.append(File.generated(config, page, abs_src_path=str(ROOT / repo_path)))
+    sources = {repo: (ROOT / repo).read_text(encoding="utf-8") for repo in SITE_PAGES}
+    for doc in files.documentation_pages():
+        if doc.abs_src_path and doc.src_uri not in _REPO_PATHS:
+            sources["docs/" + doc.src_uri] = Path(doc.abs_src_path).read_text(encoding="utf-8")
+    for repo_path in sorted(linked_files(sources)):
+        files.append(File.generated(config, COPIES + repo_path,
+                                    abs_src_path=str(ROOT / repo_path)))
     return files
 
 

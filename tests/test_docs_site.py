@@ -44,15 +44,39 @@ def _hooks() -> ModuleType:
      "![shot](status-page.png) [a](#here) [b](other.md)"),
     ("docs/ops.md", "ops.md", "[web](https://example.com/a.md) [c](../deploy/x.yml)",
      "[web](https://example.com/a.md) [c](../deploy/x.yml)"),
+    ("docs/ops.md", "ops.md", "[alerts](../deploy/prometheus-alerts.yml) [d](../deploy/)",
+     "[alerts](repo/deploy/prometheus-alerts.yml) [d](../deploy/)"),
+    ("README.md", "index.md", f"[example](rules.yaml) [out](../{REPO.name}/rules.yaml)",
+     f"[example](repo/rules.yaml) [out](../{REPO.name}/rules.yaml)"),
+    ("README.md", "index.md", "[md](docs/../CONTRIBUTING.md)", "[md](docs/../CONTRIBUTING.md)"),
     ("README.md", "index.md", "```md\n[code](docs/rules.md)\n```\n[t](docs/rules.md)\n",
      "```md\n[code](docs/rules.md)\n```\n[t](rules.md)\n"),
 ], ids=["docs page", "root pages", "up to the root", "angle brackets and anchor",
-        "from bench", "unchanged within docs", "urls and files outside the site",
+        "from bench", "unchanged within docs", "urls and missing files",
+        "repository files copied, folders not", "not outside the repository",
+        "other Markdown",
         "not in code blocks"])
 def test_repository_links_become_links_between_pages(repo_path, page, markdown, shown):
     """A link as written for the repository points at the page its target became; one to a
     file that is no page is left for the strict build to report."""
     assert _hooks().rewrite_links(markdown, repo_path, page) == shown
+
+
+def test_only_plain_repository_files_are_copied_into_the_site(tmp_path, monkeypatch):
+    """A linked file of the repository gets a copy; Markdown that is no page, a folder, a
+    missing file and a symbolic link out of the repository do not (the build reports them)."""
+    hooks = _hooks()
+    root = tmp_path / "repo"
+    (root / "deploy").mkdir(parents=True)
+    (root / "deploy" / "a.yml").write_text("a: 1\n")
+    (root / "deploy" / "README.md").write_text("# notes\n")
+    (tmp_path / "secret.txt").write_text("no\n")
+    (root / "deploy" / "out.txt").symlink_to(tmp_path / "secret.txt")
+    monkeypatch.setattr(hooks, "ROOT", root)
+    shown = {path: hooks.site_path(path) for path in (
+        "deploy/a.yml", "deploy/README.md", "deploy", "deploy/gone.yml", "deploy/out.txt")}
+    assert shown == {"deploy/a.yml": "repo/deploy/a.yml", "deploy/README.md": None,
+                     "deploy": None, "deploy/gone.yml": None, "deploy/out.txt": None}
 
 
 def _copy_sources(tmp_path: Path) -> Path:
@@ -90,10 +114,15 @@ def test_the_manual_builds_strict(tmp_path):
     heading = "Tabs — and ünïcode -- in `a` heading"
     with open(root / "docs" / "rules.md", "a", encoding="utf-8") as page:
         page.write(f"\n## {heading}\n")
+    (root / "deploy").mkdir()
+    (root / "deploy" / "alerts.yml").write_text("groups: []\n")
     with open(root / "docs" / "testing.md", "a", encoding="utf-8") as page:
-        page.write(f"\n[There](rules.md#{slug(heading)}).\n")
+        page.write(f"\n[There](rules.md#{slug(heading)}), [alerts](../deploy/alerts.yml).\n")
     done = _build(root)
     assert done.returncode == 0, done.stderr
+    assert (root / "site" / "repo" / "deploy" / "alerts.yml").read_text() == "groups: []\n"
+    assert 'href="../repo/deploy/alerts.yml"' in (root / "site" / "testing" / "index.html"
+                                                   ).read_text()
     assert (tmp_path / "site" / "index.html").read_text().count("roomlio-notifier") > 1
 
 
@@ -103,6 +132,7 @@ BREAKAGES = [
     ("docs/rules.md", "\nSee [there](settings.md#no-such-heading).\n", "#no-such-heading"),
     ("README.md", "\n[Gone](docs/removed.md)\n", "removed.md"),
     ("docs/orphan.md", "# An orphan\n", "orphan.md"),
+    ("docs/scale.md", "\nSee [the deploy files](../deploy/).\n", "../deploy/"),
 ]
 
 
