@@ -11,10 +11,12 @@ import pytest
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
 from notifier.errors import RoomlioError
 from notifier.events import Delivery, Event
+from notifier.server import app as app_module
 from notifier.server.history import (
     CHART_ROOMS,
     GAMMA,
     MINUTES,
+    ROOM_LIMIT,
     WEBHOOK_LIMIT,
     History,
     Ring,
@@ -187,8 +189,9 @@ def test_store_samples_keep_the_deepest_outbox_and_the_last_dead_letter_count():
 
 
 def test_memory_is_bounded_by_the_room_limit_and_the_window_whatever_runs():
-    """10,000 rooms polled for three hours: rings for the first room_limit rooms only, at most
-    MINUTES buckets each, and /api/status lists CHART_ROOMS rooms."""
+    """10,000 rooms polled for three hours: rings for the first room_limit rooms only (and
+    never more than ROOM_LIMIT), at most MINUTES buckets each, and /api/status lists
+    CHART_ROOMS rooms."""
     clock = Clock(0.0)
     rooms = [f"room-{i}" for i in range(10_000)]
     history = History(rooms, [f"w{i}" for i in range(WEBHOOK_LIMIT + 5)], room_limit=50,
@@ -205,6 +208,8 @@ def test_memory_is_bounded_by_the_room_limit_and_the_window_whatever_runs():
     assert len(snap["rooms"]) == CHART_ROOMS and snap["rooms_tracked"] == 50
     # the untracked room's failures are in all rooms' errors: one a step, 6 a minute
     assert snap["all_rooms"]["errors"][:-1] == [6] * (MINUTES - 1)
+    # however high room_metrics_limit is set, ROOM_LIMIT rings at most
+    assert len(History(rooms, [], room_limit=10_000).rooms) == ROOM_LIMIT
 
 
 # -- through the listener: /api/status "history" after a real run ---------------------------
@@ -241,3 +246,42 @@ async def test_api_status_history_counts_a_run_with_retries_and_a_failed_poll(
     samples = [v for v in history["store"]["dead_letters"] if v is not None]
     assert samples[-1] == 1  # this very request read the store and recorded it
     assert history["started"] <= history["now"]
+
+
+async def test_the_listener_samples_the_store_with_no_page_open(
+        emulator, receiver, tmp_path, monkeypatch):
+    """With nobody reading /api/status or /metrics, the outbox and dead-letter chart still
+    gets its points: the listener reads the store on its own."""
+    monkeypatch.setattr(app_module, "SAMPLE_SECONDS", 0.05)
+    emulator.add_room(key="r1")
+    emulator.post("r1", "refund")
+    receiver.set_default_status("/crm", 400)
+    outcomes = Outcomes()
+    async with serving(ops_config(tmp_path, emulator, receiver, rooms=["r1"]), outcomes) as s:
+        await outcomes.wait_for(lambda o: len(o.failed) == 1)
+        await until(lambda: s.ops.history.snapshot()["store"]["dead_letters"][-1] == 1)
+        assert s.ops.history.snapshot()["store"]["outbox"][-1] == 0
+
+
+async def test_a_bug_in_the_store_read_stops_the_sampler_once_not_the_listener(
+        emulator, receiver, tmp_path, monkeypatch, caplog):
+    """An unexpected error reading the store is logged once with its traceback; the
+    listener goes on answering and stops cleanly."""
+    monkeypatch.setattr(app_module, "SAMPLE_SECONDS", 0.01)
+    calls = 0
+
+    async def broken(self):
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("a bug in stats")
+
+    emulator.add_room(key="r1")
+    async with serving(ops_config(tmp_path, emulator, receiver, rooms=["r1"])) as s:
+        await until(lambda: s.service.store is not None)
+        monkeypatch.setattr(type(s.service.store), "stats", broken)
+        await until(lambda: any("reading the store for the charts" in r.getMessage()
+                                for r in caplog.records))
+        status, _ = await s.get("/healthz")
+        assert status == 200
+    logged = [r for r in caplog.records if "reading the store for the charts" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None and calls >= 1

@@ -4,31 +4,35 @@ Pure, like the board: the hooks count into the bucket of the current minute, the
 adds the store's outbox depth and dead letters when it reads them, and ``snapshot`` turns
 the rings into the lists ``/api/status`` returns, oldest minute first. Memory is bounded
 whatever runs: a ring has ``MINUTES`` buckets and reuses the oldest once its minute has
-left the window; the first ``room_limit`` rooms of the config (``server.room_metrics_limit``)
-have a ring each, every room counts in the all-rooms ring, and at most ``WEBHOOK_LIMIT``
-webhooks have one. Latencies go into a log-scale sketch of bounded size, so a p95 costs
-neither a list of every sample nor more than ~2% of accuracy. Nothing is written to disk:
-the history starts empty at every start, and the page says so.
+left the window; the first ``room_limit`` rooms of the config (``server.room_metrics_limit``,
+at most ``ROOM_LIMIT``) have a ring each, every room counts in the all-rooms ring, and at
+most ``WEBHOOK_LIMIT`` webhooks have one. Latencies go into a log-scale sketch of bounded
+size, so a p95 costs neither a list of every sample nor more than ~2% of accuracy. Nothing
+is written to disk: the history starts empty at every start, and the page says so.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome
 from notifier.errors import NotifierError
 
-__all__ = ["MINUTES", "History", "Ring", "Sketch"]
+__all__ = ["MINUTES", "ROOM_LIMIT", "History", "Ring", "Sketch"]
 
 #: Buckets per ring, and the seconds each covers: an hour in minutes.
 MINUTES = 60
 WIDTH = 60.0
 #: Rooms whose own charts /api/status returns (those with the most errors first).
 CHART_ROOMS = 12
+#: Rooms with a ring of their own at most, whatever ``server.room_metrics_limit`` says: each
+#: /api/status read ranks them all by their failed polls.
+ROOM_LIMIT = 1000
 #: Webhooks with a history (the configured ones; a reload may add more, up to this).
 WEBHOOK_LIMIT = 100
 #: The sketch's bins grow by this ratio: a quantile is within (G-1)/(G+1), about 2%.
@@ -72,6 +76,15 @@ class Ring(Generic[T]):
         last, size = int(now // self._width), len(self._stamps)
         return [self._slots[i % size] if self._stamps[i % size] == i else None
                 for i in range(last - size + 1, last + 1)]
+
+    def recent(self, now: float) -> Iterator[T]:
+        """The buckets of the window ending with ``now``'s, in no order (cheaper than
+        ``window`` when only a total is wanted)."""
+        last = int(now // self._width)
+        first = last - len(self._stamps)
+        for stamp, item in zip(self._stamps, self._slots, strict=True):
+            if first < stamp <= last and item is not None:
+                yield item
 
 
 class Sketch:
@@ -142,7 +155,8 @@ class History:
         self._clock = clock
         self.started = clock()
         """When this history began (the process's listener started): nothing before."""
-        self.rooms = {name: Ring(RoomMinute) for name in list(rooms)[:room_limit]}
+        tracked = list(rooms)[:min(room_limit, ROOM_LIMIT)]
+        self.rooms = {name: Ring(RoomMinute) for name in tracked}
         self.all_rooms = Ring(RoomMinute)
         self.webhooks = {name: Ring(WebhookMinute) for name in list(webhooks)[:WEBHOOK_LIMIT]}
         self.store = Ring(StoreMinute)
@@ -216,9 +230,12 @@ class History:
         }
 
     def _worst_rooms(self, now: float, shown: int) -> list[dict[str, Any]]:
-        rows = [_room_series(name, ring.window(now)) for name, ring in self.rooms.items()]
-        ranked = sorted(enumerate(rows), key=lambda p: (-sum(p[1]["errors"]), p[0]))
-        return [row for _, row in ranked[:shown]]
+        """The ``shown`` rooms with the most failed polls in the window (config order among
+        equals); only those are turned into lists."""
+        errors = [(-sum(b.errors for b in ring.recent(now)), i, name)
+                  for i, (name, ring) in enumerate(self.rooms.items())]
+        return [_room_series(name, self.rooms[name].window(now))
+                for _, _, name in heapq.nsmallest(shown, errors)]
 
 
 def _webhook_series(name: str, window: list[WebhookMinute | None]) -> dict[str, Any]:
