@@ -53,14 +53,33 @@ def anchors(path: Path) -> set[str]:
     return set(seen)
 
 
-def links(path: Path) -> list[tuple[int, str]]:
-    """Relative link targets of a file (no URLs with a scheme), with their line."""
-    found = []
+def paragraphs(path: Path) -> list[tuple[int, str]]:
+    """Runs of consecutive non-blank prose lines, joined, with the line each starts on: a
+    link's text may wrap onto the next line."""
+    runs: list[tuple[int, list[str]]] = []
+    last = -1
     for number, line in prose_lines(path):
-        for match in _LINK.finditer(_CODE_SPAN.sub("", line)):
+        if not line.strip():
+            last = -1
+            continue
+        if number == last + 1 and runs:
+            runs[-1][1].append(line)
+        else:
+            runs.append((number, [line]))
+        last = number
+    return [(start, "\n".join(lines)) for start, lines in runs]
+
+
+def links(path: Path) -> list[tuple[int, str]]:
+    """Relative link targets of a file (no URLs with a scheme), with the line each starts on."""
+    found = []
+    for start, text in paragraphs(path):
+        # code spans blanked, newlines kept, so a match's offset still gives its line
+        text = _CODE_SPAN.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), text)
+        for match in _LINK.finditer(text):
             target = match.group(1)
             if not _SCHEME.match(target):
-                found.append((number, target))
+                found.append((start + text.count("\n", 0, match.start()), target))
     return found
 
 
@@ -100,9 +119,12 @@ def test_the_checker_reports_a_missing_file_and_a_missing_heading(tmp_path, monk
     page = tmp_path / "a.md"
     page.write_text("[ok](b.md#real-heading) [ok](b.md#code-and-more) [self](#top)\n"
                     "# Top\n```\n[in code](nowhere.md)\n```\n"
-                    "[gone](c.md) [no anchor](b.md#imaginary) ![img](b.md)\n")
+                    "[gone](c.md) [no anchor](b.md#imaginary) ![img](b.md)\n"
+                    "\nA [wrapped\nlink](b.md#wrapped) and `[code](e.md)`,\nthen [f](f.md).\n")
     assert broken(page) == ["a.md:6: (c.md): no such file c.md",
-                            "a.md:6: (b.md#imaginary): no heading #imaginary in b.md"]
+                            "a.md:6: (b.md#imaginary): no heading #imaginary in b.md",
+                            "a.md:8: (b.md#wrapped): no heading #wrapped in b.md",
+                            "a.md:10: (f.md): no such file f.md"]
 
 
 def readme_example() -> str:

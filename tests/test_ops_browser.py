@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from notifier.testing import Fault
 from tests import realparts
 from tests.conftest import Outcomes
-from tests.opsutil import ADMIN_TOKEN, ops_config, serving
+from tests.opsutil import ADMIN_TOKEN, ops_config, serving, until
 
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -128,3 +129,110 @@ async def test_status_page_lists_quarantined_messages_as_text(emulator, receiver
                                   "return document.querySelectorAll('#quarantine img').length")
     assert "r1" in shown and "not an ISO 8601 time" in shown
     assert "<img src=x onerror=alert(1)>" in shown and images == 0
+
+
+#: In the page: read /api/status, render it as the page does, and read back what the charts
+#: drew, in one turn of the page's event loop (its 5-second refresh cannot come between).
+_DRAWN = """
+const done = arguments[arguments.length - 1];
+fetch("api/status", {cache: "no-store"}).then((r) => r.json()).then((s) => {
+  render(s);
+  const marks = (css) => [...document.querySelectorAll(css)].map((e) => ({
+    chart: e.closest("svg").dataset.chart, name: e.closest("svg").dataset.name,
+    series: e.dataset.series, minute: Number(e.dataset.minute), value: Number(e.dataset.value),
+    height: e.tagName === "rect" ? Number(e.getAttribute("height")) : null}));
+  const paths = [...document.querySelectorAll("svg.chart path.line")].map((p) => ({
+    chart: p.closest("svg").dataset.chart, name: p.closest("svg").dataset.name,
+    series: p.dataset.series, points: (p.getAttribute("d").match(/[ML]/g) || []).length}));
+  done({history: s.history, bars: marks("svg.chart rect.bar"), dots: marks("svg.chart circle.dot"),
+        paths: paths});
+});
+"""
+
+#: The same page given a p95 series with gaps: the pen commands of crm's latency line.
+_GAPPY = """
+const done = arguments[arguments.length - 1];
+fetch("api/status", {cache: "no-store"}).then((r) => r.json()).then((s) => {
+  const p95 = s.history.webhooks.find((w) => w.webhook === "crm").p95.fill(null);
+  p95.splice(0, 6, 0.1, 0.2, null, 0.3, 0.4, 0.5);
+  render(s);
+  const path = document.querySelector("svg[data-chart='latency'][data-name='crm'] path.line");
+  done((path.getAttribute("d").match(/[ML]/g) || []).join(" "));
+});
+"""
+
+
+def _drawn(marks: list[dict[str, Any]], chart: str, name: str, series: str) -> dict[int, float]:
+    """minute → value of one chart's marks of one series."""
+    return {m["minute"]: m["value"] for m in marks
+            if (m["chart"], m["name"], m["series"]) == (chart, name, series)}
+
+
+def _nonzero(values: list[float | None]) -> dict[int, float]:
+    return {i: v for i, v in enumerate(values) if v}
+
+
+async def test_status_page_charts_draw_the_last_hour_of_a_run_with_retries(
+        emulator, receiver, tmp_path, browser):
+    """After deliveries with a retry, a dead letter and a failed poll, the page's SVG charts
+    draw one bar or point for each minute /api/status has data for, with its value, and
+    nothing else; the numbers are the run's."""
+    from selenium.webdriver.common.by import By
+
+    emulator.add_room(key="support-42")
+    emulator.add_room(key="sales")
+    emulator.post("support-42", "URGENT: refund please")
+    emulator.post("sales", "cancel my account")
+    emulator.inject(Fault.status(400), room="sales")
+    receiver.set_default_status("/mod", 422)
+    receiver.inject(Fault.status(503), path="/crm")
+    outcomes = Outcomes()
+    config = ops_config(tmp_path, emulator, receiver, rooms=["support-42", "sales"])
+    async with serving(config, outcomes) as s:
+        await outcomes.wait_for(lambda o: len(o.items) == 3)
+        await until(lambda: sum(s.ops.history.snapshot()["all_rooms"]["errors"]) == 1)
+        await _in_thread(browser.get, s.url + "/")
+        # the page's own refresh draws them (the CSP lets the charts' script run)
+        await _in_thread(_wait, browser, lambda d: d.find_elements(
+            By.CSS_SELECTOR, "svg[data-chart='deliveries'][data-name='crm'] rect.bar"))
+        got = await _in_thread(browser.execute_async_script, _DRAWN)
+        charts = await _in_thread(browser.find_element, By.ID, "charts")
+        # below the tables: an element screenshot shows only what is in the window
+        await _in_thread(browser.execute_script, "arguments[0].scrollIntoView()", charts)
+        shot = os.environ.get("NOTIFIER_CHARTS_SCREENSHOT") or str(tmp_path / "charts.png")
+        await _in_thread(charts.screenshot, shot)
+        note = await _in_thread(_text, browser, "#charts")
+        # a minute without a point breaks the line: two runs of points, two pen-downs
+        gappy = await _in_thread(browser.execute_async_script, _GAPPY)
+    history, bars, dots = got["history"], got["bars"], got["dots"]
+    hooks = {w["webhook"]: w for w in history["webhooks"]}
+    for name in ("crm", "mod"):
+        for series in ("delivered", "failed"):
+            assert _drawn(bars, "deliveries", name, series) == _nonzero(hooks[name][series])
+        assert _drawn(dots, "latency", name, "p95") == {
+            i: v for i, v in enumerate(hooks[name]["p95"]) if v is not None}
+    # the run's own numbers: crm 2 delivered after one 503, mod one 422 and no delivery
+    assert sum(_drawn(bars, "deliveries", "crm", "delivered").values()) == 2
+    assert sum(_drawn(bars, "deliveries", "crm", "failed").values()) == 1
+    assert sum(_drawn(bars, "deliveries", "mod", "failed").values()) == 1
+    assert _drawn(bars, "deliveries", "mod", "delivered") == {}
+    assert len(_drawn(dots, "latency", "crm", "p95")) >= 1
+    assert all(bar["height"] > 0 for bar in bars)
+    rooms = {r["room"]: r for r in history["rooms"]}
+    assert _drawn(bars, "polls", "sales", "errors") == _nonzero(rooms["sales"]["errors"])
+    assert sum(_drawn(bars, "polls", "sales", "errors").values()) == 1
+    polled = {i: p - e for i, (p, e) in enumerate(zip(history["all_rooms"]["polls"],
+                                                      history["all_rooms"]["errors"],
+                                                      strict=True)) if p - e}
+    assert _drawn(bars, "all-rooms", "", "ok") == polled
+    assert _drawn(dots, "store", "", "dead_letters") == {
+        i: v for i, v in enumerate(history["store"]["dead_letters"]) if v is not None}
+    # a line through every point it has: as many pen moves as points
+    for path in got["paths"]:
+        drawn = _drawn(dots, path["chart"], path["name"], path["series"])
+        assert path["points"] == len(drawn) > 0
+    assert "a restart clears it" in note
+    assert gappy == "M L M L L"
+    png = await _in_thread(Path(shot).read_bytes)
+    width, height = struct.unpack(">II", png[16:24])  # the PNG's IHDR
+    assert width > 600 and height > 400  # every chart, not the window's last strip of them

@@ -271,7 +271,8 @@ class ServerSettings:
                                       "characters) for the status page's replay and enable; "
                                       "without it they are refused", repr=False)
     room_metrics_limit: int = setting(500, integer(0), "rooms (in config order) with their "
-                                      "own `room` label; the rest count as `room=\"_other\"`")
+                                      "own `room` label (and charts of their own on the status "
+                                      "page); the rest count as `room=\"_other\"`")
     allowed_hosts: tuple[str, ...] = setting(
         (), host_name, "host names requests may carry in `Host` besides `localhost`, IP "
         "addresses and the `listen` host (a proxy's or a scraper's); `*` accepts any; "

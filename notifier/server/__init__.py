@@ -21,6 +21,7 @@ from notifier.runtime.logs import config_secrets
 from notifier.runtime.service import Service
 from notifier.server.app import ListenerState, make_app
 from notifier.server.board import Board
+from notifier.server.history import History
 from notifier.server.metrics import Metrics
 from notifier.util.redaction import Redactor
 
@@ -38,19 +39,22 @@ class Listener:
         self.config = config
         self.metrics = Metrics(rooms, config.webhooks, room_limit=limit, clock=clock)
         self.board = Board(rooms, config.webhooks, clock=clock)
+        self.history = History(rooms, config.webhooks, room_limit=limit, clock=clock)
         self.url = ""
         """The listener's base URL once it listens (the real port when 0 was asked)."""
 
     def hooks(self, base: ServiceHooks | None = None) -> ServiceHooks:
         """Hooks that feed the metrics and the board, then call ``base``'s."""
-        m, b = self.metrics, self.board
+        m, b, h = self.metrics, self.board, self.history
         metrics = ServiceHooks(
             on_outcome=m.on_outcome, on_poll=m.on_poll, on_poll_failed=m.on_poll_failed,
             on_api_error=m.on_api_error, on_enqueued=m.on_enqueued,
             on_quarantined=m.on_quarantined, on_attempt=m.on_attempt)
         board = ServiceHooks(on_outcome=b.on_outcome, on_poll=b.on_poll,
                              on_poll_failed=b.on_poll_failed, on_attempt=b.on_attempt)
-        return fan_out(metrics, board, base)
+        history = ServiceHooks(on_outcome=h.on_outcome, on_poll=h.on_poll,
+                               on_poll_failed=h.on_poll_failed, on_attempt=h.on_attempt)
+        return fan_out(metrics, board, history, base)
 
     @contextlib.asynccontextmanager
     async def listening(self, service: Service, stop: asyncio.Event) -> AsyncIterator[str]:
@@ -58,7 +62,8 @@ class Listener:
         server = self.config.server
         assert server is not None, "listening() needs a server: section"
         redactor = Redactor(config_secrets(self.config))
-        app = make_app(ListenerState(service, self.board, self.metrics, stop, redactor))
+        app = make_app(ListenerState(service, self.board, self.metrics, stop, redactor,
+                                     self.history))
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=1.0)
         await runner.setup()

@@ -8,11 +8,13 @@ and are refused (403) when no token is configured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import json
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -23,26 +25,33 @@ from notifier.errors import StoreError
 from notifier.runtime.service import Service
 from notifier.server.board import Board
 from notifier.server.guard import HostCheck, page_policy, secure
+from notifier.server.history import History
 from notifier.server.metrics import CONTENT_TYPE, Metrics
 from notifier.store import DeadLetter, Quarantined, RoomState, StoreStats, WebhookState
 from notifier.util.redaction import Redactor
 
 __all__ = ["ListenerState", "make_app"]
 
+log = logging.getLogger("notifier.server")
+
 #: How long /readyz waits for the store before calling it unreachable.
 STORE_TIMEOUT = 2.0
 #: Dead letters listed on the status page at most.
 DEAD_LETTER_LIMIT = 200
+#: How often the listener reads the store's outbox depth and dead letters for the charts
+#: (every /metrics scrape and /api/status read records them too).
+SAMPLE_SECONDS = 10.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ListenerState:
-    """What the handlers share: the service, its board and metrics, the stop event."""
+    """What the handlers share: the service, its board, metrics and history, the stop event."""
 
     def __init__(self, service: Service, board: Board, metrics: Metrics,
-                 stop: asyncio.Event, redactor: Redactor) -> None:
+                 stop: asyncio.Event, redactor: Redactor, history: History) -> None:
         self.service, self.board, self.metrics = service, board, metrics
+        self.history = history
         self.stop, self.redactor = stop, redactor
         server = service.config.server
         self.admin_token = server.admin_token if server else None
@@ -73,7 +82,9 @@ class ListenerState:
         if store is None:
             return None
         async with asyncio.timeout(STORE_TIMEOUT):
-            return await store.stats()
+            stats = await store.stats()
+        self.history.record_store(stats.outbox, stats.dead_letters)
+        return stats
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -155,6 +166,7 @@ async def status_api(request: web.Request) -> web.Response:
     snap["dead_letters_total"] = stats.dead_letters if stats else len(dead)
     snap["quarantine_total"] = stats.quarantined if stats else len(kept)
     snap["admin"] = listener.admin_token is not None
+    snap["history"] = listener.history.snapshot()
     return _json(_redacted(snap, listener.redactor))
 
 
@@ -226,6 +238,29 @@ async def enable_webhook(request: web.Request) -> web.Response:
 LISTENER = web.AppKey("listener", ListenerState)
 
 
+async def sample_store(app: web.Application) -> AsyncIterator[None]:
+    """While the app runs, read the store every SAMPLE_SECONDS, so that the charts of the
+    outbox and the dead letters have points when nobody has the page open."""
+
+    async def sample() -> None:
+        while True:
+            try:
+                await app[LISTENER].stats()  # records into the history
+            except (StoreError, TimeoutError):
+                pass  # a store that does not answer now: a gap in the chart
+            except Exception:  # a bug: said once; the page's own reads still record
+                log.exception("ops listener: reading the store for the charts failed; "
+                              "their outbox and dead-letter points come from page reads only")
+                return
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+    task = asyncio.create_task(sample(), name="ops-listener-sampler")
+    yield
+    task.cancel(msg="ops listener stopping")
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def make_app(state: ListenerState) -> web.Application:
     """The aiohttp application for ``state``, behind the guard (notifier.server.guard)."""
     server = state.service.config.server
@@ -235,6 +270,7 @@ def make_app(state: ListenerState) -> web.Application:
     app = web.Application(middlewares=[guard])
     app.on_response_prepare.append(add_headers)
     app[LISTENER] = state
+    app.cleanup_ctx.append(sample_store)
     app.router.add_get("/", status_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
