@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import copy
 import gzip
+import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +211,39 @@ async def test_a_receiver_keeps_what_its_body_check_found_and_still_answers() ->
 def test_the_suite_installs_the_schema_check_on_every_receiver() -> None:
     """conftest's autouse fixture is in force: receivers made without a check use it."""
     assert WebhookReceiver.default_body_check is not None
+
+
+@pytest.mark.parametrize("name, root", [("standard", "StandardEvent"),
+                                        ("cloudevents", "CloudEvent")])
+def test_models_generated_from_the_files_parse_what_is_sent(
+        tmp_path: Path, name: str, root: str) -> None:
+    """datamodel-code-generator turns schemas/NAME.json into pydantic models that read each
+    event type's example and refuse a body with a field the schema does not have."""
+    out = tmp_path / f"generated_{name.replace('.', '_')}.py"
+    subprocess.run([str(Path(sys.executable).with_name("datamodel-codegen")),
+                    "--input", str(REPO / "schemas" / f"{name}.json"),
+                    "--input-file-type", "jsonschema", "--output", str(out),
+                    "--output-model-type", "pydantic_v2.BaseModel", "--formatters", "builtin"],
+                   check=True, capture_output=True)
+    spec = importlib.util.spec_from_file_location(out.stem, out)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[out.stem] = module  # pydantic resolves the forward references through it
+    try:
+        spec.loader.exec_module(module)
+        model = getattr(module, root)
+        fmt = "cloudevents" if name == "cloudevents" else "standard"
+        for kind in ("message.created", "message.edited", "webhook.disabled"):
+            body = example(fmt, kind)["payload"]
+            assert type(model.model_validate(body).root).__name__.endswith(
+                {"message.created": "MessageCreated", "message.edited": "MessageEdited",
+                 "webhook.disabled": "WebhookDisabled"}[kind])
+        with pytest.raises(ValueError, match="extra"):
+            model.model_validate({**example(fmt)["payload"], "extra": 1})
+    finally:
+        del sys.modules[out.stem]
+
+
+def test_the_receivers_page_publishes_the_example_secret_the_examples_are_signed_with() -> None:
+    """docs/receivers.md names the secret that verifies the AsyncAPI examples."""
+    assert EXAMPLE_SECRET in (REPO / "docs" / "receivers.md").read_text()

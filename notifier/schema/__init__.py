@@ -30,11 +30,11 @@ _ONE_OF = {
 _SINGLE = {"message.created": "MessageCreated", "message.edited": "MessageEdited",
            "webhook.disabled": "WebhookDisabled", "slack": "SlackBody", "teams": "TeamsBody"}
 _TITLES = {
-    "standard": ("Any body of format: standard", "Every event type a standard webhook "
-                 "receives; `type` tells which."),
-    "cloudevents": ("Any CloudEvent of format: cloudevents", "The structured-mode body; in "
-                    "binary mode the same attributes arrive as ce-* headers and `data` as "
-                    "the body."),
+    "standard": ("StandardEvent", "Any body of format: standard: every event type a "
+                 "standard webhook receives; `type` tells which."),
+    "cloudevents": ("CloudEvent", "Any event of format: cloudevents, as the structured-mode "
+                    "body; in binary mode the same attributes arrive as ce-* headers and "
+                    "`data` as the body."),
 }
 
 NAMES: tuple[str, ...] = ("standard", "message.created", "message.edited", "webhook.disabled",

@@ -74,16 +74,16 @@ _MESSAGE: Schema = {
 }
 
 
-def _standard(kind: str, data: str, summary: str) -> Schema:
+def _standard(title: str, kind: str, data: str, summary: str) -> Schema:
     return _closed(["type", "timestamp", "data"], {
         "type": {"const": kind},
         "timestamp": {**ref("Timestamp"),
                       "description": "when the notifier first saw this version"},
         "data": ref(data),
-    }, title=f"{kind} (format: standard)", description=summary)
+    }, title=title, description=f"{kind} (format: standard): {summary}")
 
 
-def _cloudevent(kind: str, data: str, source: str, subject: str) -> Schema:
+def _cloudevent(title: str, kind: str, data: str, source: str, subject: str) -> Schema:
     return _closed(
         ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"],
         {
@@ -98,29 +98,32 @@ def _cloudevent(kind: str, data: str, source: str, subject: str) -> Schema:
             "datacontenttype": {"const": DATA_CONTENT_TYPE},
             "data": ref(data),
         },
-        title=f"{TYPE_PREFIX}{kind} (format: cloudevents)",
-        description="A CloudEvents 1.0 event: the body in structured mode; in binary mode "
-                    "`data` is the body and the other attributes are ce-* headers.")
+        title=title,
+        description=f"{TYPE_PREFIX}{kind} (format: cloudevents): a CloudEvents 1.0 event, "
+                    "the body in structured mode; in binary mode `data` is the body and the "
+                    "other attributes are ce-* headers.")
 
 
 _MESSAGE_SOURCE = "urn:roomlio:room:"
 _WEBHOOK_SOURCE = "urn:roomlio-notifier:webhook:"
 
 EVENT_DEFS: dict[str, Schema] = {
-    "MessageCreated": _standard(CREATED, "MessageData",
-                                "A message first seen by the notifier matched rules."),
-    "MessageEdited": _standard(EDITED, "MessageData",
-                               "An edit (a new editedAt) of a message matched rules."),
-    "WebhookDisabled": _standard(WEBHOOK_DISABLED, "WebhookDisabledData",
-                                 "A webhook was disabled (to ops_webhook)."),
-    "CloudEventMessageCreated": _cloudevent(CREATED, "MessageData", _MESSAGE_SOURCE,
-                                            "the message id"),
-    "CloudEventMessageEdited": _cloudevent(EDITED, "MessageData", _MESSAGE_SOURCE,
-                                           "the message id"),
-    "CloudEventWebhookDisabled": _cloudevent(WEBHOOK_DISABLED, "WebhookDisabledData",
-                                             _WEBHOOK_SOURCE, "the webhook's name"),
+    "MessageCreated": _standard("MessageCreated", CREATED, "MessageData",
+                                "a message first seen by the notifier matched rules."),
+    "MessageEdited": _standard("MessageEdited", EDITED, "MessageData",
+                               "an edit (a new editedAt) of a message matched rules."),
+    "WebhookDisabled": _standard("WebhookDisabled", WEBHOOK_DISABLED, "WebhookDisabledData",
+                                 "a webhook was disabled (sent to ops_webhook)."),
+    "CloudEventMessageCreated": _cloudevent("CloudEventMessageCreated", CREATED, "MessageData",
+                                            _MESSAGE_SOURCE, "the message id"),
+    "CloudEventMessageEdited": _cloudevent("CloudEventMessageEdited", EDITED, "MessageData",
+                                           _MESSAGE_SOURCE, "the message id"),
+    "CloudEventWebhookDisabled": _cloudevent("CloudEventWebhookDisabled", WEBHOOK_DISABLED,
+                                             "WebhookDisabledData", _WEBHOOK_SOURCE,
+                                             "the webhook's name"),
 }
-"""The envelope of each event type, in each format that has one."""
+"""The envelope of each event type, in each format that has one; each title is its name
+(what a code generator calls the class)."""
 
 
 def _mrkdwn(limit: int) -> Schema:
@@ -134,8 +137,8 @@ _SLACK: dict[str, Schema] = {
         "blocks": {"type": "array", "minItems": 1, "maxItems": slack.MAX_BLOCKS,
                    "items": {"oneOf": [ref("SlackHeader"), ref("SlackSection"),
                                        ref("SlackContext")]}},
-    }, title="format: slack", description="A Slack incoming-webhook payload (Block Kit): "
-                                          "the subset the notifier sends."),
+    }, title="SlackBody", description="format: slack: a Slack incoming-webhook payload "
+                                      "(Block Kit), the subset the notifier sends."),
     "SlackMrkdwn": _mrkdwn(slack.SECTION_LIMIT),
     "SlackHeader": _closed(["type", "text"], {
         "type": {"const": "header"},
@@ -171,8 +174,8 @@ _TEAMS: dict[str, Schema] = {
             ["contentType", "contentUrl", "content"], {
                 "contentType": {"const": teams.ADAPTIVE}, "contentUrl": {"type": "null"},
                 "content": ref("AdaptiveCard")})},
-    }, title="format: teams", description="The message a Teams Workflows webhook expects, "
-                                          f"at most {teams.MAX_BYTES} bytes."),
+    }, title="TeamsBody", description="format: teams: the message a Teams Workflows webhook "
+                                      f"expects, at most {teams.MAX_BYTES} bytes."),
     "AdaptiveCard": _closed(["$schema", "type", "version", "body"], {
         "$schema": {"const": "http://adaptivecards.io/schemas/adaptive-card.json"},
         "type": {"const": "AdaptiveCard"}, "version": {"const": teams.CARD_VERSION},
