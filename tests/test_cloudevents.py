@@ -18,11 +18,11 @@ from cloudevents.core.formats.json import JSONFormat
 from standardwebhooks.webhooks import Webhook as ReferenceWebhook
 
 from notifier.config import Webhook
-from notifier.delivery.formats import check_config, formatter_for
+from notifier.delivery.formats import check_config, formatter_for, load_config
 from notifier.delivery.formats.cloudevents import header_value
 from notifier.events import Delivery, Event
 from notifier.testing import Received, RoomlioEmulator, WebhookReceiver
-from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command
+from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command, running
 
 RULES = [{"name": "refunds", "keywords": ["refund"], "notify": ["crm"]}]
 
@@ -157,3 +157,29 @@ def test_an_unknown_mode_is_a_check_problem_naming_the_key(tmp_path: Path) -> No
                                     "cloudevents_mode": "binary"}}))
     problems = [str(p) for p in check_config(str(path), env=TEST_ENV)]
     assert any("only applies to format: cloudevents" in p for p in problems), problems
+
+
+async def test_a_disabled_webhook_is_told_to_a_cloudevents_ops_webhook(
+        emulator: RoomlioEmulator, receiver: WebhookReceiver, make_config: Any,
+        tmp_path: Path) -> None:
+    """410 Gone disables crm; the ops webhook, in format cloudevents, gets a signed
+    com.roomlio.webhook.disabled event whose source names the webhook."""
+    emulator.add_room(key="r1")
+    emulator.post("r1", "refund please")
+    receiver.set_default_status("/crm", 410)
+    ops = {"url": receiver.url_for("/mod"), "secret": "${TEST_SECRET}",
+           "format": "cloudevents"}
+    make_config(rooms=["r1"], webhooks={"ops": ops}, rules=RULES)
+    path = tmp_path / "rules.yaml"
+    path.write_text(path.read_text() + "ops_webhook: ops\n")
+    config = load_config(str(path), env={**os.environ, **TEST_ENV})
+    async with running(config):
+        await receiver.wait_count(1)
+    got = receiver.received[0]
+    assert got.path == "/mod" and got.verified is True
+    event = parsed(got)
+    assert event.get_type() == "com.roomlio.webhook.disabled"
+    assert event.get_source() == "urn:roomlio-notifier:webhook:crm"
+    assert event.get_subject() == "crm" and event.get_id() == got.headers["webhook-id"]
+    data = event.get_data()
+    assert isinstance(data, dict) and data["webhook"] == "crm" and "410" in data["reason"]
