@@ -183,3 +183,35 @@ async def test_a_disabled_webhook_is_told_to_a_cloudevents_ops_webhook(
     assert event.get_subject() == "crm" and event.get_id() == got.headers["webhook-id"]
     data = event.get_data()
     assert isinstance(data, dict) and data["webhook"] == "crm" and "410" in data["reason"]
+
+
+@pytest.mark.parametrize("kind, type_, subject", [
+    ("message.created", "com.roomlio.message.created", "msg_1"),
+    ("message.edited", "com.roomlio.message.edited", "msg_1")])
+def test_the_attributes_name_the_delivery_the_room_and_when_it_was_seen(
+        kind: str, type_: str, subject: str) -> None:
+    """time is when the notifier saw the version (not the message's createdAt), id the
+    delivery's webhook-id, data the standard format's data, in both modes alike."""
+    message = {"id": "msg_1", "roomID": "rm_1", "body": "refund",
+               "createdAt": "2026-11-25T10:00:02Z", "editedAt": "2026-11-25T10:07:00Z"}
+    event = Event.from_message(kind, "support", message, ("refunds",), 1_795_600_803.5)  # type: ignore[arg-type]
+    delivery = Delivery.for_webhook(event, "crm", ("refunds",))
+    body = json.loads(formatter_for(_webhook("structured"))(delivery).body)
+    assert body == {"specversion": "1.0", "id": delivery.id, "source": "urn:roomlio:room:rm_1",
+                    "type": type_, "subject": subject, "time": "2026-11-25T10:00:03.500000Z",
+                    "datacontenttype": "application/json",
+                    "data": {"rules": ["refunds"], "message": message}}
+    binary = formatter_for(_webhook("binary"))(delivery)
+    assert dict(binary.headers) == {f"ce-{k}": v for k, v in body.items()
+                                    if k not in ("data", "datacontenttype")}
+    assert json.loads(binary.body) == body["data"]
+
+
+def test_a_message_without_a_room_id_takes_the_room_as_configured() -> None:
+    """The source falls back to the configured room (its key here), percent-encoded."""
+    delivery = _delivery()
+    message = {k: v for k, v in delivery.event.message.items() if k != "roomID"}
+    event = Event.from_message("message.created", "support desk", message, ("refunds",), 0.0)
+    body = json.loads(formatter_for(_webhook("structured"))(
+        Delivery.for_webhook(event, "crm", ("refunds",))).body)
+    assert body["source"] == "urn:roomlio:room:support%20desk"

@@ -247,3 +247,35 @@ def test_models_generated_from_the_files_parse_what_is_sent(
 def test_the_receivers_page_publishes_the_example_secret_the_examples_are_signed_with() -> None:
     """docs/receivers.md names the secret that verifies the AsyncAPI examples."""
     assert EXAMPLE_SECRET in (REPO / "docs" / "receivers.md").read_text()
+
+
+def test_write_into_a_path_that_is_not_a_folder_exits_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--write` to a file's path says so in one line and exits 1."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("")
+    assert main(["schema", "--write", str(blocker)]) == 1
+    assert "cannot write" in capsys.readouterr().err
+
+
+#: A value of the wrong type for each field the client checks, and one field per kind
+#: that it passes on unchecked.
+TYPED = [("id", 7), ("createdAt", None), ("body", 3), ("editedAt", ["x"]),
+         ("messageType", {}), ("userType", 1.5), ("roomID", False), ("links", "a link")]
+UNCHECKED = [("userID", 42), ("username", None), ("links", [1, "x", None]),
+             ("reactions", [{"emoji": "+1"}])]
+
+
+@pytest.mark.parametrize("field, value", TYPED + UNCHECKED)
+def test_the_message_schema_accepts_exactly_what_the_client_lets_through(
+        field: str, value: Any) -> None:
+    """A message the Roomlio client would quarantine is refused by the schema, and one it
+    passes on (unchecked fields, fields Roomlio adds) is accepted: the two cannot drift."""
+    from notifier.polling.client import check_message
+
+    message = dict(example("standard")["payload"]["data"]["message"], **{field: value})
+    passed_on = check_message(message) is None
+    valid = schemacheck.validator("message.created").is_valid(
+        {**example("standard")["payload"], "data": {"rules": ["r"], "message": message}})
+    assert valid is passed_on
+    assert passed_on is ((field, value) in UNCHECKED)
