@@ -80,8 +80,11 @@ def _schema(name: str) -> Schema:
 
 
 def _messages() -> dict[str, Schema]:
+    return {**_standard_messages(), **_cloudevent_messages(), **_other_messages()}
+
+
+def _standard_messages() -> dict[str, Schema]:
     json_headers = _headers("application/json")
-    data = {"oneOf": [_schema("MessageData"), _schema("WebhookDisabledData")]}
     return {
         "messageCreated": _message("message.created", "A new message matched rules",
                                    _schema("MessageCreated"), json_headers,
@@ -92,6 +95,12 @@ def _messages() -> dict[str, Schema]:
         "webhookDisabled": _message("webhook.disabled", "A webhook was disabled (sent to "
                                     "ops_webhook)", _schema("WebhookDisabled"), json_headers,
                                     [example("standard", WEBHOOK_DISABLED)]),
+    }
+
+
+def _cloudevent_messages() -> dict[str, Schema]:
+    data = {"oneOf": [_schema("MessageData"), _schema("WebhookDisabledData")]}
+    return {
         "cloudEventStructured": _message(
             "cloudevent.structured", "A CloudEvent, structured mode",
             {"oneOf": [_schema(n) for n in ("CloudEventMessageCreated",
@@ -103,6 +112,11 @@ def _messages() -> dict[str, Schema]:
             "cloudevent.binary", "A CloudEvent, binary mode (cloudevents_mode: binary)", data,
             _headers("application/json", binary=True),
             [example("cloudevents", CREATED, cloudevents_mode="binary")]),
+    }
+
+
+def _other_messages() -> dict[str, Schema]:
+    return {
         "slack": _message("slack", "A Slack incoming-webhook message", _schema("SlackBody"),
                           _headers("application/json", signed=False),
                           [example("slack", CREATED)]),
