@@ -18,8 +18,8 @@ from notifier.config import Config
 from notifier.delivery.formats import load_config
 from notifier.delivery.sender import DeliveryOutcome
 from notifier.runtime.service import Service, ServiceHooks
-from notifier.testing import RoomlioEmulator, WebhookReceiver
-from tests import realparts
+from notifier.testing import Received, RoomlioEmulator, WebhookReceiver
+from tests import realparts, schemacheck
 
 #: pg_server / pg_url: a real PostgreSQL server from the system's binaries (tests/pg.py).
 pytest_plugins = ["tests.pg"]
@@ -32,6 +32,28 @@ SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode
 async def emulator() -> AsyncIterator[RoomlioEmulator]:
     async with RoomlioEmulator(api_key=API_KEY) as emu:
         yield emu
+
+
+@pytest.fixture(autouse=True)
+def bodies_match_the_schema(request: pytest.FixtureRequest,
+                            monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every body a test receiver accepts from the notifier validates against the published
+    schema of its format (tests/schemacheck.py); one that does not fails the test."""
+    found: list[str] = []
+    template_bodies = request.node.get_closest_marker("template_bodies") is not None
+
+    def check(got: Received) -> str | None:
+        error = schemacheck.check(got, template_bodies=template_bodies)
+        if error is not None:
+            found.append(f"{got.path} ({got.headers.get('webhook-id')}): {error}")
+        return error
+
+    monkeypatch.setattr(WebhookReceiver, "default_body_check", check)
+    yield
+    if found:
+        pytest.fail(f"{len(found)} webhook body(ies) did not match the published schema "
+                    "(notifier/schema; the schemas/ files):\n" + "\n".join(found[:5]),
+                    pytrace=False)
 
 
 @pytest.fixture

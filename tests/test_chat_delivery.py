@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from notifier.store import open_store
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.chatcheck import check_slack, check_teams
@@ -61,6 +63,7 @@ async def test_a_teams_webhook_gets_an_adaptive_card_that_validates(
     assert receiver.received[0].headers["authorization"] == "Bearer chat-token-123"
 
 
+@pytest.mark.template_bodies
 async def test_a_template_webhook_sends_the_rendered_body_signed(
         emulator, receiver, make_config) -> None:
     """The user's body arrives with its content type and a signature the receiver verifies."""

@@ -230,7 +230,8 @@ CASES = [
      "rules[0].user_type", "unknown user type 'guest' (choose from: admin, embed,"),
     ("format-enum", "    url: https://hooks.example.com/x",
      "    url: https://hooks.example.com/x\n    format: telegram", 13, "webhooks.slack.format",
-     "unknown format 'telegram' (choose from: standard, slack, teams, template)"),
+     "unknown format 'telegram' (choose from: standard, slack, teams, template, "
+     "cloudevents)"),
     ("unknown-room", "    keywords: [refund]", "    rooms: [rm_2]", 15, "rules[0].rooms",
      "unknown room 'rm_2' (configured: rm_1, support-42)"),
     ("room-both", "  - id: rm_1", "  - {id: rm_1, key: k}", 5, "rooms[0]",

@@ -13,7 +13,7 @@ from tests.test_cli import run_cli
 
 @pytest.mark.parametrize(("fmt", "marker"), [
     ("slack", '"blocks": ['), ("teams", '"contentType": "application/vnd.microsoft.card.adaptive"'),
-    ("template", '"source": "roomlio"'),
+    ("template", '"source": "roomlio"'), ("cloudevents", '"specversion": "1.0"'),
 ])
 async def test_demo_prints_each_format_as_received(fmt: str, marker: str) -> None:
     """The demo runs the real pipeline in the format and prints the bodies received."""

@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "notifier.cli.dlq",
     "notifier.cli.quarantine",
     "notifier.cli.replay",
+    "notifier.cli.schema",
     "notifier.cli.status",
     "notifier.cli.state",
     "notifier.cli.verify",

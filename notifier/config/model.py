@@ -193,7 +193,8 @@ class Webhook:
     allow_private_urls: bool = inherit(DeliverySettings, "allow_private_urls")
     max_in_flight: int = inherit(DeliverySettings, "max_in_flight")
     format: str = setting("standard", None, "the payload: `standard` (the signed event), "
-                          "`slack`, `teams` or `template` (see [formats](formats.md))",
+                          "`cloudevents`, `slack`, `teams` or `template` (see "
+                          "[formats](formats.md))",
                           kind="A format name")
     headers: Mapping[str, str] = setting(
         None, None, "request headers added in every format; their values are never logged",
@@ -220,6 +221,10 @@ class Webhook:
     """Where the template came from, for messages (``webhooks.x.template`` or a file)."""
     content_type: str = setting("application/json", None, "format `template` only: the "
                                 "`content-type` sent", kind="A media type")
+    cloudevents_mode: str = setting("structured", None, "format `cloudevents` only: "
+                                    "`structured` (the whole event in the body) or `binary` "
+                                    "(the data in the body, the attributes in `ce-*` headers)",
+                                    kind="`structured` or `binary`")
 
 
 @dataclass(frozen=True)

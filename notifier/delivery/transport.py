@@ -159,6 +159,7 @@ class WebhookClient:
                                          f"{_ALLOW}")
         payload = self._format(delivery)
         headers = self._headers(delivery, payload.body, payload.content_type, payload.signed)
+        headers.update(payload.headers)  # the format's own (ce-*): not the webhook's to change
         with self._errors:
             async with self._open().post(w.url, data=payload.body, headers=headers,
                                          allow_redirects=False) as resp:

@@ -15,6 +15,11 @@ reference library does: a timestamp more than ``tolerance`` seconds off in eithe
 direction (a replay, or a sender whose clock is wrong) fails too. A bad one is answered
 401 and recorded with ``verified=False``. ``attempts`` holds every request, ``received``
 the accepted (2xx) ones, ``late`` those answered only after the client had hung up.
+
+A ``body_check`` (or, for receivers given none, the class's ``default_body_check``) looks
+at each accepted request: what it says is wrong is kept in ``body_errors`` and the
+request's ``body_error``, the answer unchanged. The test suite's check validates the
+notifier's bodies against the published schemas (tests/schemacheck.py).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -36,7 +41,7 @@ from notifier.testing._server import Changes, LocalServer
 from notifier.testing.faults import Fault, FaultQueue
 from notifier.util.aio import sleep_unless
 
-__all__ = ["Received", "WebhookReceiver"]
+__all__ = ["BodyCheck", "Received", "WebhookReceiver"]
 
 _log = logging.getLogger(__name__)
 _SUPPORTED_FAULTS = frozenset({"status", "delay", "reset"})
@@ -63,6 +68,12 @@ class Received:
     """What we answered; None while in flight, after a drop, or if the client left."""
     fault: str | None = None
     """The kind of the injected fault this request consumed, if any."""
+    body_error: str | None = None
+    """What the body check found wrong with the body (None: nothing, or no check)."""
+
+
+BodyCheck = Callable[[Received], "str | None"]
+"""Says what is wrong with an accepted request's body; None when nothing is."""
 
 
 def _normal_path(path: str) -> str:
@@ -72,9 +83,13 @@ def _normal_path(path: str) -> str:
 class WebhookReceiver:
     """An in-process webhook endpoint for tests, the demo and benchmarks."""
 
+    default_body_check: ClassVar[BodyCheck | None] = None
+    """The body check of every receiver made without one (the test suite sets it)."""
+
     def __init__(self, secrets: Mapping[str, str] | None = None, *, tolerance: int = 300,
                  on_receive: Callable[[Received], None] | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0,
+                 body_check: BodyCheck | None = None) -> None:
         # Decode now, so a bad secret fails here rather than as 401s in the middle of a test.
         self._keys = {_normal_path(p): decode_verifying_key(s)
                       for p, s in (secrets or {}).items()}
@@ -84,6 +99,9 @@ class WebhookReceiver:
         self.received: list[Received] = []
         self.attempts: list[Received] = []
         self.late: list[Received] = []
+        self.body_check = body_check
+        self.body_errors: list[Received] = []
+        """Accepted requests whose body the body check found wrong."""
         self._faults = FaultQueue(_SUPPORTED_FAULTS)
         self._default_status: dict[str, int] = {}
         self._changes = Changes()
@@ -201,6 +219,7 @@ class WebhookReceiver:
         record.status = code
         headers = {} if retry_after is None else {"Retry-After": retry_after}
         if 200 <= code < 300:
+            self._check_body(record)
             self.received.append(record)
             self._notify_listener(record)
         text = "ok" if code < 400 else (record.error or f"HTTP {code}")
@@ -223,6 +242,17 @@ class WebhookReceiver:
                 verified, error = False, str(err)
         return Received(request.path, headers, body, parsed, headers.get("webhook-id"),
                         verified, error, arrived)
+
+    def _check_body(self, record: Received) -> None:
+        check = self.body_check or WebhookReceiver.default_body_check
+        if check is None:
+            return
+        try:
+            record.body_error = check(record)
+        except Exception as exc:  # a broken check is a finding, not a dropped request
+            record.body_error = f"the body check failed: {type(exc).__name__}: {exc}"
+        if record.body_error is not None:
+            self.body_errors.append(record)
 
     def _notify_listener(self, record: Received) -> None:
         if self.on_receive is None:

@@ -19,7 +19,7 @@ from types import MappingProxyType
 
 from notifier import config
 from notifier.config import Config, Webhook
-from notifier.delivery.formats import slack, standard, teams, template
+from notifier.delivery.formats import cloudevents, slack, standard, teams, template
 from notifier.delivery.formats.base import Format, Formatter, Payload
 from notifier.errors import Problem
 
@@ -31,6 +31,7 @@ FORMATS: Mapping[str, Format] = MappingProxyType({
     "slack": slack.FORMAT,
     "teams": teams.FORMAT,
     "template": template.FORMAT,
+    "cloudevents": cloudevents.FORMAT,
 })
 """Every format by name; the order is the order messages list them in."""
 

@@ -4,7 +4,9 @@ One ``Format`` holds everything the notifier knows about a format: its name, the
 is sent at unless the webhook sets one, whether Standard Webhooks signatures apply,
 whether ``group_wait`` may group its messages, the keys it reads from its webhook and
 how it checks them (``validate``, called by the config loader through
-``notifier.config.format_fields.FormatRules``), and how it builds a body (``build``).
+``notifier.config.format_fields.FormatRules``), and how it builds a body (``build``), or,
+for a format whose request is more than a body (a content type or headers of its own,
+like ``cloudevents``), the whole ``Payload`` (``request``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Payload:
     body: bytes
     content_type: str = "application/json"
     signed: bool = True
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers of the format's own (e.g. CloudEvents' ``ce-*``), sent with the body."""
 
 
 Formatter = Callable[[Delivery], Payload]
@@ -55,6 +59,9 @@ class Format:
     """The webhook keys only this format reads (config refuses them on other formats)."""
     check: Callable[[FormatOptions], dict[str, Any]] = _no_options
     """Checks ``options`` at load time and gives the Webhook fields they set."""
+    request: Callable[[Webhook], Formatter] | None = None
+    """Builds the whole Payload of a webhook when the body alone is not enough (None: a
+    body from ``build`` with the webhook's ``content_type``)."""
 
     def validate(self, options: FormatOptions) -> dict[str, Any]:
         """The Webhook fields this format's keys give; problems go through ``options``."""
@@ -62,6 +69,8 @@ class Format:
 
     def formatter(self, webhook: Webhook) -> Formatter:
         """The payload function of ``webhook``: its body, content type and signing."""
+        if self.request is not None:
+            return self.request(webhook)
         body = self.build(webhook)
         content_type, signed = webhook.content_type, self.signed
 
