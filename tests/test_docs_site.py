@@ -87,6 +87,13 @@ def _copy_sources(tmp_path: Path) -> Path:
             shutil.copytree(src, dest)
         else:
             shutil.copy2(src, dest)
+    pages = {str(page.relative_to(tmp_path)): page.read_text(encoding="utf-8")
+             for page in [*tmp_path.glob("*.md"), *tmp_path.glob("docs/*.md"),
+                          tmp_path / "bench" / "RESULTS.md"]}
+    for linked in _hooks().linked_files(pages):  # the repository files the pages link to
+        if (REPO / linked).is_file():
+            (tmp_path / linked).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / linked, tmp_path / linked)
     return tmp_path
 
 
@@ -114,7 +121,7 @@ def test_the_manual_builds_strict(tmp_path):
     heading = "Tabs — and ünïcode -- in `a` heading"
     with open(root / "docs" / "rules.md", "a", encoding="utf-8") as page:
         page.write(f"\n## {heading}\n")
-    (root / "deploy").mkdir()
+    (root / "deploy").mkdir(exist_ok=True)
     (root / "deploy" / "alerts.yml").write_text("groups: []\n")
     with open(root / "docs" / "testing.md", "a", encoding="utf-8") as page:
         page.write(f"\n[There](rules.md#{slug(heading)}), [alerts](../deploy/alerts.yml).\n")
