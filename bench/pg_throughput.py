@@ -60,8 +60,8 @@ def _cpu(pids: list[int]) -> float:
 
 
 async def _run_once(emu: RoomlioEmulator, rx: _Receiver, config: Path, instances: int,
-                    expected: int, server: PgServer | None,
-                    env: dict[str, str]) -> dict[str, float]:
+                    expected: int, server: PgServer | None, env: dict[str, str],
+                    profile: str | None = None) -> dict[str, float]:
     emu.requests.clear()
     rx.expect("/sink", expected)
     db_before = _cpu(_postgres_pids(server)) if server else 0.0
@@ -69,6 +69,9 @@ async def _run_once(emu: RoomlioEmulator, rx: _Receiver, config: Path, instances
         sys.executable, "-m", "notifier", "run", "--config", str(config), "--log-level",
         "ERROR", stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env)
         for _ in range(instances)]
+    spy = None if profile is None else await asyncio.create_subprocess_exec(
+        "py-spy", "record", "--pid", str(procs[0].pid), "--format", "raw", "--rate", "250",
+        "--output", profile, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
         last, duplicates, bad = await asyncio.wait_for(rx.done(), timeout=600)
         notifier_cpu = _cpu([p.pid for p in procs])
@@ -79,6 +82,8 @@ async def _run_once(emu: RoomlioEmulator, rx: _Receiver, config: Path, instances
                 proc.terminate()
         for proc in procs:
             await proc.wait()
+        if spy is not None:
+            await spy.wait()
     if bad:
         raise SystemExit(f"{bad} deliveries with a bad signature")
     return {"events_per_s": expected / (last - emu.requests[0].time),
@@ -96,6 +101,12 @@ def _server(no_sync: bool) -> PgServer:
             conf.write("fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n")
     server.start()
     return server
+
+
+def _profile(folder: str | None, label: str) -> str | None:
+    if folder is None:
+        return None
+    return str(Path(folder, label.replace(" ", "_").replace("(", "").replace(")", "") + ".txt"))
 
 
 async def run(args: argparse.Namespace, server: PgServer) -> dict[str, Any]:
@@ -124,7 +135,8 @@ async def run(args: argparse.Namespace, server: PgServer) -> dict[str, Any]:
                         path.write_text(config_yaml(emu.url, rx.url_for("/sink"), rooms, state))
                         result = await _run_once(emu, rx, path, n, total,
                                                  None if sqlite else server,
-                                                 code_env(args.before, label))
+                                                 code_env(args.before, label),
+                                                 _profile(args.pyspy, label))
                     runs[label].append(result)
                     print(f"{label}: {result['events_per_s']:,.0f} events/s", flush=True)
     finally:
@@ -158,6 +170,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--instances", default="1,3")
     parser.add_argument("--no-sync", action="store_true")
+    parser.add_argument("--pyspy", metavar="DIR", help="py-spy the first instance of each "
+                        "contender; collapsed stacks in DIR (its figures are then not comparable)")
     parser.add_argument("--before", metavar="DIR", help="also run each contender on the "
                         "notifier package in DIR (e.g. `git archive <commit> notifier`)")
     args = parser.parse_args()
