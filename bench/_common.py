@@ -21,7 +21,7 @@ SECRET = "whsec_" + base64.b64encode(b"b" * 32).decode()
 
 
 def config_yaml(roomlio_url: str, sink_url: str, rooms: list[str], state: str, *,
-                workers: int = 0, **roomlio: Any) -> str:
+                workers: int | str = 0, **roomlio: Any) -> str:
     """A notifier config: every message containing 'refund' goes to the sink; ``workers``
     delivery worker processes POST for it (0: the notifier's own process does)."""
     return yaml.safe_dump({
@@ -47,6 +47,16 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         proc.terminate()
     await proc.wait()
+
+
+def code_env(before: str | None, label: str,
+             env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a contender: a label ending "(before)" imports the notifier
+    package from the folder ``before`` (ahead of the installed one) rather than this tree."""
+    env = dict(os.environ if env is None else env)
+    if before and label.endswith("(before)"):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [before, env.get("PYTHONPATH")]))
+    return env
 
 
 def rss_mb(pid: int) -> float:

@@ -158,3 +158,30 @@ def test_reports_carry_what_metrics_and_the_status_page_need() -> None:
                                                    ("a", "b"), 12.5), 2)
     assert attempt == AttemptReport(bare, 3, 503, "HTTP 503", 0.25)
     assert outcome == DeliveryOutcome(bare, True, 3, None)
+
+
+@pytest.mark.parametrize(("cores", "state", "expected"), [
+    (2, None, 1), (1, None, 0), (4, None, 3), (200, None, 64),
+    (4, "postgresql://u@db.example/notifier", 0), (2, ":memory:", 0)])
+def test_auto_is_one_worker_per_core_but_one_and_none_without_a_state_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int, state: str | None,
+        expected: int) -> None:
+    """`workers: auto` keeps one core for the main process; PostgreSQL runs instances."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    path = tmp_path / "rules.yaml"
+    path.write_text(config_text("http://127.0.0.1:1", "http://127.0.0.1:2", rooms=["r1"],
+                                delivery={"workers": "auto"},
+                                **({"state": state} if state else {})))
+    config = load_config(str(path), env={**os.environ, **TEST_ENV})
+    assert config.delivery.workers == expected
+
+
+@pytest.mark.parametrize("value", ["many", -1, 65, "1.5"])
+def test_workers_is_auto_or_a_count(tmp_path: Path, value: object) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(config_text("http://127.0.0.1:1", "http://127.0.0.1:2", rooms=["r1"],
+                                delivery={"workers": value}))
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), env={**os.environ, **TEST_ENV})
+    [problem] = [p for p in caught.value.problems if "workers" in str(p)]
+    assert f"{path}:" in str(problem) and "auto or a whole number from 0 to 64" in str(problem)

@@ -25,6 +25,7 @@ from notifier.config.values import (
     ratio,
     retry_schedule,
     start_from,
+    worker_count,
 )
 from notifier.util.schedule import STANDARD_SCHEDULE
 
@@ -146,11 +147,12 @@ class DeliverySettings:
     max_in_flight: int = setting(16, integer(1), "concurrent requests to one webhook")
     shutdown_grace: float = setting(10.0, duration(allow_zero=True), "how long a stopping "
                                     "notifier lets requests in flight finish")
-    workers: int = setting(0, integer(0, 64), "delivery worker processes that claim and POST "
+    workers: int = setting(0, worker_count, "delivery worker processes that claim and POST "
                            "the deliveries from the SQLite outbox, on more cores; webhooks "
                            "with `rate_limit`, `group_wait` or `ordered` stay with the main "
                            "process, and a worker that dies is restarted; SQLite state only; "
-                           "`0`: the main process POSTs")
+                           "`0`: the main process POSTs; `auto`: one per core but one (none "
+                           "with PostgreSQL)")
     # None (a webhook's max_attempts/max_backoff chose it): exponential backoff
     retry_schedule: tuple[float, ...] | None = setting(
         STANDARD_SCHEDULE, retry_schedule, "the wait before each retry (the Standard Webhooks "

@@ -41,11 +41,12 @@ from notifier.config.model import (
 from notifier.config.rule_fields import RULE_EXTRA_KEYS, read_rule_extras
 from notifier.config.server_fields import logging_settings, server_settings
 from notifier.config.settings import declared, table
+from notifier.config.values import AUTO_WORKERS
 from notifier.config.webhook_fields import webhooks as read_webhooks
 from notifier.config.yaml import Doc, Path
 from notifier.errors import Problem
 
-__all__ = ["build", "unsupported_state"]
+__all__ = ["auto_workers", "build", "unsupported_state"]
 
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -210,6 +211,12 @@ def build(doc: Doc, path: str,
     return (_build(r, top, path, formats) if top is not None else None), r.problems
 
 
+def auto_workers() -> int:
+    """``delivery.workers: auto``: one worker per core this process may run on, but one
+    core, which the main process keeps (so 0 on one core, 1 on two)."""
+    return min(64, max(0, len(os.sched_getaffinity(0)) - 1))
+
+
 def _build(r: Reader, top: dict[str, Any], path: str,
            formats: Mapping[str, FormatRules]) -> Config:
     base_dir = os.path.dirname(os.path.abspath(path))
@@ -218,7 +225,10 @@ def _build(r: Reader, top: dict[str, Any], path: str,
     webhooks = top.get("webhooks", MISSING)
     state = r.value(top, (), "state", _state_location(base_dir),
                     os.path.join(base_dir, DEFAULT_STATE))
-    if delivery.workers and (state == ":memory:" or state.lower().startswith(POSTGRES_SCHEMES)):
+    shared_file = not (state == ":memory:" or state.lower().startswith(POSTGRES_SCHEMES))
+    if delivery.workers == AUTO_WORKERS:
+        delivery = replace(delivery, workers=auto_workers() if shared_file else 0)
+    elif delivery.workers and not shared_file:
         r.problem(("delivery", "workers"), "delivery workers share a SQLite state file; with "
                   "PostgreSQL run more instances instead (and not with state: ':memory:')")
     return Config(

@@ -11,10 +11,10 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from notifier.config.fields import Invalid, choice, parse_duration, text
+from notifier.config.fields import Invalid, choice, integer, parse_duration, text
 
-__all__ = ["LOG_FORMATS", "LOG_LEVELS", "host_name", "listen", "log_format", "log_level",
-           "ratio", "retry_schedule", "start_from"]
+__all__ = ["AUTO_WORKERS", "LOG_FORMATS", "LOG_LEVELS", "host_name", "listen", "log_format",
+           "log_level", "ratio", "retry_schedule", "start_from", "worker_count"]
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -45,6 +45,21 @@ def start_from(value: Any, shown: str) -> Literal["now", "beginning"] | datetime
         return moment.astimezone(UTC)
     except OverflowError:
         raise Invalid(f"is out of range (got {shown})") from None
+
+
+#: ``delivery.workers: auto`` until the config knows its state (see schema: cores - 1).
+AUTO_WORKERS = -1
+_WORKERS = integer(0, 64)
+
+
+def worker_count(value: Any, shown: str) -> int:
+    """auto, or a whole number from 0 to 64."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return AUTO_WORKERS
+    try:
+        return _WORKERS(value, shown)
+    except Invalid:
+        raise Invalid(f"must be auto or a whole number from 0 to 64 (got {shown})") from None
 
 
 def ratio(value: Any, shown: str) -> float:

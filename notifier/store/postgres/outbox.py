@@ -47,12 +47,11 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
             await check_leases(conn, rooms | {q.room for q in quarantined}, fence)
         seqs = await add_events(conn, values)
         added = [d for d in unique if d.event.id in seqs]
-        if added:
-            await conn.executemany(
-                "INSERT INTO notifier_outbox (id, event_seq, webhook, rules, attempts,"
-                " next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                [(d.id, seqs[d.event.id], d.webhook, dumps(list(d.rules)), d.attempts, now)
-                 for d in added])
+        if added:  # one statement for the page's rows (executemany ran one per row)
+            await conn.execute(_ADD, [d.id for d in added], [seqs[d.event.id] for d in added],
+                               [d.webhook for d in added],
+                               [dumps(list(d.rules)) for d in added],
+                               [d.attempts for d in added], now)
         if state is not None:
             await conn.execute(
                 "INSERT INTO notifier_rooms (room, cursor, last_id, high_water, updated_at)"
@@ -62,6 +61,12 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
                 state.room, state.cursor, state.last_id, state.high_water, now)
         kept = await quarantine.insert(conn, quarantined, now)
     return added, kept
+
+
+#: Outbox rows from arrays of ids, event seqs, webhooks, rules and attempts, due at $6.
+_ADD = ("INSERT INTO notifier_outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
+        " created_at) SELECT id, seq, webhook, rules, attempts, $6, $6 FROM unnest($1::text[],"
+        " $2::int8[], $3::text[], $4::text[], $5::int4[]) AS r (id, seq, webhook, rules, attempts)")
 
 
 async def add_events(conn: Any, values: Sequence[Sequence[Any]]) -> dict[str, int]:
@@ -81,21 +86,23 @@ async def claim(conn: Any, now: float, limit: int, exclude: frozenset[str],
     """Mark up to ``limit`` due, claimable rows as ``instance``'s; return them, oldest first.
 
     A webhook in ``ordered`` gets only the head of each room's queue (see ``_HEADS``).
+    Without one, the claim is a single statement: locked, marked and read with its events
+    in one round trip (atomic on its own, so no transaction around it).
     """
     if limit <= 0 or (webhooks is not None and not webhooks):
         return []
     in_order = [w for w in dict.fromkeys(ordered) if webhooks is None or w in webhooks]
     others = None if webhooks is None else [w for w in webhooks if w not in in_order]
+    if not in_order:
+        return list(await conn.fetch(_DUE + _CLAIM, now, list(exclude), others, limit,
+                                     instance, timeout, in_order))
     async with conn.transaction():
-        ids = await conn.fetch(_HEADS + _CLAIM, now, list(exclude), in_order, limit,
-                               instance, timeout) if in_order else []
+        found = list(await conn.fetch(_HEADS + _CLAIM, now, list(exclude), in_order, limit,
+                                     instance, timeout))
         if others is None or others:
-            ids += await conn.fetch(_DUE + _CLAIM, now, list(exclude), others, limit - len(ids),
-                                    instance, timeout, in_order)
-        return list(await conn.fetch(
-            select("notifier_outbox", "t.next_attempt_at")
-            + " WHERE t.id = ANY($1::text[]) ORDER BY t.next_attempt_at, t.id",
-            [r["id"] for r in ids]))
+            found += await conn.fetch(_DUE + _CLAIM, now, list(exclude), others,
+                                     limit - len(found), instance, timeout, in_order)
+    return sorted(found, key=lambda r: (r[10], r[0]))
 
 
 #: Due, claimable rows of the webhooks $3 (NULL: all but the ordered ones, $7), oldest
@@ -120,8 +127,12 @@ _HEADS = ("WITH " + _heads("$3") + ","
           " ON h.webhook = o.webhook AND h.seq = o.event_seq WHERE o.next_attempt_at <= $1"
           f" AND NOT (o.id = ANY($2::text[])) AND {_CLAIMABLE}"
           " ORDER BY o.next_attempt_at, o.id LIMIT $4 FOR UPDATE OF o SKIP LOCKED)")
-_CLAIM = (f" UPDATE notifier_outbox AS t SET claimed_by = $5, claimed_until = {NOW} + $6"
-          " FROM due WHERE t.id = due.id RETURNING t.id")
+#: Marks the rows of ``due`` as claimed by $5 for $6 seconds and reads them with their
+#: events (``select``'s columns, then next_attempt_at), oldest first.
+_CLAIM = (f", claimed AS (UPDATE notifier_outbox AS t SET claimed_by = $5, claimed_until = {NOW}"
+          " + $6 FROM due WHERE t.id = due.id RETURNING t.*) "
+          + rows.select_deliveries("claimed", "t.next_attempt_at", events="notifier_events")
+          + " ORDER BY t.next_attempt_at, t.id")
 #: When the earliest unclaimed row of an unordered webhook, or head of an ordered one
 #: (the webhooks in $1), becomes due.
 NEXT_DUE = ("WITH " + _heads("$1") + " SELECT min(x) FROM ("

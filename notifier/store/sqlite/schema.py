@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 
 from notifier.errors import StoreError
 from notifier.store.rows import QUARANTINE_COLUMNS, ROOM_COLUMNS, StateDump
+from notifier.store.sqlite.locking import begin, finish
 
 __all__ = ["APPLICATION", "APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "describe",
            "dump", "prepare", "transaction"]
@@ -113,9 +114,11 @@ def describe(exc: sqlite3.Error, path: str, timeout: float) -> str:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction, taken up front so it cannot fail half-way for a lock."""
-    conn.execute("BEGIN IMMEDIATE")
+def transaction(conn: sqlite3.Connection, *,
+                durable: bool = True) -> Iterator[sqlite3.Connection]:
+    """One write transaction, taken up front so it cannot fail half-way for a lock;
+    ``durable=False``: its commit is not synced by itself (see sqlite.locking)."""
+    begin(conn, durable=durable)
     try:
         yield conn
         conn.execute("COMMIT")
@@ -124,6 +127,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+    finally:
+        finish(conn, durable=durable)
 
 
 def prepare(conn: sqlite3.Connection, path: str, timeout: float) -> None:
