@@ -1,0 +1,284 @@
+"""The OpenTelemetry SDK behind notifier.util.tracing: imported only when tracing is on.
+
+Spans (attribute names in docs/tracing.md):
+
+* ``room.poll`` / ``room.edit_scan``: one pass over a room; a trace of its own, whose
+  children are the ``page.commit`` spans of the pages it committed.
+* ``message.detected``: one message version that matched, ended when its page committed;
+  a link points at that ``page.commit``. It roots the version's own trace.
+* ``webhook.attempt`` (client): one POST, a child of its version's ``message.detected``,
+  so every attempt to every webhook, before and after a restart and in any delivery
+  worker process, lands in that one trace. Its context is the request's ``traceparent``.
+
+The detection's trace and span ids are derived from the event id (a hash), not stored:
+the attempt made in another process or after a restart rebuilds its parent from the
+delivery it holds, so the outbox needs no column for it. The ids are put into the SDK
+through its public ``IdGenerator`` seam (``_EventIds``), for that one span only.
+
+Attributes carry names, ids, counts, statuses and error kinds (an exception's class or
+an HTTP status), never an error's text, a URL, a header, a secret or a message body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import TracebackType
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:
+    from notifier.events import Delivery, Event
+
+__all__ = ["DETECTED", "OtelBackend", "detection_ids"]
+
+#: The name of the span each detected message version roots its trace with.
+DETECTED = "message.detected"
+_ROOT = otel_context.Context()  # no parent: the span starts a trace
+_poll: ContextVar[_PollSpan | None] = ContextVar("notifier_poll_span", default=None)
+
+
+def detection_ids(event_id: str) -> tuple[int, int]:
+    """The trace id and span id of ``event_id``'s ``message.detected`` span (pure)."""
+    digest = hashlib.sha256(b"roomlio-notifier trace\x00" + event_id.encode()).digest()
+    return int.from_bytes(digest[:16]) or 1, int.from_bytes(digest[16:24]) or 1
+
+
+class _EventIds(IdGenerator):
+    """Random ids, except for the one span started inside ``forced``."""
+
+    def __init__(self) -> None:
+        self._random = RandomIdGenerator()
+        self._forced = threading.local()
+
+    @contextmanager
+    def forced(self, trace_id: int, span_id: int) -> Iterator[None]:
+        self._forced.ids = (trace_id, span_id)
+        try:
+            yield
+        finally:
+            self._forced.ids = None
+
+    def generate_trace_id(self) -> int:
+        ids = getattr(self._forced, "ids", None)
+        return ids[0] if ids else self._random.generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        ids = getattr(self._forced, "ids", None)
+        return ids[1] if ids else self._random.generate_span_id()
+
+
+def _failed(span: trace.Span, exc: BaseException | None, status: int | None = None) -> None:
+    """Mark ``span`` failed by the kind of ``exc`` (its HTTP status, else its class): its
+    text may quote a receiver's answer or a message, so it is not recorded."""
+    if exc is None:
+        return
+    kind = str(status) if status else type(exc).__name__
+    span.set_attribute("error.type", kind)
+    span.set_status(Status(StatusCode.ERROR, kind))
+
+
+class _PollSpan:
+    """``room.poll`` or ``room.edit_scan``: current while it runs, so commits are its
+    children; counts them as its pages."""
+
+    __slots__ = ("_span", "_tokens", "pages")
+
+    def __init__(self, tracer: trace.Tracer, room: str, name: str) -> None:
+        self._span = tracer.start_span(name, attributes={"notifier.room": room})
+        self.pages = 0
+
+    def __enter__(self) -> _PollSpan:
+        self._tokens = (otel_context.attach(trace.set_span_in_context(self._span)),
+                        _poll.set(self))
+        return self
+
+    def read(self, messages: int, fresh: int | None = None) -> None:
+        self._span.set_attribute("notifier.messages", messages)
+        if fresh is not None:
+            self._span.set_attribute("notifier.fresh", fresh)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        _poll.reset(self._tokens[1])
+        otel_context.detach(self._tokens[0])
+        self._span.set_attribute("notifier.pages", self.pages)
+        _failed(self._span, exc)
+        self._span.end()
+
+
+class _CommitSpan:
+    """``page.commit``: a child of the poll under way; emits a ``message.detected`` per
+    new event it committed."""
+
+    __slots__ = ("_backend", "_span")
+
+    def __init__(self, backend: OtelBackend, room: str) -> None:
+        self._backend = backend
+        self._span = backend.tracer.start_span("page.commit", attributes={"notifier.room": room})
+        poll = _poll.get()
+        if poll is not None:
+            poll.pages += 1
+
+    def __enter__(self) -> _CommitSpan:
+        return self
+
+    def committed(self, added: Sequence[Delivery], quarantined: int) -> None:
+        self._span.set_attributes({"notifier.deliveries": len(added),
+                                   "notifier.quarantined": quarantined})
+        webhooks: dict[str, list[str]] = {}
+        events: dict[str, Event] = {}
+        for delivery in added:
+            events.setdefault(delivery.event.id, delivery.event)
+            webhooks.setdefault(delivery.event.id, []).append(delivery.webhook)
+        link = Link(self._span.get_span_context())
+        for event_id, event in events.items():
+            self._backend.detected(event, webhooks[event_id], link)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        _failed(self._span, exc)
+        self._span.end()
+
+
+class _AttemptSpan:
+    """``webhook.attempt``: current while the POST runs (its context is the request's
+    ``traceparent``); a child of its version's ``message.detected``."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, backend: OtelBackend, delivery: Delivery, number: int) -> None:
+        parent = trace.NonRecordingSpan(backend.detection_context(delivery.event.id))
+        self._span = backend.tracer.start_span(
+            "webhook.attempt", context=trace.set_span_in_context(parent, _ROOT),
+            kind=SpanKind.CLIENT,
+            attributes={"notifier.webhook": delivery.webhook, "notifier.webhook_id": delivery.id,
+                        "notifier.event.id": delivery.event.id, "notifier.attempt": number,
+                        "http.request.method": "POST"})
+
+    def __enter__(self) -> _AttemptSpan:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self
+
+    def answered(self, status: int) -> None:
+        self._span.set_attribute("http.response.status_code", status)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        otel_context.detach(self._token)
+        status = getattr(exc, "status", None)
+        if isinstance(status, int):
+            self._span.set_attribute("http.response.status_code", status)
+        _failed(self._span, exc, status if isinstance(status, int) else None)
+        self._span.end()
+
+
+class OtelBackend:
+    """Tracing on: a TracerProvider configured from the OTEL_* environment."""
+
+    def __init__(self, provider: TracerProvider, ids: _EventIds, where: str) -> None:
+        self._provider = provider
+        self._ids = ids
+        self._where = where
+        self.tracer = provider.get_tracer("notifier")
+        self._propagator = TraceContextTextMapPropagator()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, instance: str | None,
+                 version: str) -> OtelBackend:
+        """The SDK as the standard variables in ``env`` (os.environ, which the SDK reads
+        too) configure it: sampler, resource, OTLP endpoint, headers, batching."""
+        resource = Resource.create({})
+        defaults: dict[str, str] = {"service.version": version}
+        if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+            defaults["service.name"] = "roomlio-notifier"
+        if instance and "service.instance.id" not in resource.attributes:
+            defaults["service.instance.id"] = instance
+        ids = _EventIds()
+        provider = TracerProvider(resource=resource.merge(Resource(defaults)),
+                                  id_generator=ids, shutdown_on_exit=False)
+        exporter, where = _exporter(env)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        return cls(provider, ids, where)
+
+    def describe(self) -> str:
+        """Where spans go, as who, sampled how (no header, no credential)."""
+        name = self._provider.resource.attributes.get("service.name")
+        return (f"spans to {self._where} as service {name!s}, "
+                f"sampler {self._provider.sampler.get_description()}")
+
+    def poll(self, room: str, name: str) -> _PollSpan:
+        return _PollSpan(self.tracer, room, name)
+
+    def commit(self, room: str) -> _CommitSpan:
+        return _CommitSpan(self, room)
+
+    def attempt(self, delivery: Delivery, number: int) -> _AttemptSpan:
+        return _AttemptSpan(self, delivery, number)
+
+    def headers(self) -> Mapping[str, str]:
+        carrier: dict[str, str] = {}
+        self._propagator.inject(carrier)
+        return carrier
+
+    def detection_context(self, event_id: str) -> SpanContext:
+        """The context of ``event_id``'s ``message.detected`` span, rebuilt from the id,
+        sampled as that span was (the sampler sees the same trace id and name)."""
+        trace_id, span_id = detection_ids(event_id)
+        result = self._provider.sampler.should_sample(_ROOT, trace_id, DETECTED)
+        sampled = result.decision is Decision.RECORD_AND_SAMPLE
+        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
+        return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+
+    def detected(self, event: Event, webhooks: list[str], link: Link) -> None:
+        """Record that ``event`` was detected (from its detection until now)."""
+        with self._ids.forced(*detection_ids(event.id)):
+            span = self.tracer.start_span(
+                DETECTED, context=_ROOT, links=[link],
+                start_time=int(event.detected_at * 1e9),
+                attributes={"notifier.event.id": event.id, "notifier.event.kind": event.kind,
+                            "notifier.room": event.room, "notifier.rules": list(event.rules),
+                            "notifier.webhooks": webhooks,
+                            "roomlio.message.id": str(event.message.get("id", ""))})
+        span.end()
+
+    def shutdown(self) -> None:
+        self._provider.shutdown()
+
+
+def _exporter(env: Mapping[str, str]) -> tuple[SpanExporter, str]:
+    """The exporter OTEL_TRACES_EXPORTER names, and where it sends (no credential)."""
+    if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "console":
+        return ConsoleSpanExporter(out=sys.stderr), "standard error"
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    return OTLPSpanExporter(), f"OTLP/HTTP {_origin(endpoint)}"
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``: a log line shows no path, query or userinfo."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an endpoint that does not parse)"
+    return f"{parts.scheme}://{parts.hostname}{port}"

@@ -1,0 +1,249 @@
+"""OpenTelemetry traces (notifier.util.tracing, notifier.util.otel): a real `notifier run`
+exports OTLP/HTTP to a real collector (notifier.testing.otlp, decoding the protobuf with
+opentelemetry-proto); the spans, their parents and links, their attributes and the
+``traceparent`` each webhook request carries are checked against what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import notifier.util
+from notifier.errors import ConfigError
+from notifier.events import NEVER_EDITED, delivery_id, event_id
+from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
+from notifier.testing.otlp import OtlpCollector, Span
+from notifier.util import tracing
+from tests.conftest import API_KEY, SECRET, TEST_ENV, config_text, notifier_command, running
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals as on the target")
+
+BODY = "refund please: the secret word is pineapple-7731"
+OTLP_TOKEN = "otlp-token-" + "t" * 20
+
+
+def _env(collector: OtlpCollector, **extra: str) -> dict[str, str]:
+    """The test's environment without any OTEL_* of the caller's, exporting to
+    ``collector`` with a short batch delay."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return {**env, **TEST_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer {OTLP_TOKEN}",
+            "OTEL_SERVICE_NAME": "notifier-under-test", "OTEL_BSP_SCHEDULE_DELAY": "50",
+            **extra}
+
+
+@asynccontextmanager
+async def notifier_run(config: Path,
+                       env: Mapping[str, str]) -> AsyncIterator[asyncio.StreamReader]:
+    """`notifier run` for the block; then SIGTERM, and it must stop cleanly (exit 0),
+    which flushes its spans."""
+    proc = await asyncio.create_subprocess_exec(
+        *notifier_command("run", "--config", str(config)), env=dict(env),
+        stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    try:
+        yield proc.stderr
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            err = await proc.stderr.read()
+            assert await proc.wait() == 0, err.decode(errors="replace")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _logged(stderr: asyncio.StreamReader, text: bytes) -> None:
+    """Wait for the notifier's log line holding ``text``."""
+    async with asyncio.timeout(20):
+        while text not in (line := await stderr.readline()):
+            assert line, "the notifier exited"
+
+
+async def _saved_attempt(db: Path) -> None:
+    """Wait until the outbox row records the failed attempt (logged just before it is
+    saved; a stop in between would not count it)."""
+    async with asyncio.timeout(20):
+        # ASYNC110 ignored: another process's file, no event to await; bounded above
+        while not _attempts(db):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+def _attempts(db: Path) -> int:
+    """The most attempts an outbox row records, read-only (never creating the file)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT coalesce(max(attempts), 0) FROM outbox").fetchone()[0])
+
+
+def _one(spans: list[Span], **attributes: Any) -> Span:
+    found = [s for s in spans if all(s.attributes.get(k) == v for k, v in attributes.items())]
+    assert len(found) == 1, (attributes, spans)
+    return found[0]
+
+
+def _traceparent(span: Span) -> str:
+    return f"00-{span.trace_id}-{span.span_id}-01"
+
+
+def _assert_nothing_private(spans: list[Span], *private: str) -> None:
+    """No attribute (span or resource) holds a secret, the body or a URL."""
+    for span in spans:
+        for key, value in {**span.attributes, **span.resource}.items():
+            for text in private:
+                assert text not in str(value), (span.name, key, value)
+
+
+async def test_a_retried_delivery_is_traced_from_its_detection_to_its_2xx(tmp_path):
+    """The poll that read the message, the commit of its page, its detection and both
+    attempts (503, then 200): detection links the commit; the attempts are its children
+    with webhook, attempt, status and error kind; each request's traceparent is its
+    attempt span; no secret, URL or body is an attribute; the signature still verifies."""
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET}) as rx, OtlpCollector() as otlp:
+        emu.add_room(key="r1")
+        message = emu.post("r1", BODY)
+        rx.inject(Fault.status(503), path="/crm")
+        path = tmp_path / "rules.yaml"
+        path.write_text(config_text(emu.url, rx.url, rooms=["r1"], webhooks={"mod": {
+            "url": f"{rx.url}/mod"}}))
+        async with notifier_run(path, _env(otlp)):
+            await rx.wait_count(1, timeout=20)
+            await otlp.wait_for(lambda c: len(c.named("webhook.attempt")) == 2, timeout=20)
+        evt = event_id(message["id"], NEVER_EDITED)
+        detected = _one(otlp.named("message.detected"), **{"notifier.event.id": evt})
+        assert detected.parent_span_id == ""
+        assert detected.attributes["notifier.room"] == "r1"
+        assert detected.attributes["notifier.rules"] == ["refunds"]
+        assert detected.attributes["notifier.webhooks"] == ["crm"]
+        assert detected.attributes["roomlio.message.id"] == message["id"]
+        (commit_ids,) = detected.links
+        commit = next(s for s in otlp.named("page.commit") if (s.trace_id, s.span_id)
+                      == commit_ids)
+        assert commit.attributes["notifier.deliveries"] == 1
+        poll = next(s for s in otlp.named("room.poll") if s.span_id == commit.parent_span_id)
+        assert poll.trace_id == commit.trace_id
+        assert {k: poll.attributes[k] for k in ("notifier.room", "notifier.pages",
+                                                "notifier.messages", "notifier.fresh")} == {
+            "notifier.room": "r1", "notifier.pages": 1, "notifier.messages": 1,
+            "notifier.fresh": 1}
+        first = _one(otlp.named("webhook.attempt"), **{"notifier.attempt": 1})
+        second = _one(otlp.named("webhook.attempt"), **{"notifier.attempt": 2})
+        for span in (first, second):
+            assert (span.trace_id, span.parent_span_id) == (detected.trace_id,
+                                                            detected.span_id)
+            assert span.kind == 3  # client
+            assert span.attributes["notifier.webhook"] == "crm"
+            assert span.attributes["notifier.webhook_id"] == delivery_id(evt, "crm")
+            assert span.attributes["notifier.event.id"] == evt
+        assert (first.attributes["http.response.status_code"], first.status_code,
+                first.attributes["error.type"]) == (503, 2, "503")
+        assert (second.attributes["http.response.status_code"], second.status_code) == (200, 0)
+        assert "error.type" not in second.attributes
+        failed, ok = rx.attempts
+        assert [failed.headers["traceparent"], ok.headers["traceparent"]] == [
+            _traceparent(first), _traceparent(second)]
+        assert ok.verified is True
+        assert detected.resource["service.name"] == "notifier-under-test"
+        assert all(r["authorization"] == f"Bearer {OTLP_TOKEN}" for r in otlp.requests)
+        _assert_nothing_private(otlp.spans, BODY, "pineapple", SECRET, API_KEY, OTLP_TOKEN,
+                                rx.url, "HTTP 503")
+
+
+async def test_an_attempt_after_a_restart_joins_the_trace_of_its_detection(tmp_path):
+    """Attempt 1 fails, the notifier stops; the next process's attempt 2 succeeds as a
+    child of the detection span the first process exported, with no column storing it."""
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx, OtlpCollector() as otlp:
+        emu.add_room(key="r1")
+        message = emu.post("r1", "refund for order 12")
+        rx.set_default_status("/crm", 503)
+        path = tmp_path / "rules.yaml"
+        path.write_text(config_text(emu.url, rx.url, rooms=["r1"],
+                                    delivery={"max_backoff": "1s"}))
+        async with notifier_run(path, _env(otlp)) as stderr:
+            await _logged(stderr, b"attempt 1 for")
+            await _saved_attempt(tmp_path / "state.db")  # so the next process makes attempt 2
+        rx.set_default_status("/crm", None)
+        async with notifier_run(path, _env(otlp)):
+            await rx.wait_count(1, timeout=20)
+            await otlp.wait_for(lambda c: any(s.attributes.get("notifier.attempt") == 2
+                                              for s in c.named("webhook.attempt")), timeout=20)
+        evt = event_id(message["id"], NEVER_EDITED)
+        detected = _one(otlp.named("message.detected"), **{"notifier.event.id": evt})
+        attempts = otlp.named("webhook.attempt")
+        instances = {s.resource["service.instance.id"] for s in attempts}
+        assert len(instances) == 2  # one attempt from each process
+        assert [(s.attributes["notifier.attempt"], s.trace_id, s.parent_span_id)
+                for s in attempts][:2] == [(1, detected.trace_id, detected.span_id),
+                                           (2, detected.trace_id, detected.span_id)]
+        assert rx.received[0].headers["traceparent"] == _traceparent(attempts[1])
+
+
+@pytest.mark.parametrize(("env", "wanted"), [
+    ({}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, True),
+    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}, True),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": " TRUE "}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}, False),
+    ({"OTEL_TRACES_EXPORTER": "console"}, True),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+      "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, True),
+])
+def test_the_otel_environment_decides_whether_traces_are_wanted(env, wanted):
+    """Traces need an OTLP endpoint (or the console exporter); the SDK's own switches,
+    OTEL_SDK_DISABLED and OTEL_TRACES_EXPORTER=none, turn them off."""
+    assert tracing.wanted(env) is wanted
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("OTEL_TRACES_EXPORTER", "zipkin"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+    ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+])
+def test_an_otel_setting_this_notifier_cannot_honour_is_named_in_one_line(name, value):
+    """An exporter or protocol the extra does not ship is refused, naming the variable."""
+    with pytest.raises(ConfigError) as caught:
+        tracing.wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", name: value})
+    text = str(caught.value)
+    assert text.startswith(f"environment: {name}: {value!r} is not supported (use ")
+    assert "\n" not in text
+
+
+def test_without_the_extra_tracing_stays_off_and_says_why(monkeypatch, caplog):
+    """An endpoint without OpenTelemetry installed: a warning naming the extra, and every
+    span is the shared do-nothing one."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delitem(sys.modules, "notifier.util.otel", raising=False)
+    monkeypatch.delattr(notifier.util, "otel", raising=False)
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if not installed
+    assert tracing.start(version="0") is False
+    assert "pip install 'roomlio-notifier[otel]'" in caplog.text
+    assert tracing.headers() == {}
+    assert tracing.poll("r1") is tracing.commit("r1") is tracing._OFF
+
+
+async def test_disabled_tracing_sends_no_traceparent_and_exports_nothing(
+        monkeypatch, emulator, receiver, make_config):
+    """OTEL_SDK_DISABLED=true beside an endpoint: deliveries go out without traceparent,
+    and the collector hears nothing."""
+    async with OtlpCollector() as otlp:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint)
+        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+        assert tracing.start(version="0") is False
+        emulator.add_room(key="r1")
+        emulator.post("r1", "refund please")
+        async with running(make_config(rooms=["r1"])):
+            await receiver.wait_count(1)
+        assert "traceparent" not in receiver.received[0].headers
+        assert otlp.spans == [] and otlp.requests == []
