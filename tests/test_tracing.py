@@ -103,11 +103,13 @@ def _assert_nothing_private(spans: list[Span], *private: str) -> None:
                 assert text not in str(value), (span.name, key, value)
 
 
-async def test_a_retried_delivery_is_traced_from_its_detection_to_its_2xx(tmp_path):
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "delivery-worker"])
+async def test_a_retried_delivery_is_traced_from_its_detection_to_its_2xx(tmp_path, workers):
     """The poll that read the message, the commit of its page, its detection and both
     attempts (503, then 200): detection links the commit; the attempts are its children
-    with webhook, attempt, status and error kind; each request's traceparent is its
-    attempt span; no secret, URL or body is an attribute; the signature still verifies."""
+    with webhook, attempt, status and error kind, whether the runner or a delivery worker
+    process POSTs; each request's traceparent is its attempt span; no secret, URL or body
+    is an attribute; the signature still verifies."""
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/crm": SECRET}) as rx, OtlpCollector() as otlp:
         emu.add_room(key="r1")
@@ -115,7 +117,7 @@ async def test_a_retried_delivery_is_traced_from_its_detection_to_its_2xx(tmp_pa
         rx.inject(Fault.status(503), path="/crm")
         path = tmp_path / "rules.yaml"
         path.write_text(config_text(emu.url, rx.url, rooms=["r1"], webhooks={"mod": {
-            "url": f"{rx.url}/mod"}}))
+            "url": f"{rx.url}/mod"}}, delivery={"workers": workers}))
         async with notifier_run(path, _env(otlp)):
             await rx.wait_count(1, timeout=20)
             await otlp.wait_for(lambda c: len(c.named("webhook.attempt")) == 2, timeout=20)
@@ -154,6 +156,9 @@ async def test_a_retried_delivery_is_traced_from_its_detection_to_its_2xx(tmp_pa
             _traceparent(first), _traceparent(second)]
         assert ok.verified is True
         assert detected.resource["service.name"] == "notifier-under-test"
+        # the POSTing process: the runner, or the worker (its own instance id)
+        assert (first.resource["service.instance.id"]
+                == detected.resource["service.instance.id"]) is (workers == 0)
         assert all(r["authorization"] == f"Bearer {OTLP_TOKEN}" for r in otlp.requests)
         _assert_nothing_private(otlp.spans, BODY, "pineapple", SECRET, API_KEY, OTLP_TOKEN,
                                 rx.url, "HTTP 503")
