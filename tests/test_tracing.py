@@ -105,8 +105,9 @@ def _assert_nothing_private(spans: list[Span], *private: str) -> None:
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "delivery-worker"])
 async def test_a_retried_delivery_is_traced_from_its_detection_to_its_2xx(tmp_path, workers):
-    """The poll that read the message, the commit of its page, its detection and both
-    attempts (503, then 200): detection links the commit; the attempts are its children
+    """The poll that read the message (the only poll with a span: the idle ones leave
+    none), the commit of its page, its detection and both attempts (503, then 200):
+    detection links the commit; the attempts are its children
     with webhook, attempt, status and error kind, whether the runner or a delivery worker
     process POSTs; each request's traceparent is its attempt span; no secret, URL or body
     is an attribute; the signature still verifies."""
@@ -116,7 +117,7 @@ async def test_a_retried_delivery_is_traced_from_its_detection_to_its_2xx(tmp_pa
         message = emu.post("r1", BODY)
         rx.inject(Fault.status(503), path="/crm")
         path = tmp_path / "rules.yaml"
-        path.write_text(config_text(emu.url, rx.url, rooms=["r1"], webhooks={"mod": {
+        path.write_text(config_text(emu.url, rx.url, rooms=["r1", "gone"], webhooks={"mod": {
             "url": f"{rx.url}/mod"}}, delivery={"workers": workers}))
         async with notifier_run(path, _env(otlp)):
             await rx.wait_count(1, timeout=20)
@@ -129,15 +130,24 @@ async def test_a_retried_delivery_is_traced_from_its_detection_to_its_2xx(tmp_pa
         assert detected.attributes["notifier.webhooks"] == ["crm"]
         assert detected.attributes["roomlio.message.id"] == message["id"]
         (commit_ids,) = detected.links
-        commit = next(s for s in otlp.named("page.commit") if (s.trace_id, s.span_id)
-                      == commit_ids)
+        (commit,) = [s for s in otlp.named("page.commit") if (s.trace_id, s.span_id)
+                     == commit_ids]
         assert commit.attributes["notifier.deliveries"] == 1
-        poll = next(s for s in otlp.named("room.poll") if s.span_id == commit.parent_span_id)
-        assert poll.trace_id == commit.trace_id
+        polls = [s for s in otlp.named("room.poll") if s.attributes["notifier.room"] == "r1"]
+        assert [(s.trace_id, s.span_id) for s in polls] == [(commit.trace_id,
+                                                             commit.parent_span_id)]
+        (poll,) = polls
         assert {k: poll.attributes[k] for k in ("notifier.room", "notifier.pages",
                                                 "notifier.messages", "notifier.fresh")} == {
             "notifier.room": "r1", "notifier.pages": 1, "notifier.messages": 1,
             "notifier.fresh": 1}
+        # the idle polls (every 100 ms) and edit scans of the run left no span; the
+        # polls of a room Roomlio does not know failed, and say why
+        assert otlp.named("room.edit_scan") == []
+        gone = [s for s in otlp.named("room.poll") if s.attributes["notifier.room"] == "gone"]
+        assert gone and all((s.status_code, s.attributes["error.type"]) ==
+                            (2, "RoomlioNotFoundError") for s in gone)
+        assert [s.attributes["notifier.deliveries"] for s in otlp.named("page.commit")] == [1]
         first = _one(otlp.named("webhook.attempt"), **{"notifier.attempt": 1})
         second = _one(otlp.named("webhook.attempt"), **{"notifier.attempt": 2})
         for span in (first, second):

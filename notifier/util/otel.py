@@ -3,7 +3,9 @@
 Spans (attribute names in docs/tracing.md):
 
 * ``room.poll`` / ``room.edit_scan``: one pass over a room; a trace of its own, whose
-  children are the ``page.commit`` spans of the pages it committed.
+  children are the ``page.commit`` spans of the pages that added deliveries or
+  quarantined messages. A pass that read nothing new, committed nothing of note and did
+  not fail leaves no span (an idle room would otherwise make most of the spans).
 * ``message.detected``: one message version that matched, ended when its page committed;
   a link points at that ``page.commit``. It roots the version's own trace.
 * ``webhook.attempt`` (client): one POST, a child of its version's ``message.detected``,
@@ -21,9 +23,11 @@ an HTTP status), never an error's text, a URL, a header, a secret or a message b
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -98,66 +102,99 @@ def _failed(span: trace.Span, exc: BaseException | None, status: int | None = No
 
 
 class _PollSpan:
-    """``room.poll`` or ``room.edit_scan``: current while it runs, so commits are its
-    children; counts them as its pages."""
+    """``room.poll`` or ``room.edit_scan``, back-dated to its start and begun only when
+    there is something to say: a commit of note, messages read for the first time, or a
+    failure. An idle room's polls, the bulk of them, cost no span (the metrics count
+    them), so they neither crowd the export queue nor bury the polls that found work."""
 
-    __slots__ = ("_span", "_tokens", "pages")
+    __slots__ = ("_fresh", "_messages", "_name", "_room", "_span", "_start", "_token",
+                 "_tracer", "pages")
 
     def __init__(self, tracer: trace.Tracer, room: str, name: str) -> None:
-        self._span = tracer.start_span(name, attributes={"notifier.room": room})
+        self._tracer, self._room, self._name = tracer, room, name
+        self._start = time.time_ns()
+        self._span: trace.Span | None = None
+        self._messages = 0
+        self._fresh: int | None = None
         self.pages = 0
+        """Pages committed during this pass (``_CommitSpan`` counts them)."""
 
     def __enter__(self) -> _PollSpan:
-        self._tokens = (otel_context.attach(trace.set_span_in_context(self._span)),
-                        _poll.set(self))
+        self._token = _poll.set(self)
         return self
 
+    def span(self) -> trace.Span:
+        """The pass's span, begun now if it was not yet (with the pass's start time)."""
+        if self._span is None:
+            self._span = self._tracer.start_span(
+                self._name, context=_ROOT, attributes={"notifier.room": self._room},
+                start_time=self._start)
+        return self._span
+
     def read(self, messages: int, fresh: int | None = None) -> None:
-        self._span.set_attribute("notifier.messages", messages)
-        if fresh is not None:
-            self._span.set_attribute("notifier.fresh", fresh)
+        self._messages, self._fresh = messages, fresh
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        _poll.reset(self._tokens[1])
-        otel_context.detach(self._tokens[0])
-        self._span.set_attribute("notifier.pages", self.pages)
-        _failed(self._span, exc)
-        self._span.end()
+        _poll.reset(self._token)
+        stopped = isinstance(exc, asyncio.CancelledError)  # shutdown: no failure
+        if self._span is None and (exc is None or stopped) and not self._fresh:
+            return  # nothing new, nothing committed of note, no failure
+        span = self.span()
+        span.set_attributes({"notifier.pages": self.pages, "notifier.messages": self._messages})
+        if self._fresh is not None:
+            span.set_attribute("notifier.fresh", self._fresh)
+        _failed(span, exc)
+        span.end()
 
 
 class _CommitSpan:
-    """``page.commit``: a child of the poll under way; emits a ``message.detected`` per
-    new event it committed."""
+    """``page.commit``, a child of its pass: begun (back-dated) only for a page that added
+    deliveries or quarantined messages, or failed; emits a ``message.detected`` per new
+    event, linked to it."""
 
-    __slots__ = ("_backend", "_span")
+    __slots__ = ("_backend", "_poll", "_room", "_span", "_start")
 
     def __init__(self, backend: OtelBackend, room: str) -> None:
-        self._backend = backend
-        self._span = backend.tracer.start_span("page.commit", attributes={"notifier.room": room})
-        poll = _poll.get()
-        if poll is not None:
-            poll.pages += 1
+        self._backend, self._room = backend, room
+        self._start = time.time_ns()
+        self._span: trace.Span | None = None
+        self._poll = _poll.get()
+        if self._poll is not None:
+            self._poll.pages += 1
 
     def __enter__(self) -> _CommitSpan:
         return self
 
+    def _begin(self) -> trace.Span:
+        parent = _ROOT if self._poll is None else trace.set_span_in_context(self._poll.span())
+        self._span = self._backend.tracer.start_span(
+            "page.commit", context=parent, attributes={"notifier.room": self._room},
+            start_time=self._start)
+        return self._span
+
     def committed(self, added: Sequence[Delivery], quarantined: int) -> None:
-        self._span.set_attributes({"notifier.deliveries": len(added),
-                                   "notifier.quarantined": quarantined})
+        if not added and not quarantined:
+            return
+        span = self._begin()
+        span.set_attributes({"notifier.deliveries": len(added),
+                             "notifier.quarantined": quarantined})
         webhooks: dict[str, list[str]] = {}
         events: dict[str, Event] = {}
         for delivery in added:
             events.setdefault(delivery.event.id, delivery.event)
             webhooks.setdefault(delivery.event.id, []).append(delivery.webhook)
-        link = Link(self._span.get_span_context())
+        link = Link(span.get_span_context())
         for event_id, event in events.items():
             self._backend.detected(event, webhooks[event_id], link)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        _failed(self._span, exc)
-        self._span.end()
+        if self._span is None and exc is None:
+            return
+        span = self._span or self._begin()
+        _failed(span, exc)
+        span.end()
 
 
 class _AttemptSpan:
