@@ -204,6 +204,33 @@ async def test_an_attempt_after_a_restart_joins_the_trace_of_its_detection(tmp_p
         assert rx.received[0].headers["traceparent"] == _traceparent(attempts[1])
 
 
+async def test_an_edit_is_traced_under_the_edit_scan_that_found_it(tmp_path):
+    """A message edited into a match: its ``message.edited`` detection links the commit
+    under the ``room.edit_scan`` that found it, and its attempt is the detection's child."""
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx, OtlpCollector() as otlp:
+        emu.add_room(key="r1")
+        message = emu.post("r1", "hello there")
+        path = tmp_path / "rules.yaml"
+        path.write_text(config_text(emu.url, rx.url, rooms=["r1"]))
+        async with notifier_run(path, _env(otlp)):
+            await emu.wait_requests(1)  # read as it was: no match
+            edited = emu.edit(message["id"], "refund please")
+            await rx.wait_count(1, timeout=20)
+            await otlp.wait_for(lambda c: bool(c.named("webhook.attempt")), timeout=20)
+        detected = _one(otlp.named("message.detected"),
+                        **{"notifier.event.id": event_id(message["id"], edited["editedAt"])})
+        assert detected.attributes["notifier.event.kind"] == "message.edited"
+        (commit,) = [s for s in otlp.named("page.commit")
+                     if (s.trace_id, s.span_id) in detected.links]
+        (scan,) = otlp.named("room.edit_scan")
+        assert (scan.trace_id, scan.span_id) == (commit.trace_id, commit.parent_span_id)
+        assert (scan.attributes["notifier.pages"], scan.attributes["notifier.messages"]) == (1, 1)
+        (attempt,) = otlp.named("webhook.attempt")
+        assert (attempt.trace_id, attempt.parent_span_id) == (detected.trace_id,
+                                                              detected.span_id)
+
+
 @pytest.mark.parametrize(("env", "wanted"), [
     ({}, False),
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, True),
