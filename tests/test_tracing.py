@@ -262,6 +262,25 @@ def test_an_otel_setting_this_notifier_cannot_honour_is_named_in_one_line(name, 
     assert "\n" not in text
 
 
+def test_the_start_up_line_names_the_collector_without_its_credentials(monkeypatch, caplog):
+    """`tracing on: …` shows the endpoint's scheme, host and port, the service name and the
+    sampler; not the userinfo, path or query of the URL, nor the OTLP headers."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT",
+                       "https://otel-user:pw-7731@127.0.0.1:4318/base?token=tk-7731")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"authorization=Bearer {OTLP_TOKEN}")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "svc-7731")
+    caplog.set_level("INFO", logger="notifier.tracing")
+    try:
+        assert tracing.start(version="0") is True
+    finally:
+        tracing.stop()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "notifier.tracing"]
+    assert line.startswith("tracing on: spans to OTLP/HTTP https://127.0.0.1:4318 as "
+                           "service svc-7731, sampler ParentBased")
+    for private in ("otel-user", "pw-7731", "/base", "tk-7731", OTLP_TOKEN):
+        assert private not in line
+
+
 def test_without_the_extra_tracing_stays_off_and_says_why(monkeypatch, caplog):
     """An endpoint without OpenTelemetry installed: a warning naming the extra, and every
     span is the shared do-nothing one."""
