@@ -231,6 +231,34 @@ async def test_an_edit_is_traced_under_the_edit_scan_that_found_it(tmp_path):
                                                               detected.span_id)
 
 
+async def test_a_grouped_chat_message_is_traced_under_each_of_its_detections(tmp_path):
+    """Three matches sent as one Slack message (group_wait): its attempt is the first
+    detection's child, links the other two and lists all three event ids."""
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver() as rx, OtlpCollector() as otlp:
+        emu.add_room(key="r1")
+        messages = [emu.post("r1", f"refund number {i}") for i in range(3)]
+        path = tmp_path / "rules.yaml"
+        path.write_text(config_text(
+            emu.url, rx.url, rooms=["r1"], rules=[
+                {"name": "refunds", "keywords": ["refund"], "notify": ["slack"]}],
+            webhooks={"slack": {"url": rx.url_for("/slack"), "format": "slack",
+                                "group_wait": "300ms", "rate_limit": "none"}}))
+        async with notifier_run(path, _env(otlp)):
+            await rx.wait_count(1, timeout=20)
+            await otlp.wait_for(lambda c: bool(c.named("webhook.attempt")), timeout=20)
+        (attempt,) = otlp.named("webhook.attempt")
+        evts = attempt.attributes["notifier.group.event_ids"]  # the group's order
+        assert sorted(evts) == sorted(event_id(m["id"], NEVER_EDITED) for m in messages)
+        detected = [_one(otlp.named("message.detected"), **{"notifier.event.id": e})
+                    for e in evts]
+        assert attempt.attributes["notifier.event.id"] == evts[0]
+        assert (attempt.trace_id, attempt.parent_span_id) == (detected[0].trace_id,
+                                                              detected[0].span_id)
+        assert sorted(attempt.links) == sorted((d.trace_id, d.span_id) for d in detected[1:])
+        assert rx.received[0].headers["traceparent"] == _traceparent(attempt)
+
+
 @pytest.mark.parametrize(("env", "wanted"), [
     ({}, False),
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, True),

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -195,18 +195,25 @@ class _CommitSpan:
 
 class _AttemptSpan:
     """``webhook.attempt``: current while the POST runs (its context is the request's
-    ``traceparent``); a child of its version's ``message.detected``."""
+    ``traceparent``); a child of its version's ``message.detected``. A grouped chat
+    message (``group_wait``) is its first member's child and links the others'."""
 
     __slots__ = ("_span", "_token")
 
     def __init__(self, backend: OtelBackend, delivery: Delivery, number: int) -> None:
         parent = trace.NonRecordingSpan(backend.detection_context(delivery.event.id))
+        attributes: dict[str, Any] = {
+            "notifier.webhook": delivery.webhook, "notifier.webhook_id": delivery.id,
+            "notifier.event.id": delivery.event.id, "notifier.attempt": number,
+            "http.request.method": "POST"}
+        members: tuple[Delivery, ...] = getattr(delivery, "members", ())  # a GroupDelivery
+        if members:
+            attributes["notifier.group.event_ids"] = [m.event.id for m in members]
         self._span = backend.tracer.start_span(
             "webhook.attempt", context=trace.set_span_in_context(parent, _ROOT),
-            kind=SpanKind.CLIENT,
-            attributes={"notifier.webhook": delivery.webhook, "notifier.webhook_id": delivery.id,
-                        "notifier.event.id": delivery.event.id, "notifier.attempt": number,
-                        "http.request.method": "POST"})
+            kind=SpanKind.CLIENT, attributes=attributes,
+            links=[Link(backend.detection_context(m.event.id)) for m in members
+                   if m.event.id != delivery.event.id])
 
     def __enter__(self) -> _AttemptSpan:
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
