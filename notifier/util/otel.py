@@ -33,18 +33,19 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from notifier.util.tracing import destination
 
 if TYPE_CHECKING:
     from notifier.events import Delivery, Event
@@ -256,9 +257,10 @@ class OtelBackend:
         ids = _EventIds()
         provider = TracerProvider(resource=resource.merge(Resource(defaults)),
                                   id_generator=ids, shutdown_on_exit=False)
-        exporter, where = _exporter(env)
+        console = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "console"
+        exporter = ConsoleSpanExporter(out=sys.stderr) if console else OTLPSpanExporter()
         provider.add_span_processor(BatchSpanProcessor(exporter))
-        return cls(provider, ids, where)
+        return cls(provider, ids, destination(env))
 
     def describe(self) -> str:
         """Where spans go, as who, sampled how (no header, no credential)."""
@@ -303,22 +305,3 @@ class OtelBackend:
 
     def shutdown(self) -> None:
         self._provider.shutdown()
-
-
-def _exporter(env: Mapping[str, str]) -> tuple[SpanExporter, str]:
-    """The exporter OTEL_TRACES_EXPORTER names, and where it sends (no credential)."""
-    if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "console":
-        return ConsoleSpanExporter(out=sys.stderr), "standard error"
-    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT", "")
-    return OTLPSpanExporter(), f"OTLP/HTTP {_origin(endpoint)}"
-
-
-def _origin(url: str) -> str:
-    """``scheme://host:port`` of ``url``: a log line shows no path, query or userinfo."""
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(an endpoint that does not parse)"
-    return f"{parts.scheme}://{parts.hostname}{port}"

@@ -20,14 +20,15 @@ import os
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 from notifier.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from notifier.events import Delivery
 
-__all__ = ["AttemptSpan", "CommitSpan", "PollSpan", "attempt", "commit", "edit_scan",
-           "headers", "poll", "start", "stop", "wanted"]
+__all__ = ["AttemptSpan", "CommitSpan", "PollSpan", "attempt", "commit", "destination",
+           "edit_scan", "headers", "poll", "start", "stop", "wanted"]
 
 log = logging.getLogger("notifier.tracing")
 
@@ -159,6 +160,21 @@ def wanted(env: Mapping[str, str]) -> bool:
         return exporter == "console"
     return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                 or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def destination(env: Mapping[str, str]) -> str:
+    """Where the spans go, for the start-up line: the exporter, and the endpoint's
+    ``scheme://host:port`` only (no userinfo, path or query: they may hold credentials)."""
+    if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "console":
+        return "standard error"
+    url = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "OTLP/HTTP (an endpoint that does not parse)"
+    return f"OTLP/HTTP {parts.scheme}://{parts.hostname}{port}"
 
 
 def _bad(name: str, value: str, allowed: str) -> ConfigError:
