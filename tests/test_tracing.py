@@ -290,6 +290,31 @@ def test_an_otel_setting_this_notifier_cannot_honour_is_named_in_one_line(name, 
     assert "\n" not in text
 
 
+async def test_a_ratio_sampler_keeps_a_version_s_detection_and_attempts_together(
+        monkeypatch, emulator, receiver, make_config):
+    """parentbased_traceidratio 0.5 over 24 matches: some versions are traced and some
+    not, and every attempt exported belongs to an exported detection and back."""
+    async with OtlpCollector() as otlp:
+        for name, value in {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+                            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                            "OTEL_TRACES_SAMPLER_ARG": "0.5",
+                            "OTEL_BSP_SCHEDULE_DELAY": "50"}.items():
+            monkeypatch.setenv(name, value)
+        emulator.add_room(key="r1")
+        for i in range(24):
+            emulator.post("r1", f"refund {i}")
+        assert tracing.start(version="0") is True
+        try:
+            async with running(make_config(rooms=["r1"])):
+                await receiver.wait_count(24)
+        finally:
+            await asyncio.to_thread(tracing.stop)  # its exports reach this loop's collector
+    detected = {s.attributes["notifier.event.id"] for s in otlp.named("message.detected")}
+    attempted = {s.attributes["notifier.event.id"] for s in otlp.named("webhook.attempt")}
+    assert 0 < len(detected) < 24
+    assert attempted == detected
+
+
 def test_the_start_up_line_names_the_collector_without_its_credentials(monkeypatch, caplog):
     """`tracing on: …` shows the endpoint's scheme, host and port, the service name and the
     sampler; not the userinfo, path or query of the URL, nor the OTLP headers."""
