@@ -20,7 +20,7 @@ import pytest
 
 import notifier.util
 from notifier.errors import ConfigError
-from notifier.events import NEVER_EDITED, delivery_id, event_id
+from notifier.events import CREATED, NEVER_EDITED, Delivery, Event, delivery_id, event_id
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from notifier.testing.otlp import OtlpCollector, Span
 from notifier.util import tracing
@@ -313,6 +313,25 @@ async def test_a_ratio_sampler_keeps_a_version_s_detection_and_attempts_together
     attempted = {s.attributes["notifier.event.id"] for s in otlp.named("webhook.attempt")}
     assert 0 < len(detected) < 24
     assert attempted == detected
+
+
+def test_a_message_s_trace_depends_on_its_deployment_not_on_the_process(monkeypatch):
+    """Two processes of one deployment (same service name, other instance ids) rebuild the
+    same trace for a message; another deployment (staging) gets a trace of its own."""
+    event = Event.from_message(CREATED, "r1", {"id": "m1"}, ("refunds",), 0.0)
+    delivery = Delivery.for_webhook(event, "crm", ("refunds",))
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")  # no network for this one
+
+    def trace_id(service: str, instance: str) -> str:
+        monkeypatch.setenv("OTEL_SERVICE_NAME", service)
+        assert tracing.start(version="0", instance=instance) is True
+        try:
+            with tracing.attempt(delivery, 1):
+                return tracing.headers()["traceparent"].split("-")[1]
+        finally:
+            tracing.stop()
+
+    assert trace_id("notifier", "a") == trace_id("notifier", "b") != trace_id("staging", "a")
 
 
 def test_the_start_up_line_names_the_collector_without_its_credentials(monkeypatch, caplog):

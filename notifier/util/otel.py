@@ -12,7 +12,8 @@ Spans (attribute names in docs/tracing.md):
   so every attempt to every webhook, before and after a restart and in any delivery
   worker process, lands in that one trace. Its context is the request's ``traceparent``.
 
-The detection's trace and span ids are derived from the event id (a hash), not stored:
+The detection's trace and span ids are derived from the event id and the deployment's
+resource attributes (a hash, ``detection_ids``), not stored:
 the attempt made in another process or after a restart rebuilds its parent from the
 delivery it holds, so the outbox needs no column for it. The ids are put into the SDK
 through its public ``IdGenerator`` seam (``_EventIds``), for that one span only.
@@ -50,7 +51,7 @@ from notifier.util.tracing import destination
 if TYPE_CHECKING:
     from notifier.events import Delivery, Event
 
-__all__ = ["DETECTED", "OtelBackend", "detection_ids"]
+__all__ = ["DEPLOYMENT", "DETECTED", "OtelBackend", "detection_ids"]
 
 #: The name of the span each detected message version roots its trace with.
 DETECTED = "message.detected"
@@ -58,9 +59,17 @@ _ROOT = otel_context.Context()  # no parent: the span starts a trace
 _poll: ContextVar[_PollSpan | None] = ContextVar("notifier_poll_span", default=None)
 
 
-def detection_ids(event_id: str) -> tuple[int, int]:
-    """The trace id and span id of ``event_id``'s ``message.detected`` span (pure)."""
-    digest = hashlib.sha256(b"roomlio-notifier trace\x00" + event_id.encode()).digest()
+#: The resource attributes that tell deployments apart: the ids derive from them too, so
+#: staging and production tailing one room into one backend do not share traces.
+DEPLOYMENT = ("service.namespace", "service.name", "deployment.environment.name",
+              "deployment.environment")
+
+
+def detection_ids(event_id: str, deployment: str = "") -> tuple[int, int]:
+    """The trace id and span id of ``event_id``'s ``message.detected`` span in
+    ``deployment`` (pure)."""
+    seed = f"roomlio-notifier trace\x00{deployment}\x00{event_id}"
+    digest = hashlib.sha256(seed.encode()).digest()
     return int.from_bytes(digest[:16]) or 1, int.from_bytes(digest[16:24]) or 1
 
 
@@ -240,6 +249,8 @@ class OtelBackend:
         self._provider = provider
         self._ids = ids
         self._where = where
+        attributes = provider.resource.attributes
+        self._deployment = "\x00".join(str(attributes.get(k, "")) for k in DEPLOYMENT)
         self.tracer = provider.get_tracer("notifier")
         self._propagator = TraceContextTextMapPropagator()
 
@@ -285,7 +296,7 @@ class OtelBackend:
     def detection_context(self, event_id: str) -> SpanContext:
         """The context of ``event_id``'s ``message.detected`` span, rebuilt from the id,
         sampled as that span was (the sampler sees the same trace id and name)."""
-        trace_id, span_id = detection_ids(event_id)
+        trace_id, span_id = detection_ids(event_id, self._deployment)
         result = self._provider.sampler.should_sample(_ROOT, trace_id, DETECTED)
         sampled = result.decision is Decision.RECORD_AND_SAMPLE
         flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
@@ -293,7 +304,7 @@ class OtelBackend:
 
     def detected(self, event: Event, webhooks: list[str], link: Link) -> None:
         """Record that ``event`` was detected (from its detection until now)."""
-        with self._ids.forced(*detection_ids(event.id)):
+        with self._ids.forced(*detection_ids(event.id, self._deployment)):
             span = self.tracer.start_span(
                 DETECTED, context=_ROOT, links=[link],
                 start_time=int(event.detected_at * 1e9),
