@@ -29,6 +29,7 @@ from notifier.delivery.transport import Transport, TransportFactory, WebhookClie
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
 from notifier.store import Store
+from notifier.util import tracing
 from notifier.util.aio import wait_any
 from notifier.util.backoff import ExponentialWait, Retry, retry_wait
 from notifier.util.schedule import JITTER
@@ -323,7 +324,9 @@ class Sender:
         status: int | None = None
         error = ""
         try:
-            status = await lane.client.post(delivery)
+            with tracing.attempt(delivery, attempt_no) as span:
+                status = await lane.client.post(delivery)
+                span.answered(status)
         except DeliveryError as exc:
             status, error = exc.status, str(exc)
             raise

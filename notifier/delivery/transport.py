@@ -38,6 +38,7 @@ from notifier.errors import (
 )
 from notifier.events import Delivery
 from notifier.signing import signature_headers
+from notifier.util import tracing
 from notifier.util.backoff import TRANSIENT_STATUSES, parse_retry_after
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
 from notifier.util.netguard import is_private_address, private_target
@@ -139,6 +140,7 @@ class WebhookClient:
                                              int(time.time()), body))
         else:
             headers["webhook-id"] = delivery.id
+        headers.update(tracing.headers())  # W3C traceparent while tracing: never signed
         return headers
 
     async def post(self, delivery: Delivery) -> int:

@@ -37,6 +37,7 @@ from notifier.polling.client import Page, RoomlioClient
 from notifier.polling.quarantine import keep
 from notifier.rules import Matcher
 from notifier.store import RoomState, Store
+from notifier.util import tracing
 from notifier.util.shown import shown
 from notifier.util.time import format_time, parse_time
 
@@ -243,7 +244,9 @@ class Tailer:
         if state is None and not deliveries and not page.defects:
             return
         kept = keep(self.room.name, page.defects, where, now)
-        added, new = await self._store.commit_page(state, deliveries, kept)
+        with tracing.commit(self.room.name) as span:
+            added, new = await self._store.commit_page(state, deliveries, kept)
+            span.committed(added, new)
         if added:
             self._on_enqueued(added)
         if new:

@@ -28,7 +28,9 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
 
+from notifier import __version__
 from notifier.config import Config
+from notifier.util import tracing
 from notifier.util.aio import run_loop
 
 if TYPE_CHECKING:
@@ -120,6 +122,9 @@ async def serve(config: Config, stop: asyncio.Event, *,
             listener = make_listener(config)
             hooks = listener.hooks(hooks)
         service = Service(config, hooks=hooks)
+        # traces when the OTEL_* environment asks for them (docs/tracing.md)
+        if tracing.start(version=__version__, instance=service.instance):
+            stack.push_async_callback(asyncio.to_thread, tracing.stop)
         if on_service is not None:
             on_service(service)
         if listener is not None:

@@ -39,6 +39,7 @@ from notifier.runtime.logs import config_secrets, current_settings
 from notifier.runtime.reload import CompiledConfig, ConfigWatcher, ReloadPlan, load_plan
 from notifier.runtime.workers import DeliveryWorkers, delivered_by_workers
 from notifier.store import Store, open_store
+from notifier.util import tracing
 from notifier.util.aio import sleep_unless
 from notifier.util.pacing import TokenBucket
 from notifier.util.shown import shown
@@ -193,9 +194,12 @@ class Service:
         """One poll of a room (and its edit scan when due); the pause before the next."""
         settings, tailer = self.config.roomlio, turn.tailer
         try:
-            seen = await tailer.poll()
+            with tracing.poll(tailer.room.name) as span:
+                seen = await tailer.poll()
+                span.read(seen, tailer.fresh)
             if settings.edit_lookback > 0 and time.monotonic() >= turn.next_scan:
-                await tailer.scan_edits()
+                with tracing.edit_scan(tailer.room.name) as span:
+                    span.read(await tailer.scan_edits())
                 turn.next_scan = time.monotonic() + settings.edit_scan_interval
             if turn.failures:
                 log.info("room %s: polling again after %d failure(s)",

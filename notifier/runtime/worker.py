@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, cast
 
+from notifier import __version__
 from notifier.config import Config, Webhook
 from notifier.delivery.formats import load_config
 from notifier.delivery.sender import AttemptReport, DeliveryOutcome, Sender
@@ -28,6 +29,7 @@ from notifier.errors import ConfigError
 from notifier.events import Delivery, Event, EventKind
 from notifier.runtime.logs import config_secrets, setup_logging
 from notifier.store import open_store
+from notifier.util import tracing
 from notifier.util.aio import run_loop
 from notifier.util.json import dumps_bytes, loads
 
@@ -122,6 +124,8 @@ async def _commands(sender: Sender, config_path: str) -> None:
 async def serve(config: Config, instance: str) -> None:
     """Deliver until stdin ends; then finish within the grace period and release claims."""
     store = open_store(config.state, instance=instance)
+    # attempt spans, each in the trace of the message version it delivers
+    tracing.start(version=__version__, instance=instance)
     await store.open()
     reports = await _Reports.to_stdout()
     sender = Sender(delivered_by_workers(config.webhooks), store, ops_webhook=config.ops_webhook,
@@ -137,6 +141,7 @@ async def serve(config: Config, instance: str) -> None:
         await dispatcher
         await sender.shutdown(config.delivery.shutdown_grace)
         await store.close()
+        await asyncio.to_thread(tracing.stop)
 
 
 def main(argv: list[str]) -> None:
