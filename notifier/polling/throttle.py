@@ -9,7 +9,8 @@ decrease):
 * **Decrease.** A 429 cuts the rate to BETA times what it was (the first one: BETA times
   the rate Roomlio accepted over the last WINDOW seconds). Only a 429 for a request sent
   after the last cut cuts again: the refusals of requests already under way when the
-  first one came are one signal, not many.
+  first one came are one signal, not many. Fewer than MIN_EVIDENCE requests in WINDOW
+  seconds are no evidence of going too fast: such a 429 only pauses.
 * **Increase.** While the rate holds requests back (demand is above it) and Roomlio
   accepts them, it grows by ``increase(rate)`` a second (2%, at least one request a
   second). When demand is below the rate it stays put: a rate never tried is not learned.
@@ -42,7 +43,10 @@ log = logging.getLogger("notifier.roomlio")
 #: What a 429 leaves of the rate (TCP Reno halves; CUBIC keeps 0.7, closer to the limit).
 BETA = 0.7
 #: The lowest rate learned (requests a second): a limit below it still pauses on 429s.
-MIN_RATE = 0.5
+MIN_RATE = 1.0
+#: Requests sent over the last WINDOW seconds below which a 429 only pauses: so few say
+#: the key is spent (by another process, say), not that this one goes too fast.
+MIN_EVIDENCE = 10
 #: The pause of every room after a 429 that gives no Retry-After.
 DEFAULT_PAUSE = 1.0
 #: Seconds without a 429 after which an episode of refusals is over (logged once).
@@ -102,6 +106,7 @@ class KeyThrottle:
         self.tally = Tally()
         self._clock, self._sleep = clock, sleep
         self._bucket = TokenBucket(1.0, clock=clock)
+        self._queue = asyncio.Lock()  # FIFO: waiters are woken in the order they came
         self._epoch = 0
         """Counts pauses: a request that slept through one takes a fresh turn."""
         self._started = clock()
@@ -123,15 +128,20 @@ class KeyThrottle:
 
     async def acquire(self) -> float:
         """Wait for this request's turn; count it; return when it is sent (clock time).
-        A request that slept through a new pause queues again behind it."""
-        while True:
-            epoch = self._epoch
-            wait = self.reserve(self._clock())
-            if wait <= 0:
-                break
-            await self._sleep(wait)
-            if epoch == self._epoch:
-                break
+
+        Requests queue first in, first out, and only the head holds a turn: each turn is
+        taken at the rate in force when the one before it went, so a rate that grows
+        speeds up the whole queue. A head that slept through a new pause takes a turn
+        again, after it."""
+        async with self._queue:
+            while True:
+                epoch = self._epoch
+                wait = self.reserve(self._clock())
+                if wait <= 0:
+                    break
+                await self._sleep(wait)
+                if epoch == self._epoch:
+                    break
         now = self._clock()
         self.tally.add(now, 0)
         return now
@@ -156,8 +166,10 @@ class KeyThrottle:
             self._epoch += 1
         if sent_at < self._last_cut:
             return  # under way before the last cut: that cut already answered it
+        if self.tally.count(now, 0, WINDOW) < MIN_EVIDENCE:
+            return  # too few requests to say we go too fast: the key is spent; the pause
         was = self.rate
-        base = was if was is not None else self._accepted_rate(now)
+        base = was if was is not None else self._first_base(now)
         self._set_rate(max(MIN_RATE, BETA * base), now)
         self._last_cut = now
         if not self.limited:
@@ -194,9 +206,11 @@ class KeyThrottle:
         span = max(1.0, min(float(seconds), now - self._started))
         return self.tally.count(now, kind, seconds) / span
 
-    def _accepted_rate(self, now: float) -> float:
-        """Accepted answers a second over the last WINDOW seconds."""
-        return self._per_second(now, 2, WINDOW)
+    def _first_base(self, now: float) -> float:
+        """What the first cut cuts: the rate Roomlio accepted over the last WINDOW
+        seconds, or (none accepted) the rate sent."""
+        accepted = self._per_second(now, 2, WINDOW)
+        return accepted if accepted > 0 else self._per_second(now, 0, WINDOW)
 
     def usage(self, now: float | None = None) -> dict[str, Any]:
         """What the status page and the metrics show: the learned rate, the cap, the
