@@ -162,15 +162,21 @@ async def test_a_429_with_retry_after_pauses_every_room_of_the_key(
     assert all(gap >= 1.5 - 0.05 for gap in gaps.values()), gaps
 
 
-async def test_a_429_with_few_requests_behind_it_only_pauses() -> None:
+async def test_a_429_with_few_requests_behind_it_only_pauses(
+        caplog: pytest.LogCaptureFixture) -> None:
     """A refusal of one of a handful of requests says the key is spent (by another
-    process, say), not that this one goes too fast: no rate is learned from it."""
+    process, say), not that this one goes too fast: no rate is learned from it, but
+    every room pauses and the episode is still told, once."""
     clock = Clock()
     throttle = _throttle(clock)
     sent = await throttle.acquire()
     throttle.answered(429, 2.0, sent)
     assert throttle.rate is None
     assert await throttle.acquire() == pytest.approx(1002.0)
+    throttle.answered(429, 2.0, clock.now)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "too few requests" in warnings[0], warnings
+    assert throttle.limited
 
 
 async def test_a_request_that_slept_through_a_new_pause_waits_it_out() -> None:

@@ -164,22 +164,28 @@ class KeyThrottle:
             # It starts at the pause's end, with the one turn it holds due then.
             self._bucket = TokenBucket(self.rate or 1.0, now + pause, clock=self._clock)
             self._epoch += 1
-        if sent_at < self._last_cut:
-            return  # under way before the last cut: that cut already answered it
-        if self.tally.count(now, 0, WINDOW) < MIN_EVIDENCE:
-            return  # too few requests to say we go too fast: the key is spent; the pause
         was = self.rate
-        base = was if was is not None else self._first_base(now)
-        self._set_rate(max(MIN_RATE, BETA * base), now)
-        self._last_cut = now
+        if self._cuts(now, sent_at):
+            base = was if was is not None else self._first_base(now)
+            self._set_rate(max(MIN_RATE, BETA * base), now)
+            self._last_cut = now
+            log.debug("Roomlio 429: request rate cut to %.1f/s", self.rate)
         if not self.limited:
             self.limited = True
+            before = "unpaced" if was is None else f"{was:.1f}/s"
+            paced = (f"then requests are paced at {self.rate:.1f}/s (learned from the "
+                     f"refusals; was {before})" if self.rate is not None
+                     else "too few requests yet to learn a rate from")
             log.warning("Roomlio refuses requests (HTTP 429): its limit for this API key is "
-                        "reached; every room waits %gs, then requests are paced at %.1f/s "
-                        "(learned from the refusals; was %s)", pause, self.rate,
-                        "unpaced" if was is None else f"{was:.1f}/s")
-        else:
-            log.debug("Roomlio 429: request rate cut to %.1f/s", self.rate)
+                        "reached; every room waits %gs; %s", pause, paced)
+
+    def _cuts(self, now: float, sent_at: float) -> bool:
+        """Whether a 429 for the request sent at ``sent_at`` cuts the rate: not when the
+        request was under way before the last cut (that cut answered it already), nor
+        when too few requests went out to say this process goes too fast (the key is
+        spent, by another process say: the pause is the answer)."""
+        return (sent_at >= self._last_cut
+                and self.tally.count(now, 0, WINDOW) >= MIN_EVIDENCE)
 
     def _accepted(self, now: float) -> None:
         self.tally.add(now, 2)
