@@ -2,6 +2,7 @@
 
     python bench/api_limit.py [--rooms 1000,10000] [--limit 50] [--budget 40]
                               [--warmup 30] [--seconds 30] [--baseline main]
+                              [--instances 1]
 
 The emulator refuses each API key's requests beyond ``--limit`` a second (a token bucket
 with a burst of one second's worth) with 429 and ``Retry-After: 1``. The notifier polls
@@ -9,10 +10,12 @@ every room at a fixed ``--poll`` (5 s by default, so 1,000 rooms ask for 200 req
 second: four times the limit), with no ``max_requests_per_second`` ("no budget") and
 with ``--budget`` below the limit. Each case runs this tree and, in the same run, the
 ``--baseline`` git ref (extracted with ``git archive`` and put first on PYTHONPATH), one
-after the other. Measured after ``--warmup`` seconds, over ``--seconds``: attempts a
-second at the emulator (refused ones included) and as a multiple of the limit, the share
-refused, requests served a second, the WARNING lines the notifier logged over the whole
-run, and the share refused in each 10 s of the run (how it settles).
+after the other; ``--instances N`` runs N processes on the one key, the rooms split
+among them (each with its own state), as a cluster sharing a key would. Measured after
+``--warmup`` seconds, over ``--seconds``: attempts a second at the emulator (refused
+ones included) and as a multiple of the limit, the share refused, requests served a
+second (and by each instance), the WARNING lines the notifier logged over the whole run,
+and the share refused in each 10 s of the run (how it settles).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,6 +59,8 @@ async def start(config: Path, log: Path, tree: Path | None) -> asyncio.subproces
 
 async def measure(n_rooms: int, tree: str, budget: int | None, base: Path | None,
                   args: argparse.Namespace) -> dict[str, object]:
+    """One case: ``args.instances`` processes share the key, each with its part of the
+    rooms and its own state file."""
     rooms = [f"room-{i}" for i in range(n_rooms)]
     extra: dict[str, object] = {"poll_interval": f"{args.poll}s",
                                 "max_poll_interval": f"{args.poll}s"}
@@ -66,10 +72,14 @@ async def measure(n_rooms: int, tree: str, budget: int | None, base: Path | None
         for room in rooms:
             emu.add_room(key=room)
         with tempfile.TemporaryDirectory() as tmp:
-            path, log = Path(tmp, "rules.yaml"), Path(tmp, "notifier.log")
-            path.write_text(config_yaml(emu.url, rx.url_for("/sink"), rooms,
-                                        str(Path(tmp, "state.db")), **extra))
-            proc = await start(path, log, base if tree != "this" else None)
+            procs, logs = [], []
+            for i in range(args.instances):
+                path, log = Path(tmp, f"rules{i}.yaml"), Path(tmp, f"notifier{i}.log")
+                path.write_text(config_yaml(emu.url, rx.url_for("/sink"),
+                                            rooms[i::args.instances],
+                                            str(Path(tmp, f"state{i}.db")), **extra))
+                logs.append(log)
+                procs.append(await start(path, log, base if tree != "this" else None))
             try:
                 started = time.monotonic()
                 await asyncio.sleep(args.warmup)
@@ -77,18 +87,22 @@ async def measure(n_rooms: int, tree: str, budget: int | None, base: Path | None
                 await asyncio.sleep(args.seconds)
                 last = len(emu.requests)
             finally:
-                proc.terminate()
-                await proc.wait()
-            warnings = [line for line in log.read_text(errors="replace").splitlines()
+                for proc in procs:
+                    proc.terminate()
+                    await proc.wait()
+            warnings = [line for log in logs
+                        for line in log.read_text(errors="replace").splitlines()
                         if "WARNING" in line]
     window = emu.requests[first:last]
     refused = sum(1 for r in window if r.status == 429)
     attempts = len(window) / args.seconds
+    served = Counter(r.instance for r in window if r.status != 429)
     return {"rooms": n_rooms, "tree": tree, "budget": budget, "limit": args.limit,
-            "demand_per_s": n_rooms / args.poll, "attempts_per_s": attempts,
-            "attempts_vs_limit": attempts / args.limit,
+            "instances": args.instances, "demand_per_s": n_rooms / args.poll,
+            "attempts_per_s": attempts, "attempts_vs_limit": attempts / args.limit,
             "refused_share": refused / len(window) if window else float("nan"),
             "served_per_s": (len(window) - refused) / args.seconds,
+            "served_per_s_by_instance": sorted(n / args.seconds for n in served.values()),
             "warning_lines": len(warnings), "first_warning": warnings[0][:160] if warnings else "",
             "refused_share_per_10s": _shares(emu.requests, started)}
 
@@ -117,6 +131,9 @@ def _print(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
                  r["warning_lines"]]
         print(" ".join(f"{c!s:>10}" for c in cells))
         print(f"{'':>10} refused per 10 s: {r['refused_share_per_10s']}")
+        if args.instances > 1:
+            shares = " / ".join(f"{v:.1f}" for v in r["served_per_s_by_instance"])  # type: ignore[attr-defined]
+            print(f"{'':>10} served a second by each of {args.instances} instances: {shares}")
 
 
 def main() -> None:
@@ -128,6 +145,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=30)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--baseline", default="main", help="git ref; '' skips it")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="notifier processes sharing the key (the rooms split among them)")
     args = parser.parse_args()
     trees = ["this", *([args.baseline] if args.baseline else [])]
     budgets = [None, *([args.budget] if args.budget else [])]
@@ -140,8 +159,10 @@ def main() -> None:
                     rows.append(asyncio.run(measure(n, tree, budget, base, args)))
                     print(rows[-1], flush=True)
     _print(rows, args)
-    out = write_results("api_limit", {"limit": args.limit, "poll": args.poll,
-                                      "baseline": args.baseline, "rows": rows})
+    name = "api_limit" + "".join(f"_{n}" for n in args.rooms.split(",") if n != "1000")
+    name += f"_x{args.instances}" if args.instances > 1 else ""
+    out = write_results(name, {"limit": args.limit, "poll": args.poll,
+                               "baseline": args.baseline, "rows": rows})
     print(f"results written to {out}")
 
 
