@@ -128,3 +128,25 @@ async def test_status_page_lists_quarantined_messages_as_text(emulator, receiver
                                   "return document.querySelectorAll('#quarantine img').length")
     assert "r1" in shown and "not an ISO 8601 time" in shown
     assert "<img src=x onerror=alert(1)>" in shown and images == 0
+
+
+async def test_status_page_shows_the_api_keys_learned_rate_and_refusals(
+        emulator, receiver, tmp_path, browser):
+    """After Roomlio's 429s the page's Roomlio API section shows the learned rate, the
+    refusals among the requests, and refusals a second over the last 10 s."""
+    from notifier.polling.throttle import MIN_EVIDENCE
+
+    emulator.add_room(key="r1")
+    config = ops_config(tmp_path, emulator, receiver, rooms=["r1"],
+                        roomlio={"edit_lookback": 0, "max_poll_interval": "100ms"})
+    async with serving(config) as s:
+        await emulator.wait_requests(MIN_EVIDENCE + 2)
+        emulator.inject(Fault.status(429, retry_after=0.2), room="r1")
+        await emulator.wait_for(lambda emu: emu.refused == 1)
+        await _in_thread(browser.get, s.url + "/")
+        await _in_thread(_wait, browser, lambda d: "refused 1 of" in _text(d, "#api-summary"))
+        summary = await _in_thread(_text, browser, "#api-summary")
+        table = await _in_thread(_text, browser, "#api")
+    assert "learned rate: " in summary and "/s" in summary.split("learned rate: ")[1]
+    assert "none learned" not in summary and "rate limited now" in summary
+    assert "10 s" in table and "1 min" in table and "5 min" in table
