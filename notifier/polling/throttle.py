@@ -22,8 +22,8 @@ one; before the first 429 nothing is learned and requests are not paced. Once se
 rate climbs to just above the limit, draws one round of refusals, is cut, and climbs
 again: refusals are a few per cycle. The warnings say when the first cut of an episode
 happens and when RECOVERY seconds have passed without a refusal, never one per 429.
-Several instances sharing a key each run their own throttle; AIMD flows sharing a limit
-converge to equal shares (Chiu and Jain, 1989).
+Several instances sharing a key each run their own throttle, and settle together near
+the limit (not necessarily in equal shares: docs/scale.md).
 """
 
 from __future__ import annotations
