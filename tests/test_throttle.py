@@ -95,6 +95,7 @@ async def test_the_rate_recovers_when_refusals_stop(caplog: pytest.LogCaptureFix
     assert throttle.rate > cut + RECOVERY
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "accepted every request" in lines[0], lines
+    assert caplog.records[0].levelno == logging.WARNING  # as the line it ends
 
 
 async def test_the_rate_does_not_grow_while_demand_is_below_it() -> None:

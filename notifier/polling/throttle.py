@@ -20,8 +20,8 @@ decrease):
 The pacing is the one TokenBucket (notifier.util.pacing) at the learned rate, a burst of
 one; before the first 429 nothing is learned and requests are not paced. Once settled the
 rate climbs to just above the limit, draws one round of refusals, is cut, and climbs
-again: refusals are a few per cycle. The warnings say when the first cut of an episode
-happens and when RECOVERY seconds have passed without a refusal, never one per 429.
+again: refusals are a few per cycle. Two WARNING lines tell an episode: its first 429,
+and RECOVERY seconds without one; never a line per 429.
 Several instances sharing a key each run their own throttle, and settle together near
 the limit (not necessarily in equal shares: docs/scale.md).
 """
@@ -199,8 +199,10 @@ class KeyThrottle:
         """End the episode of refusals (one line) once RECOVERY seconds passed without one."""
         if self.limited and now - self._last_refusal >= RECOVERY:
             self.limited = False
-            log.info("Roomlio has accepted every request for %gs: requests are paced at "
-                     "%.1f/s, which grows while demand is above it", RECOVERY, self.rate or 0)
+            # WARNING, as the line it ends: who sees one sees the other
+            log.warning("Roomlio has accepted every request for %gs: requests are paced at "
+                        "%.1f/s, which grows while demand is above it", RECOVERY,
+                        self.rate or 0)
 
     def _set_rate(self, rate: float, now: float) -> None:
         self.rate = min(rate, self.cap) if self.cap is not None else rate
