@@ -10,6 +10,7 @@ import pytest
 
 from notifier.polling.throttle import BETA, RECOVERY, KeyThrottle, increase
 from notifier.testing import Fault, RoomlioEmulator
+from notifier.util.pacing import TokenBucket
 from tests.conftest import running
 
 
@@ -200,3 +201,14 @@ async def test_a_request_that_slept_through_a_new_pause_waits_it_out() -> None:
     during_sleep.append(lambda: throttle.answered(429, 3.0, first))
     second = await throttle.acquire()
     assert second >= first + 3.0
+
+
+def test_a_token_buckets_new_rate_applies_from_the_next_turn() -> None:
+    """set_rate: the turns after it come at the new rate; tokens earned before it count."""
+    bucket = TokenBucket(1.0, now=0.0)
+    assert bucket.reserve(0.0) == 0.0
+    assert bucket.reserve(0.0) == pytest.approx(1.0)  # the next second's turn
+    bucket.set_rate(4.0, now=0.5)  # half a token earned at 1/s
+    assert bucket.reserve(0.5) == pytest.approx(0.375)  # owes 1.5 tokens at 4/s
+    with pytest.raises(ValueError):
+        bucket.set_rate(0)

@@ -2,11 +2,11 @@
 
 It hands out reservations: each caller learns how long to wait for its turn, so a burst
 queues in order instead of failing. The arithmetic is pure (``now`` passed in, for
-tables of tests); ``now`` left out reads the bucket's clock. Two users: the Roomlio
+tables of tests); ``now`` left out reads the bucket's clock. Its users: the Roomlio
 client's global request budget (``max_requests_per_second``: a burst of one, so any
 window of T seconds holds at most ``1 + rate × T`` requests) and each webhook's
-``rate_limit`` (a burst of its ``requests``, paused by a 429's Retry-After); a third,
-the Roomlio key's learned rate (notifier.polling.throttle), changes its rate as it learns.
+``rate_limit`` (a burst of its ``requests``, paused by a 429's Retry-After), and
+the Roomlio key's learned rate (notifier.polling.throttle), whose rate changes as it learns.
 """
 
 from __future__ import annotations
