@@ -2,20 +2,21 @@
 
     python bench/api_limit.py [--rooms 1000,10000] [--limit 50] [--budget 40]
                               [--warmup 30] [--seconds 30] [--baseline main]
-                              [--instances 1]
+                              [--instances 1] [--ceiling 60]
 
 The emulator refuses each API key's requests beyond ``--limit`` a second (a token bucket
 with a burst of one second's worth) with 429 and ``Retry-After: 1``. The notifier polls
 every room at a fixed ``--poll`` (5 s by default, so 1,000 rooms ask for 200 requests a
-second: four times the limit), with no ``max_requests_per_second`` ("no budget") and
-with ``--budget`` below the limit. Each case runs this tree and, in the same run, the
-``--baseline`` git ref (extracted with ``git archive`` and put first on PYTHONPATH), one
-after the other; ``--instances N`` runs N processes on the one key, the rooms split
-among them (each with its own state), as a cluster sharing a key would. Measured after
-``--warmup`` seconds, over ``--seconds``: attempts a second at the emulator (refused
-ones included) and as a multiple of the limit, the share refused, requests served a
-second (and by each instance), the WARNING lines the notifier logged over the whole run,
-and the share refused in each 10 s of the run (how it settles).
+second: four times the limit; ``--ceiling`` makes it adaptive up to that), with no
+``max_requests_per_second`` ("no budget") and with ``--budget`` below the limit. Each
+case runs this tree and, in the same run, the ``--baseline`` git ref (extracted with
+``git archive`` and put first on PYTHONPATH), one after the other; ``--instances N``
+runs N processes on the one key, the rooms split among them (each with its own state),
+as a cluster sharing a key would. Measured after ``--warmup`` seconds, over
+``--seconds``: attempts a second at the emulator (refused ones included) and as a
+multiple of the limit, the share refused, requests served a second (and by each
+instance), the WARNING lines the notifier logged over the whole run, and the share
+refused in each 10 s of the run (how it settles).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ async def measure(n_rooms: int, tree: str, budget: int | None, base: Path | None
     rooms and its own state file."""
     rooms = [f"room-{i}" for i in range(n_rooms)]
     extra: dict[str, object] = {"poll_interval": f"{args.poll}s",
-                                "max_poll_interval": f"{args.poll}s"}
+                                "max_poll_interval": f"{args.ceiling or args.poll}s"}
     if budget:
         extra["max_requests_per_second"] = budget
     limit = KeyLimit(args.limit, retry_after=1)
@@ -119,8 +120,10 @@ def _shares(requests: list[object], started: float) -> list[float]:
 
 
 def _print(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
-    print(f"API limit {args.limit}/s per key (429, Retry-After: 1); fixed polling every "
-          f"{args.poll:g}s; measured {args.seconds:g}s after {args.warmup:g}s")
+    polling = (f"adaptive polling {args.poll:g}s to {args.ceiling:g}s" if args.ceiling
+               else f"fixed polling every {args.poll:g}s")
+    print(f"API limit {args.limit:g}/s per key (429, Retry-After: 1); {polling}; measured "
+          f"{args.seconds:g}s after {args.warmup:g}s")
     head = ("rooms", "tree", "budget", "demand/s", "attempts/s", "x limit", "refused",
             "served/s", "warnings")
     print(" ".join(f"{h:>10}" for h in head))
@@ -142,6 +145,8 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=50)
     parser.add_argument("--budget", type=int, default=40, help="0 skips the budget cases")
     parser.add_argument("--poll", type=float, default=5.0)
+    parser.add_argument("--ceiling", type=float, default=0,
+                        help="max_poll_interval for adaptive polling (0: fixed at --poll)")
     parser.add_argument("--warmup", type=float, default=30)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--baseline", default="main", help="git ref; '' skips it")
@@ -161,6 +166,7 @@ def main() -> None:
     _print(rows, args)
     name = "api_limit" + "".join(f"_{n}" for n in args.rooms.split(",") if n != "1000")
     name += f"_x{args.instances}" if args.instances > 1 else ""
+    name += f"_adaptive{args.ceiling:g}" if args.ceiling else ""
     out = write_results(name, {"limit": args.limit, "poll": args.poll,
                                "baseline": args.baseline, "rows": rows})
     print(f"results written to {out}")
