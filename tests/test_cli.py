@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -144,3 +145,22 @@ async def test_demo_shows_verified_deliveries_and_a_summary():
     assert "SIGNATURE FAILED" not in out
     assert "demo summary" in out
     assert " 0 duplicate(s)" in out
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals as on the deployment target")
+async def test_demo_with_an_api_limit_learns_it_and_warns_once():
+    """`notifier demo --api-limit 2`: the emulator refuses beyond 2 requests a second; the
+    notifier says so in one warning, and the summary counts the refusals."""
+    code, out, err = await run_cli("demo", "--seconds", "8", "--rate", "4",
+                                   "--api-limit", "2", timeout=60)
+    assert code == 0, err
+    assert err.count("Roomlio refuses requests (HTTP 429)") == 1, err
+    summary = next(line for line in out.splitlines() if "roomlio api" in line)
+    requests, refused = (int(w) for w in re.findall(r"(\d+) (?:requests|refused)", summary))
+    assert 0 < refused < requests / 2, summary
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "fast"])
+async def test_demo_refuses_a_nonsense_api_limit(bad):
+    code, _, err = await run_cli("demo", "--seconds", "1", "--api-limit", bad, timeout=60)
+    assert code == 2 and "--api-limit" in err and repr(bad) in err, err

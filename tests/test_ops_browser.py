@@ -236,3 +236,25 @@ async def test_status_page_charts_draw_the_last_hour_of_a_run_with_retries(
     png = await _in_thread(Path(shot).read_bytes)
     width, height = struct.unpack(">II", png[16:24])  # the PNG's IHDR
     assert width > 600 and height > 400  # every chart, not the window's last strip of them
+
+
+async def test_status_page_shows_the_api_keys_learned_rate_and_refusals(
+        emulator, receiver, tmp_path, browser):
+    """After Roomlio's 429s the page's Roomlio API section shows the learned rate, the
+    refusals among the requests, and refusals a second over the last 10 s."""
+    from notifier.polling.throttle import MIN_EVIDENCE
+
+    emulator.add_room(key="r1")
+    config = ops_config(tmp_path, emulator, receiver, rooms=["r1"],
+                        roomlio={"edit_lookback": 0, "max_poll_interval": "100ms"})
+    async with serving(config) as s:
+        await emulator.wait_requests(MIN_EVIDENCE + 2)
+        emulator.inject(Fault.status(429, retry_after=0.2), room="r1")
+        await emulator.wait_for(lambda emu: emu.refused == 1)
+        await _in_thread(browser.get, s.url + "/")
+        await _in_thread(_wait, browser, lambda d: "refused 1 of" in _text(d, "#api-summary"))
+        summary = await _in_thread(_text, browser, "#api-summary")
+        table = await _in_thread(_text, browser, "#api")
+    assert "learned rate: " in summary and "/s" in summary.split("learned rate: ")[1]
+    assert "none learned" not in summary and "rate limited now" in summary
+    assert "10 s" in table and "1 min" in table and "5 min" in table

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="the payload format of the demo webhooks; prints each body received")
     demo.add_argument("--log-level", default="WARNING",
                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    demo.add_argument("--api-limit", type=_requests_a_second, default=None, metavar="N",
+                      help="the emulator refuses the API key's requests beyond N a second "
+                           "(429, Retry-After: 1): watch the notifier learn the limit")
     run.set_defaults(handler=_cmd_run)
     check.set_defaults(handler=_cmd_check)
     demo.set_defaults(handler=_cmd_demo)
@@ -141,10 +144,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _requests_a_second(text: str) -> float:
+    """``--api-limit``: a positive number of requests a second."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of requests a second above 0, "
+                                         f"not {text!r}")
+    return value
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from notifier.cli.demo import run_demo
 
     _setup_logging(args.log_level)
     return asyncio.run(run_demo(seconds=args.seconds, rate=args.rate,
                                 install_signals=install_signals, emit=print,
-                                fmt=args.format))
+                                fmt=args.format, api_limit=args.api_limit))

@@ -28,6 +28,7 @@ from notifier.errors import (
     RoomlioPermanentError,
     RoomlioTransientError,
 )
+from notifier.polling.throttle import KeyThrottle
 from notifier.util.backoff import (
     TRANSIENT_STATUSES,
     Retry,
@@ -78,13 +79,17 @@ class Page:
 
 
 class RoomlioClient:
-    """Calls Roomlio RPC methods; retries transient failures with tenacity."""
+    """Calls Roomlio RPC methods; retries transient failures with tenacity. Every request
+    waits for its turn from ``throttle``, the API key's (one per process: a 429 pauses
+    and slows every room; notifier.polling.throttle)."""
 
     def __init__(self, settings: RoomlioSettings, session: aiohttp.ClientSession, *,
                  instance: str = "local", attempts: int = 4,
                  on_error: Callable[[RoomlioError], None] | None = None,
-                 secrets: Mapping[str, str] | None = None) -> None:
+                 secrets: Mapping[str, str] | None = None,
+                 throttle: KeyThrottle | None = None) -> None:
         self._settings = settings
+        self.throttle = throttle or KeyThrottle(settings.max_requests_per_second)
         self._redactor = Redactor(
             secrets if secrets is not None else {settings.api_key: "roomlio.api_key"})
         """Cleans remote error text of the key (and the config's other secrets) before it is
@@ -104,6 +109,7 @@ class RoomlioClient:
             "x-notifier-instance": self._instance,
         }
         timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout)
+        sent_at = await self.throttle.acquire()
         with ErrorMap(RoomlioTransientError, RoomlioPermanentError,
                       functools.partial(self._word, method)):
             async with self._session.post(f"{self._url}/{method}", json=dict(params),
@@ -112,6 +118,7 @@ class RoomlioClient:
                 raw = await self._read_limited(resp)
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        self.throttle.answered(status, retry_after, sent_at)
         if status != 200:
             raise _status_error(method, status, _error_detail(raw, self._redactor.redact),
                                 retry_after)

@@ -34,6 +34,7 @@ from notifier.polling.leases import LeaseStore, RoomKeeper, new_instance_id
 from notifier.polling.policy import failure_delay, jittered, next_interval
 from notifier.polling.scheduler import RoomTurn, Scheduler, ThrottledClient
 from notifier.polling.tailer import Tailer
+from notifier.polling.throttle import KeyThrottle
 from notifier.runtime.hooks import ServiceHooks
 from notifier.runtime.logs import config_secrets, current_settings
 from notifier.runtime.reload import CompiledConfig, ConfigWatcher, ReloadPlan, load_plan
@@ -76,6 +77,9 @@ class Service:
         self._room_tasks: dict[str, asyncio.Future[None]] = {}
         self.scheduler: Scheduler | None = None
         """Polls every room this instance tails (one task, a heap of due times)."""
+        self.throttle = KeyThrottle(config.roomlio.max_requests_per_second)
+        """The API key's pace, learned from 429s: every request of the process takes its
+        turn from it (the status page and metrics read it)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop``; raise RoomlioAuthError (bad key) or StoreError (bad state)."""
@@ -120,9 +124,11 @@ class Service:
         secrets = config_secrets(self.config)
         if not settings.max_requests_per_second:
             return RoomlioClient(settings, session, instance=self.instance,
-                                 on_error=self.hooks.on_api_error, secrets=secrets)
+                                 on_error=self.hooks.on_api_error, secrets=secrets,
+                                 throttle=self.throttle)
         return ThrottledClient(settings, session, instance=self.instance,
                                on_error=self.hooks.on_api_error, secrets=secrets,
+                               throttle=self.throttle,
                                bucket=TokenBucket(settings.max_requests_per_second))
 
     async def _run_tasks(self, stop: asyncio.Event, store: Store, client: RoomlioClient,
@@ -268,8 +274,11 @@ class Service:
         delay = failure_delay(health.failures, self.config.roomlio.poll_interval,
                               room_unknown=isinstance(exc, RoomlioNotFoundError))
         bug = isinstance(exc, _Unexpected)
+        # A 429 is the key's, not the room's: the throttle warns once for all rooms.
+        level = (logging.ERROR if bug else logging.INFO if getattr(exc, "status", None) == 429
+                 else logging.WARNING)
         # A bug's traceback once per failure streak: enough to report it, not a flood.
-        log.log(logging.ERROR if bug else logging.WARNING,
+        log.log(level,
                 "room %s: %s; next try in %.0fs (cursor kept)", tailer.room.name, exc, delay,
                 exc_info=exc.__cause__ if bug and health.failures == 1 else None,
                 extra={"room": tailer.room.name, "status": getattr(exc, "status", None)})

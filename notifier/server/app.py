@@ -127,7 +127,8 @@ async def metrics(request: web.Request) -> web.Response:
                              dead_letters=stats.dead_letters if stats else None,
                              quarantined=stats.quarantined if stats else None,
                              rooms=listener.board.room_views(listener.states()),
-                             breakers=await listener.breakers())
+                             breakers=await listener.breakers(),
+                             api=listener.service.throttle.usage())
     return web.Response(body=listener.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -167,6 +168,7 @@ async def status_api(request: web.Request) -> web.Response:
     snap["quarantine_total"] = stats.quarantined if stats else len(kept)
     snap["admin"] = listener.admin_token is not None
     snap["history"] = listener.history.snapshot()
+    snap["api"] = listener.service.throttle.usage()
     return _json(_redacted(snap, listener.redactor))
 
 

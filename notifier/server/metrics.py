@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -74,6 +75,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._clock = clock
         self._labelled = frozenset(list(rooms)[:room_limit])
+        self._api_seen: dict[str, int] = {}
         self._counters()
         self._gauges()
         Gauge("notifier_build_info", "The running version (always 1).", ["version"],
@@ -106,6 +108,11 @@ class Metrics:
         self.quarantined = Counter("notifier_quarantined_messages", "Messages the tail could "
                                    "not process and quarantined, by room.", ["room"],
                                    registry=r)
+        self.api_requests = Counter("notifier_roomlio_requests_total", "Roomlio requests "
+                                    "sent (retries and edit scans included).", registry=r)
+        self.api_refusals = Counter("notifier_roomlio_refusals_total", "Roomlio requests "
+                                    "refused with 429 (the API key's rate limit).",
+                                    registry=r)
         self.latency = Histogram("notifier_delivery_latency_seconds", "From detection of a "
                                  "message to its webhook's 2xx.", ["webhook"],
                                  buckets=LATENCY_BUCKETS, registry=r)
@@ -129,6 +136,12 @@ class Metrics:
                                  "last successful poll, over every room (0: a room never "
                                  "polled).", registry=r)
         self.rooms = Gauge("notifier_rooms", "Rooms configured.", registry=r)
+        self.learned_rate = Gauge("notifier_roomlio_learned_rate", "The request rate (a "
+                                  "second) learned from 429s that paces every request of "
+                                  "the API key; 0: none learned yet.", registry=r)
+        self.rate_limited = Gauge("notifier_roomlio_rate_limited", "1 from Roomlio's first "
+                                  "429 of an episode until a minute passes without one.",
+                                  registry=r)
         self.breaker = Gauge("notifier_webhook_breaker_state", "Circuit breaker per webhook: "
                              "0 closed, 1 half-open, 2 open.", ["webhook"], registry=r)
 
@@ -180,8 +193,11 @@ class Metrics:
 
     def refresh(self, *, outbox: int | None, dead_letters: int | None,
                 rooms: Iterable[RoomView], breakers: Mapping[str, str],
-                quarantined: int | None = None) -> None:
-        """Set the gauges that are read, not counted, just before a scrape."""
+                quarantined: int | None = None, api: Mapping[str, Any] | None = None) -> None:
+        """Set the gauges that are read, not counted, just before a scrape; ``api`` is the
+        throttle's usage (notifier.polling.throttle.KeyThrottle.usage)."""
+        if api is not None:
+            self._api(api)
         if outbox is not None:
             self.outbox.set(outbox)
         if dead_letters is not None:
@@ -201,6 +217,17 @@ class Metrics:
         self.oldest_poll.set(min((v.last_ok or 0.0 for v in views), default=0.0))
         for webhook, state in breakers.items():
             self.breaker.labels(webhook).set(BREAKER_VALUES.get(state, 0))
+
+    def _api(self, usage: Mapping[str, Any]) -> None:
+        """The throttle's figures: its totals count on, so the counters take the difference."""
+        self.learned_rate.set(usage["learned_rate"] or 0.0)
+        self.rate_limited.set(1 if usage["limited"] else 0)
+        for counter, key in ((self.api_requests, "requests_total"),
+                             (self.api_refusals, "refusals_total")):
+            added = usage[key] - self._api_seen.get(key, 0)
+            if added > 0:
+                counter.inc(added)
+                self._api_seen[key] = usage[key]
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""

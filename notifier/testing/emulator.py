@@ -6,10 +6,12 @@ Tests, ``notifier demo``, the chaos tests and the benchmarks talk to it over rea
         room = emu.add_room(key="support")
         emu.post(room, "I want a refund for order #1234")
         emu.inject(Fault.status(429, retry_after=1))
+        emu.limit_rate(KeyLimit(50))  # 50 requests/s per API key, then 429 Retry-After: 1
         ...  # point the client at emu.url with api key "test-key"
 
 Both readings of the open questions in Roomlio's API are selectable (``cursor_mode``,
-``empty_cursor_at_end``), and faults can be queued for the next requests.
+``empty_cursor_at_end``), faults can be queued for the next requests, and a per-key rate
+limit (``rate_limit``, notifier.testing.keylimit) refuses what goes beyond it, as Roomlio's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from notifier.testing._server import Changes, LocalServer
 from notifier.testing.answers import error_response, page_response, status_fault_response
 from notifier.testing.faults import Fault, FaultQueue
 from notifier.testing.ids import new_id
+from notifier.testing.keylimit import KeyLimit, KeyLimiter
 from notifier.testing.rooms import CursorError, Page, Room, format_time, parse_time
 from notifier.util.aio import sleep_unless
 
@@ -74,6 +77,7 @@ class RoomlioEmulator:
                  cursor_mode: Literal["inclusive", "exclusive"] = "exclusive",
                  empty_cursor_at_end: bool = True, max_limit: int = 1000,
                  clock: Callable[[], datetime] | None = None,
+                 rate_limit: KeyLimit | None = None,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         if cursor_mode not in ("inclusive", "exclusive"):
             raise ValueError(f"cursor_mode must be 'inclusive' or 'exclusive', not {cursor_mode!r}")
@@ -91,6 +95,7 @@ class RoomlioEmulator:
         self._users: dict[str, str] = {}
         self._edit_history: dict[str, set[str]] = {}
         self._faults = FaultQueue()
+        self._limiter = KeyLimiter(rate_limit)
         self._latency = 0.0
         self._changes = Changes()
         app = web.Application()
@@ -220,6 +225,16 @@ class RoomlioEmulator:
             target = self._keys[room]
         self._faults.add(fault, target, times)
 
+    def limit_rate(self, limit: KeyLimit | None) -> None:
+        """Refuse (429) each API key's requests beyond ``limit`` (None: no limit); every
+        key starts with a full bucket. Injected faults come first and cost no token."""
+        self._limiter.set(limit)
+
+    @property
+    def refused(self) -> int:
+        """RoomHistory requests answered 429 so far (rate limit and injected faults)."""
+        return sum(1 for r in self.requests if r.status == 429)
+
     def clear_faults(self) -> None:
         """Drop every fault not yet consumed."""
         self._faults.clear()
@@ -285,6 +300,9 @@ class RoomlioEmulator:
             return web.json_response(_looping_page(params.get("startCursor"), fault.variant))
         if fault is not None and fault.kind == "delay":
             await sleep_unless(self._server.closing, fault.seconds)
+        refusal = self._over_limit(request)
+        if refusal is not None:
+            return refusal
         try:
             room, page = self._page_for(request, params, problem)
         except _ApiError as err:
@@ -292,6 +310,18 @@ class RoomlioEmulator:
         if fault is not None and fault.kind == "truncated":
             record.status = 200  # set before the body starts: the connection may drop mid-way
         return await page_response(request, room, page, fault)
+
+    def _over_limit(self, request: web.Request) -> web.Response | None:
+        """The 429 for a request of the right key beyond the rate limit (else None)."""
+        key = request.headers.get("Authorization", "")
+        limit = self._limiter.limit
+        if limit is None or key != f"Bearer {self.api_key}" or self._limiter.admit(key):
+            return None
+        refusal = error_response(429, "resource_exhausted", f"rate limit of {limit.rate:g} "
+                                 "requests a second for this API key exceeded")
+        if limit.retry_after is not None:
+            refusal.headers["Retry-After"] = f"{limit.retry_after:g}"
+        return refusal
 
     def _page_for(self, request: web.Request, params: dict[str, Any],
                   problem: str | None) -> tuple[Room, Page]:

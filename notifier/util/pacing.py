@@ -2,10 +2,11 @@
 
 It hands out reservations: each caller learns how long to wait for its turn, so a burst
 queues in order instead of failing. The arithmetic is pure (``now`` passed in, for
-tables of tests); ``now`` left out reads the bucket's clock. Two users: the Roomlio
+tables of tests); ``now`` left out reads the bucket's clock. Its users: the Roomlio
 client's global request budget (``max_requests_per_second``: a burst of one, so any
 window of T seconds holds at most ``1 + rate × T`` requests) and each webhook's
-``rate_limit`` (a burst of its ``requests``, paused by a 429's Retry-After).
+``rate_limit`` (a burst of its ``requests``, paused by a 429's Retry-After), and
+the Roomlio key's learned rate (notifier.polling.throttle), whose rate changes as it learns.
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ class TokenBucket:
         self._tokens -= 1.0
         wait = 0.0 if self._tokens >= 0 else -self._tokens / self.refill
         return max(wait, self._paused_until - now)
+
+    def set_rate(self, rate: float, now: float | None = None) -> None:
+        """Hand out ``rate`` turns a second from ``now`` on (tokens earned before it at
+        the old rate); turns already handed out keep their times."""
+        if not rate > 0:
+            raise ValueError(f"a token bucket's rate must be > 0, not {rate}")
+        self._advance(self._clock() if now is None else now)
+        self.refill = float(rate)
 
     def pause(self, now: float, seconds: float) -> None:
         """Hand out no turn before ``now + seconds`` (the service asked us to back off)."""

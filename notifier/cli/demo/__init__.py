@@ -24,6 +24,7 @@ from notifier.delivery.formats import FORMATS, load_config
 from notifier.runtime.service import Service
 from notifier.testing.chatter import simulate_chatter
 from notifier.testing.emulator import RoomlioEmulator
+from notifier.testing.keylimit import KeyLimit
 from notifier.testing.receiver import Received, WebhookReceiver
 from notifier.util.aio import sleep_unless
 
@@ -91,15 +92,18 @@ class _Tally:
 
 async def run_demo(*, seconds: float | None, rate: float,
                    install_signals: Callable[[asyncio.Event], None],
-                   emit: Callable[[str], None], fmt: str = "standard") -> int:
-    """Run the demo until ``seconds`` pass or a signal; return the exit code."""
+                   emit: Callable[[str], None], fmt: str = "standard",
+                   api_limit: float | None = None) -> int:
+    """Run the demo until ``seconds`` pass or a signal; return the exit code. With
+    ``api_limit`` the emulator refuses the key's requests beyond that many a second."""
     api_key = "demo-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
     tally = _Tally(emit)
     stop = asyncio.Event()
     install_signals(stop)
     with tempfile.TemporaryDirectory(prefix="notifier-demo-") as tmp:
-        async with RoomlioEmulator(api_key=api_key) as emulator, \
+        limit = KeyLimit(api_limit) if api_limit else None
+        async with RoomlioEmulator(api_key=api_key, rate_limit=limit) as emulator, \
                 WebhookReceiver({} if not FORMATS[fmt].signed else
                                 {"/crm": secret, "/moderators": secret}) as receiver:
             for key in DEMO_ROOMS:
@@ -124,6 +128,9 @@ async def run_demo(*, seconds: float | None, rate: float,
             await _run(config, emulator, rate, seconds, stop, tally)
             for line in tally.summary(_posted(emulator), time.monotonic() - started):
                 emit(line)
+            if limit is not None:
+                emit(f"  {'roomlio api':<12} {len(emulator.requests)} requests, "
+                     f"{emulator.refused} refused (429) at a limit of {limit.rate:g}/s")
     return 0 if tally.unverified == 0 else 1
 
 
