@@ -1,8 +1,10 @@
 """One webhook's HTTP client: format, sign, POST once, classify the answer.
 
 The sender posts through the ``Transport`` protocol (httpx's ``BaseTransport`` is the
-model); ``WebhookClient``, on aiohttp, is the implementation it uses unless it is given
-another (a test's, or a faster HTTP client's).
+model), built by ``open_transport`` as the webhook's ``http_client`` says: ``WebhookClient``
+here, on aiohttp, or notifier.delivery.transport_reqwest's, on pyreqwest (faster; the
+``fast`` extra installs it). Both keep the guarantees below; the delivery tests run
+against each.
 
 Targets are checked against the SSRF guard three times: the host as aiohttp reads it
 (after IDNA folding, so ``１２７.０.０.１`` is 127.0.0.1) before anything is sent, every DNS
@@ -44,7 +46,7 @@ from notifier.util.netguard import is_private_address, private_target
 
 __all__ = ["ALLOW_PRIVATE", "MAX_ANSWER_BYTES", "GuardedResolver", "SigningTransport",
            "Transport", "TransportFactory", "WebhookClient", "classify_answer",
-           "guarded_socket"]
+           "guarded_socket", "open_transport"]
 
 #: The most of a webhook's answer that is read: enough for the error text.
 MAX_ANSWER_BYTES = 8 * 1024
@@ -73,6 +75,19 @@ class Transport(Protocol):
 #: Builds a webhook's transport (``WebhookClient`` by default); called again with the
 #: new settings when a reload changes the webhook.
 TransportFactory = Callable[[Webhook], Transport]
+
+
+def open_transport(webhook: Webhook) -> Transport:
+    """The transport ``webhook.http_client`` names (the sender's default factory): ``auto``
+    is pyreqwest when installed (about 3× less CPU per request, bench/RESULTS.md), else
+    aiohttp. The config refuses ``pyreqwest`` when it is not installed."""
+    if webhook.http_client != "aiohttp":
+        try:
+            from notifier.delivery.transport_reqwest import ReqwestTransport
+        except ImportError:
+            return WebhookClient(webhook)
+        return ReqwestTransport(webhook)
+    return WebhookClient(webhook)
 
 
 def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
