@@ -269,7 +269,7 @@ async def test_notifier_run_stays_small_against_endless_answers(tmp_path):
     assert ok.sent + failing.sent < 4 * 32 * 1024 * 1024
 
 
-async def test_no_url_token_reaches_the_state_file_logs_or_dlq_output(tmp_path):
+async def test_no_url_token_reaches_the_state_file_logs_or_dlq_output(tmp_path, http_client):
     """Token-bearing URLs against a refused port, a receiver whose status line is garbage
     (aiohttp's error text holds the URL) and a 500 that echoes the URL: the state file,
     the logs, `dlq list` and `dlq list --json` hold no spelling of the token."""
@@ -281,7 +281,8 @@ async def test_no_url_token_reaches_the_state_file_logs_or_dlq_output(tmp_path):
             ("gone", f"http://127.0.0.1:{_free_port()}"))}
         rules = [{"name": "refunds", "keywords": ["refund"], "notify": list(webhooks)}]
         path = write_config(tmp_path, emu.url, echo.url, rooms=["r1"], load=False,
-                            webhooks=webhooks, rules=rules, delivery={"max_attempts": 2})
+                            webhooks=webhooks, rules=rules,
+                            delivery={"max_attempts": 2, "http_client": http_client})
         assert isinstance(path, Path)
         emu.post("r1", "refund please")
         log = tmp_path / "stderr.log"

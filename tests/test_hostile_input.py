@@ -287,7 +287,7 @@ async def test_literal_loopback_spellings_are_refused_before_any_request(host, t
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-async def test_a_redirect_to_a_private_address_is_never_followed(world, status):
+async def test_a_redirect_to_a_private_address_is_never_followed(world, status, http_client):
     """The redirect's target (here an internal service) receives nothing; the delivery is
     dead-lettered with a reason that names the redirect."""
     emu, rx, config = world
@@ -316,7 +316,7 @@ async def test_a_redirect_to_a_private_address_is_never_followed(world, status):
             outcomes = Outcomes()
             webhooks = {"crm": {"url": f"{front_url}/crm", "secret": "${TEST_SECRET}"},
                         "mod": {"url": f"{rx.url}/mod", "secret": "${TEST_SECRET}"}}
-            async with serve(config(webhooks=webhooks),
+            async with serve(config(webhooks=webhooks, delivery={"http_client": http_client}),
                              hooks=ServiceHooks(on_outcome=outcomes)) as run:
                 await run.until(outcomes.wait_for(lambda o: len(o.items) >= 1, timeout=10))
         finally:

@@ -1,0 +1,254 @@
+"""Each webhook transport (aiohttp, pyreqwest) keeps the same contract: timeouts,
+Retry-After, redirects refused, TLS verified, nothing but the checked address reached."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import importlib.util
+import ipaddress
+import ssl
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from notifier.config import Webhook
+from notifier.delivery import transport
+from notifier.delivery.formats import load_config
+from notifier.delivery.transport import TransportFactory, WebhookClient, open_transport
+from notifier.errors import ConfigError, DeliveryPermanentError, DeliveryTransientError
+from notifier.signing import decode_secret
+from notifier.testing import WebhookReceiver
+from tests.conftest import SECRET
+from tests.test_hostile_input import FakeDNS
+from tests.test_ssrf import a_delivery
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKEN = "/hooks/T0/secr3tt0ken"
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler, ssl_context: ssl.SSLContext | None = None,
+                  ) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 answering every request with ``handler``; yields its URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def post(make: TransportFactory, url: str, **settings: object) -> int:
+    """POST one delivery through a fresh transport, closing it whatever happens."""
+    client = make(Webhook("crm", url=url, allow_private_urls=True, **settings))  # type: ignore[arg-type]
+    try:
+        return await client.post(a_delivery())
+    finally:
+        await client.close()
+
+
+async def test_no_answer_within_the_timeout_is_a_transient_failure(transport_cls):
+    """A receiver that never answers: the attempt ends at the timeout, worded without URL."""
+    release = asyncio.Event()
+
+    async def never(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response()
+
+    async with serving(never) as base:
+        started = time.monotonic()
+        with pytest.raises(DeliveryTransientError) as info:
+            await post(transport_cls, base + TOKEN, timeout=0.5)
+        release.set()
+    assert time.monotonic() - started < 5
+    assert str(info.value) == "no answer within 0.5s"
+
+
+@pytest.mark.parametrize(("status", "header", "seconds"), [
+    (503, "7", 7.0), (429, "120", 120.0), (503, None, None)])
+async def test_retry_after_is_read_from_a_transient_answer(transport_cls, status, header,
+                                                           seconds):
+    async def busy(request: web.Request) -> web.Response:
+        await request.read()
+        headers = {"Retry-After": header} if header else {}
+        return web.Response(status=status, headers=headers, text="busy")
+
+    async with serving(busy) as base:
+        with pytest.raises(DeliveryTransientError) as info:
+            await post(transport_cls, base + TOKEN)
+    assert (info.value.status, info.value.retry_after) == (status, seconds)
+    assert str(info.value).startswith(f"HTTP {status} ") and str(info.value).endswith(": busy")
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_a_permanent_failure_and_not_followed(transport_cls, status):
+    followed: list[str] = []
+
+    async def target(request: web.Request) -> web.Response:
+        followed.append(request.path)
+        return web.Response()
+
+    async with serving(target) as elsewhere:
+        async def redirect(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response(status=status, headers={"Location": elsewhere + "/x"})
+
+        async with serving(redirect) as base:
+            with pytest.raises(DeliveryPermanentError, match="redirects are not followed"):
+                await post(transport_cls, base + TOKEN)
+    assert followed == []
+
+
+def _self_signed(tmp_path: Path) -> ssl.SSLContext:
+    """A server context with a self-signed certificate for 127.0.0.1 that no store trusts."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+async def test_an_untrusted_certificate_is_refused_before_the_request(transport_cls, tmp_path):
+    """TLS is verified: a self-signed receiver gets no request; the text names TLS, no URL."""
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.Response()
+
+    async with serving(handler, _self_signed(tmp_path)) as base:
+        with pytest.raises(DeliveryTransientError) as info:
+            await post(transport_cls, base + TOKEN)
+    assert seen == []
+    assert "TLS failed" in str(info.value) and "secr3t" not in str(info.value), info.value
+
+
+async def test_a_signed_request_carries_only_what_verifies(transport_cls):
+    """The receiver verifies the signature; no header the transport adds changes the body."""
+    async with WebhookReceiver({"/crm": SECRET}) as rx:
+        status = await post(transport_cls, rx.url + "/crm", secrets=(decode_secret(SECRET),),
+                            headers={"X-Team": "support"})
+        assert status == 200
+        [got] = rx.received
+    assert got.verified is True
+    assert got.headers["x-team"] == "support"
+    assert got.headers["user-agent"].startswith("roomlio-notifier/")
+    assert got.headers["content-type"] == "application/json"
+
+
+async def test_a_second_dns_answer_is_never_asked_for(monkeypatch, transport_cls):
+    """DNS rebinding: the guard's resolver says public, the system's resolver would say
+    127.0.0.1 (localhost). The connection goes to the checked address, never to loopback."""
+    monkeypatch.setattr(transport, "private_target", lambda url: None)
+    FakeDNS.table = {"localhost": ["93.184.216.34"]}
+    monkeypatch.setattr(transport, "DefaultResolver", FakeDNS)
+    async with WebhookReceiver() as rx:
+        port = rx.url.rsplit(":", 1)[1]
+        client = transport_cls(Webhook("crm", url=f"http://localhost:{port}/crm", timeout=1))
+        try:
+            with pytest.raises(DeliveryTransientError):
+                await client.post(a_delivery())
+        finally:
+            await client.close()
+        assert rx.attempts == []
+
+
+async def test_a_changed_dns_answer_is_checked_again(monkeypatch):
+    """After DNS_TTL the pyreqwest transport resolves again; a private answer is refused."""
+    pytest.importorskip("pyreqwest")
+    from notifier.delivery import transport_reqwest
+
+    monkeypatch.setattr(transport_reqwest, "DNS_TTL", 0.0)
+    monkeypatch.setattr(transport, "DefaultResolver", FakeDNS)
+    async with WebhookReceiver() as rx:
+        port = rx.url.rsplit(":", 1)[1]
+        client = transport_reqwest.ReqwestTransport(
+            Webhook("crm", url=f"http://hooks.example.com:{port}/crm", timeout=1))
+        try:
+            FakeDNS.table = {"hooks.example.com": ["93.184.216.34"]}
+            with pytest.raises(DeliveryTransientError):
+                await client.post(a_delivery())
+            FakeDNS.table = {"hooks.example.com": ["127.0.0.1"]}
+            with pytest.raises(DeliveryPermanentError, match=r"private address 127\.0\.0\.1"):
+                await client.post(a_delivery())
+        finally:
+            await client.close()
+        assert rx.attempts == []
+
+
+def test_open_transport_falls_back_to_aiohttp_without_pyreqwest(monkeypatch):
+    monkeypatch.setitem(sys.modules, "notifier.delivery.transport_reqwest", None)
+    for choice in ("auto", "pyreqwest", "aiohttp"):
+        hook = Webhook("crm", url="https://hooks.example.com/x", http_client=choice)
+        assert type(open_transport(hook)) is WebhookClient
+
+
+def test_the_config_refuses_pyreqwest_when_it_is_not_installed(monkeypatch, tmp_path):
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pyreqwest" else found(name, *a))
+    path = tmp_path / "rules.yaml"
+    path.write_text("roomlio:\n  base_url: https://api.roomlio.com/rpc\n  api_key: k"
+                    "\nrooms:\n  - key: r1\ndelivery:\n  http_client: pyreqwest\nwebhooks:\n"
+                    "  crm:\n    url: https://hooks.example.com/x\nrules:\n  - name: r\n"
+                    "    keywords: refund\n    notify: crm\n")
+    with pytest.raises(ConfigError, match=r"rules.yaml:7.*pyreqwest is not installed"):
+        load_config(str(path), env={})
+
+
+def test_auto_picks_pyreqwest_when_installed():
+    pytest.importorskip("pyreqwest")
+    from notifier.delivery.transport_reqwest import ReqwestTransport
+
+    hook = Webhook("crm", url="https://hooks.example.com/x")
+    assert type(open_transport(hook)) is ReqwestTransport
+    assert type(open_transport(Webhook("crm", url="https://hooks.example.com/x",
+                                       http_client="aiohttp"))) is WebhookClient
+
+
+
+
+async def test_no_proxy_from_the_environment_is_used(transport_cls, monkeypatch):
+    """HTTP_PROXY and friends would take the request past the SSRF guard: ignored."""
+    proxied: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        proxied.append(str(request.url))
+        return web.Response(status=502)
+
+    async with serving(proxy) as proxy_url, WebhookReceiver() as rx:
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert await post(transport_cls, rx.url + "/crm") == 200
+        assert len(rx.received) == 1
+    assert proxied == []
