@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -252,3 +253,26 @@ async def test_no_proxy_from_the_environment_is_used(transport_cls, monkeypatch)
         assert await post(transport_cls, rx.url + "/crm") == 200
         assert len(rx.received) == 1
     assert proxied == []
+
+
+async def test_a_host_whose_answers_keep_changing_holds_few_clients(monkeypatch):
+    """Each changed answer builds a pinned client; the replaced ones are closed once their
+    requests are over, so a rotating DNS answer does not pile clients up for days."""
+    pytest.importorskip("pyreqwest")
+    from notifier.delivery import transport_reqwest
+
+    now = [0.0]
+    monkeypatch.setattr(transport_reqwest, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(transport, "DefaultResolver", FakeDNS)
+    client = transport_reqwest.ReqwestTransport(
+        Webhook("crm", url="http://hooks.example.com/crm", timeout=2))
+    try:
+        pinned = []
+        for i in range(30):
+            FakeDNS.table = {"hooks.example.com": [f"93.184.216.{30 + i % 2}"]}
+            now[0] += transport_reqwest.DNS_TTL + 0.5
+            pinned.append(await client._current())
+            assert len(client._retired) <= 2, len(client._retired)
+        assert len({id(c) for c, _ in pinned}) == 30  # each change did build a new client
+    finally:
+        await client.close()

@@ -60,7 +60,7 @@ class ReqwestTransport(base.SigningTransport):
         self._pinned: str | None = None
         self._fresh_until = 0.0
         self._lock = asyncio.Lock()
-        self._retired: list[Client] = []
+        self._retired: list[tuple[float, Client]] = []
         self._url: Url | None = None
         with contextlib.suppress(ValueError):  # said at the first post, as aiohttp does
             self._url = Url(webhook.url)
@@ -87,14 +87,23 @@ class ReqwestTransport(base.SigningTransport):
                 if self._client is None or time.monotonic() >= self._fresh_until:
                     address = await self._checked_address(url)
                     if self._client is None or address != self._pinned:
-                        if self._client is not None:
-                            self._retired.append(self._client)
+                        await self._retire(self._client)
                         self._client = self._build(url, address)
                         self._pinned = address
                     ttl = DNS_TTL if address is not None else math.inf
                     self._fresh_until = time.monotonic() + ttl
         assert self._client is not None
         return self._client, url
+
+    async def _retire(self, client: Client | None) -> None:
+        """Keep a replaced client until its requests in flight are over (a timeout from
+        now), closing those replaced longer ago: a host whose answers keep changing
+        holds a few clients at most, not one per change."""
+        now = time.monotonic()
+        while self._retired and self._retired[0][0] <= now:
+            await self._retired.pop(0)[1].close()
+        if client is not None:
+            self._retired.append((now + self._webhook.timeout + 1, client))
 
     def _unsendable_check(self) -> Url:
         w = self._webhook
@@ -166,7 +175,7 @@ class ReqwestTransport(base.SigningTransport):
 
     async def close(self) -> None:
         """Close the clients; a later ``post`` builds a new one."""
-        clients, self._retired = [*self._retired, self._client], []
+        clients, self._retired = [*(c for _, c in self._retired), self._client], []
         self._client, self._pinned, self._fresh_until = None, None, 0.0
         for client in clients:
             if client is not None:
