@@ -165,15 +165,17 @@ async def test_a_signed_request_carries_only_what_verifies(transport_cls):
     assert got.headers["content-type"] == "application/json"
 
 
-async def test_a_second_dns_answer_is_never_asked_for(monkeypatch, transport_cls):
+@pytest.mark.parametrize("host", ["localhost", "LocalHost", "ｌｏｃａｌｈｏｓｔ"])
+async def test_a_second_dns_answer_is_never_asked_for(monkeypatch, transport_cls, host):
     """DNS rebinding: the guard's resolver says public, the system's resolver would say
-    127.0.0.1 (localhost). The connection goes to the checked address, never to loopback."""
+    127.0.0.1 (localhost, however spelled). The connection goes to the checked address,
+    never to loopback."""
     monkeypatch.setattr(transport, "private_target", lambda url: None)
     FakeDNS.table = {"localhost": ["93.184.216.34"]}
     monkeypatch.setattr(transport, "DefaultResolver", FakeDNS)
     async with WebhookReceiver() as rx:
         port = rx.url.rsplit(":", 1)[1]
-        client = transport_cls(Webhook("crm", url=f"http://localhost:{port}/crm", timeout=1))
+        client = transport_cls(Webhook("crm", url=f"http://{host}:{port}/crm", timeout=1))
         try:
             with pytest.raises(DeliveryTransientError):
                 await client.post(a_delivery())
