@@ -33,7 +33,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench._common import SECRET  # noqa: E402
 
-CONTENDERS = ("aiohttp-raw", "pyreqwest-raw", "transport-aiohttp", "transport-pyreqwest")
+CONTENDERS = ("aiohttp-raw", "pyreqwest-raw", "pyreqwest-streamed", "transport-aiohttp",
+              "transport-pyreqwest")
 WARMUP = 500
 
 
@@ -92,6 +93,17 @@ async def _child(name: str, url: str, n: int, in_flight: int) -> dict[str, float
             resp = await client.post(url).headers(headers).body_bytes(body).build().send()
             await resp.bytes()
             assert resp.status < 500, resp.status
+        close = client.close
+    elif name == "pyreqwest-streamed":  # as the transport reads: at most 8 KiB, streamed
+        from pyreqwest.client import ClientBuilder
+
+        client = ClientBuilder().max_connections(in_flight).build()
+
+        async def post(i: int) -> None:
+            request = client.post(url).headers(headers).body_bytes(body)
+            async with request.build_streamed() as resp:
+                await resp.body_reader.read(8192)
+                assert resp.status < 500, resp.status
         close = client.close
     else:
         if name == "transport-aiohttp":
