@@ -8,6 +8,7 @@ import contextlib
 import datetime
 import importlib.util
 import ipaddress
+import os
 import ssl
 import sys
 import time
@@ -35,6 +36,7 @@ from tests.test_ssrf import a_delivery
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN = "/hooks/T0/secr3tt0ken"
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 @contextlib.asynccontextmanager
@@ -115,26 +117,43 @@ async def test_a_redirect_is_a_permanent_failure_and_not_followed(transport_cls,
     assert followed == []
 
 
-def _self_signed(tmp_path: Path) -> ssl.SSLContext:
-    """A server context with a self-signed certificate for 127.0.0.1 that no store trusts."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
+                 signer: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(hours=1))
+               .not_valid_after(now + datetime.timedelta(hours=1)))
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                                        critical=True)
+    else:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _pem(path: Path, cert: x509.Certificate) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def _server_context(tmp_path: Path, *, signed_by_ca: bool) -> tuple[ssl.SSLContext, Path]:
+    """A server context for 127.0.0.1: self-signed, or signed by a test CA (whose PEM
+    file is returned too) that no store trusts unless told."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_key = ec.generate_private_key(ec.SECP256R1()) if signed_by_ca else key
+    issuer = "test ca" if signed_by_ca else "127.0.0.1"
+    ca_pem = _pem(tmp_path / "ca.pem", _certificate(issuer, ca_key, issuer, ca_key, ca=True))
+    leaf = _pem(tmp_path / "cert.pem", _certificate("127.0.0.1", key, issuer, ca_key, ca=False))
     (tmp_path / "key.pem").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    return context
+    context.load_cert_chain(leaf, tmp_path / "key.pem")
+    return context, ca_pem
 
 
 async def test_an_untrusted_certificate_is_refused_before_the_request(transport_cls, tmp_path):
@@ -145,7 +164,7 @@ async def test_an_untrusted_certificate_is_refused_before_the_request(transport_
         seen.append(request.path)
         return web.Response()
 
-    async with serving(handler, _self_signed(tmp_path)) as base:
+    async with serving(handler, _server_context(tmp_path, signed_by_ca=False)[0]) as base:
         with pytest.raises(DeliveryTransientError) as info:
             await post(transport_cls, base + TOKEN)
     assert seen == []
@@ -278,3 +297,40 @@ async def test_a_host_whose_answers_keep_changing_holds_few_clients(monkeypatch)
         assert len({id(c) for c, _ in pinned}) == 30  # each change did build a new client
     finally:
         await client.close()
+
+
+_POST_ONCE = """
+import asyncio, sys
+from notifier.config import Webhook
+from notifier.delivery.transport import open_transport
+from tests.test_ssrf import a_delivery
+
+async def main():
+    client = open_transport(Webhook("crm", url=sys.argv[1], allow_private_urls=True,
+                                    http_client=sys.argv[2]))
+    try:
+        print(await client.post(a_delivery()))
+    finally:
+        await client.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_private_ca_in_the_system_trust_store_is_trusted(http_client, tmp_path):
+    """A receiver whose certificate a private CA signed is reached once the system's trust
+    store holds that CA (SSL_CERT_FILE here): both clients read the same store."""
+    context, ca_pem = _server_context(tmp_path, signed_by_ca=True)
+    async with serving(_ok, context) as base:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _POST_ONCE, base + "/crm", http_client,
+            env={**os.environ, "SSL_CERT_FILE": str(ca_pem)},
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert out.decode().strip() == "200", err.decode()[-2000:]
+
+
+async def _ok(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response()
