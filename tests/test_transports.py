@@ -334,3 +334,15 @@ async def test_a_private_ca_in_the_system_trust_store_is_trusted(http_client, tm
 async def _ok(request: web.Request) -> web.Response:
     await request.read()
     return web.Response()
+
+
+@pytest.mark.parametrize("headers", [{"X-Token": "t0ken\r\nX-Evil: 1"}, {"X-Token": "t0ken\n"}])
+async def test_a_header_the_client_refuses_is_a_permanent_failure_naming_no_value(
+        transport_cls, headers):
+    """A configured header value the HTTP client will not send (a line break): dead-letter
+    at once, with a text that does not repeat the value."""
+    async with WebhookReceiver() as rx:
+        with pytest.raises(DeliveryPermanentError) as info:
+            await post(transport_cls, rx.url + "/crm", headers=headers)
+        assert rx.attempts == []
+    assert "cannot be built" in str(info.value) and "t0ken" not in str(info.value)

@@ -76,7 +76,7 @@ class ReqwestTransport(base.SigningTransport):
                 return base.classify_answer(w.name, status, _phrase(status),
                                             resp.get_header("retry-after"),
                                             self.scrub.body_text(prefix, cut=cut))
-        except rq.PyreqwestError as exc:
+        except (rq.PyreqwestError, ValueError) as exc:  # ValueError: a header it refuses
             raise self._failure(exc) from None
 
     async def _current(self) -> tuple[Client, Url]:
@@ -153,12 +153,13 @@ class ReqwestTransport(base.SigningTransport):
                                       url.port_or_known_default or 0)
         return builder.build()
 
-    def _failure(self, exc: rq.PyreqwestError) -> DeliveryError:
+    def _failure(self, exc: Exception) -> DeliveryError:
         """The DeliveryError for one of pyreqwest's exceptions, worded without a URL."""
         w = self._webhook
         if isinstance(exc, TimeoutError):  # reqwest calls a late answer a connect timeout
             return DeliveryTransientError(f"no answer within {w.timeout:g}s")
-        if isinstance(exc, ValueError):  # BuilderError: no retry will change the request
+        if isinstance(exc, ValueError):  # no retry changes the request; its text may hold
+            # a header's value, so only the kind is told (as for aiohttp's)
             return DeliveryPermanentError(
                 f"webhook {w.name}: the request cannot be built: {type(exc).__name__}")
         causes = _causes(exc)
@@ -189,7 +190,7 @@ def _refuse_private(host: str) -> None:
                                     f"{base.ALLOW_PRIVATE}")
 
 
-def _causes(exc: rq.PyreqwestError) -> list[str]:
+def _causes(exc: Exception) -> list[str]:
     """reqwest's chain of causes, leaving out any that quote the URL."""
     details = getattr(exc, "details", None) or {}
     return [str(c.get("message", "")) for c in details.get("causes") or ()
