@@ -346,3 +346,4 @@ async def test_a_header_the_client_refuses_is_a_permanent_failure_naming_no_valu
             await post(transport_cls, rx.url + "/crm", headers=headers)
         assert rx.attempts == []
     assert "cannot be built" in str(info.value) and "t0ken" not in str(info.value)
+

@@ -19,6 +19,7 @@ trust store, failures worded without a URL.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ipaddress
 import math
@@ -47,6 +48,13 @@ __all__ = ["DNS_TTL", "ReqwestTransport"]
 #: Seconds a checked DNS answer is used before the host is resolved again (aiohttp's
 #: connector caches its answers as long).
 DNS_TTL = 10.0
+#: How long the interpreter's exit waits after the last client was closed. pyreqwest
+#: 0.15's runtime threads finish dropping a closed client's connections in the
+#: background; if the interpreter is finalizing meanwhile, CPython aborts the process
+#: ("Fatal Python error: PyGILState_Release", SIGABRT: 5 of 40 short scripts here,
+#: none with this wait).
+EXIT_SETTLE = 0.05
+_last_close = [-math.inf]
 #: Words in reqwest's causes that mark a failed TLS handshake or certificate check.
 _TLS_WORDS = ("certificate", "tls", "handshake", "corrupt message", "alert")
 
@@ -181,6 +189,15 @@ class ReqwestTransport(base.SigningTransport):
         for client in clients:
             if client is not None:
                 await client.close()
+                _last_close[0] = time.monotonic()
+
+
+@atexit.register
+def _settle() -> None:
+    """At exit, let the runtime finish with clients closed just before (EXIT_SETTLE)."""
+    wait = _last_close[0] + EXIT_SETTLE - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
 
 
 def _refuse_private(host: str) -> None:
