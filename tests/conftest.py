@@ -17,6 +17,7 @@ import yaml
 from notifier.config import Config
 from notifier.delivery.formats import load_config
 from notifier.delivery.sender import DeliveryOutcome
+from notifier.delivery.transport import TransportFactory, WebhookClient
 from notifier.runtime.service import Service, ServiceHooks
 from notifier.testing import Received, RoomlioEmulator, WebhookReceiver
 from tests import realparts, schemacheck
@@ -60,6 +61,27 @@ def bodies_match_the_schema(request: pytest.FixtureRequest,
 async def receiver() -> AsyncIterator[WebhookReceiver]:
     async with WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
         yield rx
+
+
+#: The webhook transports (``delivery.http_client``) the delivery tests run against.
+HTTP_CLIENTS = ("aiohttp", "pyreqwest")
+
+
+@pytest.fixture(params=HTTP_CLIENTS)
+def http_client(request: pytest.FixtureRequest) -> str:
+    """Each HTTP client in turn (pyreqwest skipped when the ``fast`` extra is missing)."""
+    if request.param == "pyreqwest":
+        pytest.importorskip("pyreqwest")
+    return str(request.param)
+
+
+@pytest.fixture
+def transport_cls(http_client: str) -> TransportFactory:
+    """The Transport class of each HTTP client in turn."""
+    if http_client == "pyreqwest":
+        from notifier.delivery.transport_reqwest import ReqwestTransport
+        return ReqwestTransport
+    return WebhookClient
 
 
 DEFAULT_RULES: list[dict[str, Any]] = [

@@ -239,15 +239,17 @@ async def test_connections_dropped_mid_body_are_retried_under_the_same_webhook_i
 @pytest.mark.parametrize("retry_after", ["1", "http-date"])
 @pytest.mark.parametrize("status", [429, 503])
 async def test_a_receivers_retry_after_is_honoured(emulator, receiver, make_config,
-                                                  status, retry_after):
-    """The next attempt comes no earlier than the receiver's Retry-After asked."""
+                                                  status, retry_after, http_client):
+    """The next attempt comes no earlier than the receiver's Retry-After asked (either
+    HTTP client)."""
     emulator.add_room(key="r1")
     emulator.post("r1", "refund please")
     value = retry_after
     if retry_after == "http-date":
         value = email.utils.formatdate(time.time() + 2, usegmt=True)
     receiver.inject(Fault.status(status, retry_after=value), path="/crm")
-    async with serve(make_config(rooms=["r1"], delivery={"max_backoff": "50ms"})) as run:
+    delivery = {"max_backoff": "50ms", "http_client": http_client}
+    async with serve(make_config(rooms=["r1"], delivery=delivery)) as run:
         await run.until(receiver.wait_count(1, timeout=10))
     first, second = (a for a in receiver.attempts if a.path == "/crm")
     assert first.status == status and second.status == 200

@@ -10,7 +10,7 @@ import pytest
 
 from notifier.config import Webhook
 from notifier.delivery.formats import FORMATS, Format, check_config, formatter_for, load_config
-from notifier.delivery.transport import WebhookClient
+from notifier.delivery.transport import TransportFactory
 from notifier.signing import decode_secret
 from notifier.testing import WebhookReceiver
 from tests.conftest import SECRET, TEST_ENV, config_text
@@ -50,11 +50,12 @@ def test_each_format_builds_a_json_body_for_a_sample_delivery(fmt: Format) -> No
 
 
 @pytest.mark.parametrize("fmt", FORMAT_PARAMS)
-async def test_an_unsigned_format_sends_no_signature_headers(fmt: Format) -> None:
+async def test_an_unsigned_format_sends_no_signature_headers(
+        fmt: Format, transport_cls: TransportFactory) -> None:
     """POSTed with a secret configured, a signed format verifies; an unsigned one has none."""
     path = "/signed" if fmt.signed else "/open"  # /signed refuses a request without one
     async with WebhookReceiver({"/signed": SECRET}) as receiver:
-        client = WebhookClient(webhook_of(fmt, receiver.url_for(path)))
+        client = transport_cls(webhook_of(fmt, receiver.url_for(path)))
         try:
             await client.post(delivery_of())
         finally:

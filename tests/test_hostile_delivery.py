@@ -22,7 +22,7 @@ from aiohttp import web
 
 from notifier.config import Webhook
 from notifier.delivery.errortext import MAX_ERROR_TEXT, Scrubber
-from notifier.delivery.transport import WebhookClient
+from notifier.delivery.transport import TransportFactory
 from notifier.errors import DeliveryTransientError
 from notifier.testing import RoomlioEmulator
 from notifier.testing._server import LocalServer
@@ -77,9 +77,9 @@ class Hostile:
         await self._server.stop()
 
 
-async def _post_traced(url: str) -> tuple[int | Exception, int]:
+async def _post_traced(make: TransportFactory, url: str) -> tuple[int | Exception, int]:
     """POST once; the status (or the error) and the peak of Python memory meanwhile."""
-    client = WebhookClient(Webhook("crm", url=url, allow_private_urls=True, timeout=30))
+    client = make(Webhook("crm", url=url, allow_private_urls=True, timeout=30))
     tracemalloc.start()
     try:
         result: int | Exception = await client.post(a_delivery())
@@ -93,11 +93,11 @@ async def _post_traced(url: str) -> tuple[int | Exception, int]:
 
 
 @pytest.mark.parametrize("status", [200, 500])
-async def test_an_endless_answer_is_cut_off_after_a_small_prefix(status):
+async def test_an_endless_answer_is_cut_off_after_a_small_prefix(status, transport_cls):
     """256 MB offered: the client reads a few KiB, hangs up, and its memory peak stays
     small; a 2xx is delivered, a 500 is retried with a short error text."""
     async with Hostile(status, endless=True) as rx:
-        result, peak = await _post_traced(rx.url + "/crm")
+        result, peak = await _post_traced(transport_cls, rx.url + "/crm")
     assert peak < 16 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB while reading one answer"
     assert rx.sent < 32 * 1024 * 1024, f"the answer was drained ({rx.sent / 2**20:.0f} MiB)"
     if status == 200:
@@ -108,7 +108,7 @@ async def test_an_endless_answer_is_cut_off_after_a_small_prefix(status):
         assert len(str(result)) <= MAX_ERROR_TEXT
 
 
-async def test_a_compressed_answer_that_inflates_to_256_mb_stays_small():
+async def test_a_compressed_answer_that_inflates_to_256_mb_stays_small(transport_cls):
     """A gzip bomb (256 MiB of zeros in 256 KiB) answering 500: decoded no further than
     the prefix the error text needs."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)
@@ -122,7 +122,7 @@ async def test_a_compressed_answer_that_inflates_to_256_mb_stays_small():
     app.router.add_route("*", "/{tail:.*}", answer)
     server = LocalServer(app)
     try:
-        result, peak = await _post_traced(await server.start() + "/crm")
+        result, peak = await _post_traced(transport_cls, await server.start() + "/crm")
     finally:
         await server.stop()
     assert peak < 16 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB while reading one answer"
@@ -146,8 +146,8 @@ async def answering(status: int, body: Callable[[str], str]) -> AsyncIterator[st
         await server.stop()
 
 
-async def _error_for(base: str, path: str) -> str:
-    client = WebhookClient(Webhook("crm", url=base + path, allow_private_urls=True, timeout=5))
+async def _error_for(make: TransportFactory, base: str, path: str) -> str:
+    client = make(Webhook("crm", url=base + path, allow_private_urls=True, timeout=5))
     try:
         with pytest.raises(DeliveryTransientError) as info:
             await client.post(a_delivery())
@@ -157,20 +157,20 @@ async def _error_for(base: str, path: str) -> str:
 
 
 @pytest.mark.parametrize("offset", range(100, 320, 5))
-async def test_an_echoed_url_is_scrubbed_before_the_text_is_cut(offset):
+async def test_an_echoed_url_is_scrubbed_before_the_text_is_cut(offset, transport_cls):
     """Wherever the echo sits across the 300-character cut, no part of the token shows."""
     async with answering(500, lambda url: "a" * offset + url + " b" * 200) as base:
-        error = await _error_for(base, TOKEN_PATH)
+        error = await _error_for(transport_cls, base, TOKEN_PATH)
     assert len(error) <= MAX_ERROR_TEXT
     assert "secr" not in error and "T0/B0" not in error, error
 
 
-async def test_a_token_cut_by_the_read_limit_is_dropped_not_shown():
+async def test_a_token_cut_by_the_read_limit_is_dropped_not_shown(transport_cls):
     """An echo of a long token repeated past the 8 KiB read limit shrinks when scrubbed,
     bringing the cut end into view: the half token there is dropped too."""
     long_path = "/hooks/" + "tok" * 300  # 8 copies fit in 8 KiB: the cut end shows
     async with answering(500, lambda url: " ".join([url] * 40)) as base:
-        error = await _error_for(base, long_path)
+        error = await _error_for(transport_cls, base, long_path)
     assert "[webhooks.crm.url]" in error
     assert "toktok" not in error, error
 
@@ -269,7 +269,7 @@ async def test_notifier_run_stays_small_against_endless_answers(tmp_path):
     assert ok.sent + failing.sent < 4 * 32 * 1024 * 1024
 
 
-async def test_no_url_token_reaches_the_state_file_logs_or_dlq_output(tmp_path):
+async def test_no_url_token_reaches_the_state_file_logs_or_dlq_output(tmp_path, http_client):
     """Token-bearing URLs against a refused port, a receiver whose status line is garbage
     (aiohttp's error text holds the URL) and a 500 that echoes the URL: the state file,
     the logs, `dlq list` and `dlq list --json` hold no spelling of the token."""
@@ -281,7 +281,8 @@ async def test_no_url_token_reaches_the_state_file_logs_or_dlq_output(tmp_path):
             ("gone", f"http://127.0.0.1:{_free_port()}"))}
         rules = [{"name": "refunds", "keywords": ["refund"], "notify": list(webhooks)}]
         path = write_config(tmp_path, emu.url, echo.url, rooms=["r1"], load=False,
-                            webhooks=webhooks, rules=rules, delivery={"max_attempts": 2})
+                            webhooks=webhooks, rules=rules,
+                            delivery={"max_attempts": 2, "http_client": http_client})
         assert isinstance(path, Path)
         emu.post("r1", "refund please")
         log = tmp_path / "stderr.log"

@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from notifier.config import Webhook
 from notifier.delivery import transport
-from notifier.delivery.transport import GuardedResolver, WebhookClient
+from notifier.delivery.transport import GuardedResolver
 from notifier.errors import DeliveryPermanentError
 from notifier.events import CREATED, Delivery, Event
 from notifier.runtime.service import ServiceHooks
@@ -244,14 +244,15 @@ class FakeDNS:
     ["::1"], ["::ffff:127.0.0.1"], ["::ffff:10.0.0.1"], ["fc00::1"], ["fe80::1"],
     ["2002:7f00:1::"], ["100.64.0.1"], ["93.184.216.34", "127.0.0.1"],
 ])
-async def test_a_name_that_resolves_to_a_private_address_is_refused(monkeypatch, answers):
+async def test_a_name_that_resolves_to_a_private_address_is_refused(monkeypatch, answers,
+                                                                    transport_cls):
     """Whatever a DNS answer hides behind a public-looking name, no request is made."""
     async with WebhookReceiver() as rx:
         port = rx.url.rsplit(":", 1)[1]
         # a refusal that failed would reach the receiver (127.0.0.1) or hang on the others
         FakeDNS.table = {"hooks.example.com": [*answers, "127.0.0.1"]}
         monkeypatch.setattr(transport, "DefaultResolver", FakeDNS)
-        client = WebhookClient(Webhook("crm", url=f"http://hooks.example.com:{port}/crm",
+        client = transport_cls(Webhook("crm", url=f"http://hooks.example.com:{port}/crm",
                                        timeout=2))
         try:
             with pytest.raises(DeliveryPermanentError, match="private"):
@@ -272,11 +273,11 @@ async def test_a_name_that_resolves_to_public_addresses_passes_the_guard(monkeyp
 @pytest.mark.parametrize("host", ["[::1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]",
                                   "127.1", "2130706433", "0x7f.0.0.1", "[::]", "0.0.0.0",
                                   "app.localhost"])
-async def test_literal_loopback_spellings_are_refused_before_any_request(host):
+async def test_literal_loopback_spellings_are_refused_before_any_request(host, transport_cls):
     """IPv6 loopback, IPv4-mapped IPv6 and legacy IPv4 spellings are all refused."""
     async with WebhookReceiver() as rx:
         port = rx.url.rsplit(":", 1)[1]
-        client = WebhookClient(Webhook("crm", url=f"http://{host}:{port}/crm", timeout=2))
+        client = transport_cls(Webhook("crm", url=f"http://{host}:{port}/crm", timeout=2))
         try:
             with pytest.raises(DeliveryPermanentError, match="private"):
                 await client.post(a_delivery())
@@ -286,7 +287,7 @@ async def test_literal_loopback_spellings_are_refused_before_any_request(host):
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-async def test_a_redirect_to_a_private_address_is_never_followed(world, status):
+async def test_a_redirect_to_a_private_address_is_never_followed(world, status, http_client):
     """The redirect's target (here an internal service) receives nothing; the delivery is
     dead-lettered with a reason that names the redirect."""
     emu, rx, config = world
@@ -315,7 +316,7 @@ async def test_a_redirect_to_a_private_address_is_never_followed(world, status):
             outcomes = Outcomes()
             webhooks = {"crm": {"url": f"{front_url}/crm", "secret": "${TEST_SECRET}"},
                         "mod": {"url": f"{rx.url}/mod", "secret": "${TEST_SECRET}"}}
-            async with serve(config(webhooks=webhooks),
+            async with serve(config(webhooks=webhooks, delivery={"http_client": http_client}),
                              hooks=ServiceHooks(on_outcome=outcomes)) as run:
                 await run.until(outcomes.wait_for(lambda o: len(o.items) >= 1, timeout=10))
         finally:

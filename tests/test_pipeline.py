@@ -182,12 +182,12 @@ async def test_exhausted_retries_end_in_the_dead_letters_with_the_last_status(
     assert [(d.last_status, d.delivery.attempts) for d in letters] == [(503, 3)]
 
 
-async def test_a_redirect_is_not_followed(emulator, receiver, make_config):
-    """A 3xx answer is final: the redirect target is never contacted."""
+async def test_a_redirect_is_not_followed(emulator, receiver, make_config, http_client):
+    """A 3xx answer is final: the redirect target is never contacted (either HTTP client)."""
     emulator.add_room(key="r1")
     emulator.post("r1", "refund please")
     receiver.inject(Fault.status(302), path="/crm")
-    config = make_config(rooms=["r1"])
+    config = make_config(rooms=["r1"], delivery={"http_client": http_client})
     outcomes = Outcomes()
     async with running(config, outcomes):
         await outcomes.wait_for(lambda o: len(o.failed) == 1)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from notifier.config import Webhook
 from notifier.delivery import transport
 from notifier.delivery.formats import check_config
-from notifier.delivery.transport import WebhookClient
+from notifier.delivery.transport import TransportFactory
 from notifier.errors import DeliveryPermanentError
 from notifier.events import CREATED, Delivery, Event
 from notifier.testing import WebhookReceiver
@@ -29,11 +29,11 @@ def a_delivery() -> Delivery:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
-async def test_private_targets_are_refused_before_any_request(host):
+async def test_private_targets_are_refused_before_any_request(host, transport_cls):
     """A literal private address, or a name whose DNS answer is private, is never contacted."""
     async with WebhookReceiver() as rx:
         port = rx.url.rsplit(":", 1)[1]
-        client = WebhookClient(Webhook("crm", url=f"http://{host}:{port}/crm"))
+        client = transport_cls(Webhook("crm", url=f"http://{host}:{port}/crm"))
         try:
             with pytest.raises(DeliveryPermanentError, match="private"):
                 await client.post(a_delivery())
@@ -42,11 +42,11 @@ async def test_private_targets_are_refused_before_any_request(host):
         assert rx.attempts == []
 
 
-async def test_private_targets_are_reached_when_allowed():
+async def test_private_targets_are_reached_when_allowed(transport_cls):
     """allow_private_urls: true lets the same request through."""
     async with WebhookReceiver() as rx:
         port = rx.url.rsplit(":", 1)[1]
-        client = WebhookClient(Webhook("crm", url=f"http://localhost:{port}/crm",
+        client = transport_cls(Webhook("crm", url=f"http://localhost:{port}/crm",
                                        allow_private_urls=True))
         try:
             assert await client.post(a_delivery()) == 200
@@ -55,10 +55,10 @@ async def test_private_targets_are_reached_when_allowed():
         assert len(rx.received) == 1
 
 
-async def test_an_unbuildable_request_is_a_permanent_failure_not_a_crash():
+async def test_an_unbuildable_request_is_a_permanent_failure_not_a_crash(transport_cls):
     """Credentials in the URL plus an Authorization header: dead-letter, never a stuck task."""
     async with WebhookReceiver() as rx:
-        client = WebhookClient(Webhook("crm", url=rx.url.replace("//", "//user:pw@") + "/crm",
+        client = transport_cls(Webhook("crm", url=rx.url.replace("//", "//user:pw@") + "/crm",
                                        allow_private_urls=True,
                                        headers={"Authorization": "Bearer t0ken"}))
         try:
@@ -148,9 +148,9 @@ def test_any_unicode_spelling_of_a_private_address_is_judged_as_the_client_reads
     assert private_literal(connect_host(url) or "") == address
 
 
-async def refused(url: str) -> DeliveryPermanentError:
+async def refused(make: TransportFactory, url: str) -> DeliveryPermanentError:
     """POST once with allow_private_urls: false; the permanent error it must end in."""
-    client = WebhookClient(Webhook("crm", url=url, timeout=2))
+    client = make(Webhook("crm", url=url, timeout=2))
     try:
         with pytest.raises(DeliveryPermanentError) as info:
             await client.post(a_delivery())
@@ -160,24 +160,25 @@ async def refused(url: str) -> DeliveryPermanentError:
 
 
 @pytest.mark.parametrize("host", LOOPBACK_SPELLINGS)
-async def test_sending_to_any_spelling_of_loopback_posts_nothing(host):
+async def test_sending_to_any_spelling_of_loopback_posts_nothing(host, transport_cls):
     """A real receiver on 127.0.0.1 gets no request; the delivery fails as private."""
     async with WebhookReceiver() as rx:
         port = rx.url.rsplit(":", 1)[1]
-        error = await refused(f"http://{host}:{port}/crm")
+        error = await refused(transport_cls, f"http://{host}:{port}/crm")
         assert rx.attempts == []
     assert "private address" in str(error)
     assert "allow_private_urls" in str(error)
 
 
 @pytest.mark.parametrize("host", METADATA_SPELLINGS)
-async def test_sending_to_any_spelling_of_the_metadata_address_is_refused(host):
+async def test_sending_to_any_spelling_of_the_metadata_address_is_refused(host, transport_cls):
     """169.254.169.254 in any spelling is refused before a connection is tried."""
-    error = await refused(f"http://{host}/latest/meta-data")
+    error = await refused(transport_cls, f"http://{host}/latest/meta-data")
     assert "private address" in str(error)
 
 
-async def test_the_peer_address_is_checked_even_when_the_host_checks_pass(monkeypatch):
+async def test_the_peer_address_is_checked_even_when_the_host_checks_pass(monkeypatch,
+                                                                         transport_cls):
     """Defence in depth: with the literal check and the resolver's check both blind, the
     connection's own peer address (127.0.0.1) is still refused before a byte is sent."""
     monkeypatch.setattr(transport, "private_target", lambda url: None)
@@ -191,7 +192,7 @@ async def test_the_peer_address_is_checked_even_when_the_host_checks_pass(monkey
     async with WebhookReceiver() as rx:
         port = rx.url.rsplit(":", 1)[1]
         for host in ("127.0.0.1", "localhost", "１２７.０.０.１"):
-            error = await refused(f"http://{host}:{port}/crm")
+            error = await refused(transport_cls, f"http://{host}:{port}/crm")
             assert "private address" in str(error), error
         assert rx.attempts == []
 

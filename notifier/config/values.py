@@ -7,19 +7,34 @@ docstring is what the reference (docs/settings.md) says a value looks like.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from notifier.config.fields import Invalid, choice, integer, parse_duration, text
 
-__all__ = ["AUTO_WORKERS", "LOG_FORMATS", "LOG_LEVELS", "host_name", "listen", "log_format",
-           "log_level", "ratio", "retry_schedule", "start_from", "worker_count"]
+__all__ = ["AUTO_WORKERS", "HTTP_CLIENTS", "LOG_FORMATS", "LOG_LEVELS", "host_name",
+           "http_client", "listen", "log_format", "log_level", "ratio", "retry_schedule",
+           "start_from", "worker_count"]
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 log_format = choice(LOG_FORMATS, "log format")
+#: The webhook transports (notifier.delivery.transport): ``auto`` is pyreqwest when the
+#: ``fast`` extra installed it, else aiohttp.
+HTTP_CLIENTS = ("auto", "aiohttp", "pyreqwest")
+_http_client = choice(HTTP_CLIENTS, "HTTP client")
+
+
+def http_client(value: Any, shown: str) -> str:
+    """One of auto, aiohttp, pyreqwest."""
+    name = _http_client(value, shown)
+    if name == "pyreqwest" and importlib.util.find_spec("pyreqwest") is None:
+        raise Invalid("pyreqwest is not installed: pip install 'roomlio-notifier[fast]', "
+                      "or use auto")
+    return name
 
 
 def log_level(value: Any, shown: str) -> str:

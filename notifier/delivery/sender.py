@@ -25,7 +25,7 @@ from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import GroupedStore, Grouper, members_of
 from notifier.delivery.health import HealthBoard
 from notifier.delivery.ratelimit import RateLimiter, Unlimited, limiter_for
-from notifier.delivery.transport import Transport, TransportFactory, WebhookClient
+from notifier.delivery.transport import Transport, TransportFactory, open_transport
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
 from notifier.store import Store
@@ -94,7 +94,7 @@ class _WebhookLane:
 
 
 class Sender:
-    """Owns one transport per webhook (built by ``transport``: an aiohttp WebhookClient
+    """Owns one transport per webhook (built by ``transport``: the webhook's ``http_client``
     unless given another, see notifier.delivery.transport) and the dispatch loop."""
 
     def __init__(self, webhooks: Mapping[str, Webhook], store: Store, *,
@@ -102,7 +102,7 @@ class Sender:
                  on_attempt: Callable[[AttemptReport], None] | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  ops_webhook: str | None = None,
-                 transport: TransportFactory = WebhookClient) -> None:
+                 transport: TransportFactory = open_transport) -> None:
         self.health = HealthBoard(webhooks, store, clock=clock, ops_webhook=ops_webhook,
                                   on_enqueued=self.poke, on_recovered=self.poke)
         self._grouped = GroupedStore(store)
@@ -112,7 +112,7 @@ class Sender:
         self._clock = clock
         self._rng = rng or random.Random()
         self._transport = transport
-        """Builds each webhook's Transport: WebhookClient (aiohttp) unless told otherwise."""
+        """Builds each webhook's Transport: its ``http_client``'s unless told otherwise."""
         self._lanes = {
             name: _WebhookLane(w, transport(w), asyncio.Semaphore(w.max_in_flight),
                                limiter_for(w.rate_limit))

@@ -1,8 +1,10 @@
 """One webhook's HTTP client: format, sign, POST once, classify the answer.
 
 The sender posts through the ``Transport`` protocol (httpx's ``BaseTransport`` is the
-model); ``WebhookClient``, on aiohttp, is the implementation it uses unless it is given
-another (a test's, or a faster HTTP client's).
+model), built by ``open_transport`` as the webhook's ``http_client`` says: ``WebhookClient``
+here, on aiohttp, or notifier.delivery.transport_reqwest's, on pyreqwest (faster; the
+``fast`` extra installs it). Both keep the guarantees below; the delivery tests run
+against each.
 
 Targets are checked against the SSRF guard three times: the host as aiohttp reads it
 (after IDNA folding, so ``１２７.０.０.１`` is 127.0.0.1) before anything is sent, every DNS
@@ -19,7 +21,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiohttp
 from aiohttp import AddrInfoType
@@ -43,12 +45,14 @@ from notifier.util.backoff import TRANSIENT_STATUSES, parse_retry_after
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
 from notifier.util.netguard import is_private_address, private_target
 
-__all__ = ["MAX_ANSWER_BYTES", "GuardedResolver", "Transport", "TransportFactory",
-           "WebhookClient", "guarded_socket"]
+__all__ = ["ALLOW_PRIVATE", "MAX_ANSWER_BYTES", "GuardedResolver", "SigningTransport",
+           "Transport", "TransportFactory", "WebhookClient", "classify_answer",
+           "guarded_socket", "open_transport"]
 
 #: The most of a webhook's answer that is read: enough for the error text.
 MAX_ANSWER_BYTES = 8 * 1024
-_ALLOW = "set allow_private_urls: true to allow it"
+#: How every refusal of a private address ends.
+ALLOW_PRIVATE = _ALLOW = "set allow_private_urls: true to allow it"
 
 
 class Transport(Protocol):
@@ -72,6 +76,19 @@ class Transport(Protocol):
 #: Builds a webhook's transport (``WebhookClient`` by default); called again with the
 #: new settings when a reload changes the webhook.
 TransportFactory = Callable[[Webhook], Transport]
+
+
+def open_transport(webhook: Webhook) -> Transport:
+    """The transport ``webhook.http_client`` names (the sender's default factory): ``auto``
+    is pyreqwest when installed (about 3× less CPU per request, bench/RESULTS.md), else
+    aiohttp. The config refuses ``pyreqwest`` when it is not installed."""
+    if webhook.http_client != "aiohttp":
+        try:
+            from notifier.delivery.transport_reqwest import ReqwestTransport
+        except ImportError:
+            return WebhookClient(webhook)
+        return ReqwestTransport(webhook)
+    return WebhookClient(webhook)
 
 
 def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
@@ -106,31 +123,19 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-class WebhookClient:
-    """Sends deliveries to one webhook over its own aiohttp connection pool (a Transport)."""
+class SigningTransport:
+    """What every transport shares: format, sign, refuse a private literal target, scrub
+    error texts. A subclass sends (``_send``) and words its HTTP client's failures."""
 
     def __init__(self, webhook: Webhook) -> None:
         self._webhook = webhook
         self._format = formatter_for(webhook)
-        self._session: aiohttp.ClientSession | None = None
         self._private_target = (not webhook.allow_private_urls
                                 and private_target(webhook.url) is not None)
         self._fixed_headers = {"user-agent": f"roomlio-notifier/{__version__}",
                                **webhook.headers}
-        self._errors = ErrorMap(DeliveryTransientError, DeliveryPermanentError, self._word)
         self.scrub = Scrubber([webhook])
         """Removes this webhook's URL, tokens and secrets from a text (every error text)."""
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            w = self._webhook
-            guarded = not w.allow_private_urls
-            connector = aiohttp.TCPConnector(
-                limit=w.max_in_flight, resolver=GuardedResolver() if guarded else None,
-                socket_factory=guarded_socket if guarded else None)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=w.timeout))
-        return self._session
 
     def _headers(self, delivery: Delivery, body: bytes, content_type: str,
                  signed: bool) -> dict[str, str]:
@@ -149,24 +154,54 @@ class WebhookClient:
         The error's text is scrubbed of this webhook's URL and secrets in every spelling.
         """
         try:
-            return await self._post(delivery)
+            if self._private_target:
+                raise DeliveryPermanentError(f"webhook {self._webhook.name}: target is a "
+                                             f"private address; {_ALLOW}")
+            payload = self._format(delivery)
+            headers = self._headers(delivery, payload.body, payload.content_type,
+                                    payload.signed)
+            headers.update(payload.headers)  # the format's own (ce-*): not the webhook's
+            return await self._send(payload.body, headers)
         except DeliveryError as exc:
             raise type(exc)(self.scrub(str(exc)), status=exc.status,
                             retry_after=exc.retry_after) from None
 
-    async def _post(self, delivery: Delivery) -> int:
+    async def _send(self, body: bytes, headers: dict[str, str]) -> int:
+        """POST ``body`` once; the 2xx status, or a DeliveryError (scrubbed by ``post``)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release the connections; a later ``post`` may open new ones."""
+
+
+class WebhookClient(SigningTransport):
+    """Sends deliveries to one webhook over its own aiohttp connection pool (a Transport)."""
+
+    def __init__(self, webhook: Webhook) -> None:
+        super().__init__(webhook)
+        self._session: aiohttp.ClientSession | None = None
+        self._errors = ErrorMap(DeliveryTransientError, DeliveryPermanentError, self._word)
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            w = self._webhook
+            guarded = not w.allow_private_urls
+            connector = aiohttp.TCPConnector(
+                limit=w.max_in_flight, resolver=GuardedResolver() if guarded else None,
+                socket_factory=guarded_socket if guarded else None)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=w.timeout))
+        return self._session
+
+    async def _send(self, body: bytes, headers: dict[str, str]) -> int:
         w = self._webhook
-        if self._private_target:
-            raise DeliveryPermanentError(f"webhook {w.name}: target is a private address; "
-                                         f"{_ALLOW}")
-        payload = self._format(delivery)
-        headers = self._headers(delivery, payload.body, payload.content_type, payload.signed)
-        headers.update(payload.headers)  # the format's own (ce-*): not the webhook's to change
         with self._errors:
-            async with self._open().post(w.url, data=payload.body, headers=headers,
+            async with self._open().post(w.url, data=body, headers=headers,
                                          allow_redirects=False) as resp:
-                body, cut = await _read_prefix(resp)
-                return _classify(w.name, resp, self.scrub.body_text(body, cut=cut))
+                prefix, cut = await _read_prefix(resp)
+                return classify_answer(w.name, resp.status, str(resp.reason or ""),
+                                       resp.headers.get("Retry-After"),
+                                       self.scrub.body_text(prefix, cut=cut))
 
     def _word(self, mapped: Mapped) -> str:
         """The error text of a failed request (notifier.util.http_errors): no URL in it."""
@@ -214,15 +249,16 @@ async def _read_prefix(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     return b"".join(chunks), cut
 
 
-def _classify(name: str, resp: aiohttp.ClientResponse, body: str) -> int:
-    status = resp.status
+def classify_answer(name: str, status: int, reason: str, retry_after: str | None,
+                    body: str) -> int:
+    """``status`` if it is a 2xx; else the DeliveryError the answer stands for (a 3xx is
+    permanent: redirects are not followed), ``body`` being its scrubbed start."""
     if 200 <= status < 300:
         return status
-    reason: Any = resp.reason or ""
-    text = answer_text(status, str(reason), body)
+    text = answer_text(status, reason, body)
     if status in TRANSIENT_STATUSES:
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        raise DeliveryTransientError(text, status=status, retry_after=retry_after)
+        raise DeliveryTransientError(text, status=status,
+                                     retry_after=parse_retry_after(retry_after))
     if 300 <= status < 400:
         raise DeliveryPermanentError(f"{text} (redirects are not followed; "
                                      f"update webhooks.{name}.url)", status=status)
