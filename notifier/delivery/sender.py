@@ -257,7 +257,8 @@ class Sender:
             # and the budget (tenacity's stop_after_attempt sees the total)
             await lane.retry.call(attempt, first=delivery.attempts + 1, args=(lane, delivery))
             await self._completer.delivered(delivery.id)
-            self._report(DeliveryOutcome(delivery, True, attempt_no, None))
+            if self._on_outcome is not None:  # built only when someone listens
+                self._on_outcome(DeliveryOutcome(delivery, True, attempt_no, None))
         except DeliveryError as exc:
             if self.health.is_disabled(webhook.name):  # disabled: kept in the outbox, unsent
                 await self._store.release([delivery.id])
@@ -329,8 +330,9 @@ class Sender:
             raise
         finally:
             self._posting.discard(task)
-            self._report_attempt(AttemptReport(delivery, attempt_no, status, error,
-                                               time.monotonic() - started))
+            if self._on_attempt is not None or log.isEnabledFor(logging.DEBUG):
+                self._report_attempt(AttemptReport(delivery, attempt_no, status, error,
+                                                   time.monotonic() - started))
 
     async def _persist_failure(self, state: RetryCallState) -> None:
         """tenacity's before_sleep: the failed attempt and when the next is due, saved."""
