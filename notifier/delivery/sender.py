@@ -24,7 +24,7 @@ from notifier.config import Webhook
 from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import GroupedStore, Grouper, members_of
 from notifier.delivery.health import HealthBoard
-from notifier.delivery.ratelimit import RateLimiter, Unlimited, limiter_for
+from notifier.delivery.ratelimit import RateLimiter, Slots, Unlimited, limiter_for
 from notifier.delivery.transport import Transport, TransportFactory, WebhookClient
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
@@ -86,7 +86,7 @@ def _fields(delivery: Delivery, attempt: int, status: int | None) -> dict[str, o
 class _WebhookLane:
     webhook: Webhook
     client: Transport
-    semaphore: asyncio.Semaphore
+    semaphore: Slots
     retry: Retry[None]
     """The webhook's retry policy, built once (tenacity's retry, stop and wait objects)."""
     limiter: RateLimiter | Unlimited = field(default_factory=Unlimited)
@@ -128,7 +128,7 @@ class Sender:
 
     def _new_lane(self, webhook: Webhook) -> _WebhookLane:
         lane = _WebhookLane(webhook, self._transport(webhook),
-                            asyncio.Semaphore(webhook.max_in_flight), self._retry(webhook),
+                            Slots(webhook.max_in_flight), self._retry(webhook),
                             limiter_for(webhook.rate_limit))
         if webhook.group_wait > 0:
             lane.grouper = Grouper(webhook.group_wait, functools.partial(self._start, lane))
@@ -154,7 +154,7 @@ class Sender:
                 lane.client = self._transport(w)
                 lane.retry = self._retry(w)
                 if w.max_in_flight != lane.webhook.max_in_flight:
-                    lane.semaphore = asyncio.Semaphore(w.max_in_flight)
+                    lane.semaphore = Slots(w.max_in_flight)
                 if w.rate_limit != lane.webhook.rate_limit:
                     lane.limiter = limiter_for(w.rate_limit)
                 lane.webhook = w
