@@ -66,12 +66,21 @@ def load(paths: list[Path]) -> list[tuple[list[str], int]]:
     return stacks
 
 
-def _thread(frames: list[str]) -> str:
-    """The thread of a stack (py-spy --threads puts it first): the event loop's, or not."""
-    if not frames[0].startswith(("thread ", "process ")):
+_TID = re.compile(r"^thread \((\d+)\)")
+
+
+def _thread(frames: list[str], main_tids: set[str]) -> str:
+    """The thread of a stack (py-spy --threads puts it first): the event loop's (the
+    main thread), or another (the SQLite store's, the resolver's)."""
+    found = _TID.match(frames[0])
+    if found is None:
         return "?"
-    return "event loop thread" if any("run_loop" in f or "Runner.run" in f
-                                      for f in frames) else "other threads (the store's)"
+    return "event loop thread" if found.group(1) in main_tids else "other threads"
+
+
+def _main_tids(stacks: list[tuple[list[str], int]]) -> set[str]:
+    return {m.group(1) for frames, _ in stacks
+            if (m := _TID.match(frames[0])) and frames[0].endswith("MainThread")}
 
 
 def main() -> None:
@@ -83,9 +92,10 @@ def main() -> None:
                         help="only the event loop thread's samples, or only the others'")
     args = parser.parse_args()
     stacks = load(args.paths)
+    main_tids = _main_tids(stacks)
     if args.thread:
-        wanted = "event loop thread" if args.thread == "loop" else "other threads (the store's)"
-        stacks = [(f, n) for f, n in stacks if _thread(f) == wanted]
+        wanted = "event loop thread" if args.thread == "loop" else "other threads"
+        stacks = [(f, n) for f, n in stacks if _thread(f, main_tids) == wanted]
     total = sum(n for _, n in stacks)
     areas: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
@@ -95,9 +105,9 @@ def main() -> None:
         named = [a for a in map(_area, frames) if a]
         for area in set(named):
             areas[area] += n
-        own[named[-1] if named else "other (interpreter, imports)"] += n
+        own[named[-1] if named else "other (interpreter, C code called directly)"] += n
         leaves[frames[-1]] += n
-        threads[_thread(frames)] += n
+        threads[_thread(frames, main_tids)] += n
 
     def show(title: str, counter: collections.Counter[str]) -> None:
         print(f"\n{title} ({total} samples)")
