@@ -10,12 +10,23 @@ sign → POST, concurrency 64, no rules, no durability), `notifier run` with its
 state on disk, the same with the state on tmpfs (/dev/shm), which shows what the fsyncs
 cost, and the same on disk with one delivery worker process (`delivery.workers: 1`).
 Medians over --repeat runs; ratios are against the bare pipeline measured in the same run.
+The CPU each contender used from its first RoomHistory request to the last delivery (its
+main thread; its other threads, such as the SQLite store's, and worker processes) is read
+from /proc and given in µs per delivered event.
+
+    --contenders bare,disk     run only these (bare, disk, tmpfs, worker)
+    --profile DIR              py-spy samples the disk contenders (raw stacks in DIR,
+                               summarised by bench/profile_summary.py)
+    --baseline-tree DIR        adds "baseline (disk)": the disk contender run from another
+                               checkout (PYTHONPATH=DIR), to compare two commits in one run
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -62,29 +73,73 @@ class _Receiver:
         await self.proc.wait()
 
 
+def _tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds so far of ``pid``'s main thread, and of its other threads and child
+    processes (the store's thread, the delivery workers)."""
+    main, rest = 0.0, 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if task.name == str(pid):
+            main += used
+        else:
+            rest += used
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                rest += sum(_tree_cpu(int(child)))
+    return main, rest
+
+
+async def _first_request(emu: RoomlioEmulator) -> None:
+    while not emu.requests:
+        await asyncio.sleep(0.002)
+
+
 async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path: str,
-                   expected: int) -> float:
+                   expected: int, profile: Path | None = None, tree: str | None = None
+                   ) -> tuple[float, tuple[float, float]]:
+    """(events/s, CPU µs per event in (the main thread, the rest)) of one run of ``command``."""
     emu.requests.clear()
     rx.expect(path, expected)
+    env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
     proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL)
+                                                stderr=asyncio.subprocess.DEVNULL, env=env)
+    spy = None
+    if profile is not None:
+        spy = await asyncio.create_subprocess_exec(
+            _PY_SPY, "record", "--threads", "--pid", str(proc.pid), "--nonblocking", "-r", "250",
+            "-f", "raw", "-o", str(profile), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
     try:
+        # CPU counted from the first RoomHistory request, like the rate: start-up (imports,
+        # config) is not per event
+        await asyncio.wait_for(_first_request(emu), timeout=60)
+        main0, rest0 = _tree_cpu(proc.pid)
         last, _duplicates, bad = await asyncio.wait_for(rx.done(), timeout=600)
+        main1, rest1 = _tree_cpu(proc.pid)
     finally:
         if proc.returncode is None:
             proc.terminate()
         await proc.wait()
+        if spy is not None:
+            await spy.wait()
     if bad:
         raise SystemExit(f"{bad} deliveries with a bad signature")
-    return expected / (last - emu.requests[0].time)
+    per_event = 1e6 / expected
+    return (expected / (last - emu.requests[0].time),
+            ((main1 - main0) * per_event, (rest1 - rest0) * per_event))
 
 
 async def run(args: argparse.Namespace) -> dict:
     rooms = [f"room-{i}" for i in range(args.rooms)]
     matching = int(args.messages * args.match)
-    contenders = {"notifier (disk)": (None, 0), "notifier (tmpfs)": ("/dev/shm", 0),
-                  "notifier + 1 worker": (None, 1)}
+    contenders = {label: spec for label, spec in CONTENDERS.items()
+                  if _SHORT[label] in args.contenders}
+    if args.baseline_tree:
+        contenders = {"baseline (disk)": (None, 0), **contenders}
     results: dict[str, list[float]] = {"bare": [], **{label: [] for label in contenders}}
+    cpu: dict[str, list[tuple[float, float]]] = {label: [] for label in results}
+    profile = None if args.profile is None else Path(args.profile).resolve()
     rx = await _Receiver.start()
     try:
         async with RoomlioEmulator(api_key=API_KEY) as emu:
@@ -98,7 +153,10 @@ async def run(args: argparse.Namespace) -> dict:
                 bare = [sys.executable, str(HERE / "bare.py"), "--url", emu.url, "--api-key",
                         API_KEY, "--secret", SECRET, "--target", rx.url_for("/bare"),
                         "--rooms", ",".join(rooms)]
-                results["bare"].append(await _measure(bare, emu, rx, "/bare", bare_total))
+                if "bare" in args.contenders:
+                    rate, us = await _measure(bare, emu, rx, "/bare", bare_total)
+                    results["bare"].append(rate)
+                    cpu["bare"].append(us)
                 for label, (folder, workers) in contenders.items():
                     with tempfile.TemporaryDirectory(dir=folder) as tmp:
                         path = Path(tmp, "rules.yaml")
@@ -106,11 +164,27 @@ async def run(args: argparse.Namespace) -> dict:
                                                     str(Path(tmp, "state.db")), workers=workers))
                         command = [sys.executable, "-m", "notifier", "run", "--config", str(path),
                                    "--log-level", "ERROR"]
-                        results[label].append(await _measure(command, emu, rx, "/sink", total))
+                        spy = None
+                        if profile is not None and "(disk)" in label:
+                            profile.mkdir(parents=True, exist_ok=True)
+                            name = label.split()[0]
+                            spy = profile / f"{name}-disk-{len(results[label])}.txt"
+                        tree = args.baseline_tree if label == "baseline (disk)" else None
+                        rate, us = await _measure(command, emu, rx, "/sink", total, spy, tree)
+                        results[label].append(rate)
+                        cpu[label].append(us)
     finally:
         await rx.close()
     return {"rooms": args.rooms, "messages_per_room": args.messages, "match": args.match,
-            "repeat": args.repeat, "events_per_s": results}
+            "repeat": args.repeat, "events_per_s": {k: v for k, v in results.items() if v},
+            "cpu_us_per_event": {k: v for k, v in cpu.items() if v}}
+
+
+_PY_SPY = str(Path(sys.executable).with_name("py-spy"))
+CONTENDERS = {"notifier (disk)": (None, 0), "notifier (tmpfs)": ("/dev/shm", 0),
+              "notifier + 1 worker": (None, 1)}
+_SHORT = {"bare": "bare", "notifier (disk)": "disk", "notifier (tmpfs)": "tmpfs",
+          "notifier + 1 worker": "worker"}
 
 
 def main() -> None:
@@ -119,21 +193,30 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--match", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--contenders", type=lambda v: set(v.split(",")),
+                        default=set(_SHORT.values()))
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--baseline-tree", default=None)
     args = parser.parse_args()
     report = asyncio.run(run(args))
     rates = report["events_per_s"]
-    bare = statistics.median(rates["bare"])
+    bare = statistics.median(rates["bare"]) if "bare" in rates else float("nan")
     print(f"e2e: {args.rooms} rooms x {args.messages} messages, {args.match:.0%} matching, "
           f"median of {args.repeat}")
     # "vs bare" compares the time to get through the same messages: the bare pipeline POSTs
     # every one of them, the notifier only those that match
     print(f"{'contender':<20} {'events/s (median)':>18} {'runs':>28} {'polled msg/s':>13} "
-          f"{'vs bare':>8}")
+          f"{'vs bare':>8} {'CPU µs/event (main + other threads)':>36}")
     for label, values in rates.items():
         med = statistics.median(values)
         runs = ", ".join(f"{v:,.0f}" for v in values)
         polled = med if label == "bare" else med / args.match
-        print(f"{label:<20} {med:>18,.0f} {runs:>28} {polled:>13,.0f} {polled / bare:>8.2f}")
+        cpu = report["cpu_us_per_event"][label]
+        us = statistics.median(m + r for m, r in cpu)
+        main_us = statistics.median(m for m, _ in cpu)
+        rest_us = statistics.median(r for _, r in cpu)
+        print(f"{label:<20} {med:>18,.0f} {runs:>28} {polled:>13,.0f} {polled / bare:>8.2f} "
+              f"{f'{us:,.0f} ({main_us:,.0f} + {rest_us:,.0f})':>36}")
     name = "e2e" if args.match == 1.0 else f"e2e_match{round(args.match * 100)}"
     out = write_results(name, report)
     print(f"results written to {out}")

@@ -8,7 +8,6 @@ between two versions of the same message.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,9 +42,24 @@ def is_edited(message: Mapping[str, Any]) -> bool:
     return bool(edited) and not str(edited).startswith("0001-01-01")
 
 
+#: Every pair of base32 digits (RFC 4648 alphabet, lower case), by the 10 bits they spell.
+_B32_PAIRS = [a + b for a in "abcdefghijklmnopqrstuvwxyz234567"
+              for b in "abcdefghijklmnopqrstuvwxyz234567"]
+
+
+def _b32(digest: bytes) -> str:
+    """``base64.b32encode(digest)``, lower case, for 20 bytes (32 digits, no padding);
+    a third of its CPU (two ids per delivery: it showed in the profile of issue 16)."""
+    pairs, out = _B32_PAIRS, list[str]()
+    for start in (0, 5, 10, 15):
+        n = int.from_bytes(digest[start:start + 5], "big")
+        out += (pairs[n >> 30], pairs[(n >> 20) & 1023], pairs[(n >> 10) & 1023],
+                pairs[n & 1023])
+    return "".join(out)
+
+
 def _digest_id(prefix: str, *parts: str) -> str:
-    digest = hashlib.sha256("\x00".join(parts).encode()).digest()[:20]
-    return prefix + base64.b32encode(digest).decode().rstrip("=").lower()
+    return prefix + _b32(hashlib.sha256("\x00".join(parts).encode()).digest()[:20])
 
 
 def event_id(message_id: str, edited_at: str) -> str:

@@ -290,3 +290,20 @@ def test_unusable_breaker_settings_are_reported_at_their_line(tmp_path, crm, lin
     found = check_config(str(path), {})
     assert any(p.line == line and p.key == key and fragment in p.message for p in found), (
         "\n".join(map(str, found)))
+
+
+@pytest.mark.parametrize(("history", "state"), [
+    # (seconds after the previous attempt, ok): window 4, threshold 0.75, min_attempts 4
+    ([(0, False), (0, False), (0, False), (0, True)], OPEN),    # the success is the 4th judged
+    ([(0, False), (0, False), (0, False), (61, True)], CLOSED),  # the failures are too old
+    ([(0, False), (61, True), (0, True), (0, True)], CLOSED),
+    ([(0, True), (0, True), (0, True), (0, True)], CLOSED),
+])
+def test_a_success_is_judged_with_the_failures_of_the_period(history, state):
+    """A success can open the breaker (it makes the minimum of judged attempts, most of them
+    failures); it never does when no failure is left in the period (the fast path)."""
+    b, clock = breaker(window=4, threshold=0.75, min_attempts=4)
+    for seconds, ok in history:
+        clock.now += seconds
+        b.record(ok)
+    assert b.state is state

@@ -116,6 +116,8 @@ class Breaker:
         self.step = 0
         """Failed probes (and reopenings) in this spell: how long the next wait is."""
         self._results: deque[tuple[float, bool]] = deque(maxlen=max(settings.window, 1))
+        self._failed_at: float | None = None
+        """When the last failure was recorded (None: none since the last restore)."""
         self._probing = False
         self._since: float | None = None
         """When the current spell's failures began; None once its first close reported it."""
@@ -176,6 +178,10 @@ class Breaker:
             return None  # e.g. attempts already in flight when it opened: they change nothing
         now = self._clock()
         self._results.append((now, ok))
+        if ok and (self._failed_at is None or self._failed_at <= now - self.settings.period):
+            return None  # no failure is judged: a success alone never opens it (threshold > 0)
+        if not ok:
+            self._failed_at = now
         judged = [(at, good) for at, good in self._results if at > now - self.settings.period]
         failed = [at for at, good in judged if not good]
         if len(judged) < self.settings.min_attempts:

@@ -1,4 +1,5 @@
-"""Per-webhook rate limits: the asyncio shell of a token bucket (notifier.util.pacing).
+"""Per-webhook limits: requests in flight (``Slots``) and rate (the asyncio shell of a
+token bucket, notifier.util.pacing).
 
 Each request reserves its turn, so a burst queues in order instead of failing. A 429's
 ``Retry-After`` pauses the whole bucket, because the service is telling us about the
@@ -8,6 +9,7 @@ webhook, not about one request.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,10 +18,55 @@ from notifier.config import Rate
 from notifier.errors import DeliveryTransientError
 from notifier.util.pacing import TokenBucket
 
-__all__ = ["DEFAULT_PAUSE", "RateLimiter", "Unlimited", "limiter_for"]
+__all__ = ["DEFAULT_PAUSE", "RateLimiter", "Slots", "Unlimited", "limiter_for"]
 
 #: How long a 429 without Retry-After pauses the webhook (beyond one token's interval).
 DEFAULT_PAUSE = 1.0
+
+
+class Slots:
+    """At most ``n`` holders at once (``async with slots:``), the others admitted in the
+    order they came: asyncio.Semaphore's contract, with a released slot handed straight to
+    the first waiter. A lane holds up to 512 deliveries for 64 slots, and the
+    Semaphore's checks of its waiters cost ~4 µs per delivery there (issue 16)."""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def free(self) -> int:
+        """Slots nobody holds or has been handed."""
+        return self._free
+
+    async def __aenter__(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(handed)
+        try:
+            await handed
+        except asyncio.CancelledError:
+            if handed.cancelled():  # cancelled while waiting: it never held a slot
+                self._waiters.remove(handed)
+            else:  # handed a slot, then cancelled before it ran: pass the slot on
+                self._release()
+            raise
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            handed = waiters.popleft()
+            if not handed.done():
+                handed.set_result(None)
+                return
+        self._free += 1
 
 
 class RateLimiter:

@@ -24,7 +24,7 @@ from notifier.config import Webhook
 from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import GroupedStore, Grouper, members_of
 from notifier.delivery.health import HealthBoard
-from notifier.delivery.ratelimit import RateLimiter, Unlimited, limiter_for
+from notifier.delivery.ratelimit import RateLimiter, Slots, Unlimited, limiter_for
 from notifier.delivery.transport import Transport, TransportFactory, open_transport
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
@@ -87,7 +87,9 @@ def _fields(delivery: Delivery, attempt: int, status: int | None) -> dict[str, o
 class _WebhookLane:
     webhook: Webhook
     client: Transport
-    semaphore: asyncio.Semaphore
+    semaphore: Slots
+    retry: Retry[None]
+    """The webhook's retry policy, built once (tenacity's retry, stop and wait objects)."""
     limiter: RateLimiter | Unlimited = field(default_factory=Unlimited)
     grouper: Grouper | None = None
     held: set[str] = field(default_factory=set)
@@ -113,15 +115,7 @@ class Sender:
         self._rng = rng or random.Random()
         self._transport = transport
         """Builds each webhook's Transport: its ``http_client``'s unless told otherwise."""
-        self._lanes = {
-            name: _WebhookLane(w, transport(w), asyncio.Semaphore(w.max_in_flight),
-                               limiter_for(w.rate_limit))
-            for name, w in webhooks.items()
-        }
-        for lane in self._lanes.values():
-            if lane.webhook.group_wait > 0:
-                send = functools.partial(self._start, lane)
-                lane.grouper = Grouper(lane.webhook.group_wait, send)
+        self._lanes = {name: self._new_lane(w) for name, w in webhooks.items()}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._retired: list[_WebhookLane] = []
@@ -129,6 +123,17 @@ class Sender:
         self._posting: set[asyncio.Task[None]] = set()
         self._completer = Completer(self._store.delivered)
         """2xx answers are recorded in batches (one transaction for many deliveries)."""
+        self._store_retry: Retry[None] = Retry(StoreError,
+                                               wait=ExponentialWait(base=0.1, cap=5.0))
+        """Gives a claim back once the store works again (``_release_when_possible``)."""
+
+    def _new_lane(self, webhook: Webhook) -> _WebhookLane:
+        lane = _WebhookLane(webhook, self._transport(webhook),
+                            Slots(webhook.max_in_flight), self._retry(webhook),
+                            limiter_for(webhook.rate_limit))
+        if webhook.group_wait > 0:
+            lane.grouper = Grouper(webhook.group_wait, functools.partial(self._start, lane))
+        return lane
 
     def update_webhooks(self, webhooks: Mapping[str, Webhook]) -> None:
         """Adopt a reloaded config's webhooks; each change applies from the next attempt.
@@ -143,16 +148,14 @@ class Sender:
         for name, w in webhooks.items():
             lane = self._lanes.get(name)
             if lane is None:
-                lane = self._lanes[name] = _WebhookLane(
-                    w, self._transport(w), asyncio.Semaphore(w.max_in_flight),
-                    limiter_for(w.rate_limit))
-                if w.group_wait > 0:
-                    lane.grouper = Grouper(w.group_wait, functools.partial(self._start, lane))
+                self._lanes[name] = self._new_lane(w)
             elif lane.webhook != w:
-                self._retired.append(_WebhookLane(lane.webhook, lane.client, lane.semaphore))
+                self._retired.append(_WebhookLane(lane.webhook, lane.client, lane.semaphore,
+                                                  lane.retry))
                 lane.client = self._transport(w)
+                lane.retry = self._retry(w)
                 if w.max_in_flight != lane.webhook.max_in_flight:
-                    lane.semaphore = asyncio.Semaphore(w.max_in_flight)
+                    lane.semaphore = Slots(w.max_in_flight)
                 if w.rate_limit != lane.webhook.rate_limit:
                     lane.limiter = limiter_for(w.rate_limit)
                 lane.webhook = w
@@ -238,8 +241,7 @@ class Sender:
         async def release(_attempt: int) -> None:
             await self._store.release([delivery.id])
 
-        policy: Retry[None] = Retry(StoreError, wait=ExponentialWait(base=0.1, cap=5.0))
-        await policy.call(release)
+        await self._store_retry.call(release)
         self.poke()
 
     async def _deliver_once(self, lane: _WebhookLane, delivery: Delivery) -> None:
@@ -248,13 +250,16 @@ class Sender:
 
         async def attempt(number: int) -> None:
             nonlocal attempt_no
-            attempt_no = delivery.attempts + number  # counted over restarts too
-            await self._attempt(lane, delivery, attempt_no)
+            attempt_no = number
+            await self._attempt(lane, delivery, number)
 
         try:
-            await self._retry(lane, delivery).call(attempt)
+            # numbered over restarts: the attempts an earlier run made count for the waits
+            # and the budget (tenacity's stop_after_attempt sees the total)
+            await lane.retry.call(attempt, first=delivery.attempts + 1, args=(lane, delivery))
             await self._completer.delivered(delivery.id)
-            self._report(DeliveryOutcome(delivery, True, attempt_no, None))
+            if self._on_outcome is not None:  # built only when someone listens
+                self._on_outcome(DeliveryOutcome(delivery, True, attempt_no, None))
         except DeliveryError as exc:
             if self.health.is_disabled(webhook.name):  # disabled: kept in the outbox, unsent
                 await self._store.release([delivery.id])
@@ -272,18 +277,14 @@ class Sender:
                 # lane has room for another batch, which may be waiting already
                 self.poke()
 
-    def _retry(self, lane: _WebhookLane, delivery: Delivery) -> Retry[None]:
-        webhook = lane.webhook
-
-        async def before_sleep(state: RetryCallState) -> None:
-            await self._persist_failure(delivery, state, lane.client.scrub)
-
+    def _retry(self, webhook: Webhook) -> Retry[None]:
+        """A webhook's retry policy (built with its lane, rebuilt when a reload changes it)."""
         return Retry(
             DeliveryTransientError,
             wait=retry_wait(webhook.retry_schedule, base=BACKOFF_BASE, cap=webhook.max_backoff,
-                            offset=delivery.attempts, rng=self._rng),
-            attempts=max(1, webhook.max_attempts - delivery.attempts),
-            before_sleep=before_sleep,
+                            offset=0, rng=self._rng),
+            attempts=max(1, webhook.max_attempts),
+            before_sleep=self._persist_failure,
             # the pause ends early when the breaker closes after the outage it failed in
             sleep=self.health[webhook.name].retry_pause,
         )
@@ -332,16 +333,18 @@ class Sender:
             raise
         finally:
             self._posting.discard(task)
-            self._report_attempt(AttemptReport(delivery, attempt_no, status, error,
-                                               time.monotonic() - started))
+            if self._on_attempt is not None or log.isEnabledFor(logging.DEBUG):
+                self._report_attempt(AttemptReport(delivery, attempt_no, status, error,
+                                                   time.monotonic() - started))
 
-    async def _persist_failure(self, delivery: Delivery, state: RetryCallState,
-                               scrub: Callable[[str], str]) -> None:
+    async def _persist_failure(self, state: RetryCallState) -> None:
+        """tenacity's before_sleep: the failed attempt and when the next is due, saved."""
+        lane, delivery = state.args
         exc = state.outcome.exception() if state.outcome else None
         sleep = state.next_action.sleep if state.next_action else 0.0
-        attempts = delivery.attempts + state.attempt_number
+        attempts = state.attempt_number  # counted over restarts (Retry.call's ``first``)
         status = getattr(exc, "status", None)
-        error = scrub(str(exc))
+        error = lane.client.scrub(str(exc))  # stored and logged: never a URL or secret
         log.warning("webhook %s: attempt %d for %s failed (%s); retrying in %.1fs",
                     delivery.webhook, attempts, delivery.id, error, sleep,
                     extra=_fields(delivery, attempts, status))

@@ -100,6 +100,10 @@ class RoomlioClient:
         self._instance = instance
         self._attempts = attempts
         self._url = settings.base_url.rstrip("/")
+        self._retry: Retry[Page] = Retry(RoomlioTransientError,
+                                         wait=RetryAfterWait(base=0.5, cap=30.0),
+                                         attempts=attempts)
+        """RoomHistory's retry policy, built once (each call keeps its own tenacity state)."""
 
     async def call(self, method: str, params: Mapping[str, Any]) -> Any:
         """POST ``params`` to ``{base_url}/{method}`` once; decode or raise a RoomlioError."""
@@ -159,10 +163,7 @@ class RoomlioClient:
             params["startCursor"] = start_cursor
         elif since:
             params["since"] = since
-        policy: Retry[Page] = Retry(RoomlioTransientError,
-                                    wait=RetryAfterWait(base=0.5, cap=30.0),
-                                    attempts=self._attempts)
-        return await policy.call(functools.partial(self._page, params))
+        return await self._retry.call(functools.partial(self._page, params))
 
     async def _page(self, params: Mapping[str, Any], _attempt: int) -> Page:
         """One attempt at a RoomHistory page; every failure is told to ``on_error``."""

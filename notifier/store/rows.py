@@ -78,14 +78,22 @@ def select_deliveries(table: str, *extra: str, events: str) -> str:
 def decode_deliveries(rows: Iterable[Row]) -> list[Delivery]:
     """Rebuild deliveries from rows of a ``select_deliveries`` query (one Event per id)."""
     events: dict[str, Event] = {}
+    rules: dict[str, tuple[str, ...]] = {}  # a few distinct lists of rule names: read once
+
+    def rules_of(text: str) -> tuple[str, ...]:
+        found = rules.get(text)
+        if found is None:
+            found = rules[text] = tuple(loads(text))
+        return found
+
     result = []
     for row in rows:
         event = events.get(row[4])
         if event is None:
             event = events[row[4]] = Event(
-                row[4], cast(EventKind, row[5]), row[6], loads(row[7]),
-                tuple(loads(row[8])), row[9])
-        result.append(Delivery(row[0], row[1], tuple(loads(row[2])), event, row[3]))
+                row[4], cast(EventKind, row[5]), row[6], loads(row[7]), rules_of(row[8]),
+                row[9])
+        result.append(Delivery(row[0], row[1], rules_of(row[2]), event, row[3]))
     return result
 
 

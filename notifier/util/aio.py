@@ -34,9 +34,9 @@ async def wait_any(*events: asyncio.Event, timeout: float) -> None:
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on uvloop when it is installed (the ``fast`` extra: the daemon's work is
-    mostly small HTTP requests, where uvloop's cheaper I/O shows), else on asyncio's loop;
-    NOTIFIER_LOOP=asyncio forces the latter."""
+    """Run ``main`` on uvloop when it is installed (a dependency, but for Windows and PyPy:
+    the daemon's work is mostly small HTTP requests, where uvloop's cheaper I/O shows), else
+    on asyncio's loop; NOTIFIER_LOOP=asyncio forces the latter."""
     factory = None
     if os.environ.get("NOTIFIER_LOOP", "") != "asyncio":
         with contextlib.suppress(ImportError):

@@ -19,9 +19,16 @@ import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    AsyncRetrying,
+    RetryAction,
+    RetryCallState,
+    retry_base,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
 from tenacity.stop import stop_base, stop_never
 from tenacity.wait import wait_base
 
@@ -173,46 +180,66 @@ class ExponentialWait(wait_base):
 
 
 class Retry(Generic[T]):
-    """The one retry loop of the notifier, run by tenacity: ``attempt(1)``, ``attempt(2)``,
-    … until one returns, raises anything but a ``retry_on`` error, or ``attempts`` are
-    spent (None: until one succeeds); the last error is re-raised as it is. Between two,
-    ``before_sleep`` is awaited, then ``sleep`` for the time ``wait`` gives.
+    """The one retry loop of the notifier, decided by tenacity: ``attempt(1)``,
+    ``attempt(2)``, … until one returns, or tenacity's ``retry`` declines an error, or its
+    ``stop`` says the budget is spent (``attempts``: stop_after_attempt; None: never); the
+    last error is re-raised as it is. Between two, ``before_sleep`` is awaited, then
+    ``sleep`` for the time tenacity's ``wait`` gives.
 
-    The AsyncRetrying is built, and the loop handed to it, only when the first attempt
-    fails with ``retry_on``: that failure enters tenacity as its attempt 1, so the waits,
-    the budget and ``before_sleep`` see every attempt. Most first attempts succeed, and
-    a tenacity loop costs more CPU than the rest of a delivery's own work; one is built
-    per call, since tenacity keeps a loop's state on it.
+    Built once (per webhook, per client) and shared by every call: tenacity's retry, stop
+    and wait objects are stateless, and each call keeps its own ``RetryCallState``, which
+    they are asked after every failed attempt, the first included, in AsyncRetrying's
+    order (retry, wait, stop, before_sleep, sleep). The loop itself is a plain one:
+    iterating an AsyncRetrying costs more CPU than the rest of a delivery's own work, and
+    keeps its state on the shared object (``retrying``, given to the states as their
+    ``retry_object``, is never iterated).
     """
 
-    __slots__ = ("attempts", "before_sleep", "retry_on", "sleep", "wait")
+    __slots__ = ("before_sleep", "retry", "retrying", "sleep", "stop", "wait")
 
-    def __init__(self, retry_on: type[BaseException], *, wait: wait_base,
-                 attempts: int | None = None,
+    def __init__(self, retry_on: type[BaseException] | retry_base, *, wait: wait_base,
+                 attempts: int | None = None, stop: stop_base | None = None,
                  before_sleep: Callable[[RetryCallState], Awaitable[None]] | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        self.retry_on, self.wait, self.attempts = retry_on, wait, attempts
+        self.retry: retry_base = (retry_if_exception_type(retry_on)
+                                  if isinstance(retry_on, type) else retry_on)
+        if stop is None:
+            stop = stop_never if attempts is None else stop_after_attempt(attempts)
+        self.stop, self.wait = stop, wait
         self.before_sleep, self.sleep = before_sleep, sleep
+        self.retrying = AsyncRetrying(retry=self.retry, wait=wait, stop=stop,
+                                      before_sleep=before_sleep, sleep=sleep, reraise=True)
 
-    def retrying(self) -> AsyncRetrying:
-        """This policy as a tenacity AsyncRetrying (one loop's worth)."""
-        stop: stop_base = stop_never if self.attempts is None else stop_after_attempt(
-            self.attempts)
-        return AsyncRetrying(retry=retry_if_exception_type(self.retry_on), wait=self.wait,
-                             stop=stop, before_sleep=self.before_sleep, sleep=self.sleep,
-                             reraise=True)
+    async def call(self, attempt: Callable[[int], Awaitable[T]], *, first: int = 1,
+                   args: tuple[Any, ...] = ()) -> T:
+        """``attempt(n)``'s result, n the attempt number; or its last error.
 
-    async def call(self, attempt: Callable[[int], Awaitable[T]]) -> T:
-        """``attempt(n)``'s result, n the 1-based attempt number; or its last error."""
-        try:
-            return await attempt(1)
-        except self.retry_on as exc:
-            failed: BaseException | None = exc
-        async for step in self.retrying():
-            with step:
-                number = step.retry_state.attempt_number
-                if failed is not None:
-                    error, failed = failed, None  # tenacity's attempt 1: the one above
-                    raise error
-                return await attempt(number)
-        raise AssertionError("unreachable")  # pragma: no cover
+        ``first`` numbers the first attempt of this call (attempts made before it, by an
+        earlier run, count toward ``stop`` and the waits); ``args`` are the state's
+        ``args``, for ``before_sleep`` to read.
+        """
+        state = RetryCallState(self.retrying, attempt, args, {})
+        state.attempt_number = first
+        while True:
+            try:
+                return await attempt(state.attempt_number)
+            except BaseException as exc:
+                state.set_exception((type(exc), exc, exc.__traceback__))
+                if not self._again(state):
+                    raise
+            if self.before_sleep is not None:
+                await self.before_sleep(state)
+            await self.sleep(state.upcoming_sleep)
+            state.prepare_for_next_attempt()
+
+    def _again(self, state: RetryCallState) -> bool:
+        """Whether tenacity retries the failure in ``state`` (and, if so, after how long:
+        ``upcoming_sleep``, ``next_action``)."""
+        if not self.retry(state):
+            return False
+        state.upcoming_sleep = sleep = self.wait(state)
+        if self.stop(state):
+            return False
+        state.next_action = RetryAction(sleep)
+        state.idle_for += sleep
+        return True

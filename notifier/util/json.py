@@ -1,4 +1,4 @@
-"""Compact JSON with ``orjson`` when installed (the ``fast`` extra), else ``json``.
+"""Compact JSON with ``orjson`` when installed (a dependency on CPython), else ``json``.
 
 Both write compact UTF-8 without ``\\u`` escapes for non-ASCII, the same bytes except
 that a float may be spelt differently (``1e-05`` or ``0.00001``), and read the same

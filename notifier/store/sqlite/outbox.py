@@ -96,8 +96,8 @@ def claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[s
                 cursor = conn.execute(sql + " AND t.webhook = ?" + _OLDEST, (now, webhook))
                 taken += _take(cursor, limit, exclude)
         taken = sorted(taken, key=lambda r: (r[10], r[0]))[:limit]
-        conn.executemany("UPDATE outbox SET claimed_by = ? WHERE id = ?",
-                         [(instance, r[0]) for r in taken])
+        _by_ids(conn, "UPDATE outbox SET claimed_by = ? WHERE id IN ({})", [r[0] for r in taken],
+                instance)
     return taken
 
 
@@ -134,7 +134,7 @@ def pending(conn: sqlite3.Connection, limit: int) -> list[rows.OutboxEntry]:
 def delivered(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
     """Remove deliveries that received a 2xx (not synced on its own: one a power cut
     forgets is sent again under its webhook-id)."""
-    _update_each(conn, "DELETE FROM outbox WHERE id = ?", ids, durable=False)
+    _in_transaction(conn, "DELETE FROM outbox WHERE id IN ({})", list(ids), durable=False)
 
 
 def reschedule(conn: sqlite3.Connection, delivery_id: str, attempts: int,
@@ -147,12 +147,13 @@ def reschedule(conn: sqlite3.Connection, delivery_id: str, attempts: int,
 
 def release(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
     """Give claimed deliveries back to the outbox."""
-    _update_each(conn, "UPDATE outbox SET claimed_by = NULL WHERE id = ?", ids)
+    _in_transaction(conn, "UPDATE outbox SET claimed_by = NULL WHERE id IN ({})", list(ids))
 
 
 def release_claims(conn: sqlite3.Connection, instance: str) -> None:
     """Give back every delivery ``instance`` claimed."""
-    _update_each(conn, "UPDATE outbox SET claimed_by = NULL WHERE claimed_by = ?", [instance])
+    with transaction(conn):
+        conn.execute("UPDATE outbox SET claimed_by = NULL WHERE claimed_by = ?", (instance,))
 
 
 def prune(conn: sqlite3.Connection, older_than: float) -> int:
@@ -165,13 +166,21 @@ def stats(conn: sqlite3.Connection) -> StoreStats:
     return StoreStats(*conn.execute(rows.store_stats("")).fetchone())
 
 
-def _update_each(conn: sqlite3.Connection, sql: str, ids: Iterable[str], *,
-                 durable: bool = True) -> None:
-    """Run ``sql`` once per id, all in one transaction."""
-    params = [(i,) for i in ids]
-    if params:
+def _in_transaction(conn: sqlite3.Connection, sql: str, ids: Sequence[str], *,
+                    durable: bool = True) -> None:
+    """``_by_ids`` in a transaction of its own (none when there are no ids)."""
+    if ids:
         with transaction(conn, durable=durable):
-            conn.executemany(sql, params)
+            _by_ids(conn, sql, ids)
+
+
+def _by_ids(conn: sqlite3.Connection, sql: str, ids: Sequence[str], *first: object) -> None:
+    """Run ``sql`` (its ``IN ({})`` filled with ``?``s) for ``ids``, ``_CHUNK`` at a time,
+    ``first`` bound before them: one statement per chunk costs half as much CPU as one
+    per id (issue 16's profile)."""
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        conn.execute(sql.format(",".join("?" * len(chunk))), (*first, *chunk))
 
 
 def _take(cursor: sqlite3.Cursor, limit: int, exclude: frozenset[str],
