@@ -260,7 +260,8 @@ async def test_the_listener_samples_the_store_with_no_page_open(
     async with serving(ops_config(tmp_path, emulator, receiver, rooms=["r1"]), outcomes) as s:
         await outcomes.wait_for(lambda o: len(o.failed) == 1)
         await until(lambda: s.ops.history.snapshot()["store"]["dead_letters"][-1] == 1)
-        assert s.ops.history.snapshot()["store"]["outbox"][-1] == 0
+        # the deepest outbox of the minute: 1 if a sample came while the delivery waited
+        assert s.ops.history.snapshot()["store"]["outbox"][-1] in (0, 1)
 
 
 async def test_a_bug_in_the_store_read_stops_the_sampler_once_not_the_listener(
