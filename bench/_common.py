@@ -21,9 +21,11 @@ SECRET = "whsec_" + base64.b64encode(b"b" * 32).decode()
 
 
 def config_yaml(roomlio_url: str, sink_url: str, rooms: list[str], state: str, *,
-                workers: int | str = 0, **roomlio: Any) -> str:
+                workers: int | str = 0, http_client: str = "auto", **roomlio: Any) -> str:
     """A notifier config: every message containing 'refund' goes to the sink; ``workers``
-    delivery worker processes POST for it (0: the notifier's own process does)."""
+    delivery worker processes POST for it (0: the notifier's own process does), with
+    ``http_client`` (left out when "auto", so that an older tree reads the config too)."""
+    client = {} if http_client == "auto" else {"http_client": http_client}
     return yaml.safe_dump({
         "roomlio": {"base_url": roomlio_url, "api_key": API_KEY, "poll_interval": "1s",
                     "page_size": 1000, "start_from": "beginning", "edit_lookback": 0,
@@ -31,7 +33,7 @@ def config_yaml(roomlio_url: str, sink_url: str, rooms: list[str], state: str, *
         "rooms": [{"key": r} for r in rooms],
         "state": state,
         "delivery": {"allow_private_urls": True, "max_in_flight": 64, "timeout": "30s",
-                     "workers": workers},
+                     "workers": workers, **client},
         "webhooks": {"sink": {"url": sink_url, "secret": SECRET}},
         "rules": [{"name": "bench", "keywords": ["refund"], "notify": ["sink"]}],
     })

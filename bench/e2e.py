@@ -14,7 +14,9 @@ The CPU each contender used from its first RoomHistory request to the last deliv
 main thread; its other threads, such as the SQLite store's, and worker processes) is read
 from /proc and given in µs per delivered event.
 
-    --contenders bare,disk     run only these (bare, disk, tmpfs, worker)
+    --contenders bare,disk     run only these (bare, disk, aiohttp, tmpfs, worker; "disk" uses
+                               delivery.http_client: auto, pyreqwest when the fast extra
+                               is installed, "aiohttp" the same with aiohttp)
     --profile DIR              py-spy samples the disk contenders (raw stacks in DIR,
                                summarised by bench/profile_summary.py)
     --baseline-tree DIR        adds "baseline (disk)": the disk contender run from another
@@ -136,7 +138,7 @@ async def run(args: argparse.Namespace) -> dict:
     contenders = {label: spec for label, spec in CONTENDERS.items()
                   if _SHORT[label] in args.contenders}
     if args.baseline_tree:
-        contenders = {"baseline (disk)": (None, 0), **contenders}
+        contenders = {"baseline (disk)": (None, 0, "auto"), **contenders}
     results: dict[str, list[float]] = {"bare": [], **{label: [] for label in contenders}}
     cpu: dict[str, list[tuple[float, float]]] = {label: [] for label in results}
     profile = None if args.profile is None else Path(args.profile).resolve()
@@ -157,11 +159,12 @@ async def run(args: argparse.Namespace) -> dict:
                     rate, us = await _measure(bare, emu, rx, "/bare", bare_total)
                     results["bare"].append(rate)
                     cpu["bare"].append(us)
-                for label, (folder, workers) in contenders.items():
+                for label, (folder, workers, client) in contenders.items():
                     with tempfile.TemporaryDirectory(dir=folder) as tmp:
                         path = Path(tmp, "rules.yaml")
                         path.write_text(config_yaml(emu.url, rx.url_for("/sink"), rooms,
-                                                    str(Path(tmp, "state.db")), workers=workers))
+                                                    str(Path(tmp, "state.db")), workers=workers,
+                                                    http_client=client))
                         command = [sys.executable, "-m", "notifier", "run", "--config", str(path),
                                    "--log-level", "ERROR"]
                         spy = None
@@ -181,10 +184,13 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 _PY_SPY = str(Path(sys.executable).with_name("py-spy"))
-CONTENDERS = {"notifier (disk)": (None, 0), "notifier (tmpfs)": ("/dev/shm", 0),
-              "notifier + 1 worker": (None, 1)}
-_SHORT = {"bare": "bare", "notifier (disk)": "disk", "notifier (tmpfs)": "tmpfs",
-          "notifier + 1 worker": "worker"}
+#: label → (state folder, delivery workers, delivery.http_client)
+CONTENDERS = {"notifier (disk)": (None, 0, "auto"),
+              "notifier (disk, aiohttp)": (None, 0, "aiohttp"),
+              "notifier (tmpfs)": ("/dev/shm", 0, "auto"),
+              "notifier + 1 worker": (None, 1, "auto")}
+_SHORT = {"bare": "bare", "notifier (disk)": "disk", "notifier (disk, aiohttp)": "aiohttp",
+          "notifier (tmpfs)": "tmpfs", "notifier + 1 worker": "worker"}
 
 
 def main() -> None:
