@@ -155,6 +155,7 @@ async def status_api(request: web.Request) -> web.Response:
     snap["dead_letters_total"] = stats.dead_letters if stats else len(dead)
     snap["quarantine_total"] = stats.quarantined if stats else len(kept)
     snap["admin"] = listener.admin_token is not None
+    snap["polling_note"] = listener.service.polling_note
     return _json(_redacted(snap, listener.redactor))
 
 
