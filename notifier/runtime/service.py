@@ -201,7 +201,8 @@ class Service:
                                   next_scan=now + settings.edit_scan_interval)
 
     async def _step(self, turn: RoomTurn) -> float | None:
-        """One poll of a room (and its edit scan when due); the pause before the next."""
+        """One read of a room (its edit scan when due, standing for the poll when it can);
+        the pause until the room's next place in its interval (failures: a backoff)."""
         settings, tailer = self.config.roomlio, turn.tailer
         try:
             seen = await read_room(turn, settings, self.hooks.on_read)
