@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -32,10 +33,9 @@ def _settings(**overrides: object) -> RoomlioSettings:
 def test_a_rooms_place_is_the_same_in_another_process() -> None:
     """A room's place within its interval comes from its name alone: a fresh process (with
     another string-hash seed) computes the same places, so a restart keeps them."""
-    names = NAMES[:50] + ["rm_bvr0h6tnf4q1u52mfit0", "Kundenservice Zürich"]
+    names = [*NAMES[:50], "rm_bvr0h6tnf4q1u52mfit0", "Kundenservice Zürich"]
     code = ("import json, sys; from notifier.polling.policy import phase; "
             "print(json.dumps([phase(n) for n in json.load(sys.stdin)]))")
-    import json
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(names), text=True,
                          capture_output=True, check=True,
                          env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout
@@ -207,6 +207,7 @@ async def test_each_poll_is_planned_for_the_rooms_place_before_and_after_a_resta
     config = make_config(rooms=["p"], roomlio={"poll_interval": "40ms", "edit_lookback": 0,
                                                "max_poll_interval": "40ms"})
     places: list[float] = []
+    planned_more = asyncio.Event()
     for _run in range(2):
         service = Service(config)
         step = service._step
@@ -215,6 +216,7 @@ async def test_each_poll_is_planned_for_the_rooms_place_before_and_after_a_resta
             delay = await step(turn)
             if delay is not None and not turn.failures:
                 places.append((time.time() + delay) % 0.04)
+                planned_more.set()
             return delay
 
         service._step = planned  # type: ignore[method-assign]
@@ -223,7 +225,8 @@ async def test_each_poll_is_planned_for_the_rooms_place_before_and_after_a_resta
         count = len(places)
         async with asyncio.timeout(20):
             while len(places) < count + 5:
-                await asyncio.sleep(0.02)
+                planned_more.clear()
+                await planned_more.wait()
         stop.set()
         await asyncio.wait_for(task, 30)
     expected = phase("p") * 0.04
