@@ -262,6 +262,7 @@ class Service:
         self._check_budget()
 
     def _check_budget(self) -> None:
+        """Say once (log, status page) when the budget cannot poll each room in time."""
         note = budget_note(self.config.roomlio, len(self.config.rooms))
         if note and note != self.polling_note:
             log.warning("%s", note)
