@@ -21,6 +21,7 @@ from notifier.polling.scheduler import RoomTurn, budget_note, first_poll_delay
 from notifier.runtime.service import Service, ServiceHooks
 from notifier.server.metrics import Metrics
 from notifier.testing import RoomlioEmulator, WebhookReceiver
+from tests.conftest import running
 
 NAMES = [f"room-{i}" for i in range(10_000)]
 
@@ -242,3 +243,19 @@ def test_metrics_split_requests_into_polls_and_edit_scans() -> None:
     sample = {s.labels["kind"]: s.value for s in metrics.reads.collect()[0].samples
               if s.name.endswith("_total")}
     assert sample == {"poll": 1.0, "edit_scan": 3.0}
+
+
+async def test_a_budget_too_small_is_logged_and_shown_by_the_running_service(
+        make_config: Callable[..., Config], emulator: RoomlioEmulator,
+        receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture) -> None:
+    """3 rooms, max_poll_interval 1s, 1 request/s: a WARNING at start, and the note the
+    status page shows."""
+    for room in ("a", "b", "c"):
+        emulator.add_room(key=room)
+    config = make_config(rooms=["a", "b", "c"], roomlio={
+        "max_poll_interval": "1s", "max_requests_per_second": 1, "edit_lookback": 0})
+    async with running(config) as service:
+        await emulator.wait_requests(1, timeout=10)
+        note = service.polling_note
+    assert "cannot poll 3 rooms" in note and "every 3s" in note
+    assert [r for r in caplog.records if r.levelname == "WARNING" and note in r.getMessage()]
