@@ -3,6 +3,7 @@
     python bench/poll_spread.py [--rooms 1000] [--scale 0.2] [--measure 3]
                                 [--scenarios fixed,adaptive,fixed+budget,adaptive+budget]
                                 [--code before,after] [--base /tmp/spread-base]
+                                [--warmup 3.5] [--edits 20]
 
 Every room holds one message, posted at the start (so its history lies in the edit window,
 ``edit_lookback`` 1h), and stays quiet; ``--edits`` rooms get that message edited, into one
@@ -84,8 +85,8 @@ async def run_one(code: str, scenario: str, args: argparse.Namespace) -> dict[st
     rooms = [f"room-{i}" for i in range(args.rooms)]
     settings = intervals(scenario, args.rooms, args.scale)
     ceiling = DEFAULTS["max_poll_interval"] * args.scale
-    # the ladder to the ceiling (1+1+2+4+8+12 poll_intervals at most) and one round more
-    warmup = 2.5 * ceiling + ceiling
+    # the ramp, the ladder to the ceiling (1+1+2+4+8+12 poll_intervals) and a round more
+    warmup = args.warmup * ceiling
     measure = args.measure * ceiling
     edited: dict[str, float] = {}
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
@@ -231,6 +232,8 @@ async def main() -> None:
     parser.add_argument("--scale", type=float, default=0.2)
     parser.add_argument("--measure", type=float, default=3.0,
                         help="max_poll_intervals measured after the warm-up")
+    parser.add_argument("--warmup", type=float, default=3.5,
+                        help="max_poll_intervals from the start to the measuring window")
     parser.add_argument("--edits", type=int, default=20)
     parser.add_argument("--scenarios", default="fixed,adaptive,fixed+budget,adaptive+budget")
     parser.add_argument("--code", default="before,after")
