@@ -151,6 +151,7 @@ def _figures(requests: list[Any], begin: float, end: float, settings: dict[str, 
     return {"window_s": window, "windows": len(counts), "mean": mean, "peak": max(counts),
             "minimum": min(counts), "peak_over_mean": max(counts) / mean if mean else None,
             "requests_per_s": len(inside) / (end - begin),
+            "not_200": sum(r.status != 200 for r in inside),
             "max_gap_s": _max_gap(requests, begin, end), "max_poll_interval_s": ceiling,
             "per_room_minute": len(inside) / args.rooms / minutes,
             "polls_per_room_minute": (len(inside) - scans) / args.rooms / minutes,
@@ -217,13 +218,14 @@ def _row(f: dict[str, Any]) -> str:
             f"| {f['per_room_minute']:.2f} ({f['polls_per_room_minute']:.2f} + "
             f"{f['scans_per_room_minute']:.2f}) "
             f"| {f['edits_seen']}/{f['edits']}, max {num(f['edit_delay_max_s'], '.1f')} "
-            f"(bound {f['edit_bound_s']:g}) | {'yes' if f['budget_warned'] else 'no'} |")
+            f"(bound {f['edit_bound_s']:g}) | {'yes' if f['budget_warned'] else 'no'} "
+            f"| {f.get('not_200', '–')} |")
 
 
 HEADER = ("| rooms | scenario | code | budget/s | mean/window | peak | min | peak/mean "
           "| max gap / max_poll_interval (s) | requests/room/min (polls + scans) "
-          "| edits seen, delay s | budget warning |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| edits seen, delay s | budget warning | not 200 |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 async def main() -> None:
