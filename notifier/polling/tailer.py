@@ -97,10 +97,10 @@ class Tailer:
         self.fresh = 0
         """Messages the last ``poll`` read for the first time (adaptive polling's signal)."""
         self.caught_up = False
-        self.requests = 0
-        """RoomHistory requests the last ``poll`` or ``scan_edits`` sent (metrics, by kind)."""
         """Whether the last ``scan_edits`` read the room to its end and found nothing after
         the last message processed: then it read what a poll would, and stands for one."""
+        self.requests = 0
+        """RoomHistory requests the last ``poll`` or ``scan_edits`` sent (metrics, by kind)."""
 
     @property
     def state(self) -> RoomState | None:
