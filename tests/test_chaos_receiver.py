@@ -246,7 +246,9 @@ async def test_a_receivers_retry_after_is_honoured(emulator, receiver, make_conf
     emulator.post("r1", "refund please")
     value = retry_after
     if retry_after == "http-date":
-        value = email.utils.formatdate(time.time() + 2, usegmt=True)
+        # whole seconds: the date lies 2 to 3 s ahead, so at least 1 s after the first
+        # attempt even when the room's first poll waits for its place (up to poll_interval)
+        value = email.utils.formatdate(time.time() + 3, usegmt=True)
     receiver.inject(Fault.status(status, retry_after=value), path="/crm")
     delivery = {"max_backoff": "50ms", "http_client": http_client}
     async with serve(make_config(rooms=["r1"], delivery=delivery)) as run:

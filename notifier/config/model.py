@@ -99,7 +99,9 @@ class RoomlioSettings:
         "now", start_from, "where a room with no saved cursor starts")
     edit_lookback: float = setting(3600.0, duration(allow_zero=True), "how far back edits are "
                                    "looked for; `0` turns edit detection off")
-    edit_scan_interval: float = setting(60.0, duration(), "how often that window is re-read")
+    edit_scan_interval: float = setting(60.0, duration(), "how often that window is re-read "
+                                        "(at the poll nearest to it; a re-read that finds "
+                                        "nothing new is that poll)")
     request_timeout: float = setting(30.0, duration(), "per RoomHistory request")
     max_response_bytes: int = setting(32 * 1024 * 1024, integer(1), "the largest RoomHistory "
                                       "answer read, in bytes; a larger one fails the poll "

@@ -5,8 +5,9 @@ one heap costs a tuple per room and wakes only when a room is due. Rooms are ser
 the order they fell due, so when polls are held back (by ``max_requests_per_second`` or
 the concurrency cap) every room waits its turn and none is starved.
 
-How long a room waits between polls is ``notifier.polling.policy``'s; the global request
-budget is a notifier.util.pacing.TokenBucket.
+How long a room waits between polls is ``notifier.polling.policy``'s (each room keeps its
+own place within its interval, so rooms sharing an interval are spread over it); the global
+request budget is a notifier.util.pacing.TokenBucket.
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from notifier.config import RoomlioSettings
 from notifier.polling.client import RoomlioClient
+from notifier.polling.policy import budget_period, edit_scan_due, ramp_window, slot_delay
 from notifier.polling.tailer import Tailer
+from notifier.util import tracing
 from notifier.util.pacing import TokenBucket
 
-__all__ = ["MAX_CONCURRENT_POLLS", "RoomTurn", "Scheduler", "ThrottledClient"]
+__all__ = ["MAX_CONCURRENT_POLLS", "OnRead", "RoomTurn", "Scheduler", "ThrottledClient",
+           "budget_note", "first_poll_delay", "read_room"]
 
 log = logging.getLogger("notifier.scheduler")
 
@@ -64,6 +69,59 @@ class RoomTurn:
 
 #: One poll of a room; returns the seconds until its next, or None to leave the schedule.
 Step = Callable[[RoomTurn], Awaitable[float | None]]
+
+#: Told of a room's read: (room, "poll" or "edit_scan", RoomHistory requests it sent).
+OnRead = Callable[[str, str, int], None]
+
+
+async def read_room(turn: RoomTurn, settings: RoomlioSettings, on_read: OnRead | None) -> int:
+    """One turn's read of its room; returns the messages read.
+
+    The edit scan when it is due (``policy.edit_scan_due``); when the scan read what a poll
+    would have (``Tailer.caught_up``), it is the room's poll too, otherwise the poll
+    follows. ``turn.tailer.fresh`` tells adaptive polling what the read found."""
+    tailer, seen = turn.tailer, 0
+    if settings.edit_lookback > 0 and edit_scan_due(time.monotonic(), turn.next_scan,
+                                                    turn.interval):
+        turn.next_scan = time.monotonic() + settings.edit_scan_interval
+        with tracing.edit_scan(tailer.room.name) as span:
+            seen = await tailer.scan_edits()
+            span.read(seen)
+        if on_read is not None and tailer.requests:
+            on_read(tailer.room.name, "edit_scan", tailer.requests)
+        if tailer.caught_up:
+            return seen
+    with tracing.poll(tailer.room.name) as span:
+        polled = await tailer.poll()
+        span.read(polled, tailer.fresh)
+    seen += polled
+    if on_read is not None:
+        on_read(tailer.room.name, "poll", tailer.requests)
+    return seen
+
+
+def first_poll_delay(name: str, settings: RoomlioSettings, rooms: int) -> float:
+    """Seconds until room ``name``'s first poll, one of ``rooms`` starting together: its
+    place within the ramp window (``policy.ramp_window``), so that they do not all ask at
+    once."""
+    window = ramp_window(rooms, settings.poll_interval, settings.max_poll_interval,
+                         settings.max_requests_per_second)
+    return slot_delay(name, window, time.time())
+
+
+def budget_note(settings: RoomlioSettings, rooms: int) -> str:
+    """"" when ``max_requests_per_second`` can poll each of ``rooms`` once per
+    ``max_poll_interval``; else a line saying how late rooms will be polled."""
+    rate = settings.max_requests_per_second
+    period = budget_period(rooms, max(settings.max_poll_interval, settings.poll_interval),
+                           rate)
+    if period is None:
+        return ""
+    return (f"roomlio.max_requests_per_second {rate} cannot poll {rooms} rooms once per "
+            f"max_poll_interval ({settings.max_poll_interval:g}s needs "
+            f"{rooms / settings.max_poll_interval:.1f}/s): rooms take turns and each is "
+            f"polled about every {period:.0f}s")
+
 
 #: The context the handles' done callback runs in: it needs none, and copying the
 #: current one for each of 100,000 handles costs memory.

@@ -11,7 +11,10 @@ each reading, and the tests run the tailer against each):
 * A cursor Roomlio no longer knows (400): resume with ``since`` = the newest ``createdAt``
   processed; overlap is deduped.
 * Edits: every ``edit_scan_interval`` the window ``since = now - edit_lookback`` is re-read
-  and each edited version that matches becomes a ``message.edited`` event.
+  and each edited version that matches becomes a ``message.edited`` event. A scan that
+  reads the room to its end and finds nothing after the last message processed has read
+  what a poll would have (``caught_up``): it stands for the room's poll. A room whose
+  newest message is older than the window has nothing there to edit: no scan is sent.
 
 * A message that cannot be processed (no id, a createdAt that is no time, a field of the
   wrong type) is quarantined, and the rest of its page is processed: one bad message costs
@@ -75,7 +78,8 @@ class Tailer:
 
     # one Tailer per room, 100,000 rooms in a process: slots keep each a few hundred bytes
     __slots__ = ("_client", "_clock", "_matcher", "_names", "_on_enqueued", "_on_quarantined",
-                 "_routes", "_settings", "_state", "_store", "fresh", "room")
+                 "_routes", "_settings", "_state", "_store", "caught_up", "fresh", "requests",
+                 "room")
 
     def __init__(self, room: Room, *, client: RoomlioClient, store: Store, matcher: Matcher,
                  routes: Routes, settings: RoomlioSettings,
@@ -93,6 +97,11 @@ class Tailer:
         self._state: RoomState | None = None
         self.fresh = 0
         """Messages the last ``poll`` read for the first time (adaptive polling's signal)."""
+        self.caught_up = False
+        """Whether the last ``scan_edits`` read the room to its end and found nothing after
+        the last message processed: then it read what a poll would, and stands for one."""
+        self.requests = 0
+        """RoomHistory requests the last ``poll`` or ``scan_edits`` sent (metrics, by kind)."""
 
     @property
     def state(self) -> RoomState | None:
@@ -111,10 +120,11 @@ class Tailer:
         ``nextCursor`` that loops), or after ``max_pages_per_poll`` pages; the last two
         say so, and the room's next poll goes on from the saved cursor."""
         state = await self._load()
-        seen = self.fresh = 0
+        seen = self.fresh = self.requests = 0
         asked: set[str] = set()
         for _ in range(self._settings.max_pages_per_poll):
             asked.add(state.cursor or "")
+            self.requests += 1
             page = await self._fetch(state)
             if page is None:  # the cursor was lost: the next request resumes by time
                 state = replace(state, cursor=None)
@@ -182,17 +192,21 @@ class Tailer:
 
     async def scan_edits(self) -> int:
         """Re-read the edit window; commit an event for each new matching edited version
-        (at most ``max_pages_per_poll`` pages, and never a cursor twice)."""
+        (at most ``max_pages_per_poll`` pages, and never a cursor twice). Sets
+        ``caught_up``; sends nothing when the window holds no message processed."""
         state = await self._load()
-        if self._settings.edit_lookback <= 0 or state.high_water is None:
+        self.caught_up, self.requests = False, 0
+        since_at = self._clock() - self._settings.edit_lookback
+        if self._settings.edit_lookback <= 0 or not _window_holds(state, since_at):
             return 0
-        horizon = parse_time(state.high_water) or _FAR_FUTURE
-        since = format_time(self._clock() - self._settings.edit_lookback)
+        horizon = parse_time(state.high_water or "") or _FAR_FUTURE
+        since = format_time(since_at)
         cursor: str | None = None
         asked: set[str] = set()
-        seen = 0
+        seen, last = 0, ""
         for _ in range(self._settings.max_pages_per_poll):
             asked.add(cursor or "")
+            self.requests += 1
             page = await self._client.room_history(
                 self.room, limit=self._settings.page_size, start_cursor=cursor,
                 since=None if cursor else since)
@@ -201,7 +215,11 @@ class Tailer:
                 await self._commit(None, Page(tuple(edited), False, "", page.defects), EDITED,
                                    f"edit scan {_where(RoomState('', cursor, None, since))}")
             seen += len(page.messages)
+            last = page.last_id or (str(page.messages[-1]["id"]) if page.messages else last)
             if not page.has_more:
+                self.caught_up = _reads_like_a_poll(state, last)
+                if self.caught_up:
+                    self.fresh = 0
                 return seen
             cursor = page.next_cursor or (page.messages[-1]["id"] if page.messages else "")
             if not cursor:
@@ -262,6 +280,25 @@ def _where(state: RoomState) -> str:
     if state.cursor:
         return f"cursor {shown(state.cursor, 80)}"
     return f"since {state.high_water}" if state.high_water else "from the start"
+
+
+def _reads_like_a_poll(state: RoomState, last: str) -> bool:
+    """Whether a scan that read to the end, its last message ``last`` ("" for none), read
+    what a poll from ``state`` would have: nothing after the last message processed, and
+    the tail not held back (a poll cut short leaves its cursor past ``last_id``). A room
+    with nothing processed yet polls ``since`` its resume point, which lies within the
+    window (else no scan is sent): an empty window means an empty poll."""
+    if state.cursor is None and state.last_id is None:
+        return not last
+    return bool(last) and last == state.last_id == state.cursor
+
+
+def _window_holds(state: RoomState, since: float) -> bool:
+    """Whether the edit window from ``since`` (unix time) may hold a message processed: not
+    when the newest processed is older (``high_water`` never lies ahead of the clock, and
+    a later-dated message is no edit candidate: see the horizon in ``scan_edits``)."""
+    newest = parse_time(state.high_water) if state.high_water else None
+    return newest is not None and newest.timestamp() >= since
 
 
 def _created(message: Mapping[str, Any]) -> datetime:

@@ -26,6 +26,8 @@ class ServiceHooks:
 
     on_outcome: Callable[[DeliveryOutcome], None] | None = None
     on_poll: Callable[[str, int], None] | None = None
+    on_read: Callable[[str, str, int], None] | None = None
+    """A room was read: (room, "poll" or "edit_scan", RoomHistory requests sent)."""
     on_poll_failed: Callable[[str, NotifierError], None] | None = None
     """A room's poll failed (room name, the error); the room retries with backoff."""
     on_api_error: Callable[[RoomlioError], None] | None = None
@@ -44,6 +46,7 @@ def fan_out(*parts: ServiceHooks | None) -> ServiceHooks:
     return ServiceHooks(
         on_outcome=_each(h.on_outcome for h in hooks),
         on_poll=_each(h.on_poll for h in hooks),
+        on_read=_each(h.on_read for h in hooks),
         on_poll_failed=_each(h.on_poll_failed for h in hooks),
         on_api_error=_each(h.on_api_error for h in hooks),
         on_enqueued=_each(h.on_enqueued for h in hooks),

@@ -31,8 +31,15 @@ from notifier.errors import (
 from notifier.events import Delivery
 from notifier.polling.client import RoomlioClient
 from notifier.polling.leases import LeaseStore, RoomKeeper, new_instance_id
-from notifier.polling.policy import failure_delay, jittered, next_interval
-from notifier.polling.scheduler import RoomTurn, Scheduler, ThrottledClient
+from notifier.polling.policy import failure_delay, jittered, next_interval, slot_delay
+from notifier.polling.scheduler import (
+    RoomTurn,
+    Scheduler,
+    ThrottledClient,
+    budget_note,
+    first_poll_delay,
+    read_room,
+)
 from notifier.polling.tailer import Tailer
 from notifier.polling.throttle import KeyThrottle
 from notifier.runtime.hooks import ServiceHooks
@@ -40,7 +47,6 @@ from notifier.runtime.logs import config_secrets, current_settings
 from notifier.runtime.reload import CompiledConfig, ConfigWatcher, ReloadPlan, load_plan
 from notifier.runtime.workers import DeliveryWorkers, delivered_by_workers
 from notifier.store import Store, open_store
-from notifier.util import tracing
 from notifier.util.aio import sleep_unless
 from notifier.util.pacing import TokenBucket
 from notifier.util.shown import shown
@@ -80,6 +86,8 @@ class Service:
         self.throttle = KeyThrottle(config.roomlio.max_requests_per_second)
         """The API key's pace, learned from 429s: every request of the process takes its
         turn from it (the status page and metrics read it)."""
+        self.polling_note = ""
+        """Why rooms are polled later than max_poll_interval ("" when they are not)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop``; raise RoomlioAuthError (bad key) or StoreError (bad state)."""
@@ -172,6 +180,7 @@ class Service:
         """One scheduler task polls every room; on shared state, a keeper leases rooms and
         hands those to it."""
         scheduler = self.scheduler = Scheduler(self._step)
+        self._check_budget()
         tasks = [group.create_task(scheduler.run(stop), name="room scheduler")]
         if not isinstance(store, LeaseStore):
             def spawn(tailer: Tailer) -> None:
@@ -192,21 +201,17 @@ class Service:
 
     def _schedule(self, tailer: Tailer) -> asyncio.Future[None]:
         assert self.scheduler is not None
-        settings = self.config.roomlio
-        return self.scheduler.add(tailer, settings.poll_interval,
-                                  next_scan=time.monotonic() + settings.edit_scan_interval)
+        settings, now = self.config.roomlio, time.monotonic()
+        due = now + first_poll_delay(tailer.room.name, settings, len(self.config.rooms))
+        return self.scheduler.add(tailer, settings.poll_interval, due=due,
+                                  next_scan=now + settings.edit_scan_interval)
 
     async def _step(self, turn: RoomTurn) -> float | None:
-        """One poll of a room (and its edit scan when due); the pause before the next."""
+        """One read of a room (its edit scan when due, standing for the poll when it can);
+        the pause until the room's next place in its interval (failures: a backoff)."""
         settings, tailer = self.config.roomlio, turn.tailer
         try:
-            with tracing.poll(tailer.room.name) as span:
-                seen = await tailer.poll()
-                span.read(seen, tailer.fresh)
-            if settings.edit_lookback > 0 and time.monotonic() >= turn.next_scan:
-                with tracing.edit_scan(tailer.room.name) as span:
-                    span.read(await tailer.scan_edits())
-                turn.next_scan = time.monotonic() + settings.edit_scan_interval
+            seen = await read_room(turn, settings, self.hooks.on_read)
             if turn.failures:
                 log.info("room %s: polling again after %d failure(s)",
                          tailer.room.name, turn.failures)
@@ -214,9 +219,9 @@ class Service:
             if self.hooks.on_poll is not None:
                 self.hooks.on_poll(tailer.room.name, seen)
             turn.quiet = 0 if tailer.fresh else turn.quiet + 1
-            turn.interval = delay = next_interval(turn.interval, turn.quiet,
-                                                  settings.poll_interval,
-                                                  settings.max_poll_interval)
+            turn.interval = next_interval(turn.interval, turn.quiet, settings.poll_interval,
+                                          settings.max_poll_interval)
+            return slot_delay(tailer.room.name, turn.interval, time.time())
         except RoomlioAuthError:
             raise
         except LeaseLost as exc:
@@ -260,6 +265,14 @@ class Service:
         for room in plan.added:
             assert self._spawn is not None
             self._spawn(room)
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """Say once (log, status page) when the budget cannot poll each room in time."""
+        note = budget_note(self.config.roomlio, len(self.config.rooms))
+        if note and note != self.polling_note:
+            log.warning("%s", note)
+        self.polling_note = note
 
     def _enqueued(self, added: list[Delivery]) -> None:
         """A tailer committed ``added``: the senders look now, the hook hears of it."""

@@ -48,7 +48,7 @@ class Listener:
         m, b, h = self.metrics, self.board, self.history
         metrics = ServiceHooks(
             on_outcome=m.on_outcome, on_poll=m.on_poll, on_poll_failed=m.on_poll_failed,
-            on_api_error=m.on_api_error, on_enqueued=m.on_enqueued,
+            on_read=m.on_read, on_api_error=m.on_api_error, on_enqueued=m.on_enqueued,
             on_quarantined=m.on_quarantined, on_attempt=m.on_attempt)
         board = ServiceHooks(on_outcome=b.on_outcome, on_poll=b.on_poll,
                              on_poll_failed=b.on_poll_failed, on_attempt=b.on_attempt)

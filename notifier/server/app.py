@@ -169,6 +169,7 @@ async def status_api(request: web.Request) -> web.Response:
     snap["admin"] = listener.admin_token is not None
     snap["history"] = listener.history.snapshot()
     snap["api"] = listener.service.throttle.usage()
+    snap["polling_note"] = listener.service.polling_note
     return _json(_redacted(snap, listener.redactor))
 
 

@@ -89,6 +89,12 @@ class Metrics:
         r = self.registry
         self.polls = Counter("notifier_polls_total", "Room polls, by room and outcome (ok, "
                              "error).", ["room", "outcome"], registry=r)
+        self.reads = Counter("notifier_room_requests_total", "RoomHistory requests of room "
+                             "reads, by kind: poll (the tail by cursor) or edit_scan (the "
+                             "edit window re-read, which stands for the poll when it finds "
+                             "nothing new).", ["kind"], registry=r)
+        for kind in ("poll", "edit_scan"):
+            self.reads.labels(kind)
         self.api_errors = Counter("notifier_roomlio_errors_total", "Failed Roomlio calls, by "
                                   "HTTP status or timeout/network/malformed.", ["code"],
                                   registry=r)
@@ -154,6 +160,9 @@ class Metrics:
     def on_poll(self, room: str, seen: int) -> None:
         self.polls.labels(self.room_label(room), "ok").inc()
         self.messages.inc(seen)
+
+    def on_read(self, _room: str, kind: str, requests: int) -> None:
+        self.reads.labels(kind).inc(requests)
 
     def on_poll_failed(self, room: str, _exc: NotifierError) -> None:
         self.polls.labels(self.room_label(room), "error").inc()
