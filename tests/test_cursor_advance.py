@@ -6,7 +6,7 @@ import pytest
 
 from notifier.errors import RoomlioTransientError
 from notifier.polling.client import Page
-from notifier.polling.tailer import CLOCK_SKEW, advance
+from notifier.polling.position import CLOCK_SKEW, advance
 from notifier.store import RoomState
 from notifier.util.time import parse_time
 

@@ -37,6 +37,16 @@ from notifier.config import Room, RoomlioSettings
 from notifier.errors import RoomlioCursorError, RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
 from notifier.polling.client import Page, RoomlioClient
+from notifier.polling.position import (
+    CLOCK_SKEW,
+    FAR_FUTURE,
+    advance,
+    ahead,
+    created_at,
+    reads_like_a_poll,
+    where,
+    window_holds,
+)
 from notifier.polling.quarantine import keep
 from notifier.rules import Matcher
 from notifier.store import RoomState, Store
@@ -47,13 +57,6 @@ from notifier.util.time import format_time, parse_time
 __all__ = ["Routes", "Tailer", "routes_for"]
 
 log = logging.getLogger("notifier.tailer")
-
-#: Stands in for a time that cannot be read: later than any real one.
-_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
-
-#: How far a createdAt may be ahead of this host's clock and still count as the room's
-#: resume point (Roomlio's clock and ours may disagree by a little).
-CLOCK_SKEW = 60.0
 
 #: rule name -> the webhooks it notifies
 Routes = Mapping[str, Sequence[str]]
@@ -137,7 +140,7 @@ class Tailer:
             fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
             self._warn_ahead(fresh, now)
             await self._commit(new_state, replace(page, messages=fresh), CREATED,
-                               _where(state))
+                               where(state))
             self._state = state = new_state
             seen += len(page.messages)
             self.fresh += len(fresh)
@@ -197,9 +200,9 @@ class Tailer:
         state = await self._load()
         self.caught_up, self.requests = False, 0
         since_at = self._clock() - self._settings.edit_lookback
-        if self._settings.edit_lookback <= 0 or not _window_holds(state, since_at):
+        if self._settings.edit_lookback <= 0 or not window_holds(state, since_at):
             return 0
-        horizon = parse_time(state.high_water or "") or _FAR_FUTURE
+        horizon = parse_time(state.high_water or "") or FAR_FUTURE
         since = format_time(since_at)
         cursor: str | None = None
         asked: set[str] = set()
@@ -210,14 +213,14 @@ class Tailer:
             page = await self._client.room_history(
                 self.room, limit=self._settings.page_size, start_cursor=cursor,
                 since=None if cursor else since)
-            edited = [m for m in page.messages if is_edited(m) and _created(m) <= horizon]
+            edited = [m for m in page.messages if is_edited(m) and created_at(m) <= horizon]
             if edited or page.defects:
                 await self._commit(None, Page(tuple(edited), False, "", page.defects), EDITED,
-                                   f"edit scan {_where(RoomState('', cursor, None, since))}")
+                                   f"edit scan {where(RoomState('', cursor, None, since))}")
             seen += len(page.messages)
             last = page.last_id or (str(page.messages[-1]["id"]) if page.messages else last)
             if not page.has_more:
-                self.caught_up = _reads_like_a_poll(state, last)
+                self.caught_up = reads_like_a_poll(state, last)
                 if self.caught_up:
                     self.fresh = 0
                 return seen
@@ -273,65 +276,3 @@ class Tailer:
                         kept[0].reason, extra={"room": self.room.name})
             if self._on_quarantined is not None:
                 self._on_quarantined(self.room.name, new)
-
-
-def _where(state: RoomState) -> str:
-    """How the tail asks for its next page from ``state``, for the quarantine's records."""
-    if state.cursor:
-        return f"cursor {shown(state.cursor, 80)}"
-    return f"since {state.high_water}" if state.high_water else "from the start"
-
-
-def _reads_like_a_poll(state: RoomState, last: str) -> bool:
-    """Whether a scan that read to the end, its last message ``last`` ("" for none), read
-    what a poll from ``state`` would have: nothing after the last message processed, and
-    the tail not held back (a poll cut short leaves its cursor past ``last_id``). A room
-    with nothing processed yet polls ``since`` its resume point, which lies within the
-    window (else no scan is sent): an empty window means an empty poll."""
-    if state.cursor is None and state.last_id is None:
-        return not last
-    return bool(last) and last == state.last_id == state.cursor
-
-
-def _window_holds(state: RoomState, since: float) -> bool:
-    """Whether the edit window from ``since`` (unix time) may hold a message processed: not
-    when the newest processed is older (``high_water`` never lies ahead of the clock, and
-    a later-dated message is no edit candidate: see the horizon in ``scan_edits``)."""
-    newest = parse_time(state.high_water) if state.high_water else None
-    return newest is not None and newest.timestamp() >= since
-
-
-def _created(message: Mapping[str, Any]) -> datetime:
-    return parse_time(str(message.get("createdAt", ""))) or _FAR_FUTURE
-
-
-def advance(state: RoomState, page: Page, *, now: float) -> RoomState:
-    """The room state after processing ``page`` (pure; ``now`` is the local unix time).
-
-    The resume point (``high_water``) is the newest ``createdAt`` processed, but not one
-    more than CLOCK_SKEW ahead of ``now``: such a time (year 9999) says nothing about where
-    the room stands, and resuming ``since`` it after a lost cursor would skip everything.
-    Such a message is delivered all the same."""
-    messages = page.messages
-    # A defective message with a usable id is a position too: a tail resumed before it
-    # would read it, and quarantine it, again.
-    last_id = page.last_id or (str(messages[-1]["id"]) if messages else state.last_id)
-    if page.has_more:
-        cursor = page.next_cursor or last_id
-        if not cursor or (cursor == state.cursor and not messages and not page.defects):
-            raise RoomlioTransientError("RoomHistory said hasMore but gave no usable nextCursor")
-    else:
-        cursor = last_id or state.cursor
-    high = parse_time(state.high_water) if state.high_water else None
-    latest = datetime.fromtimestamp(now + CLOCK_SKEW, UTC)
-    for message in messages:
-        created = parse_time(message["createdAt"])
-        if created is not None and created <= latest and (high is None or created > high):
-            high = created
-    return RoomState(state.room, cursor, last_id, format_time(high) if high else None)
-
-
-def ahead(messages: Sequence[Mapping[str, Any]], now: float) -> list[Mapping[str, Any]]:
-    """The messages dated more than CLOCK_SKEW after ``now`` (pure)."""
-    latest = datetime.fromtimestamp(now + CLOCK_SKEW, UTC)
-    return [m for m in messages if (parse_time(m["createdAt"]) or latest) > latest]
