@@ -17,7 +17,7 @@ from /proc and given in µs per delivered event.
     --contenders bare,disk     run only these (bare, disk, aiohttp, tmpfs, worker; "disk" uses
                                delivery.http_client: auto, pyreqwest when the fast extra
                                is installed, "aiohttp" the same with aiohttp)
-    --profile DIR              py-spy samples the disk contenders (raw stacks in DIR,
+    --profile DIR              py-spy samples the disk contenders, aiohttp too (raw stacks in DIR,
                                summarised by bench/profile_summary.py)
     --baseline-tree DIR        adds "baseline (disk)": the disk contender run from another
                                checkout (PYTHONPATH=DIR), to compare two commits in one run
@@ -104,8 +104,11 @@ async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path
     emu.requests.clear()
     rx.expect(path, expected)
     env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
+    # run from a folder without a notifier package: `python -m` puts the working directory
+    # ahead of PYTHONPATH, so from the repository a --baseline-tree ran this tree
     proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL, env=env)
+                                                stderr=asyncio.subprocess.DEVNULL, env=env,
+                                                cwd=tempfile.gettempdir())
     spy = None
     if profile is not None:
         spy = await asyncio.create_subprocess_exec(
@@ -168,10 +171,10 @@ async def run(args: argparse.Namespace) -> dict:
                         command = [sys.executable, "-m", "notifier", "run", "--config", str(path),
                                    "--log-level", "ERROR"]
                         spy = None
-                        if profile is not None and "(disk)" in label:
+                        if profile is not None and "(disk" in label:
                             profile.mkdir(parents=True, exist_ok=True)
-                            name = label.split()[0]
-                            spy = profile / f"{name}-disk-{len(results[label])}.txt"
+                            name = "-".join(label.replace(",", "").strip("()").split())
+                            spy = profile / f"{name}-{len(results[label])}.txt"
                         tree = args.baseline_tree if label == "baseline (disk)" else None
                         rate, us = await _measure(command, emu, rx, "/sink", total, spy, tree)
                         results[label].append(rate)

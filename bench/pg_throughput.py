@@ -67,7 +67,8 @@ async def _run_once(emu: RoomlioEmulator, rx: _Receiver, config: Path, instances
     db_before = _cpu(_postgres_pids(server)) if server else 0.0
     procs = [await asyncio.create_subprocess_exec(
         sys.executable, "-m", "notifier", "run", "--config", str(config), "--log-level",
-        "ERROR", stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env)
+        "ERROR", stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env,
+        cwd=config.parent)  # not the repository: -m puts the cwd ahead of PYTHONPATH
         for _ in range(instances)]
     spy = None if profile is None else await asyncio.create_subprocess_exec(
         "py-spy", "record", "--pid", str(procs[0].pid), "--format", "raw", "--rate", "250",

@@ -52,7 +52,8 @@ async def _run_once(emu: RoomlioEmulator, rx: _Receiver, config: Path, expected:
     rx.expect("/sink", expected)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "notifier", "run", "--config", str(config), "--log-level",
-        "ERROR", stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env)
+        "ERROR", stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env,
+        cwd=config.parent)  # not the repository: -m puts the cwd ahead of PYTHONPATH
     spy = None if profile is None else await asyncio.create_subprocess_exec(
         "py-spy", "record", "--pid", str(proc.pid), "--subprocesses", "--format", "raw",
         "--rate", "250", "--output", profile, stdout=asyncio.subprocess.DEVNULL,
