@@ -5,7 +5,8 @@ runs each in its own task. A delivery's attempts run under the webhook's
 ``max_in_flight`` semaphore; the backoff sleeps between attempts run outside it, so a
 failing delivery never blocks its webhook's healthy ones, and no webhook blocks another
 (each has its own connection pool). Each failed attempt is persisted before the sleep,
-so a restart resumes the retry budget where it stopped.
+so a restart resumes the retry budget where it stopped; a shutdown that lands while it
+is being saved waits for the write (``finish_first``), so no attempt is made twice.
 """
 
 from __future__ import annotations
