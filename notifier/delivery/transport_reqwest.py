@@ -75,7 +75,9 @@ class ReqwestTransport(base.SigningTransport):
 
     async def _send(self, body: bytes, headers: dict[str, str]) -> int:
         w = self._webhook
-        client, url = await self._current()
+        client, url = self._client, self._url
+        if client is None or url is None or time.monotonic() >= self._fresh_until:
+            client, url = await self._current()  # built, or its DNS answer is stale
         try:
             request = client.post(url).headers(headers).body_bytes(body)
             async with request.build_streamed() as resp:
