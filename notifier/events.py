@@ -49,13 +49,15 @@ _B32_PAIRS = [a + b for a in "abcdefghijklmnopqrstuvwxyz234567"
 
 def _b32(digest: bytes) -> str:
     """``base64.b32encode(digest)``, lower case, for 20 bytes (32 digits, no padding);
-    a third of its CPU (two ids per delivery: it showed in the profile of issue 16)."""
-    pairs, out = _B32_PAIRS, list[str]()
-    for start in (0, 5, 10, 15):
-        n = int.from_bytes(digest[start:start + 5], "big")
-        out += (pairs[n >> 30], pairs[(n >> 20) & 1023], pairs[(n >> 10) & 1023],
-                pairs[n & 1023])
-    return "".join(out)
+    a sixth of its CPU (two ids per delivery: it showed in the profile of issue 16): the
+    160 bits read as one int, cut into 16 pairs of digits without a loop."""
+    p, n = _B32_PAIRS, int.from_bytes(digest, "big")
+    return "".join((p[n >> 150], p[(n >> 140) & 1023], p[(n >> 130) & 1023],
+                    p[(n >> 120) & 1023], p[(n >> 110) & 1023], p[(n >> 100) & 1023],
+                    p[(n >> 90) & 1023], p[(n >> 80) & 1023], p[(n >> 70) & 1023],
+                    p[(n >> 60) & 1023], p[(n >> 50) & 1023], p[(n >> 40) & 1023],
+                    p[(n >> 30) & 1023], p[(n >> 20) & 1023], p[(n >> 10) & 1023],
+                    p[n & 1023]))
 
 
 def _digest_id(prefix: str, *parts: str) -> str:

@@ -56,6 +56,8 @@ class WebhookHealth:
         self._recovered_since = float("inf")
         """When the failures of the last outage the breaker recovered from began."""
         self._saved_success = 0.0
+        self._success_at: float | None = None
+        """A steady success noted but not yet in ``state`` (see ``record``)."""
 
     @property
     def disabled(self) -> bool:
@@ -116,6 +118,14 @@ class WebhookHealth:
         """Note one attempt's result: move the breaker, the streak, maybe disable."""
         now = self._clock()
         transition = self.breaker.record(ok, probe=probe)
+        if (ok and transition is None and self.state.failing_since is None
+                and now - self._saved_success < SUCCESS_SAVE_INTERVAL):
+            # a steady success changes nothing to save: noted, not a new WebhookState
+            # per delivery (dataclasses.replace); folded in below at the next other
+            # result (every save follows it)
+            self._success_at = now
+            return
+        self._fold_success()
         before = self.state
         if ok:
             self.state = replace(before, failing_since=None, last_success_at=now)
@@ -183,6 +193,12 @@ class WebhookHealth:
         woken.set()
         if self._on_recovered is not None:
             self._on_recovered(self.webhook.name)
+
+    def _fold_success(self) -> None:
+        """Put the last steady success noted by ``record`` into ``state``."""
+        if self._success_at is not None:
+            self.state = replace(self.state, last_success_at=self._success_at)
+            self._success_at = None
 
     async def _save(self) -> None:
         b = self.breaker

@@ -5,7 +5,8 @@ runs each in its own task. A delivery's attempts run under the webhook's
 ``max_in_flight`` semaphore; the backoff sleeps between attempts run outside it, so a
 failing delivery never blocks its webhook's healthy ones, and no webhook blocks another
 (each has its own connection pool). Each failed attempt is persisted before the sleep,
-so a restart resumes the retry budget where it stopped.
+so a restart resumes the retry budget where it stopped; a shutdown that lands while it
+is being saved waits for the write (``finish_first``), so no attempt is made twice.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
 from notifier.store import Store
 from notifier.util import tracing
-from notifier.util.aio import wait_any
+from notifier.util.aio import finish_first, wait_any
 from notifier.util.backoff import ExponentialWait, Retry, retry_wait
 from notifier.util.schedule import JITTER
 
@@ -265,7 +266,9 @@ class Sender:
                 await self._store.release([delivery.id])
                 return
             error = lane.client.scrub(str(exc))  # stored and shown: never a URL or secret
-            await self._store.dead_letter(delivery.id, attempt_no, exc.status, error)
+            # the attempts were made: their count is saved even if a shutdown cancels us here
+            await finish_first(self._store.dead_letter(delivery.id, attempt_no, exc.status,
+                                                       error))
             log.error("webhook %s: delivery %s dead-lettered after %d attempt(s); last: %s",
                       webhook.name, delivery.id, attempt_no, error,
                       extra=_fields(delivery, attempt_no, exc.status))
@@ -299,7 +302,9 @@ class Sender:
                 # so a receiver that went down sees the probe, not the queue behind it
                 probe = await health.admit()
         except DeliveryError as exc:
-            await health.record(False, exc.status, probe=probe)
+            # saved to its end (a shutdown meanwhile cancels the task after it): the attempt
+            # was made, and the reschedule that counts it comes next
+            await finish_first(health.record(False, exc.status, probe=probe))
             raise
         except BaseException:
             health.abandon(probe)
@@ -348,8 +353,10 @@ class Sender:
         log.warning("webhook %s: attempt %d for %s failed (%s); retrying in %.1fs",
                     delivery.webhook, attempts, delivery.id, error, sleep,
                     extra=_fields(delivery, attempts, status))
-        await self._store.reschedule(delivery.id, attempts, self._clock() + sleep, status,
-                                     error)
+        # a shutdown in this write must not lose the count: the next run would make this
+        # attempt again, one beyond max_attempts (finish_first: cancelled after the write)
+        await finish_first(self._store.reschedule(delivery.id, attempts, self._clock() + sleep,
+                                                  status, error))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -10,7 +10,6 @@ the page is processed (one bad message must cost that message, not its room).
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from notifier.util.backoff import (
     parse_retry_after,
 )
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
+from notifier.util.json import loads
 from notifier.util.redaction import Redactor
 from notifier.util.shown import shown
 from notifier.util.time import parse_time
@@ -127,7 +127,7 @@ class RoomlioClient:
             raise _status_error(method, status, _error_detail(raw, self._redactor.redact),
                                 retry_after)
         try:
-            body = json.loads(raw)
+            body = loads(raw)  # orjson; what it refuses, the standard library decides
             return _scrub_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise RoomlioTransientError(f"{method}: answer is not valid JSON ({exc})") from None
@@ -209,7 +209,7 @@ def _error_detail(raw: bytes, redact: Callable[[str], str]) -> str:
     """The ``code`` and ``message`` of an error answer: redacted whole, then escaped and cut
     (in that order: a secret cut in half no longer looks like the secret)."""
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except (ValueError, RecursionError):
         return ""
     if not isinstance(body, dict):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["run_loop", "sleep_unless", "wait_any"]
+__all__ = ["finish_first", "run_loop", "sleep_unless", "wait_any"]
 
 T = TypeVar("T")
 
@@ -31,6 +31,29 @@ async def wait_any(*events: asyncio.Event, timeout: float) -> None:
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def finish_first(work: Awaitable[T]) -> T:
+    """``work``'s result, awaited to its end even when the calling task is cancelled
+    meanwhile; the cancellation is then delivered at the task's next await (late, not lost).
+
+    For bookkeeping that must match what already happened: a failed attempt was made, so
+    its count is saved even when a shutdown cancels the task in the write (else the next
+    run makes that attempt again, one beyond the budget).
+    """
+    future = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if future.cancelled():  # the work itself was cancelled, not only this task
+            raise
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):  # cancelled again: still once
+                await asyncio.wait([future])
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # re-armed: raised at the task's next await
+        return future.result()
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
