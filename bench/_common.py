@@ -51,6 +51,16 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
+def preload(emu: Any, rooms: list[str], messages: int, matching: int | None = None) -> None:
+    """Post ``messages`` messages in each room, the first ``matching`` of them (all by
+    default) matching the config_yaml rule ('refund')."""
+    matching = messages if matching is None else matching
+    for room in rooms:
+        emu.add_room(key=room)
+        for i in range(messages):
+            emu.post(room, f"refund please, order {i}" if i < matching else f"hello {i}")
+
+
 def code_env(before: str | None, label: str,
              env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a contender: a label ending "(before)" imports the notifier

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import API_KEY, HERE, SECRET, config_yaml, write_results
+from _common import API_KEY, HERE, SECRET, config_yaml, preload, write_results
 
 from notifier.testing import RoomlioEmulator
 
@@ -148,10 +148,7 @@ async def run(args: argparse.Namespace) -> dict:
     rx = await _Receiver.start()
     try:
         async with RoomlioEmulator(api_key=API_KEY) as emu:
-            for room in rooms:
-                emu.add_room(key=room)
-                for i in range(args.messages):
-                    emu.post(room, f"refund please, order {i}" if i < matching else f"hello {i}")
+            preload(emu, rooms, args.messages, matching)
             total = matching * len(rooms)
             bare_total = args.messages * len(rooms)
             for _ in range(args.repeat):

@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _common import API_KEY, code_env, config_yaml, cpu_seconds, write_results  # noqa: E402
+from _common import API_KEY, code_env, config_yaml, cpu_seconds, preload, write_results  # noqa: E402
 from e2e import _Receiver  # noqa: E402
 
 from notifier.testing import RoomlioEmulator  # noqa: E402
@@ -121,10 +121,7 @@ async def run(args: argparse.Namespace, server: PgServer) -> dict[str, Any]:
     rx = await _Receiver.start()
     try:
         async with RoomlioEmulator(api_key=API_KEY) as emu:
-            for room in rooms:
-                emu.add_room(key=room)
-                for i in range(args.messages):
-                    emu.post(room, f"refund please, order {i}")
+            preload(emu, rooms, args.messages)
             total = args.messages * len(rooms)
             for _ in range(args.repeat):
                 for label, n in contenders:

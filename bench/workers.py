@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import API_KEY, HERE, code_env, config_yaml, cpu_seconds, write_results
+from _common import API_KEY, HERE, code_env, config_yaml, cpu_seconds, preload, write_results
 from e2e import _Receiver
 
 from notifier.testing import RoomlioEmulator
@@ -100,10 +100,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rx = await _Receiver.start()
     try:
         async with RoomlioEmulator(api_key=API_KEY) as emu:
-            for room in rooms:
-                emu.add_room(key=room)
-                for i in range(args.messages):
-                    emu.post(room, f"refund please, order {i}" if i < matching else f"hello {i}")
+            preload(emu, rooms, args.messages, matching)
             total = matching * len(rooms)
             for _ in range(args.repeat):
                 for n, label in counts:
