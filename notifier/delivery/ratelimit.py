@@ -27,8 +27,8 @@ DEFAULT_PAUSE = 1.0
 class Slots:
     """At most ``n`` holders at once (``async with slots:``), the others admitted in the
     order they came: asyncio.Semaphore's contract, with a released slot handed straight to
-    the first waiter. A lane holds up to 512 deliveries for 64 slots, and the
-    Semaphore's checks of its waiters cost ~4 µs per delivery there (issue 16)."""
+    the first waiter. A lane holds up to 512 deliveries for 64 slots, where the
+    Semaphore's checks of its waiters showed in the profile (bench/RESULTS.md)."""
 
     __slots__ = ("_free", "_waiters")
 

@@ -80,7 +80,7 @@ TransportFactory = Callable[[Webhook], Transport]
 
 def open_transport(webhook: Webhook) -> Transport:
     """The transport ``webhook.http_client`` names (the sender's default factory): ``auto``
-    is pyreqwest when installed (about 3× less CPU per request, bench/RESULTS.md), else
+    is pyreqwest when installed (less CPU per request: bench/RESULTS.md), else
     aiohttp. The config refuses ``pyreqwest`` when it is not installed."""
     if webhook.http_client != "aiohttp":
         try:

@@ -43,5 +43,5 @@ def format_time(when: datetime | float) -> str:
 @functools.lru_cache(maxsize=64)
 def _format_seconds(when: float) -> str:
     # Cached: every event of a page has the same detection time, and each delivery's body
-    # spells it (3 us a body without the cache, issue 16's profile).
+    # spells it (the profile in bench/RESULTS.md, issue 16).
     return datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")

@@ -176,8 +176,8 @@ def _in_transaction(conn: sqlite3.Connection, sql: str, ids: Sequence[str], *,
 
 def _by_ids(conn: sqlite3.Connection, sql: str, ids: Sequence[str], *first: object) -> None:
     """Run ``sql`` (its ``IN ({})`` filled with ``?``s) for ``ids``, ``_CHUNK`` at a time,
-    ``first`` bound before them: one statement per chunk costs half as much CPU as one
-    per id (issue 16's profile)."""
+    ``first`` bound before them: one statement per chunk costs less CPU than one per id
+    (bench/RESULTS.md, issue 16)."""
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
         conn.execute(sql.format(",".join("?" * len(chunk))), (*first, *chunk))
