@@ -147,6 +147,9 @@ async def test_paused_instance_cannot_write_with_its_stale_lease(
             await wait_until(lambda: len(holders_since(emu, 0)) == 1 and len(
                 next(iter(holders_since(emu, 0).values()))) == 8, 15)
             paused.send_signal(signal.SIGSTOP)
+            # what it sent just before it stopped is still in the emulator's socket: let
+            # the emulator read it, so that "since stopped_at" holds only the other's polls
+            await asyncio.sleep(0.2)
             stopped_at = time.monotonic()
             await cluster.start()
             traffic.burst(20)

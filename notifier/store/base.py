@@ -218,7 +218,8 @@ def open_store(url: str, *, instance: str = "local", exclusive: bool = False,
         settings = cluster or ClusterSettings()
         return _backend("postgresql")(url, instance=instance, exclusive=exclusive,
                                       pool_size=settings.pool_size,
-                                      claim_timeout=settings.claim_timeout)
+                                      claim_timeout=settings.claim_timeout,
+                                      lease_ttl=settings.lease_ttl)
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
     return _backend("sqlite")(path, instance=instance, exclusive=exclusive)
 

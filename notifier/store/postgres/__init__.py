@@ -43,7 +43,7 @@ class PostgresStore(Store):
 
     def __init__(self, url: str, *, instance: str = "local", exclusive: bool = False,
                  pool_size: int = 8, claim_timeout: float = 300.0,
-                 command_timeout: float = 30.0) -> None:
+                 command_timeout: float = 30.0, lease_ttl: float = 30.0) -> None:
         self.url = url
         self.where = safe_url(url)
         """The URL without its password: the only form that appears in messages."""
@@ -53,6 +53,11 @@ class PostgresStore(Store):
         self.pool_size = pool_size
         self.claim_timeout = claim_timeout
         self.command_timeout = command_timeout
+        self.lease_ttl = lease_ttl
+        """How long PostgreSQL lets a session of ours sit idle inside a transaction: a
+        frozen instance (SIGSTOP, a paused VM) caught mid-commit holds its room's lease row
+        FOR SHARE, and the instance taking the room over skips that row (SKIP LOCKED) until
+        the server ends the frozen session's transaction."""
         self.schema_version: tuple[int, int] | None = None
         """(version found, version now) after open()."""
         self._pool: Any = None
@@ -64,7 +69,9 @@ class PostgresStore(Store):
         try:
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self.pool_size,
-                command_timeout=self.command_timeout, timeout=self.command_timeout)
+                command_timeout=self.command_timeout, timeout=self.command_timeout,
+                server_settings={"idle_in_transaction_session_timeout":
+                                 str(max(1, int(self.lease_ttl * 1000)))})
         except _CONNECTION_ERRORS as exc:
             raise StoreError(f"cannot connect to {self.where}: {_reason(exc)}") from None
         try:
