@@ -122,6 +122,10 @@ async def test_a_retried_delivery_is_traced_from_its_detection_to_its_2xx(tmp_pa
         async with notifier_run(path, _env(otlp)):
             await rx.wait_count(1, timeout=20)
             await otlp.wait_for(lambda c: len(c.named("webhook.attempt")) == 2, timeout=20)
+            # the unknown room polls at its own place in its interval: its first (failed)
+            # poll may come after the deliveries
+            await otlp.wait_for(lambda c: any(s.attributes["notifier.room"] == "gone"
+                                              for s in c.named("room.poll")), timeout=20)
         evt = event_id(message["id"], NEVER_EDITED)
         detected = _one(otlp.named("message.detected"), **{"notifier.event.id": evt})
         assert detected.parent_span_id == ""
