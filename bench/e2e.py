@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import API_KEY, HERE, SECRET, config_yaml, preload, write_results
+from _common import API_KEY, HERE, SECRET, config_yaml, preload, stop, write_results
 
 from notifier.testing import RoomlioEmulator
 
@@ -123,9 +123,7 @@ async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path
         last, _duplicates, bad = await asyncio.wait_for(rx.done(), timeout=600)
         main1, rest1 = _tree_cpu(proc.pid)
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await proc.wait()
+        await stop(proc)
         if spy is not None:
             await spy.wait()
     if bad:

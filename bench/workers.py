@@ -33,7 +33,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import API_KEY, HERE, code_env, config_yaml, cpu_seconds, preload, write_results
+from _common import (
+    API_KEY,
+    HERE,
+    code_env,
+    config_yaml,
+    cpu_seconds,
+    preload,
+    stop,
+    write_results,
+)
 from e2e import _Receiver
 
 from notifier.testing import RoomlioEmulator
@@ -63,9 +72,7 @@ async def _run_once(emu: RoomlioEmulator, rx: _Receiver, config: Path, expected:
         runner = cpu_seconds(proc.pid)
         workers = sum(cpu_seconds(c) for c in _children(proc.pid))
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await proc.wait()
+        await stop(proc)
         if spy is not None:
             await spy.wait()
     if bad:
