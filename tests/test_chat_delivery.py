@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import pytest
@@ -117,7 +118,10 @@ async def test_a_burst_to_a_rate_limited_webhook_queues_at_the_limit_and_all_arr
     times = sorted(r.at for r in receiver.received)
     for k in range(5, 12):
         assert times[k] - times[0] >= (k - 4) * 0.2 - 0.03, (k, times[k] - times[0])
-    assert times[-1] - times[0] < 2.5
+    # at the limit, not below it: the median step of the queued ones is about 200 ms
+    # (a median, so one step delayed by a loaded machine does not decide it)
+    steps = [times[k + 1] - times[k] for k in range(4, 11)]
+    assert statistics.median(steps) < 0.3, steps
 
 
 async def test_a_429_with_retry_after_holds_back_every_request_to_that_webhook(
