@@ -263,8 +263,8 @@ class Tailer:
             if rules:
                 event = Event.from_message(kind, self.room.name, message, rules, now)
                 deliveries.extend(deliveries_for(event, self._routes))
-        if state is None and not deliveries and not page.defects:
-            return
+        if (state is None or state == self._state) and not deliveries and not page.defects:
+            return  # nothing to save: a quiet room's poll costs no transaction
         kept = keep(self.room.name, page.defects, where, now)
         with tracing.commit(self.room.name) as span:
             added, new = await self._store.commit_page(state, deliveries, kept)
