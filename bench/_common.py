@@ -52,13 +52,16 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 
 def preload(emu: Any, rooms: list[str], messages: int, matching: int | None = None) -> None:
-    """Post ``messages`` messages in each room, the first ``matching`` of them (all by
-    default) matching the config_yaml rule ('refund')."""
+    """Post ``messages`` messages in each room, ``matching`` of them (all by default)
+    matching the config_yaml rule ('refund'), spread evenly, the room's last message one of
+    them: the last delivery then comes after every message was polled (with the matching
+    ones first, a run at 5% ended after each room's first page)."""
     matching = messages if matching is None else matching
     for room in rooms:
         emu.add_room(key=room)
         for i in range(messages):
-            emu.post(room, f"refund please, order {i}" if i < matching else f"hello {i}")
+            hit = i * matching // messages != (i + 1) * matching // messages
+            emu.post(room, f"refund please, order {i}" if hit else f"hello {i}")
 
 
 def code_env(before: str | None, label: str,

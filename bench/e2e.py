@@ -21,6 +21,8 @@ from /proc and given in µs per delivered event.
                                summarised by bench/profile_summary.py)
     --baseline-tree DIR        adds "baseline (disk)": the disk contender run from another
                                checkout (PYTHONPATH=DIR), to compare two commits in one run
+    --page-size N              the notifiers' roomlio.page_size (default 1000, the API's
+                               maximum; the notifier's own default is 100)
 """
 
 from __future__ import annotations
@@ -162,7 +164,8 @@ async def run(args: argparse.Namespace) -> dict:
                         path = Path(tmp, "rules.yaml")
                         path.write_text(config_yaml(emu.url, rx.url_for("/sink"), rooms,
                                                     str(Path(tmp, "state.db")), workers=workers,
-                                                    http_client=client))
+                                                    http_client=client,
+                                                    page_size=args.page_size))
                         command = [sys.executable, "-m", "notifier", "run", "--config", str(path),
                                    "--log-level", "ERROR"]
                         spy = None
@@ -197,6 +200,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--match", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--contenders", type=lambda v: set(v.split(",")),
                         default=set(_SHORT.values()))
     parser.add_argument("--profile", default=None)

@@ -292,6 +292,24 @@ async def test_edit_changes_body_and_edited_at_but_not_position(
         assert reply.json["messages"][1]["createdAt"] == "2024-05-01T12:00:00Z"
 
 
+async def test_a_page_served_again_after_an_edit_carries_the_new_version(
+        session: aiohttp.ClientSession) -> None:
+    """A page is written byte for byte as the JSON of its answer (compact, non-ASCII and
+    lone surrogates escaped), and a message edited after it was served is sent as edited."""
+    async with RoomlioEmulator(clock=lambda: T0) as emu:
+        room, ids = fill(emu, 3)
+        emu.post(room, "caf\u00e9 \ud800 \"quoted\"\n")
+        ids.append(emu.messages(room)[-1]["id"])
+        first = await call(session, emu, roomID=room, limit=2)
+        assert first.raw == json.dumps({"messages": emu.messages(room)[:2], "hasMore": True,
+                                        "nextCursor": ids[1]}, separators=(",", ":")).encode()
+        emu.edit(ids[1], "now with refund")
+        again = await call(session, emu, roomID=room)
+        assert again.raw == json.dumps({"messages": emu.messages(room), "hasMore": False,
+                                        "nextCursor": ""}, separators=(",", ":")).encode()
+        assert again.json["messages"][1]["body"] == "now with refund"
+
+
 def test_explicit_edit_times_never_repeat() -> None:
     """Reusing an explicit edited_at bumps it, so each version has its own editedAt."""
     emu = RoomlioEmulator()

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from notifier.errors import RoomlioTransientError
-from notifier.polling.client import Defect, parse_page
+from notifier.polling.client import Defect, check_message, parse_page
 from notifier.polling.quarantine import keep
 from notifier.store import QUARANTINE_RAW_LIMIT, RoomState, StoreStats, open_store
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
+from notifier.util.time import parse_time
 from tests.chaos import LogWatch, serve, write_config
 from tests.conftest import API_KEY, SECRET, TEST_ENV, notifier_command
 from tests.opsutil import ops_config, serving, until
@@ -67,6 +68,38 @@ def test_a_defective_last_message_with_an_id_is_the_tails_position():
     read it, and quarantine it, again)."""
     page = parse_page({"messages": [message(1), message(2, created="never")]})
     assert page.last_id == "msg_crafted0002"
+
+
+#: Every field the parser checks, and a value of each JSON type (and the empty string).
+_FIELDS = ("id", "createdAt", "body", "editedAt", "messageType", "userType", "roomID",
+           "links", "userID")
+_VALUES = (None, "", "x", "2026-11-25T10:00:00Z", 7, 1.5, True, [], ["l"], {}, {"a": 1})
+
+
+@pytest.mark.parametrize("field", _FIELDS)
+def test_the_parser_turns_down_exactly_what_check_message_finds_wrong(field):
+    """For each field set to each kind of JSON value (or left out), the page keeps the
+    message exactly when check_message finds nothing wrong, and gives its reason when it
+    does not: the parser's quick test of a message agrees with the full one."""
+    for value in (*_VALUES, "missing"):
+        msg = without(message(1), field) if value == "missing" else message(1, **{field: value})
+        page = parse_page({"messages": [msg]})
+        reason = check_message(msg)
+        assert [d.reason for d in page.defects] == ([] if reason is None else [reason]), msg
+        assert list(page.messages) == ([msg] if reason is None else []), msg
+
+
+def test_a_page_knows_the_newest_created_at_of_its_messages():
+    """Page.newest is the latest createdAt of the well-formed messages, in any order and
+    any offset; a defective message's time does not count; no messages, no time."""
+    page = parse_page({"messages": [
+        message(1, created="2026-11-25T10:00:05+02:00"),
+        message(2, created="2026-11-25T09:00:00Z"),
+        message(3, created="2026-11-25T08:30:00Z"),
+        message(4, created="2027-01-01T00:00:00Z", id=4),
+    ]})
+    assert page.newest == parse_time("2026-11-25T09:00:00Z")
+    assert parse_page({"messages": [message(4, created="never")]}).newest is None
 
 
 @pytest.mark.parametrize("answer", [

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from notifier.errors import StoreError
+from notifier.polling.pages import Defect
+from notifier.polling.quarantine import keep
+from notifier.store import RoomState
 from notifier.store.sqlite import SQLiteStore, outbox
 from notifier.store.sqlite.schema import prepare, transaction
 from tests.test_store import deliveries, make_event
@@ -117,6 +120,21 @@ def test_pages_are_synced_and_claims_and_completions_are_not(
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again after
     statements.clear()
     outbox.commit_page(conn, None, deliveries(make_event(2), "crm"), [], 1000.0)
+    assert _synchronous_at_commit(statements) == "FULL"
+
+
+def test_a_page_that_only_moves_the_cursor_is_not_synced_alone(
+        traced: tuple[sqlite3.Connection, list[str]]) -> None:
+    """A page with no delivery and no quarantined message saves only the cursor: a power
+    cut that forgets it makes the tail read the page again, so it is not synced by itself;
+    a page that keeps a quarantined message is (the message would be lost otherwise)."""
+    conn, statements = traced
+    outbox.commit_page(conn, RoomState("r1", cursor="c1"), [], [], 1000.0)
+    assert _synchronous_at_commit(statements) == "NORMAL"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again after
+    statements.clear()
+    kept = keep("r1", [Defect(0, "bad", {"body": "no id"})], "cursor c1", 1000.0)
+    outbox.commit_page(conn, RoomState("r1", cursor="c2"), [], kept, 1000.0)
     assert _synchronous_at_commit(statements) == "FULL"
 
 

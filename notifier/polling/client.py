@@ -4,7 +4,8 @@ Every answer is checked before anything downstream sees it: a page that is trunc
 malformed as a whole raises RoomlioTransientError, so the tailer retries it and never
 skips or advances past it. A malformed message within a well-formed page is not the
 page's fault: it comes back as a Defect, for the tailer to quarantine, and the rest of
-the page is processed (one bad message must cost that message, not its room).
+the page is processed (one bad message must cost that message, not its room; the page's
+validation is ``notifier.polling.pages``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -27,6 +27,7 @@ from notifier.errors import (
     RoomlioPermanentError,
     RoomlioTransientError,
 )
+from notifier.polling.pages import Defect, Page, check_message, message_id, parse_page
 from notifier.polling.throttle import KeyThrottle
 from notifier.util.backoff import (
     TRANSIENT_STATUSES,
@@ -38,44 +39,14 @@ from notifier.util.http_errors import ErrorMap, Failure, Mapped
 from notifier.util.json import loads
 from notifier.util.redaction import Redactor
 from notifier.util.shown import shown
-from notifier.util.time import parse_time
 
 __all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "check_message", "message_id",
            "parse_page"]
-
-_REQUIRED_STRINGS = ("id", "createdAt")
 
 #: Pages in a row that bring nothing new after which a one-off reading of history
 #: (``notifier replay``, ``backtest``) stops: a Roomlio handing out fresh cursors to empty
 #: pages for ever would otherwise keep it reading for ever.
 MAX_IDLE_PAGES = 10
-
-
-@dataclass(frozen=True, slots=True)
-class Defect:
-    """A message of a page that cannot be processed as it is (to be quarantined)."""
-
-    index: int
-    """Its position in the page's ``messages``."""
-    reason: str
-    """What is wrong, in a line (remote text in it escaped)."""
-    message: Any
-    """The message exactly as received (any JSON value)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One RoomHistory answer, validated."""
-
-    messages: tuple[Mapping[str, Any], ...]
-    """The well-formed messages, in the page's order."""
-    has_more: bool
-    next_cursor: str
-    defects: tuple[Defect, ...] = ()
-    """The messages that are not well-formed: the page stands without them."""
-    last_id: str = ""
-    """The id of the page's last message that has a usable one, defective or not (the
-    tail's position); "" when none has (then the last well-formed message's)."""
 
 
 class RoomlioClient:
@@ -217,62 +188,3 @@ def _error_detail(raw: bytes, redact: Callable[[str], str]) -> str:
     parts = [shown(redact(str(body[k])), 200) for k in ("code", "message")
              if isinstance(body.get(k), (str, int, float)) and body[k] != ""]
     return " ".join(parts)
-
-
-def parse_page(body: Any) -> Page:
-    """Validate a RoomHistory answer. A malformed answer (not an object, no message list,
-    wrong ``hasMore``/``nextCursor``) raises RoomlioTransientError, to be retried; a
-    malformed *message* is a Defect of the page, and the rest of the page stands."""
-    if not isinstance(body, dict):
-        raise RoomlioTransientError("malformed page: the answer is not a JSON object")
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise RoomlioTransientError("malformed page: 'messages' is missing or not a list")
-    has_more = body.get("hasMore", False)
-    cursor = body.get("nextCursor") or ""
-    if not isinstance(has_more, bool) or not isinstance(cursor, str):
-        raise RoomlioTransientError("malformed page: 'hasMore' or 'nextCursor' has a wrong type")
-    good: list[Mapping[str, Any]] = []
-    defects: list[Defect] = []
-    last_id = ""
-    for i, msg in enumerate(messages):
-        reason = check_message(msg)
-        if reason is None:
-            good.append(msg)
-        else:
-            defects.append(Defect(i, reason, msg))
-        last_id = message_id(msg) or last_id
-    return Page(tuple(good), has_more, cursor, tuple(defects), last_id)
-
-
-def message_id(msg: Any) -> str:
-    """The message's id if it is a usable one (a non-empty string), else ""."""
-    found = msg.get("id") if isinstance(msg, dict) else None
-    return found if isinstance(found, str) else ""
-
-
-def check_message(msg: Any) -> str | None:
-    """What is wrong with one message of a page (None: nothing), in a line (pure)."""
-    if not isinstance(msg, dict):
-        return f"the message is {_kind(msg)}, not an object"
-    for key in _REQUIRED_STRINGS:
-        if not isinstance(msg.get(key), str) or not msg[key]:
-            return f"{key} is {_kind(msg.get(key))}, not a non-empty string"
-    for key in ("body", "editedAt", "messageType", "userType", "roomID"):
-        if msg.get(key) is not None and not isinstance(msg[key], str):
-            return f"{key} is {_kind(msg[key])}, not a string"
-    if msg.get("links") is not None and not isinstance(msg["links"], list):
-        return f"links is {_kind(msg['links'])}, not a list"
-    if parse_time(msg["createdAt"]) is None:
-        return f"createdAt {shown(repr(msg['createdAt']), 60)} is not an ISO 8601 time"
-    return None
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "missing or null"
-    if isinstance(value, str):
-        return "an empty string" if not value else "a string"
-    names = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
-             dict: "an object"}
-    return names.get(type(value), type(value).__name__)

@@ -7,7 +7,7 @@ the room's poll and when there is nothing in the window to scan (``Tailer`` uses
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,14 +77,25 @@ def advance(state: RoomState, page: Page, *, now: float) -> RoomState:
         cursor = last_id or state.cursor
     high = parse_time(state.high_water) if state.high_water else None
     latest = datetime.fromtimestamp(now + CLOCK_SKEW, UTC)
-    for message in messages:
-        created = parse_time(message["createdAt"])
+    for created in _created_times(page, latest):
         if created is not None and created <= latest and (high is None or created > high):
             high = created
     return RoomState(state.room, cursor, last_id, format_time(high) if high else None)
 
 
-def ahead(messages: Sequence[Mapping[str, Any]], now: float) -> list[Mapping[str, Any]]:
-    """The messages dated more than CLOCK_SKEW after ``now`` (pure)."""
+def _created_times(page: Page, latest: datetime) -> Iterable[datetime | None]:
+    """The ``createdAt`` times of the page's messages that may become the resume point:
+    only the newest, which the parser read, when none lies beyond ``latest``."""
+    if page.newest is not None and page.newest <= latest:
+        return (page.newest,)
+    return (parse_time(m["createdAt"]) for m in page.messages)
+
+
+def ahead(messages: Sequence[Mapping[str, Any]], now: float,
+          newest: datetime | None = None) -> list[Mapping[str, Any]]:
+    """The messages dated more than CLOCK_SKEW after ``now`` (pure); none when
+    ``newest``, a time no message's ``createdAt`` is later than, is within it."""
     latest = datetime.fromtimestamp(now + CLOCK_SKEW, UTC)
+    if newest is not None and newest <= latest:
+        return []
     return [m for m in messages if (parse_time(m["createdAt"]) or latest) > latest]

@@ -138,7 +138,7 @@ class Tailer:
             # reading; it was processed then, so a new version of it is an edit, for
             # scan_edits to find, not a new message.
             fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
-            self._warn_ahead(fresh, now)
+            self._warn_ahead(fresh, now, page.newest)
             await self._commit(new_state, replace(page, messages=fresh), CREATED,
                                where(state))
             self._state = state = new_state
@@ -179,8 +179,9 @@ class Tailer:
                     extra={"room": self.room.name})
         return since
 
-    def _warn_ahead(self, messages: Sequence[Mapping[str, Any]], now: float) -> None:
-        future = ahead(messages, now)
+    def _warn_ahead(self, messages: Sequence[Mapping[str, Any]], now: float,
+                    newest: datetime | None) -> None:
+        future = ahead(messages, now, newest)
         if future:
             log.warning("room %s: %d message(s) dated ahead of this host's clock (first: %s "
                         "at %s); delivered, but not used as the resume point; check the "
@@ -262,8 +263,8 @@ class Tailer:
             if rules:
                 event = Event.from_message(kind, self.room.name, message, rules, now)
                 deliveries.extend(deliveries_for(event, self._routes))
-        if state is None and not deliveries and not page.defects:
-            return
+        if (state is None or state == self._state) and not deliveries and not page.defects:
+            return  # nothing to save: a quiet room's poll costs no transaction
         kept = keep(self.room.name, page.defects, where, now)
         with tracing.commit(self.room.name) as span:
             added, new = await self._store.commit_page(state, deliveries, kept)

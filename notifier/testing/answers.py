@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -10,7 +11,8 @@ from aiohttp import web
 from notifier.testing.faults import Fault
 from notifier.testing.rooms import Page, Room
 
-__all__ = ["ERROR_CODES", "error_response", "page_response", "status_fault_response"]
+__all__ = ["ERROR_CODES", "error_response", "page_bytes", "page_response",
+           "status_fault_response", "to_json"]
 
 #: The ``code`` in an error body, by HTTP status (twirp-style, as Roomlio's RPC uses).
 ERROR_CODES = {
@@ -30,13 +32,14 @@ ERROR_CODES = {
 _CHUNK = 64 * 1024
 
 
-def _dumps(value: Any) -> bytes:
+def to_json(value: Any) -> bytes:
+    """``value`` as compact JSON, as the emulator writes every answer."""
     return json.dumps(value, separators=(",", ":")).encode()
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
     """A Roomlio error answer: ``{"code": ..., "message": ...}``."""
-    return web.Response(status=status, body=_dumps({"code": code, "message": message}),
+    return web.Response(status=status, body=to_json({"code": code, "message": message}),
                         content_type="application/json")
 
 
@@ -53,16 +56,27 @@ def status_fault_response(fault: Fault) -> web.Response:
         raw = body.encode() if isinstance(body, str) else body
         return web.Response(status=fault.code, body=raw, headers=headers,
                             content_type="text/plain")
-    return web.Response(status=fault.code, body=_dumps(body), headers=headers,
+    return web.Response(status=fault.code, body=to_json(body), headers=headers,
                         content_type="application/json")
 
 
-async def page_response(request: web.Request, room: Room, page: Page,
-                        fault: Fault | None) -> web.StreamResponse:
-    """The 200 answer for ``page``, spoiled as ``fault`` says (None: faithful)."""
-    answer = _spoiled_answer(room, page, fault) if fault is not None else page.answer()
-    data = _dumps(answer)
-    if fault is None or fault.kind not in ("truncated", "huge"):
+def page_bytes(page: Page, encoded: Callable[[dict[str, Any]], bytes]) -> bytes:
+    """``page.answer()`` as JSON, the same bytes, joined from each message's ``encoded``
+    form (the emulator keeps them, so a page served again is not encoded again)."""
+    return b"".join((b'{"messages":[', b",".join(map(encoded, page.messages)),
+                     b'],"hasMore":', b"true" if page.has_more else b"false",
+                     b',"nextCursor":', to_json(page.next_cursor), b"}"))
+
+
+async def page_response(request: web.Request, room: Room, page: Page, fault: Fault | None,
+                        encoded: Callable[[dict[str, Any]], bytes] = to_json
+                        ) -> web.StreamResponse:
+    """The 200 answer for ``page``, spoiled as ``fault`` says (None: faithful); each
+    message of a faithful page is written by ``encoded``."""
+    if fault is None:
+        return web.Response(body=page_bytes(page, encoded), content_type="application/json")
+    data = to_json(_spoiled_answer(room, page, fault))
+    if fault.kind not in ("truncated", "huge"):
         return web.Response(body=data, content_type="application/json")
     if fault.kind == "truncated" and fault.variant == "body":
         return web.Response(body=data[: max(1, len(data) // 2)], content_type="application/json")

@@ -23,6 +23,8 @@ def parse_time(value: object) -> datetime | None:
         when = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
+    if when.tzinfo is UTC:  # "Z" or "+00:00", as Roomlio writes every time
+        return when
     if when.tzinfo is None:
         return when.replace(tzinfo=UTC)
     try:

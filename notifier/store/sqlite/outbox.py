@@ -52,7 +52,10 @@ def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequen
     """Save ``state``, the deliveries of events new to the ledger and the page's quarantined
     messages, in one transaction; return (deliveries added, messages newly kept)."""
     events, unique = rows.page_events(batch)
-    with transaction(conn):
+    # A page that brings no delivery and keeps no message only moves the cursor: a power
+    # cut that forgets it makes the tail read those messages again, never skip one, and
+    # the next synced commit syncs it too (sqlite.locking). Everything else is synced.
+    with transaction(conn, durable=bool(batch or quarantined)):
         seqs = add_events(conn, events)[1]
         added = [d for d in unique if d.event.id in seqs]
         conn.executemany(
