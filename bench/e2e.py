@@ -110,16 +110,17 @@ async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path
                                                 stderr=asyncio.subprocess.DEVNULL, env=env,
                                                 cwd=tempfile.gettempdir())
     spy = None
-    if profile is not None:
-        spy = await asyncio.create_subprocess_exec(
-            _PY_SPY, "record", "--threads", "--pid", str(proc.pid), "--nonblocking", "-r", "250",
-            "-f", "raw", "-o", str(profile), stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL)
     try:
         # CPU counted from the first RoomHistory request, like the rate: start-up (imports,
-        # config) is not per event
+        # config) is not per event; nor is it profiled, or its samples would be read as
+        # per-event work by profile_summary --cpu-us
         await asyncio.wait_for(_first_request(emu), timeout=60)
         main0, rest0 = _tree_cpu(proc.pid)
+        if profile is not None:
+            spy = await asyncio.create_subprocess_exec(
+                _PY_SPY, "record", "--threads", "--pid", str(proc.pid), "--nonblocking",
+                "-r", "250", "-f", "raw", "-o", str(profile),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         last, _duplicates, bad = await asyncio.wait_for(rx.done(), timeout=600)
         main1, rest1 = _tree_cpu(proc.pid)
     finally:

@@ -12,7 +12,9 @@ runtime threads count too). Rounds interleave the contenders; the table gives me
 
 Contenders: ``*-raw`` is the library alone (headers built once, nothing signed: the
 floor for that library); ``transport-*`` is the notifier's Transport for that library,
-formatting and signing each delivery as the sender does.
+formatting and signing each delivery as the sender does. ``base:NAME`` runs contender
+NAME from the checkout given by ``--baseline-tree`` (its own bench/transport.py), so two
+commits are compared in one run.
 """
 
 from __future__ import annotations
@@ -129,8 +131,11 @@ def _cpu() -> float:
 
 
 def _run_child(name: str, url: str, args: argparse.Namespace) -> dict[str, float]:
+    script = __file__
+    if name.startswith("base:"):
+        script, name = str(Path(args.baseline_tree, "bench", "transport.py")), name[5:]
     out = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--url", url, "--loop", args.loop,
+        [sys.executable, script, "--child", name, "--url", url, "--loop", args.loop,
          "--requests", str(args.requests), "--in-flight", str(args.in_flight)],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -179,6 +184,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--contenders", default="aiohttp-raw,pyreqwest-raw,transport-aiohttp")
+    parser.add_argument("--baseline-tree", help="checkout the base:NAME contenders run from")
     parser.add_argument("--child")
     parser.add_argument("--url")
     args = parser.parse_args()
