@@ -39,7 +39,7 @@ from notifier.errors import (
     PrivateAddressRefused,
 )
 from notifier.events import Delivery
-from notifier.signing import signature_headers
+from notifier.signing import Signer
 from notifier.util import tracing
 from notifier.util.backoff import TRANSIENT_STATUSES, parse_retry_after
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
@@ -134,18 +134,22 @@ class SigningTransport:
                                 and private_target(webhook.url) is not None)
         self._fixed_headers = {"user-agent": f"roomlio-notifier/{__version__}",
                                **webhook.headers}
+        self._signer = Signer(webhook.secrets) if webhook.secrets else None
         self.scrub = Scrubber([webhook])
         """Removes this webhook's URL, tokens and secrets from a text (every error text)."""
 
     def _headers(self, delivery: Delivery, body: bytes, content_type: str,
                  signed: bool) -> dict[str, str]:
-        headers = {"content-type": content_type, **self._fixed_headers}
-        if signed and self._webhook.secrets:
-            headers.update(signature_headers(self._webhook.secrets, delivery.id,
-                                             int(time.time()), body))
+        if signed and self._signer is not None:
+            now = int(time.time())
+            headers = {"content-type": content_type, **self._fixed_headers,
+                       "webhook-id": delivery.id, "webhook-timestamp": str(now),
+                       "webhook-signature": self._signer.signature(delivery.id, now, body)}
         else:
-            headers["webhook-id"] = delivery.id
-        headers.update(tracing.headers())  # W3C traceparent while tracing: never signed
+            headers = {"content-type": content_type, **self._fixed_headers,
+                       "webhook-id": delivery.id}
+        if trace := tracing.headers():  # W3C traceparent while tracing: never signed
+            headers.update(trace)
         return headers
 
     async def post(self, delivery: Delivery) -> int:
