@@ -19,7 +19,8 @@ from /proc and given in µs per delivered event.
                                is installed, "aiohttp" the same with aiohttp)
     --profile DIR              py-spy samples the disk contenders, aiohttp too (raw stacks in DIR,
                                summarised by bench/profile_summary.py)
-    --baseline-tree DIR        adds "baseline (disk)": the disk contender run from another
+    --baseline-tree DIR        adds "baseline (disk)" (and "baseline (disk, aiohttp)" when
+                               aiohttp is a contender): the disk contender run from another
                                checkout (PYTHONPATH=DIR), to compare two commits in one run
 """
 
@@ -140,7 +141,10 @@ async def run(args: argparse.Namespace) -> dict:
     contenders = {label: spec for label, spec in CONTENDERS.items()
                   if _SHORT[label] in args.contenders}
     if args.baseline_tree:
-        contenders = {"baseline (disk)": (None, 0, "auto"), **contenders}
+        baselines = {"baseline (disk)": (None, 0, "auto")}
+        if "aiohttp" in args.contenders:
+            baselines["baseline (disk, aiohttp)"] = (None, 0, "aiohttp")
+        contenders = {**baselines, **contenders}
     results: dict[str, list[float]] = {"bare": [], **{label: [] for label in contenders}}
     cpu: dict[str, list[tuple[float, float]]] = {label: [] for label in results}
     profile = None if args.profile is None else Path(args.profile).resolve()
@@ -171,7 +175,7 @@ async def run(args: argparse.Namespace) -> dict:
                             profile.mkdir(parents=True, exist_ok=True)
                             name = "-".join(label.replace(",", "").strip("()").split())
                             spy = profile / f"{name}-{len(results[label])}.txt"
-                        tree = args.baseline_tree if label == "baseline (disk)" else None
+                        tree = args.baseline_tree if label.startswith("baseline") else None
                         rate, us = await _measure(command, emu, rx, "/sink", total, spy, tree)
                         results[label].append(rate)
                         cpu[label].append(us)

@@ -200,10 +200,16 @@ class WebhookClient(SigningTransport):
     async def _send(self, body: bytes, headers: dict[str, str]) -> int:
         w = self._webhook
         with self._errors:
-            async with self._open().post(w.url, data=body, headers=headers,
-                                         allow_redirects=False) as resp:
+            async with await self._open().post(w.url, data=body, headers=headers,
+                                               allow_redirects=False) as resp:
+                status = resp.status
+                if 200 <= status < 300 and resp.content.is_eof():
+                    # all of it came, so its connection is back in the pool already; a
+                    # 2xx's text is never used: not read (a body still coming is read
+                    # below, to keep its connection)
+                    return status
                 prefix, cut = await _read_prefix(resp)
-                return classify_answer(w.name, resp.status, str(resp.reason or ""),
+                return classify_answer(w.name, status, str(resp.reason or ""),
                                        resp.headers.get("Retry-After"),
                                        self.scrub.body_text(prefix, cut=cut))
 
