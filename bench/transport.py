@@ -1,6 +1,6 @@
 """Webhook HTTP clients side by side: requests/s and client CPU per request (issue 16).
 
-    python bench/transport.py [--requests 20000] [--in-flight 64] [--rounds 3]
+    python bench/transport.py [--requests 20000] [--in-flight 64] [--rounds 3] [--ok-body ok]
                               [--contenders aiohttp-raw,pyreqwest-raw,...]
 
 One lean verifying receiver (bench/fast_receiver.py) runs in its own process on
@@ -142,7 +142,9 @@ def _run_child(name: str, url: str, args: argparse.Namespace) -> dict[str, float
 
 
 def _parent(args: argparse.Namespace) -> None:
-    rx = subprocess.Popen([sys.executable, str(HERE / "fast_receiver.py"), "--secret", SECRET],
+    answer = [] if args.ok_body is None else ["--ok-body", args.ok_body]
+    rx = subprocess.Popen([sys.executable, str(HERE / "fast_receiver.py"), "--secret", SECRET,
+                           *answer],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert rx.stdout is not None
     port = int(rx.stdout.readline().split()[1])
@@ -184,6 +186,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--contenders", default="aiohttp-raw,pyreqwest-raw,transport-aiohttp")
+    parser.add_argument("--ok-body", help="the receiver answers 200 with this body, not 204")
     parser.add_argument("--baseline-tree", help="checkout the base:NAME contenders run from")
     parser.add_argument("--child")
     parser.add_argument("--url")
