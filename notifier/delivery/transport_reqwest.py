@@ -83,9 +83,9 @@ class ReqwestTransport(base.SigningTransport):
             async with request.build_streamed() as resp:
                 status = resp.status
                 if 200 <= status < 300:
-                    # entering has read the body into pyreqwest's buffer (up to its
-                    # limit); a 2xx's text is unused, so it is not read: the connection is
-                    # reused when all of it came, else dropped (not drained) on leaving
+                    # entering waited for the body, into pyreqwest's read buffer (64 KiB
+                    # by default); a 2xx's text is unused, so it is not read: the connection
+                    # is reused when all of it came, else dropped (not drained) on leaving
                     return status
                 prefix, cut = await _read_prefix(resp)
                 return base.classify_answer(w.name, status, _phrase(status),
