@@ -19,7 +19,8 @@ from /proc and given in µs per delivered event.
                                is installed, "aiohttp" the same with aiohttp)
     --profile DIR              py-spy samples the disk contenders, aiohttp too (raw stacks in DIR,
                                summarised by bench/profile_summary.py)
-    --baseline-tree DIR        adds "baseline (disk)": the disk contender run from another
+    --baseline-tree DIR        adds "baseline (disk)" (and "baseline (disk, aiohttp)" when
+                               aiohttp is a contender): the disk contender run from another
                                checkout (PYTHONPATH=DIR), to compare two commits in one run
     --page-size N              the notifiers' roomlio.page_size (default 1000, the API's
                                maximum; the notifier's own default is 100)
@@ -112,16 +113,17 @@ async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path
                                                 stderr=asyncio.subprocess.DEVNULL, env=env,
                                                 cwd=tempfile.gettempdir())
     spy = None
-    if profile is not None:
-        spy = await asyncio.create_subprocess_exec(
-            _PY_SPY, "record", "--threads", "--pid", str(proc.pid), "--nonblocking", "-r", "250",
-            "-f", "raw", "-o", str(profile), stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL)
     try:
         # CPU counted from the first RoomHistory request, like the rate: start-up (imports,
-        # config) is not per event
+        # config) is not per event; nor is it profiled, or its samples would be read as
+        # per-event work by profile_summary --cpu-us
         await asyncio.wait_for(_first_request(emu), timeout=60)
         main0, rest0 = _tree_cpu(proc.pid)
+        if profile is not None:
+            spy = await asyncio.create_subprocess_exec(
+                _PY_SPY, "record", "--threads", "--pid", str(proc.pid), "--nonblocking",
+                "-r", "250", "-f", "raw", "-o", str(profile),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         last, _duplicates, bad = await asyncio.wait_for(rx.done(), timeout=600)
         main1, rest1 = _tree_cpu(proc.pid)
     finally:
@@ -141,7 +143,10 @@ async def run(args: argparse.Namespace) -> dict:
     contenders = {label: spec for label, spec in CONTENDERS.items()
                   if _SHORT[label] in args.contenders}
     if args.baseline_tree:
-        contenders = {"baseline (disk)": (None, 0, "auto"), **contenders}
+        baselines = {"baseline (disk)": (None, 0, "auto")}
+        if "aiohttp" in args.contenders:
+            baselines["baseline (disk, aiohttp)"] = (None, 0, "aiohttp")
+        contenders = {**baselines, **contenders}
     results: dict[str, list[float]] = {"bare": [], **{label: [] for label in contenders}}
     cpu: dict[str, list[tuple[float, float]]] = {label: [] for label in results}
     profile = None if args.profile is None else Path(args.profile).resolve()
@@ -173,7 +178,7 @@ async def run(args: argparse.Namespace) -> dict:
                             profile.mkdir(parents=True, exist_ok=True)
                             name = "-".join(label.replace(",", "").strip("()").split())
                             spy = profile / f"{name}-{len(results[label])}.txt"
-                        tree = args.baseline_tree if label == "baseline (disk)" else None
+                        tree = args.baseline_tree if label.startswith("baseline") else None
                         rate, us = await _measure(command, emu, rx, "/sink", total, spy, tree)
                         results[label].append(rate)
                         cpu[label].append(us)

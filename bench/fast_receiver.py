@@ -1,13 +1,14 @@
 """A lean verifying webhook receiver for the throughput benchmarks, in its own process.
 
-    python bench/fast_receiver.py --secret whsec_... [--port 0]
+    python bench/fast_receiver.py --secret whsec_... [--port 0] [--ok-body ok]
 
 The test suite's WebhookReceiver (aiohttp, records every request) costs about as much
 CPU per request as the notifier's own POST, so with it the benchmark measured the
 receiver as much as the sender. This one is an asyncio protocol that parses just enough
 HTTP/1.1 (request line, headers, Content-Length body, keep-alive, pipelining), verifies
 the Standard Webhooks HMAC signature of every request (`hmac.digest`), and answers 204
-(401 when the signature does not verify). It runs under uvloop when installed.
+(401 when the signature does not verify); with ``--ok-body TEXT``, 200 and that body, as
+Slack ("ok") and many receivers do. It runs under uvloop when installed.
 
 Control, line by line on stdin/stdout: it prints ``ready <port>``; then for each
 ``expect <path> <n>`` it counts distinct webhook-ids POSTed to ``<path>`` from then on
@@ -68,8 +69,9 @@ class _Counts:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, counts: _Counts) -> None:
+    def __init__(self, counts: _Counts, ok: bytes = _OK) -> None:
         self._counts = counts
+        self._ok = ok
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
 
@@ -82,7 +84,7 @@ class _Connection(asyncio.Protocol):
             path, headers, body = request
             ok = self._counts.record(path, headers, body)
             assert self._transport is not None
-            self._transport.write(_OK if ok else _BAD)
+            self._transport.write(self._ok if ok else _BAD)
 
     def _take(self) -> tuple[bytes, dict[bytes, bytes], bytes] | None:
         end = self._buffer.find(b"\r\n\r\n")
@@ -113,10 +115,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--secret", required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ok-body", help="answer 200 with this body instead of 204")
     args = parser.parse_args()
     counts = _Counts(base64.b64decode(args.secret.removeprefix("whsec_")))
+    ok = _OK
+    if args.ok_body is not None:
+        body = args.ok_body.encode()
+        ok = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Connection(counts), "127.0.0.1", args.port,
+    server = await loop.create_server(lambda: _Connection(counts, ok), "127.0.0.1", args.port,
                                       backlog=1024)
     print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:

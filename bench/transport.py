@@ -1,6 +1,6 @@
 """Webhook HTTP clients side by side: requests/s and client CPU per request (issue 16).
 
-    python bench/transport.py [--requests 20000] [--in-flight 64] [--rounds 3]
+    python bench/transport.py [--requests 20000] [--in-flight 64] [--rounds 3] [--ok-body ok]
                               [--contenders aiohttp-raw,pyreqwest-raw,...]
 
 One lean verifying receiver (bench/fast_receiver.py) runs in its own process on
@@ -12,7 +12,9 @@ runtime threads count too). Rounds interleave the contenders; the table gives me
 
 Contenders: ``*-raw`` is the library alone (headers built once, nothing signed: the
 floor for that library); ``transport-*`` is the notifier's Transport for that library,
-formatting and signing each delivery as the sender does.
+formatting and signing each delivery as the sender does. ``base:NAME`` runs contender
+NAME from the checkout given by ``--baseline-tree`` (its own bench/transport.py), so two
+commits are compared in one run.
 """
 
 from __future__ import annotations
@@ -129,15 +131,20 @@ def _cpu() -> float:
 
 
 def _run_child(name: str, url: str, args: argparse.Namespace) -> dict[str, float]:
+    script = __file__
+    if name.startswith("base:"):
+        script, name = str(Path(args.baseline_tree, "bench", "transport.py")), name[5:]
     out = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--url", url, "--loop", args.loop,
+        [sys.executable, script, "--child", name, "--url", url, "--loop", args.loop,
          "--requests", str(args.requests), "--in-flight", str(args.in_flight)],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def _parent(args: argparse.Namespace) -> None:
-    rx = subprocess.Popen([sys.executable, str(HERE / "fast_receiver.py"), "--secret", SECRET],
+    answer = [] if args.ok_body is None else ["--ok-body", args.ok_body]
+    rx = subprocess.Popen([sys.executable, str(HERE / "fast_receiver.py"), "--secret", SECRET,
+                           *answer],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert rx.stdout is not None
     port = int(rx.stdout.readline().split()[1])
@@ -179,6 +186,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--contenders", default="aiohttp-raw,pyreqwest-raw,transport-aiohttp")
+    parser.add_argument("--ok-body", help="the receiver answers 200 with this body, not 204")
+    parser.add_argument("--baseline-tree", help="checkout the base:NAME contenders run from")
     parser.add_argument("--child")
     parser.add_argument("--url")
     args = parser.parse_args()

@@ -41,6 +41,7 @@ __all__ = [
     "Ed25519Key",
     "PublicKey",
     "SignatureError",
+    "Signer",
     "decode_public_key",
     "decode_secret",
     "decode_verifying_key",
@@ -237,6 +238,63 @@ def signature_headers(keys: Sequence[bytes], msg_id: str, timestamp: int,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": " ".join(_sign_any(k, msg_id, timestamp, body) for k in keys),
     }
+
+
+_SignOne = Callable[[bytes, bytes], str]
+"""One key's signature of ``prefix + body`` (``prefix`` is ``{id}.{timestamp}.``)."""
+_BLOCK = hashlib.sha256().block_size
+
+
+def _prepared(key: bytes) -> _SignOne:
+    """``key`` made ready to sign: an Ed25519 private key built once, not per signature;
+    an HMAC key as RFC 2104's two SHA-256 states, the padded key already hashed into each
+    (what ``hmac`` does per ``new``; copying hashlib's states skips its Python wrapper)."""
+    if isinstance(key, Ed25519Key):
+        private = key.private
+
+        def sign_ed25519(prefix: bytes, body: bytes) -> str:
+            return "v1a," + binascii.b2a_base64(private.sign(prefix + body),
+                                                newline=False).decode()
+        return sign_ed25519
+    padded = (hashlib.sha256(key).digest() if len(key) > _BLOCK else bytes(key)).ljust(
+        _BLOCK, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+
+    def sign_hmac(prefix: bytes, body: bytes) -> str:
+        mac = inner.copy()
+        mac.update(prefix)
+        mac.update(body)  # not prefix + body: no copy of the body
+        digest = outer.copy()
+        digest.update(mac.digest())
+        return "v1," + binascii.b2a_base64(digest.digest(), newline=False).decode()
+    return sign_hmac
+
+
+class Signer:
+    """``signature_headers`` for one webhook's keys, each prepared once: what the
+    transport signs every delivery with. Holds the keys; prints none of them."""
+
+    __slots__ = ("_sign",)
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        self._sign = tuple(_prepared(k) for k in keys)
+
+    def __repr__(self) -> str:
+        return f"Signer({len(self._sign)} keys)"
+
+    def signature(self, msg_id: str, timestamp: int, body: bytes) -> str:
+        """The ``webhook-signature`` header: one signature per key, in the keys' order."""
+        prefix = f"{msg_id}.{timestamp}.".encode()
+        signs = self._sign
+        if len(signs) == 1:
+            return signs[0](prefix, body)
+        return " ".join([sign(prefix, body) for sign in signs])
+
+    def headers(self, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+        """The three Standard Webhooks headers (``signature_headers`` of these keys)."""
+        return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+                "webhook-signature": self.signature(msg_id, timestamp, body)}
 
 
 def _ed25519_matches(public: bytes, content: bytes, given: Sequence[str]) -> bool:

@@ -15,7 +15,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from notifier.signing import (
     SignatureError,
+    Signer,
     decode_secret,
+    generate_key_pair,
     signature_headers,
     verify,
 )
@@ -75,3 +77,27 @@ def test_stale_timestamps_are_refused_by_our_verifier():
     with pytest.raises(SignatureError, match="timestamp"):
         verify(key, headers, b"{}", now=1000 + 301)
     verify(key, headers, b"{}", now=1000 + 299)
+
+
+_WHSK, _ = generate_key_pair()
+
+
+@pytest.mark.parametrize("secrets", [
+    [new_secret()],
+    [new_secret(16), new_secret(64)],
+    [_WHSK],
+    [new_secret(), _WHSK, new_secret(24)],
+    [b"k" * 65, b"k" * 64, b"k"],
+], ids=["one whsec", "two whsec", "one whsk", "whsec whsk whsec", "raw keys around the block"])
+def test_a_webhooks_signer_signs_as_signature_headers_does(secrets):
+    """The transport's Signer (keys prepared once) gives signature_headers' headers, in
+    the keys' order, each key's signature verifying; a second delivery is signed afresh."""
+    keys = [s if isinstance(s, bytes) else decode_secret(s) for s in secrets]
+    signer = Signer(keys)
+    for msg_id, timestamp, body in [("msg_1", 1_700_000_000, b'{"a":1}'),
+                                    ("msg_2", 1_700_000_001, b"")]:
+        headers = signer.headers(msg_id, timestamp, body)
+        assert headers == signature_headers(keys, msg_id, timestamp, body)
+        for key in keys:
+            verify(key, headers, body, now=timestamp)
+    assert repr(signer) == f"Signer({len(keys)} keys)"  # no key material

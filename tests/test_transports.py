@@ -347,3 +347,47 @@ async def test_a_header_the_client_refuses_is_a_permanent_failure_naming_no_valu
         assert rx.attempts == []
     assert "cannot be built" in str(info.value) and "t0ken" not in str(info.value)
 
+
+
+async def _answer_late(request: web.Request) -> web.StreamResponse:
+    """A 200 whose body follows its head in a later write (not there when the head is)."""
+    await request.read()
+    response = web.StreamResponse(status=200, headers={"Content-Length": "2"})
+    await response.prepare(request)
+    await asyncio.sleep(0.05)  # the head goes out alone; what is asserted is awaited
+    await response.write(b"ok")
+    await response.write_eof()
+    return response
+
+
+async def _answer_now(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(status=int(request.query["status"]), text=request.query["text"])
+
+
+@pytest.mark.parametrize(("handler", "query"), [
+    (_answer_now, "?status=200&text=ok"),
+    (_answer_now, "?status=204&text="),
+    (_answer_now, "?status=202&text=" + "x" * 3000),
+    (_answer_late, ""),
+])
+async def test_a_2xx_answer_leaves_its_connection_to_the_next_delivery(transport_cls,
+                                                                       handler, query):
+    """Whether the 2xx's body came with its head or after it, the next delivery reuses
+    the connection: a body is dropped or read, never left to close the connection."""
+    peers: list[object] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername") if request.transport
+                     else None)
+        return await handler(request)
+
+    async with serving(answer) as url:
+        client = transport_cls(Webhook("crm", url=url + "/crm" + query,
+                                       allow_private_urls=True))
+        try:
+            statuses = [await client.post(a_delivery()) for _ in range(3)]
+        finally:
+            await client.close()
+    assert statuses == [int(query.split("&")[0][8:]) if query else 200] * 3
+    assert len(peers) == 3 and len(set(peers)) == 1, peers

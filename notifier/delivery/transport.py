@@ -39,7 +39,7 @@ from notifier.errors import (
     PrivateAddressRefused,
 )
 from notifier.events import Delivery
-from notifier.signing import signature_headers
+from notifier.signing import Signer
 from notifier.util import tracing
 from notifier.util.backoff import TRANSIENT_STATUSES, parse_retry_after
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
@@ -134,18 +134,22 @@ class SigningTransport:
                                 and private_target(webhook.url) is not None)
         self._fixed_headers = {"user-agent": f"roomlio-notifier/{__version__}",
                                **webhook.headers}
+        self._signer = Signer(webhook.secrets) if webhook.secrets else None
         self.scrub = Scrubber([webhook])
         """Removes this webhook's URL, tokens and secrets from a text (every error text)."""
 
     def _headers(self, delivery: Delivery, body: bytes, content_type: str,
                  signed: bool) -> dict[str, str]:
-        headers = {"content-type": content_type, **self._fixed_headers}
-        if signed and self._webhook.secrets:
-            headers.update(signature_headers(self._webhook.secrets, delivery.id,
-                                             int(time.time()), body))
+        if signed and self._signer is not None:
+            now = int(time.time())
+            headers = {"content-type": content_type, **self._fixed_headers,
+                       "webhook-id": delivery.id, "webhook-timestamp": str(now),
+                       "webhook-signature": self._signer.signature(delivery.id, now, body)}
         else:
-            headers["webhook-id"] = delivery.id
-        headers.update(tracing.headers())  # W3C traceparent while tracing: never signed
+            headers = {"content-type": content_type, **self._fixed_headers,
+                       "webhook-id": delivery.id}
+        if trace := tracing.headers():  # W3C traceparent while tracing: never signed
+            headers.update(trace)
         return headers
 
     async def post(self, delivery: Delivery) -> int:
@@ -196,10 +200,16 @@ class WebhookClient(SigningTransport):
     async def _send(self, body: bytes, headers: dict[str, str]) -> int:
         w = self._webhook
         with self._errors:
-            async with self._open().post(w.url, data=body, headers=headers,
-                                         allow_redirects=False) as resp:
+            async with await self._open().post(w.url, data=body, headers=headers,
+                                               allow_redirects=False) as resp:
+                status = resp.status
+                if 200 <= status < 300 and resp.content.is_eof():
+                    # all of it came, so its connection is back in the pool already; a
+                    # 2xx's text is never used: not read (a body still coming is read
+                    # below, to keep its connection)
+                    return status
                 prefix, cut = await _read_prefix(resp)
-                return classify_answer(w.name, resp.status, str(resp.reason or ""),
+                return classify_answer(w.name, status, str(resp.reason or ""),
                                        resp.headers.get("Retry-After"),
                                        self.scrub.body_text(prefix, cut=cut))
 

@@ -82,12 +82,12 @@ class ReqwestTransport(base.SigningTransport):
             request = client.post(url).headers(headers).body_bytes(body)
             async with request.build_streamed() as resp:
                 status = resp.status
-                if 200 <= status < 300 and (status == 204 or resp.get_header(
-                        "content-length") == "0"):
-                    return status  # no body: no read (one trip less to reqwest's runtime)
-                prefix, cut = await _read_prefix(resp)
                 if 200 <= status < 300:
-                    return status  # read only to reuse the connection: its text is unused
+                    # entering waited for the body, into pyreqwest's read buffer (64 KiB
+                    # by default); a 2xx's text is unused, so it is not read: the connection
+                    # is reused when all of it came, else dropped (not drained) on leaving
+                    return status
+                prefix, cut = await _read_prefix(resp)
                 return base.classify_answer(w.name, status, _phrase(status),
                                             resp.get_header("retry-after"),
                                             self.scrub.body_text(prefix, cut=cut))
