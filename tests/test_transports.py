@@ -391,3 +391,27 @@ async def test_a_2xx_answer_leaves_its_connection_to_the_next_delivery(transport
             await client.close()
     assert statuses == [int(query.split("&")[0][8:]) if query else 200] * 3
     assert len(peers) == 3 and len(set(peers)) == 1, peers
+
+
+async def test_a_receivers_cookie_is_never_sent_back(transport_cls):
+    """A webhook POST is the same request every time: a cookie one answer set does not
+    ride on the next delivery (either client), so a receiver cannot tie deliveries to a
+    session or make the notifier carry its state."""
+    cookies: list[str | None] = []
+
+    async def set_cookie(request: web.Request) -> web.Response:
+        cookies.append(request.headers.get("Cookie"))
+        response = web.Response(status=200, text="ok")
+        response.set_cookie("session", "abc123", path="/")
+        return response
+
+    async with serving(set_cookie) as base:
+        # a host name: aiohttp's cookie jar keeps no cookie of an IP address anyway
+        url = base.replace("127.0.0.1", "localhost") + TOKEN
+        client = transport_cls(Webhook("crm", url=url, allow_private_urls=True))
+        try:
+            for _ in range(3):
+                assert await client.post(a_delivery()) == 200
+        finally:
+            await client.close()
+    assert cookies == [None, None, None]

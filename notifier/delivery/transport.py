@@ -193,8 +193,11 @@ class WebhookClient(SigningTransport):
             connector = aiohttp.TCPConnector(
                 limit=w.max_in_flight, resolver=GuardedResolver() if guarded else None,
                 socket_factory=guarded_socket if guarded else None)
+            # no cookie jar: a receiver's Set-Cookie never rides on the next delivery
+            # (as with pyreqwest, which keeps none)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=w.timeout))
+                connector=connector, timeout=aiohttp.ClientTimeout(total=w.timeout),
+                cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def _send(self, body: bytes, headers: dict[str, str]) -> int:

@@ -79,13 +79,15 @@ class ReqwestTransport(base.SigningTransport):
         if client is None or url is None or time.monotonic() >= self._fresh_until:
             client, url = await self._current()  # built, or its DNS answer is stale
         try:
-            request = client.post(url).headers(headers).body_bytes(body)
+            request = (client.post(url).headers(headers).body_bytes(body)
+                       .streamed_read_buffer_limit(base.MAX_ANSWER_BYTES))
             async with request.build_streamed() as resp:
                 status = resp.status
                 if 200 <= status < 300:
-                    # entering waited for the body, into pyreqwest's read buffer (64 KiB
-                    # by default); a 2xx's text is unused, so it is not read: the connection
-                    # is reused when all of it came, else dropped (not drained) on leaving
+                    # entering waited for the body, into pyreqwest's read buffer (held to
+                    # MAX_ANSWER_BYTES, not its 64 KiB default); a 2xx's text is unused, so
+                    # it is not read: the connection is reused when all of it came, else
+                    # dropped (not drained) on leaving
                     return status
                 prefix, cut = await _read_prefix(resp)
                 return base.classify_answer(w.name, status, _phrase(status),
