@@ -16,7 +16,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tenacity import RetryCallState
@@ -35,7 +35,7 @@ from notifier.util.aio import finish_first, wait_any
 from notifier.util.backoff import ExponentialWait, Retry, retry_wait
 from notifier.util.schedule import JITTER
 
-__all__ = ["AttemptReport", "DeliveryOutcome", "Sender", "first_retry_wait"]
+__all__ = ["AttemptReport", "DeliveryOutcome", "Reservation", "Sender", "first_retry_wait"]
 
 log = logging.getLogger("notifier.delivery")
 
@@ -94,6 +94,28 @@ class _WebhookLane:
     limiter: RateLimiter | Unlimited = field(default_factory=Unlimited)
     grouper: Grouper | None = None
     held: set[str] = field(default_factory=set)
+    reserved: int = 0
+    """Backlog room promised to pages being committed (``Sender.reserve``)."""
+
+    def takes_now(self, count: int) -> bool:
+        """Whether ``count`` more deliveries may start here the moment they are committed:
+        not ordered (a room's head is the store's to pick), not grouped, under the cap."""
+        return (not self.webhook.ordered and self.grouper is None
+                and len(self.held) + self.reserved + count <= PER_WEBHOOK_BACKLOG)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Room held in lanes for one page being committed: its deliveries to these webhooks
+    are added claimed by this process and handed to ``Sender.adopt`` (no claim query)."""
+
+    lanes: dict[str, tuple[_WebhookLane, int]]
+    """webhook -> (its lane when reserved, how many of the page's deliveries go to it)."""
+
+    @property
+    def webhooks(self) -> Collection[str]:
+        """The webhooks whose deliveries are to be added claimed."""
+        return self.lanes.keys()
 
 
 class Sender:
@@ -127,6 +149,8 @@ class Sender:
         self._store_retry: Retry[None] = Retry(StoreError,
                                                wait=ExponentialWait(base=0.1, cap=5.0))
         """Gives a claim back once the store works again (``_release_when_possible``)."""
+        self._closing = False
+        """Set by ``shutdown``: pages committed from then on are not handed over."""
 
     def _new_lane(self, webhook: Webhook) -> _WebhookLane:
         lane = _WebhookLane(webhook, self._transport(webhook),
@@ -161,6 +185,50 @@ class Sender:
                     lane.limiter = limiter_for(w.rate_limit)
                 lane.webhook = w
         self.poke()
+
+    def reserve(self, deliveries: Sequence[Delivery]) -> Reservation | None:
+        """Room for the lanes that can start a page's ``deliveries`` as soon as they are
+        committed (see ``_WebhookLane.takes_now``; breaker closed or probing, not disabled),
+        reserved so concurrent pages keep each lane under its cap; None when there are none.
+        The caller commits them claimed (``Store.commit_page(claim_for=...)``), then hands
+        the result to ``adopt``, also when the commit failed."""
+        if self._closing:
+            return None
+        counts: dict[str, int] = {}
+        for delivery in deliveries:
+            counts[delivery.webhook] = counts.get(delivery.webhook, 0) + 1
+        lanes: dict[str, tuple[_WebhookLane, int]] = {}
+        for name, count in counts.items():
+            lane = self._lanes.get(name)
+            if lane is not None and lane.takes_now(count) and self.health.claimable(name):
+                lane.reserved += count
+                lanes[name] = (lane, count)
+        return Reservation(lanes) if lanes else None
+
+    def adopt(self, reservation: Reservation | None, added: Sequence[Delivery]) -> None:
+        """Start the deliveries of ``added`` that ``reservation`` had committed claimed, as
+        if claimed from the outbox, and free the reservation (``added`` empty: the commit
+        failed). A lane a reload removed or made ordered meanwhile gives its rows back."""
+        if reservation is None:
+            return
+        for lane, count in reservation.lanes.values():
+            lane.reserved -= count
+        stray: list[str] = []
+        for delivery in added:
+            entry = reservation.lanes.get(delivery.webhook)
+            if entry is None:
+                continue
+            lane = entry[0]
+            if self._lanes.get(delivery.webhook) is not lane or lane.webhook.ordered:
+                stray.append(delivery.id)
+                continue
+            lane.held.add(delivery.id)
+            self._start(lane, delivery)
+        if stray:
+            task = asyncio.create_task(self._release_when_possible(stray),
+                                       name="release deliveries of a changed webhook")
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
 
     def poke(self, _added: object = None) -> None:
         """New deliveries were committed: look for due work now."""
@@ -236,11 +304,11 @@ class Sender:
             # the same webhook-id: a duplicate, never a loss.
             log.error("webhook %s: cannot record the outcome of %s (%s); it will be retried",
                       delivery.webhook, delivery.id, exc)
-            await self._release_when_possible(delivery)
+            await self._release_when_possible([delivery.id])
 
-    async def _release_when_possible(self, delivery: Delivery) -> None:
+    async def _release_when_possible(self, ids: list[str]) -> None:
         async def release(_attempt: int) -> None:
-            await self._store.release([delivery.id])
+            await self._store.release(ids)
 
         await self._store_retry.call(release)
         self.poke()
@@ -388,6 +456,7 @@ class Sender:
 
     async def shutdown(self, grace: float) -> None:
         """Let POSTs under way finish within ``grace``; cancel the rest; release claims."""
+        self._closing = True
         for lane in self._lanes.values():
             if lane.grouper is not None:
                 lane.grouper.close()  # its deliveries are in ``held``: released below
