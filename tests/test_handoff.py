@@ -133,9 +133,11 @@ async def test_the_sender_takes_no_page_it_cannot_start_at_once(
                 other = "gone"
             elif case == "lane full":
                 sender._lanes["mod"].held.update(f"d{n}" for n in range(PER_WEBHOOK_BACKLOG))
-            reserved = sender.reserve(page(range(3), "crm", other))
+            deliveries = page(range(3), "crm", other)
+            reserved = sender.reserve(deliveries)
             assert reserved is not None
-            assert set(reserved.webhooks) == {"crm"}
+            assert set(reserved.lanes) == {"crm"}
+            assert reserved.ids == {d.id for d in deliveries if d.webhook == "crm"}
             sender.adopt(reserved, ())
         finally:
             await sender.shutdown(0)
@@ -156,7 +158,7 @@ async def test_the_hand_off_wakes_the_claimers_only_for_what_it_did_not_take(
                 deliveries = page(range(2), *webhooks, room=f"r{n}")
                 reserved = handoff.reserve(deliveries)
                 added, _ = await store.commit_page(
-                    None, deliveries, (), claim_for=reserved.webhooks if reserved else ())
+                    None, deliveries, (), claimed=reserved.ids if reserved else ())
                 handoff.adopt(reserved, added)
                 assert len(pokes) == woken, webhooks
         finally:
@@ -183,6 +185,28 @@ async def test_reservations_keep_a_lane_under_its_backlog_cap(
             await sender.shutdown(0)
 
 
+async def test_a_page_larger_than_the_lanes_room_is_handed_off_in_part(
+        receiver: WebhookReceiver, make_config) -> None:
+    """The first deliveries of a page fill the lane up to its cap and are committed
+    claimed; the rest of the page waits in the outbox, unclaimed, for the lane to drain."""
+    config = make_config(rooms=["r1"])
+    async with SQLiteStore(config.state, instance="i1") as store:
+        sender = Sender(config.webhooks, store)
+        try:
+            sender._lanes["crm"].held.update(f"d{n}" for n in range(10))
+            deliveries = page(range(PER_WEBHOOK_BACKLOG), "crm")
+            reserved = sender.reserve(deliveries)
+            assert reserved is not None
+            assert reserved.ids == {d.id for d in deliveries[:-10]}
+            await store.commit_page(None, deliveries, (), claimed=reserved.ids)
+            sender.adopt(reserved, ())
+            rows = claimants(config.state)
+            assert [rows[d.id] for d in deliveries] == ["i1"] * (len(deliveries) - 10) + [
+                None] * 10
+        finally:
+            await sender.shutdown(0)
+
+
 async def test_shutdown_gives_back_handed_off_deliveries_waiting_to_retry(
         receiver: WebhookReceiver, make_config) -> None:
     """A handed-off delivery waiting between attempts is in the lane's held set: the
@@ -199,7 +223,7 @@ async def test_shutdown_gives_back_handed_off_deliveries_waiting_to_retry(
         deliveries = page(range(1), "crm")
         reserved = sender.reserve(deliveries)
         added, _ = await store.commit_page(None, deliveries, (),
-                                           claim_for=reserved.webhooks if reserved else ())
+                                           claimed=reserved.ids if reserved else ())
         assert claimants(config.state) == {deliveries[0].id: "i1"}
         sender.adopt(reserved, added)
         await asyncio.wait_for(attempted.wait(), 10)
@@ -220,7 +244,7 @@ async def test_a_webhook_removed_between_reserve_and_commit_gets_its_rows_back(
             assert reserved is not None
             sender.update_webhooks({"crm": config.webhooks["crm"]})
             added, _ = await store.commit_page(None, deliveries, (),
-                                               claim_for=reserved.webhooks)
+                                               claimed=reserved.ids)
             sender.adopt(reserved, added)
             mod = {d.id for d in deliveries if d.webhook == "mod"}
             await until(lambda: all(claimants(config.state).get(i, "") is None for i in mod))
@@ -243,7 +267,8 @@ async def test_rows_committed_claimed_are_left_to_their_instance(
     claimed are this instance's, as if its own claim had marked them."""
     mine, other = store_pair
     deliveries = page(range(3), "crm", "mod")
-    added, _ = await mine.commit_page(None, deliveries, (), claim_for={"crm"})
+    crm = {d.id for d in deliveries if d.webhook == "crm"}
+    added, _ = await mine.commit_page(None, deliveries, (), claimed=crm)
     assert len(added) == 6
     taken = await other.claim_due(time.time() + 60, 100)
     assert sorted(d.id for d in taken) == sorted(d.id for d in deliveries if d.webhook == "mod")
@@ -259,8 +284,8 @@ async def main():
     store = SQLiteStore(sys.argv[1], instance="crashed", exclusive=True)
     await store.open()
     event = Event.from_message("message.created", "r1", {"id": "m1"}, ("r",), time.time())
-    added, _ = await store.commit_page(None, [Delivery.for_webhook(event, "crm", ("r",))], (),
-                                       claim_for={"crm"})
+    delivery = Delivery.for_webhook(event, "crm", ("r",))
+    added, _ = await store.commit_page(None, [delivery], (), claimed={delivery.id})
     print(len(added), flush=True)
     signal.pause()
 
@@ -302,7 +327,7 @@ async def test_postgres_rows_committed_claimed_by_a_dead_instance_lapse(
         if lapse == "registration":
             await dead.heartbeat(0.5)
         deliveries = page(range(2), "crm")
-        await dead.commit_page(None, deliveries, (), claim_for={"crm"})
+        await dead.commit_page(None, deliveries, (), claimed={d.id for d in deliveries})
         assert await alive.claim_due(time.time() + 60, 10) == []
         taken: list[Delivery] = []
         async with asyncio.timeout(10):

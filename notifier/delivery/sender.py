@@ -16,7 +16,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tenacity import RetryCallState
@@ -97,25 +97,22 @@ class _WebhookLane:
     reserved: int = 0
     """Backlog room promised to pages being committed (``Sender.reserve``)."""
 
-    def takes_now(self, count: int) -> bool:
-        """Whether ``count`` more deliveries may start here the moment they are committed:
-        not ordered (a room's head is the store's to pick), not grouped, under the cap."""
-        return (not self.webhook.ordered and self.grouper is None
-                and len(self.held) + self.reserved + count <= PER_WEBHOOK_BACKLOG)
+    def room(self) -> int:
+        """How many more deliveries may start here the moment they are committed: none
+        when ordered (a room's head is the store's to pick) or grouped; else up to the cap."""
+        if self.webhook.ordered or self.grouper is not None:
+            return 0
+        return max(0, PER_WEBHOOK_BACKLOG - len(self.held) - self.reserved)
 
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Room held in lanes for one page being committed: its deliveries to these webhooks
-    are added claimed by this process and handed to ``Sender.adopt`` (no claim query)."""
+    """Room held in lanes for one page being committed: the deliveries ``ids`` are added
+    claimed by this process and handed to ``Sender.adopt`` (no claim query)."""
 
+    ids: frozenset[str]
     lanes: dict[str, tuple[_WebhookLane, int]]
-    """webhook -> (its lane when reserved, how many of the page's deliveries go to it)."""
-
-    @property
-    def webhooks(self) -> Collection[str]:
-        """The webhooks whose deliveries are to be added claimed."""
-        return self.lanes.keys()
+    """webhook -> (its lane when reserved, how many of ``ids`` go to it)."""
 
 
 class Sender:
@@ -187,23 +184,39 @@ class Sender:
         self.poke()
 
     def reserve(self, deliveries: Sequence[Delivery]) -> Reservation | None:
-        """Room for the lanes that can start a page's ``deliveries`` as soon as they are
-        committed (see ``_WebhookLane.takes_now``; breaker closed or probing, not disabled),
-        reserved so concurrent pages keep each lane under its cap; None when there are none.
-        The caller commits them claimed (``Store.commit_page(claim_for=...)``), then hands
-        the result to ``adopt``, also when the commit failed."""
+        """Room for the deliveries of a page that can start as soon as they are committed,
+        in page order, each lane up to its room (``_WebhookLane.room``; breaker closed or
+        probing, not disabled), reserved so that concurrent pages keep it under its cap;
+        None when there is none. The caller commits them claimed (``Store.commit_page``'s
+        ``claimed``), then hands the result to ``adopt``, also when the commit failed."""
         if self._closing:
             return None
-        counts: dict[str, int] = {}
+        room: dict[str, int] = {}  # webhook -> room left in its lane as the page is read
+        first: dict[str, int] = {}
+        ids: set[str] = set()
         for delivery in deliveries:
-            counts[delivery.webhook] = counts.get(delivery.webhook, 0) + 1
+            left = room.get(delivery.webhook)
+            if left is None:
+                left = first[delivery.webhook] = self._room_in(delivery.webhook)
+            if left > 0:
+                ids.add(delivery.id)
+                left -= 1
+            room[delivery.webhook] = left
+        if not ids:
+            return None
         lanes: dict[str, tuple[_WebhookLane, int]] = {}
-        for name, count in counts.items():
-            lane = self._lanes.get(name)
-            if lane is not None and lane.takes_now(count) and self.health.claimable(name):
-                lane.reserved += count
-                lanes[name] = (lane, count)
-        return Reservation(lanes) if lanes else None
+        for name, start in first.items():
+            if (taken := start - room[name]) > 0:
+                lane = self._lanes[name]
+                lane.reserved += taken
+                lanes[name] = (lane, taken)
+        return Reservation(frozenset(ids), lanes)
+
+    def _room_in(self, webhook: str) -> int:
+        lane = self._lanes.get(webhook)
+        if lane is None or not self.health.claimable(webhook):
+            return 0
+        return lane.room()
 
     def adopt(self, reservation: Reservation | None, added: Sequence[Delivery]) -> None:
         """Start the deliveries of ``added`` that ``reservation`` had committed claimed, as
@@ -215,10 +228,9 @@ class Sender:
             lane.reserved -= count
         stray: list[str] = []
         for delivery in added:
-            entry = reservation.lanes.get(delivery.webhook)
-            if entry is None:
+            if delivery.id not in reservation.ids:
                 continue
-            lane = entry[0]
+            lane = reservation.lanes[delivery.webhook][0]
             if self._lanes.get(delivery.webhook) is not lane or lane.webhook.ordered:
                 stray.append(delivery.id)
                 continue

@@ -64,11 +64,11 @@ Routes = Mapping[str, Sequence[str]]
 
 
 class Reserved(Protocol):
-    """What a ``HandOff`` reserved for one page: the webhooks whose deliveries it takes."""
+    """What a ``HandOff`` reserved for one page: the deliveries it takes."""
 
     @property
-    def webhooks(self) -> Collection[str]:
-        """Their deliveries are committed claimed by this process."""
+    def ids(self) -> Collection[str]:
+        """The ids of the deliveries to commit claimed by this process."""
         ...
 
 
@@ -325,7 +325,7 @@ class Tailer:
                 # finished even if a shutdown cancels the poll meanwhile: the rows it claims
                 # are then held by the sender, which gives them back as it stops
                 result = await finish_first(self._store.commit_page(
-                    state, deliveries, kept, claim_for=reserved.webhooks))
+                    state, deliveries, kept, claimed=reserved.ids))
         except BaseException:
             handoff.adopt(reserved, ())
             raise

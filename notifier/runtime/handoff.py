@@ -29,6 +29,6 @@ class SenderHandOff:
     def adopt(self, reserved: Reservation | None, added: Sequence[Delivery]) -> None:
         """Start the reserved deliveries of ``added``; wake the claimers for the rest."""
         self._sender.adopt(reserved, added)
-        taken = reserved.webhooks if reserved is not None else ()
-        if any(delivery.webhook not in taken for delivery in added):
+        taken = reserved.ids if reserved is not None else ()
+        if any(delivery.id not in taken for delivery in added):
             self._poke()

@@ -132,11 +132,11 @@ class Store(Protocol):
 
     async def commit_page(self, state: RoomState | None, deliveries: Sequence[Delivery],
                           quarantine: Sequence[Quarantined], *,
-                          claim_for: Collection[str] = ()) -> tuple[list[Delivery], int]:
+                          claimed: Collection[str] = ()) -> tuple[list[Delivery], int]:
         """``commit``, and in the same transaction keep the ``quarantine`` messages not
         kept already (by room and fingerprint); return (deliveries added, messages kept).
 
-        The added deliveries to a webhook in ``claim_for`` are inserted claimed by this
+        The added deliveries whose ids are in ``claimed`` are inserted claimed by this
         instance, as ``claim_due`` would mark them: this process's sender takes them from
         the page (no claim query), and a crash leaves them to the next claim like any
         claim of a dead instance (see ``claim_due``)."""

@@ -125,12 +125,12 @@ class PostgresStore(Store):
 
     async def commit_page(self, state: RoomState | None, deliveries: Sequence[Delivery],
                           quarantine: Sequence[Quarantined], *,
-                          claim_for: Collection[str] = ()) -> tuple[list[Delivery], int]:
+                          claimed: Collection[str] = ()) -> tuple[list[Delivery], int]:
         """``commit``, keeping the page's quarantined messages in the same transaction; the
-        deliveries to webhooks in ``claim_for`` are added claimed by this instance for
+        deliveries whose ids are in ``claimed`` are added claimed by this instance for
         ``claim_timeout`` seconds (or until its registration lapses), as a claim marks them."""
         fence = self.instance if self.exclusive else None
-        claim = outbox.Claim(self.instance, self.claim_timeout, frozenset(claim_for))
+        claim = outbox.Claim(self.instance, self.claim_timeout, frozenset(claimed))
         async with self._conn("commit") as conn:
             return await outbox.commit(conn, state, list(deliveries), time.time(), fence,
                                        list(quarantine), claim)

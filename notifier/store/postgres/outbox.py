@@ -37,12 +37,12 @@ select = partial(rows.select_deliveries, events="notifier_events")
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Who claims the rows ``commit`` adds for the webhooks ``webhooks``, and for how long
+    """Who claims the rows ``commit`` adds for the deliveries ``ids``, and for how long
     (seconds), as ``claim`` would mark them."""
 
     instance: str
     timeout: float
-    webhooks: frozenset[str] = frozenset()
+    ids: frozenset[str] = frozenset()
 
 
 async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], now: float,
@@ -50,7 +50,7 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
                  claim: Claim | None = None) -> tuple[list[Delivery], int]:
     """Save ``state``, the deliveries of events new to the ledger and the quarantined
     messages not kept yet, in one transaction; with ``fence`` (an instance id), only while
-    it holds the lease of every room written. The rows added for ``claim.webhooks`` are
+    it holds the lease of every room written. The rows added for ``claim.ids`` are
     claimed by ``claim.instance``. Returns (deliveries added, messages kept)."""
     events, unique = rows.page_events(batch)
     values = [rows.event_values(e) for e in events.values()]
@@ -61,12 +61,12 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
         seqs = await add_events(conn, values)
         added = [d for d in unique if d.event.id in seqs]
         if added:  # one statement for the page's rows (executemany ran one per row)
-            mine = claim.webhooks if claim is not None else frozenset()
+            mine = claim.ids if claim is not None else frozenset()
             await conn.execute(_ADD, [d.id for d in added], [seqs[d.event.id] for d in added],
                                [d.webhook for d in added],
                                [dumps(list(d.rules)) for d in added],
                                [d.attempts for d in added], now,
-                               [claim.instance if claim is not None and d.webhook in mine
+                               [claim.instance if claim is not None and d.id in mine
                                 else None for d in added],
                                claim.timeout if claim is not None else 0.0)
         if state is not None:

@@ -87,10 +87,10 @@ class SQLiteStore(Store):
 
     async def commit_page(self, state: RoomState | None, deliveries: Sequence[Delivery],
                           quarantine: Sequence[Quarantined], *,
-                          claim_for: Collection[str] = ()) -> tuple[list[Delivery], int]:
+                          claimed: Collection[str] = ()) -> tuple[list[Delivery], int]:
         """``commit``, keeping the page's quarantined messages in the same transaction; the
-        deliveries to webhooks in ``claim_for`` are added claimed by this instance."""
-        batch, kept, mine = list(deliveries), list(quarantine), frozenset(claim_for)
+        deliveries whose ids are in ``claimed`` are added claimed by this instance."""
+        batch, kept, mine = list(deliveries), list(quarantine), frozenset(claimed)
         return await self._run("commit", lambda c: outbox.commit_page(
             c, state, batch, kept, time.time(), mine, self.instance))
 

@@ -49,15 +49,15 @@ _NEXT_HEAD = ("SELECT min(t.next_attempt_at) FROM outbox AS t"
 
 def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequence[Delivery],
                 quarantined: Sequence[Quarantined], now: float,
-                claim_for: Collection[str] = (), instance: str = "") -> tuple[list[Delivery], int]:
+                claimed: Collection[str] = (), instance: str = "") -> tuple[list[Delivery], int]:
     """Save ``state``, the deliveries of events new to the ledger and the page's quarantined
     messages, in one transaction; return (deliveries added, messages newly kept).
 
-    The deliveries to a webhook in ``claim_for`` are inserted claimed by ``instance``, whose
+    The deliveries whose ids are in ``claimed`` are inserted claimed by ``instance``, whose
     sender takes them from the page itself: they never enter the partial indexes of
     unclaimed rows, which a later claim would update (bench/RESULTS.md, issue 16)."""
     events, unique = rows.page_events(batch)
-    mine = frozenset(claim_for)
+    mine = frozenset(claimed)
     with transaction(conn):
         seqs = add_events(conn, events)[1]
         added = [d for d in unique if d.event.id in seqs]
@@ -65,7 +65,7 @@ def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequen
             "INSERT INTO outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
             " created_at, claimed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(d.id, seqs[d.event.id], d.webhook, dumps(list(d.rules)), d.attempts, now, now,
-              instance if d.webhook in mine else None) for d in added])
+              instance if d.id in mine else None) for d in added])
         if state is not None:
             conn.execute(
                 "INSERT INTO rooms (room, cursor, last_id, high_water, updated_at)"
