@@ -11,18 +11,24 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from notifier.delivery.breaker import BreakerState
 from notifier.delivery.sender import PER_WEBHOOK_BACKLOG, AttemptReport, Sender
+from notifier.errors import StoreError
 from notifier.events import Delivery, Event
+from notifier.polling.client import RoomlioClient
+from notifier.polling.tailer import Tailer
 from notifier.runtime.handoff import SenderHandOff
 from notifier.runtime.hooks import ServiceHooks
+from notifier.runtime.reload import CompiledConfig
 from notifier.runtime.service import Service
 from notifier.store.postgres import PostgresStore
 from notifier.store.sqlite import SQLiteStore
@@ -185,6 +191,75 @@ async def test_reservations_keep_a_lane_under_its_backlog_cap(
             await sender.shutdown(0)
 
 
+async def test_a_commit_that_fails_frees_its_reservation_and_loses_nothing(
+        emulator: RoomlioEmulator, receiver: WebhookReceiver, make_config) -> None:
+    """A tailer's commit refused (the state file's write lock held by another program):
+    the poll fails, the lane's reserved room is given back, and the next poll commits the
+    page and hands its delivery off."""
+    emulator.add_room(key="r1")
+    config = make_config(rooms=["r1"])
+    active = CompiledConfig.of(config)
+    async with SQLiteStore(config.state, instance="i1", busy_timeout=0.1) as store, \
+            aiohttp.ClientSession() as session:
+        outcomes = Outcomes()
+        sender = Sender(config.webhooks, store, on_outcome=outcomes)
+        tailer = Tailer(config.rooms[0], client=RoomlioClient(config.roomlio, session),
+                        store=store, matcher=active.matcher, routes=active.routes,
+                        settings=config.roomlio, on_enqueued=lambda added: None,
+                        handoff=SenderHandOff(sender, lambda: None))
+        try:
+            await tailer.poll()  # the room's first state saved, before the lock
+            emulator.post("r1", "refund please")
+            with sqlite3.connect(config.state, isolation_level=None) as saboteur:
+                saboteur.execute("BEGIN IMMEDIATE")
+                with pytest.raises(StoreError, match="locked"):
+                    await tailer.poll()
+                saboteur.execute("ROLLBACK")
+            assert sender._lanes["crm"].reserved == 0
+            await tailer.poll()
+            await outcomes.wait_for(lambda o: len(o.items) == 1)
+        finally:
+            await sender.shutdown(1)
+    assert claimants(config.state) == {}
+
+
+async def test_a_poll_cancelled_mid_commit_still_hands_its_deliveries_off(
+        emulator: RoomlioEmulator, receiver: WebhookReceiver, make_config) -> None:
+    """A shutdown cancels a poll while its commit waits for the store's thread: the commit
+    still lands with its rows claimed, so the sender takes them (and would give them back
+    as it stops) rather than leaving them claimed by nobody until the next start."""
+    emulator.add_room(key="r1")
+    config = make_config(rooms=["r1"])
+    active = CompiledConfig.of(config)
+    gate = threading.Event()
+    async with SQLiteStore(config.state, instance="i1") as store, \
+            aiohttp.ClientSession() as session:
+        outcomes = Outcomes()
+        sender = Sender(config.webhooks, store, on_outcome=outcomes)
+        tailer = Tailer(config.rooms[0], client=RoomlioClient(config.roomlio, session),
+                        store=store, matcher=active.matcher, routes=active.routes,
+                        settings=config.roomlio, on_enqueued=lambda added: None,
+                        handoff=SenderHandOff(sender, lambda: None))
+        executor: Any = store._executor
+        try:
+            await tailer.poll()
+            emulator.post("r1", "refund please")
+            busy = threading.Event()
+            executor.submit(lambda: busy.set() or gate.wait(10))  # the store's one thread
+            await until(busy.is_set)
+            poll = asyncio.create_task(tailer.poll())
+            await until(lambda: executor._work_queue.qsize() == 1)  # the commit, queued
+            poll.cancel()
+            gate.set()
+            with pytest.raises(asyncio.CancelledError):
+                await poll
+            await outcomes.wait_for(lambda o: len(o.items) == 1)
+        finally:
+            gate.set()
+            await sender.shutdown(1)
+    assert claimants(config.state) == {}
+
+
 async def test_a_page_larger_than_the_lanes_room_is_handed_off_in_part(
         receiver: WebhookReceiver, make_config) -> None:
     """The first deliveries of a page fill the lane up to its cap and are committed
@@ -276,7 +351,10 @@ async def test_rows_committed_claimed_are_left_to_their_instance(
 
 CRASHING_RUNNER = """
 import asyncio, signal, sys, time
+from notifier.errors import StoreError
 from notifier.events import Delivery, Event
+from notifier.polling.client import RoomlioClient
+from notifier.polling.tailer import Tailer
 from notifier.store.postgres import PostgresStore
 from notifier.store.sqlite import SQLiteStore
 
