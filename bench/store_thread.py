@@ -8,7 +8,7 @@ go through the outbox the way the sender takes them:
 * ``claim``: committed unclaimed, claimed 256 at a time (``claim_due``), completed 46 at
   a time (``delivered``): the path before the hand-off, and still the path of ordered,
   grouped and full lanes;
-* ``handoff``: committed claimed by this instance (``commit_page(claim_for=...)``), then
+* ``handoff``: committed claimed by this instance (``commit_page(claimed=ids)``), then
   completed 46 at a time: no claim query, no rows decoded.
 
 46 and 256 are the batch sizes one e2e run showed (bench/RESULTS.md). Reported: CPU µs
@@ -62,7 +62,7 @@ async def one_run(path: str, mode: str, events: int, size: int,
         for batch in batches:
             at = await store_cpu(store)
             if mode == "handoff":
-                added, _ = await store.commit_page(None, batch, (), claim_for={"crm"})
+                added, _ = await store.commit_page(None, batch, (), claimed={d.id for d in batch})
                 taken = [d.id for d in added]
                 at = _spent(spent, "commit", at, await store_cpu(store))
             else:
