@@ -1,7 +1,9 @@
 """POST deliveries to their webhooks, retrying with tenacity, recording every outcome.
 
 The dispatcher claims due deliveries from the store, per webhook and up to a cap, and
-runs each in its own task. A delivery's attempts run under the webhook's
+runs each in its own task; the deliveries a page of this process adds for a lane with
+room are handed over at its commit instead (``reserve``/``adopt``: added claimed, started
+from memory, never claimed or decoded again). A delivery's attempts run under the webhook's
 ``max_in_flight`` semaphore; the backoff sleeps between attempts run outside it, so a
 failing delivery never blocks its webhook's healthy ones, and no webhook blocks another
 (each has its own connection pool). Each failed attempt is persisted before the sleep,
