@@ -30,6 +30,7 @@ from notifier.runtime.handoff import SenderHandOff
 from notifier.runtime.hooks import ServiceHooks
 from notifier.runtime.reload import CompiledConfig
 from notifier.runtime.service import Service
+from notifier.store import open_store
 from notifier.store.postgres import PostgresStore
 from notifier.store.sqlite import SQLiteStore
 from notifier.testing import RoomlioEmulator, WebhookReceiver
@@ -70,17 +71,20 @@ def claimants(path: str) -> dict[str, str | None]:
         return dict(conn.execute("SELECT id, claimed_by FROM outbox").fetchall())
 
 
-class ClaimSpy(SQLiteStore):
-    """The real store, noting which deliveries a claim query handed out."""
+def claim_spy(backend: type[Any]) -> type[Any]:
+    """The real store class ``backend``, noting which deliveries a claim query handed out."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.claimed: list[Delivery] = []
+    class ClaimSpy(backend):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.claimed: list[Delivery] = []
 
-    async def claim_due(self, *args: Any, **kwargs: Any) -> list[Delivery]:
-        found = await super().claim_due(*args, **kwargs)
-        self.claimed += found
-        return found
+        async def claim_due(self, *args: Any, **kwargs: Any) -> list[Delivery]:
+            found = await super().claim_due(*args, **kwargs)
+            self.claimed += found
+            return found
+
+    return ClaimSpy
 
 
 def hook(receiver: WebhookReceiver, name: str, **settings: Any) -> dict[str, Any]:
@@ -89,17 +93,21 @@ def hook(receiver: WebhookReceiver, name: str, **settings: Any) -> dict[str, Any
     return {name: {"url": f"{receiver.url}/{name}", **signed, **settings}}
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_a_pages_deliveries_reach_the_receiver_without_a_claim_query(
-        emulator: RoomlioEmulator, receiver: WebhookReceiver, make_config) -> None:
+        emulator: RoomlioEmulator, receiver: WebhookReceiver, make_config,
+        request: pytest.FixtureRequest, backend: str) -> None:
     """Every delivery of a plain webhook is committed claimed and sent from memory; an
     ordered webhook's still go through claims; the enqueued hook hears of all of them."""
     emulator.add_room(key="r1")
     for n in range(30):
         emulator.post("r1", f"urgent refund {n}")
-    config = make_config(rooms=["r1"], webhooks=hook(receiver, "mod", ordered=True))
+    state = {"state": request.getfixturevalue("pg_url")} if backend == "postgresql" else {}
+    config = make_config(rooms=["r1"], webhooks=hook(receiver, "mod", ordered=True), **state)
     enqueued: list[Delivery] = []
     outcomes = Outcomes()
-    store = ClaimSpy(config.state, instance="i1", exclusive=True)
+    store = claim_spy(PostgresStore if state else SQLiteStore)(
+        config.state, instance="i1", exclusive=True)
     service = Service(config, instance="i1", store=store, hooks=ServiceHooks(
         on_outcome=outcomes, on_enqueued=enqueued.extend))
     stop = asyncio.Event()
@@ -114,7 +122,8 @@ async def test_a_pages_deliveries_reach_the_receiver_without_a_claim_query(
     assert {d.webhook for d in store.claimed} == {"mod"}
     assert len(store.claimed) == 30
     assert len(receiver.unique_ids()) == len(receiver.received) == 60
-    assert claimants(config.state) == {}
+    async with open_store(config.state) as after:
+        assert await after.outbox() == []
 
 
 @pytest.mark.parametrize("case", ["ordered", "grouped", "breaker open", "disabled",
@@ -355,6 +364,7 @@ from notifier.errors import StoreError
 from notifier.events import Delivery, Event
 from notifier.polling.client import RoomlioClient
 from notifier.polling.tailer import Tailer
+from notifier.store import open_store
 from notifier.store.postgres import PostgresStore
 from notifier.store.sqlite import SQLiteStore
 
