@@ -1,7 +1,9 @@
 """POST deliveries to their webhooks, retrying with tenacity, recording every outcome.
 
 The dispatcher claims due deliveries from the store, per webhook and up to a cap, and
-runs each in its own task. A delivery's attempts run under the webhook's
+runs each in its own task; the deliveries a page of this process adds for a lane with
+room are handed over at its commit instead (``reserve``/``adopt``: added claimed, started
+from memory, never claimed or decoded again). A delivery's attempts run under the webhook's
 ``max_in_flight`` semaphore; the backoff sleeps between attempts run outside it, so a
 failing delivery never blocks its webhook's healthy ones, and no webhook blocks another
 (each has its own connection pool). Each failed attempt is persisted before the sleep,
@@ -16,7 +18,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tenacity import RetryCallState
@@ -35,7 +37,7 @@ from notifier.util.aio import finish_first, wait_any
 from notifier.util.backoff import ExponentialWait, Retry, retry_wait
 from notifier.util.schedule import JITTER
 
-__all__ = ["AttemptReport", "DeliveryOutcome", "Sender", "first_retry_wait"]
+__all__ = ["AttemptReport", "DeliveryOutcome", "Reservation", "Sender", "first_retry_wait"]
 
 log = logging.getLogger("notifier.delivery")
 
@@ -94,6 +96,25 @@ class _WebhookLane:
     limiter: RateLimiter | Unlimited = field(default_factory=Unlimited)
     grouper: Grouper | None = None
     held: set[str] = field(default_factory=set)
+    reserved: int = 0
+    """Backlog room promised to pages being committed (``Sender.reserve``)."""
+
+    def room(self) -> int:
+        """How many more deliveries may start here the moment they are committed: none
+        when ordered (a room's head is the store's to pick) or grouped; else up to the cap."""
+        if self.webhook.ordered or self.grouper is not None:
+            return 0
+        return max(0, PER_WEBHOOK_BACKLOG - len(self.held) - self.reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Room held in lanes for one page being committed: the deliveries ``ids`` are added
+    claimed by this process and handed to ``Sender.adopt`` (no claim query)."""
+
+    ids: frozenset[str]
+    lanes: dict[str, tuple[_WebhookLane, int]]
+    """webhook -> (its lane when reserved, how many of ``ids`` go to it)."""
 
 
 class Sender:
@@ -127,6 +148,8 @@ class Sender:
         self._store_retry: Retry[None] = Retry(StoreError,
                                                wait=ExponentialWait(base=0.1, cap=5.0))
         """Gives a claim back once the store works again (``_release_when_possible``)."""
+        self._closing = False
+        """Set by ``shutdown``: pages committed from then on are not handed over."""
 
     def _new_lane(self, webhook: Webhook) -> _WebhookLane:
         lane = _WebhookLane(webhook, self._transport(webhook),
@@ -161,6 +184,65 @@ class Sender:
                     lane.limiter = limiter_for(w.rate_limit)
                 lane.webhook = w
         self.poke()
+
+    def reserve(self, deliveries: Sequence[Delivery]) -> Reservation | None:
+        """Room for the deliveries of a page that can start as soon as they are committed,
+        in page order, each lane up to its room (``_WebhookLane.room``; breaker closed or
+        probing, not disabled), reserved so that concurrent pages keep it under its cap;
+        None when there is none. The caller commits them claimed (``Store.commit_page``'s
+        ``claimed``), then hands the result to ``adopt``, also when the commit failed."""
+        if self._closing:
+            return None
+        room: dict[str, int] = {}  # webhook -> room left in its lane as the page is read
+        first: dict[str, int] = {}
+        ids: set[str] = set()
+        for delivery in deliveries:
+            left = room.get(delivery.webhook)
+            if left is None:
+                left = first[delivery.webhook] = self._room_in(delivery.webhook)
+            if left > 0:
+                ids.add(delivery.id)
+                left -= 1
+            room[delivery.webhook] = left
+        if not ids:
+            return None
+        lanes: dict[str, tuple[_WebhookLane, int]] = {}
+        for name, start in first.items():
+            if (taken := start - room[name]) > 0:
+                lane = self._lanes[name]
+                lane.reserved += taken
+                lanes[name] = (lane, taken)
+        return Reservation(frozenset(ids), lanes)
+
+    def _room_in(self, webhook: str) -> int:
+        lane = self._lanes.get(webhook)
+        if lane is None or not self.health.claimable(webhook):
+            return 0
+        return lane.room()
+
+    def adopt(self, reservation: Reservation | None, added: Sequence[Delivery]) -> None:
+        """Start the deliveries of ``added`` that ``reservation`` had committed claimed, as
+        if claimed from the outbox, and free the reservation (``added`` empty: the commit
+        failed). A lane a reload removed or made ordered meanwhile gives its rows back."""
+        if reservation is None:
+            return
+        for lane, count in reservation.lanes.values():
+            lane.reserved -= count
+        stray: list[str] = []
+        for delivery in added:
+            if delivery.id not in reservation.ids:
+                continue
+            lane = reservation.lanes[delivery.webhook][0]
+            if self._lanes.get(delivery.webhook) is not lane or lane.webhook.ordered:
+                stray.append(delivery.id)
+                continue
+            lane.held.add(delivery.id)
+            self._start(lane, delivery)
+        if stray:
+            task = asyncio.create_task(self._release_when_possible(stray),
+                                       name="release deliveries of a changed webhook")
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
 
     def poke(self, _added: object = None) -> None:
         """New deliveries were committed: look for due work now."""
@@ -236,11 +318,11 @@ class Sender:
             # the same webhook-id: a duplicate, never a loss.
             log.error("webhook %s: cannot record the outcome of %s (%s); it will be retried",
                       delivery.webhook, delivery.id, exc)
-            await self._release_when_possible(delivery)
+            await self._release_when_possible([delivery.id])
 
-    async def _release_when_possible(self, delivery: Delivery) -> None:
+    async def _release_when_possible(self, ids: list[str]) -> None:
         async def release(_attempt: int) -> None:
-            await self._store.release([delivery.id])
+            await self._store.release(ids)
 
         await self._store_retry.call(release)
         self.poke()
@@ -388,6 +470,7 @@ class Sender:
 
     async def shutdown(self, grace: float) -> None:
         """Let POSTs under way finish within ``grace``; cancel the rest; release claims."""
+        self._closing = True
         for lane in self._lanes.values():
             if lane.grouper is not None:
                 lane.grouper.close()  # its deliveries are in ``held``: released below

@@ -42,6 +42,7 @@ from notifier.polling.scheduler import (
 )
 from notifier.polling.tailer import Tailer
 from notifier.polling.throttle import KeyThrottle
+from notifier.runtime.handoff import SenderHandOff
 from notifier.runtime.hooks import ServiceHooks
 from notifier.runtime.logs import config_secrets, current_settings
 from notifier.runtime.reload import CompiledConfig, ConfigWatcher, ReloadPlan, load_plan
@@ -142,12 +143,13 @@ class Service:
     async def _run_tasks(self, stop: asyncio.Event, store: Store, client: RoomlioClient,
                          sender: Sender) -> None:
         on_enqueued = self._enqueued  # one bound method for every room
+        handoff = SenderHandOff(sender, self.poke)
 
         def make_tailer(room: Room) -> Tailer:
             matcher, routes = self.active.matcher, self.active.routes
             return Tailer(room, client=client, store=store, matcher=matcher, routes=routes,
                           settings=self.config.roomlio, on_enqueued=on_enqueued,
-                          on_quarantined=self.hooks.on_quarantined)
+                          on_quarantined=self.hooks.on_quarantined, handoff=handoff)
 
         tailers = [make_tailer(room) for room in self.config.rooms]
         self.tailers = {t.room.name: t for t in tailers}
@@ -275,8 +277,8 @@ class Service:
         self.polling_note = note
 
     def _enqueued(self, added: list[Delivery]) -> None:
-        """A tailer committed ``added``: the senders look now, the hook hears of it."""
-        self.poke()
+        """A tailer committed ``added`` (the senders were told by the hand-off): the hook
+        hears of it."""
         if self.hooks.on_enqueued is not None:
             self.hooks.on_enqueued(added)
 

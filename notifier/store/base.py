@@ -131,9 +131,15 @@ class Store(Protocol):
         the ledger; return the deliveries actually added to the outbox."""
 
     async def commit_page(self, state: RoomState | None, deliveries: Sequence[Delivery],
-                          quarantine: Sequence[Quarantined]) -> tuple[list[Delivery], int]:
+                          quarantine: Sequence[Quarantined], *,
+                          claimed: Collection[str] = ()) -> tuple[list[Delivery], int]:
         """``commit``, and in the same transaction keep the ``quarantine`` messages not
-        kept already (by room and fingerprint); return (deliveries added, messages kept)."""
+        kept already (by room and fingerprint); return (deliveries added, messages kept).
+
+        The added deliveries whose ids are in ``claimed`` are inserted claimed by this
+        instance, as ``claim_due`` would mark them: this process's sender takes them from
+        the page (no claim query), and a crash leaves them to the next claim like any
+        claim of a dead instance (see ``claim_due``)."""
 
     async def quarantined(self, limit: int | None = None) -> list[Quarantined]:
         """Kept messages, oldest first (the newest ``limit`` of them when given)."""

@@ -124,12 +124,16 @@ class PostgresStore(Store):
         return (await self.commit_page(state, deliveries, ()))[0]
 
     async def commit_page(self, state: RoomState | None, deliveries: Sequence[Delivery],
-                          quarantine: Sequence[Quarantined]) -> tuple[list[Delivery], int]:
-        """``commit``, keeping the page's quarantined messages in the same transaction."""
+                          quarantine: Sequence[Quarantined], *,
+                          claimed: Collection[str] = ()) -> tuple[list[Delivery], int]:
+        """``commit``, keeping the page's quarantined messages in the same transaction; the
+        deliveries whose ids are in ``claimed`` are added claimed by this instance for
+        ``claim_timeout`` seconds (or until its registration lapses), as a claim marks them."""
         fence = self.instance if self.exclusive else None
+        claim = outbox.Claim(self.instance, self.claim_timeout, frozenset(claimed))
         async with self._conn("commit") as conn:
             return await outbox.commit(conn, state, list(deliveries), time.time(), fence,
-                                       list(quarantine))
+                                       list(quarantine), claim)
 
     async def claim_due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
                         webhooks: Collection[str] | None = None,

@@ -9,6 +9,7 @@ as with SQLite.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -20,8 +21,9 @@ from notifier.store.postgres.leases import check_leases
 from notifier.store.postgres.schema import NOW
 from notifier.util.json import dumps
 
-__all__ = ["NEXT_DUE", "add_events", "claim", "commit", "delivered", "load_room", "pending",
-           "prune", "release", "release_claims", "reschedule", "rooms", "select", "stats"]
+__all__ = ["NEXT_DUE", "Claim", "add_events", "claim", "commit", "delivered", "load_room",
+           "pending", "prune", "release", "release_claims", "reschedule", "rooms", "select",
+           "stats"]
 
 #: A claim lapses when its deadline passed, or at once when the instance that made it
 #: stopped renewing its registration (it died or hangs): that is the failover path.
@@ -33,12 +35,23 @@ _CLAIMABLE = f"""(o.claimed_by IS NULL OR o.claimed_until < {NOW} OR EXISTS (
 select = partial(rows.select_deliveries, events="notifier_events")
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who claims the rows ``commit`` adds for the deliveries ``ids``, and for how long
+    (seconds), as ``claim`` would mark them."""
+
+    instance: str
+    timeout: float
+    ids: frozenset[str] = frozenset()
+
+
 async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], now: float,
-                 fence: str | None, quarantined: Sequence[Quarantined] = ()
-                 ) -> tuple[list[Delivery], int]:
+                 fence: str | None, quarantined: Sequence[Quarantined] = (),
+                 claim: Claim | None = None) -> tuple[list[Delivery], int]:
     """Save ``state``, the deliveries of events new to the ledger and the quarantined
     messages not kept yet, in one transaction; with ``fence`` (an instance id), only while
-    it holds the lease of every room written. Returns (deliveries added, messages kept)."""
+    it holds the lease of every room written. The rows added for ``claim.ids`` are
+    claimed by ``claim.instance``. Returns (deliveries added, messages kept)."""
     events, unique = rows.page_events(batch)
     values = [rows.event_values(e) for e in events.values()]
     async with conn.transaction():
@@ -48,10 +61,14 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
         seqs = await add_events(conn, values)
         added = [d for d in unique if d.event.id in seqs]
         if added:  # one statement for the page's rows (executemany ran one per row)
+            mine = claim.ids if claim is not None else frozenset()
             await conn.execute(_ADD, [d.id for d in added], [seqs[d.event.id] for d in added],
                                [d.webhook for d in added],
                                [dumps(list(d.rules)) for d in added],
-                               [d.attempts for d in added], now)
+                               [d.attempts for d in added], now,
+                               [claim.instance if claim is not None and d.id in mine
+                                else None for d in added],
+                               claim.timeout if claim is not None else 0.0)
         if state is not None:
             await conn.execute(
                 "INSERT INTO notifier_rooms (room, cursor, last_id, high_water, updated_at)"
@@ -63,10 +80,13 @@ async def commit(conn: Any, state: RoomState | None, batch: Sequence[Delivery], 
     return added, kept
 
 
-#: Outbox rows from arrays of ids, event seqs, webhooks, rules and attempts, due at $6.
+#: Outbox rows from arrays of ids, event seqs, webhooks, rules, attempts and claimants
+#: (NULL: unclaimed), due at $6; a claimed row is held $8 seconds, as ``_CLAIM`` holds it.
 _ADD = ("INSERT INTO notifier_outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
-        " created_at) SELECT id, seq, webhook, rules, attempts, $6, $6 FROM unnest($1::text[],"
-        " $2::int8[], $3::text[], $4::text[], $5::int4[]) AS r (id, seq, webhook, rules, attempts)")
+        " created_at, claimed_by, claimed_until) SELECT id, seq, webhook, rules, attempts, $6,"
+        f" $6, claimant, CASE WHEN claimant IS NULL THEN NULL ELSE {NOW} + $8 END"
+        " FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], $7::text[])"
+        " AS r (id, seq, webhook, rules, attempts, claimant)")
 
 
 async def add_events(conn: Any, values: Sequence[Sequence[Any]]) -> dict[str, int]:

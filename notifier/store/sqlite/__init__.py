@@ -86,11 +86,13 @@ class SQLiteStore(Store):
         return (await self.commit_page(state, deliveries, ()))[0]
 
     async def commit_page(self, state: RoomState | None, deliveries: Sequence[Delivery],
-                          quarantine: Sequence[Quarantined]) -> tuple[list[Delivery], int]:
-        """``commit``, keeping the page's quarantined messages in the same transaction."""
-        batch, kept = list(deliveries), list(quarantine)
-        return await self._run("commit", lambda c: outbox.commit_page(c, state, batch, kept,
-                                                                      time.time()))
+                          quarantine: Sequence[Quarantined], *,
+                          claimed: Collection[str] = ()) -> tuple[list[Delivery], int]:
+        """``commit``, keeping the page's quarantined messages in the same transaction; the
+        deliveries whose ids are in ``claimed`` are added claimed by this instance."""
+        batch, kept, mine = list(deliveries), list(quarantine), frozenset(claimed)
+        return await self._run("commit", lambda c: outbox.commit_page(
+            c, state, batch, kept, time.time(), mine, self.instance))
 
     async def claim_due(self, now: float, limit: int, exclude: frozenset[str] = frozenset(),
                         webhooks: Collection[str] | None = None,

@@ -48,21 +48,27 @@ _NEXT_HEAD = ("SELECT min(t.next_attempt_at) FROM outbox AS t"
 
 
 def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequence[Delivery],
-                quarantined: Sequence[Quarantined], now: float) -> tuple[list[Delivery], int]:
+                quarantined: Sequence[Quarantined], now: float,
+                claimed: Collection[str] = (), instance: str = "") -> tuple[list[Delivery], int]:
     """Save ``state``, the deliveries of events new to the ledger and the page's quarantined
-    messages, in one transaction; return (deliveries added, messages newly kept)."""
+    messages, in one transaction; return (deliveries added, messages newly kept).
+
+    The deliveries whose ids are in ``claimed`` are inserted claimed by ``instance``, whose
+    sender takes them from the page itself: they never enter the partial indexes of
+    unclaimed rows, which a later claim would update (bench/RESULTS.md, issue 16)."""
     events, unique = rows.page_events(batch)
     # A page that brings no delivery and keeps no message only moves the cursor: a power
     # cut that forgets it makes the tail read those messages again, never skip one, and
     # the next synced commit syncs it too (sqlite.locking). Everything else is synced.
+    mine = frozenset(claimed)
     with transaction(conn, durable=bool(batch or quarantined)):
         seqs = add_events(conn, events)[1]
         added = [d for d in unique if d.event.id in seqs]
         conn.executemany(
             "INSERT INTO outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(d.id, seqs[d.event.id], d.webhook, dumps(list(d.rules)), d.attempts, now, now)
-             for d in added])
+            " created_at, claimed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(d.id, seqs[d.event.id], d.webhook, dumps(list(d.rules)), d.attempts, now, now,
+              instance if d.id in mine else None) for d in added])
         if state is not None:
             conn.execute(
                 "INSERT INTO rooms (room, cursor, last_id, high_water, updated_at)"
