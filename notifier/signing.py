@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 # cryptography is imported where an ed25519 key is used, not here: a deployment signing
 # with ``whsec_`` secrets only never loads it (its Rust extension is a large part of a
-# 10,000-room process's memory: bench/RESULTS.md, "Memory at 10,000 rooms").
+# 10,000-room process's memory: bench/RESULTS.md, "Memory at 10,000 rooms, again").
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 

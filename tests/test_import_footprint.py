@@ -1,8 +1,9 @@
 """What ``notifier run`` loads: a library only some configs need is imported by those only.
 
 cryptography (ed25519 ``whsk_`` keys) and re2 (rule ``regex`` patterns) are large native
-extensions; a process that signs with ``whsec_`` secrets and matches keywords must not pay
-for them (issue 16: 10,000 rooms < 80 MB; bench/RESULTS.md, "Memory at 10,000 rooms").
+extensions, Jinja2 (``format: template``) a large package; a process that signs with
+``whsec_`` secrets and matches keywords must not pay for them (issue 16: 10,000 rooms
+< 80 MB; bench/RESULTS.md, "Memory at 10,000 rooms, again").
 """
 
 from __future__ import annotations
@@ -48,25 +49,30 @@ async def _loaded(tmp_path: Path, emu: RoomlioEmulator, rx: WebhookReceiver,
     return set(out.decode().split())
 
 
-async def test_keywords_and_hmac_secrets_load_neither_cryptography_nor_re2(
+async def test_keywords_and_hmac_secrets_load_no_library_they_do_not_need(
         tmp_path: Path) -> None:
-    """A run with keyword rules and whsec_ secrets delivers without importing either."""
+    """A run with keyword rules, whsec_ secrets and the standard format delivers without
+    importing cryptography, re2 or Jinja2."""
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
         loaded = await _loaded(tmp_path, emu, rx, rules=KEYWORDS)
         assert rx.received and rx.received[0].verified
     assert "notifier" in loaded and "aiohttp" in loaded  # the list is the run's own
-    assert not {"cryptography", "re2"} & loaded
+    assert not {"cryptography", "re2", "jinja2"} & loaded
 
 
 @pytest.mark.parametrize(("config", "library"), [
     ({"rules": [{"name": "r", "regex": ["ref+und"], "notify": ["crm"]}]}, "re2"),
     ({"rules": KEYWORDS, "webhooks": {"crm": {"url": "", "secret": ED25519_SEED}}},
      "cryptography"),
+    pytest.param({"rules": KEYWORDS, "webhooks": {"crm": {
+        "url": "", "format": "template", "template": "{{ message | tojson }}"}}}, "jinja2",
+        marks=pytest.mark.template_bodies),
 ])
 async def test_a_config_that_needs_the_library_loads_it(
         tmp_path: Path, config: dict[str, Any], library: str) -> None:
-    """A regex rule loads re2 and an ed25519 key loads cryptography (the probe sees them)."""
+    """A regex rule loads re2, an ed25519 key cryptography, a template webhook Jinja2 (the
+    probe sees each)."""
     async with RoomlioEmulator(api_key=API_KEY) as emu, WebhookReceiver() as rx:
         for hook in config.get("webhooks", {}).values():
             hook["url"] = f"{rx.url}/crm"

@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 # re2 is imported by the first pattern compiled, not here: a config of keywords only never
-# loads it, nor the C++ runtime it brings (bench/RESULTS.md, "Memory at 10,000 rooms").
+# loads it, nor the C++ runtime it brings (bench/RESULTS.md, "Memory at 10,000 rooms, again").
 if TYPE_CHECKING:
     import re2
     from re2 import _re2
