@@ -29,10 +29,13 @@ import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+# cryptography is imported where an ed25519 key is used, not here: a deployment signing
+# with ``whsec_`` secrets only never loads it (its Rust extension is a large part of a
+# 10,000-room process's memory: bench/RESULTS.md, "Memory at 10,000 rooms, again").
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "PRIVATE_KEY_PREFIX",
@@ -80,11 +83,15 @@ class Ed25519Key(bytes):
     @property
     def private(self) -> Ed25519PrivateKey:
         """The key, ready to sign."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return Ed25519PrivateKey.from_private_bytes(bytes(self[:_SEED_BYTES]))
 
     @property
     def public(self) -> PublicKey:
         """The matching public key (what receivers verify ``v1a`` signatures with)."""
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         return PublicKey(self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
@@ -187,7 +194,12 @@ def public_key_text(key: Ed25519Key) -> str:
 
 def generate_key_pair() -> tuple[str, str]:
     """A new (``whsk_`` private key, ``whpk_`` public key) pair."""
-    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
 
     seed = Ed25519PrivateKey.generate().private_bytes(
         Encoding.Raw, PrivateFormat.Raw, NoEncryption())
@@ -298,6 +310,9 @@ class Signer:
 
 
 def _ed25519_matches(public: bytes, content: bytes, given: Sequence[str]) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     verifier = Ed25519PublicKey.from_public_bytes(bytes(public))
     for sig in given:
         version, _, encoded = sig.partition(",")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from notifier.config import Rate
-from notifier.delivery.formats.template import compile_template, render
+from notifier.delivery.formats.template_render import compile_template, render
 from notifier.delivery.grouping import GroupBuffer, GroupDelivery, group_of, members_of
 from notifier.errors import DeliveryPermanentError
 from notifier.util.pacing import TokenBucket

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from notifier.delivery.formats import check_config
-from notifier.delivery.formats.template import compile_template, render
+from notifier.delivery.formats.template_render import compile_template, render
 from notifier.errors import DeliveryPermanentError
 from notifier.events import CREATED, Delivery, Event
 from tests.conftest import TEST_ENV, Outcomes, config_text, running

@@ -14,9 +14,13 @@ A pattern that is a plain ASCII word or phrase skips the engine (``in`` on the t
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import re2
-from re2 import _re2
+# re2 is imported by the first pattern compiled, not here: a config of keywords only never
+# loads it, nor the C++ runtime it brings (bench/RESULTS.md, "Memory at 10,000 rooms, again").
+if TYPE_CHECKING:
+    import re2
+    from re2 import _re2
 
 __all__ = ["SYNTAX_URL", "LinearPattern", "PatternError", "compile_pattern"]
 
@@ -24,7 +28,6 @@ SYNTAX_URL = "https://github.com/google/re2/wiki/Syntax"
 _MAX_MEM = 8 << 20
 """RE2's own default: a pattern whose compiled program needs more is refused."""
 _LITERAL = re.compile(r"[A-Za-z0-9 ]+")
-_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 
 #: RE2's error text → why the pattern is refused and what to write instead.
 _HINTS = (
@@ -53,11 +56,12 @@ class PatternError(ValueError):
 class LinearPattern:
     """One compiled rule pattern: ``search(text_utf8)`` in time linear in the text."""
 
-    __slots__ = ("_literal", "_regexp", "pattern")
+    __slots__ = ("_literal", "_regexp", "_unanchored", "pattern")
 
     def __init__(self, pattern: str, regexp: _re2.RE2 | None) -> None:
         self.pattern = pattern
         self._regexp = regexp
+        self._unanchored = type(regexp).Anchor.UNANCHORED if regexp is not None else None
         self._literal = pattern.lower().encode() if regexp is None else b""
 
     def search(self, text: bytes) -> bool:
@@ -66,11 +70,13 @@ class LinearPattern:
             return self._literal in text
         # the C++ binding directly: re2.compile's wrapper adds a generator, a Match
         # object and offset decoding per call, more than RE2's own work on a chat line
-        spans: list[tuple[int, int]] = self._regexp.Match(_UNANCHORED, text, 0, len(text))
+        spans: list[tuple[int, int]] = self._regexp.Match(self._unanchored, text, 0, len(text))
         return spans[0][0] >= 0
 
 
 def _options() -> re2.Options:
+    import re2
+
     options = re2.Options()
     options.case_sensitive = False
     options.never_capture = True  # only "is it there" is asked: no groups to track
@@ -82,6 +88,8 @@ def _options() -> re2.Options:
 def compile_pattern(pattern: str) -> LinearPattern:
     """Compile ``pattern`` (RE2 syntax, case-insensitive); raise PatternError explaining a
     refusal."""
+    from re2 import _re2
+
     regexp = _re2.RE2(pattern.encode(), _options())
     if not regexp.ok():
         raise PatternError(_explain(regexp.error()))
