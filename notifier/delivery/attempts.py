@@ -25,6 +25,7 @@ from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import members_of
 from notifier.delivery.health import HealthBoard
 from notifier.delivery.lanes import BACKOFF_BASE, REFILL_AT, WebhookLane
+from notifier.delivery.ratelimit import UNLIMITED
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
 from notifier.store import Store
@@ -156,7 +157,8 @@ class Deliverer:
     async def _attempt(self, lane: WebhookLane, delivery: Delivery, attempt_no: int) -> None:
         """One attempt, admitted by the webhook's breaker, its result recorded there."""
         health = self.health[lane.webhook.name]
-        probe = await health.admit()  # waits while the breaker is open; raises if disabled
+        # closed and enabled: admitted at once, as admit() would (no coroutine to await)
+        probe = False if health.admit_now() else await health.admit()
         try:
             while not await self._post(lane, delivery, attempt_no, probe):
                 # the breaker opened while this attempt queued for a slot: it waits again,
@@ -170,17 +172,28 @@ class Deliverer:
         except BaseException:
             health.abandon(probe)
             raise
-        await health.record(True, None, probe=probe)
+        if (rest := health.record_success(probe)) is not None:  # None: a steady success
+            await rest
 
     async def _post(self, lane: WebhookLane, delivery: Delivery, attempt_no: int,
                     probe: bool) -> bool:
         """POST once; False, sending nothing, if the breaker no longer admits it."""
-        async with lane.semaphore:
+        slots = lane.semaphore
+        if not slots.take_now():  # a free slot is taken without a coroutine
+            await slots.take()
+        try:
             if not self.health[lane.webhook.name].still_admits(probe):
                 return False
-            # the turn is taken holding a slot, so a 429's pause holds back every queued one
-            async with lane.limiter.turn():
+            limiter = lane.limiter
+            if limiter is UNLIMITED:
                 await self._post_now(lane, delivery, attempt_no)
+            else:
+                # the turn is taken holding a slot, so a 429's pause holds back every
+                # queued one
+                async with limiter.turn():
+                    await self._post_now(lane, delivery, attempt_no)
+        finally:
+            slots.release()
         return True
 
     async def _post_now(self, lane: WebhookLane, delivery: Delivery, attempt_no: int) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import replace
 
 from notifier.config import Webhook
@@ -114,17 +114,40 @@ class WebhookHealth:
             if self._recovered_since <= failed_at:
                 return
 
+    def admit_now(self) -> bool:
+        """Whether an attempt may go at once as an ordinary one (breaker closed, webhook
+        enabled); else ``admit`` decides, waiting, probing or raising."""
+        return self.breaker.state is BreakerState.CLOSED and not self.state.disabled
+
     async def record(self, ok: bool, status: int | None, *, probe: bool) -> None:
         """Note one attempt's result: move the breaker, the streak, maybe disable."""
         now = self._clock()
         transition = self.breaker.record(ok, probe=probe)
+        if not self._steady(ok, transition, now):
+            await self._recorded(ok, status, transition, now)
+
+    def record_success(self, probe: bool) -> Coroutine[None, None, None] | None:
+        """``record(True, None, probe=probe)``, done at once for a steady success (None);
+        else the rest of it, to be awaited."""
+        now = self._clock()
+        transition = self.breaker.record(True, probe=probe)
+        if self._steady(True, transition, now):
+            return None
+        return self._recorded(True, None, transition, now)
+
+    def _steady(self, ok: bool, transition: Transition | None, now: float) -> bool:
         if (ok and transition is None and self.state.failing_since is None
                 and now - self._saved_success < SUCCESS_SAVE_INTERVAL):
             # a steady success changes nothing to save: noted, not a new WebhookState
-            # per delivery (dataclasses.replace); folded in below at the next other
-            # result (every save follows it)
+            # per delivery (dataclasses.replace); folded in by ``_recorded`` at the next
+            # other result (every save follows it)
             self._success_at = now
-            return
+            return True
+        return False
+
+    async def _recorded(self, ok: bool, status: int | None, transition: Transition | None,
+                        now: float) -> None:
+        """What ``record`` does for a result that is not a steady success."""
         self._fold_success()
         before = self.state
         if ok:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from notifier.config import Webhook
 from notifier.delivery.grouping import Grouper
-from notifier.delivery.ratelimit import RateLimiter, Slots, Unlimited
+from notifier.delivery.ratelimit import UNLIMITED, RateLimiter, Slots, Unlimited
 from notifier.delivery.transport import Transport
 from notifier.util.backoff import Retry
 from notifier.util.schedule import JITTER
@@ -44,7 +44,7 @@ class WebhookLane:
     semaphore: Slots
     retry: Retry[None]
     """The webhook's retry policy, built once (tenacity's retry, stop and wait objects)."""
-    limiter: RateLimiter | Unlimited = field(default_factory=Unlimited)
+    limiter: RateLimiter | Unlimited = UNLIMITED
     grouper: Grouper | None = None
     held: set[str] = field(default_factory=set)
     reserved: int = 0
