@@ -23,7 +23,7 @@ from tenacity import RetryCallState
 from notifier.config import Webhook
 from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import members_of
-from notifier.delivery.health import HealthBoard
+from notifier.delivery.healthboard import HealthBoard
 from notifier.delivery.lanes import BACKOFF_BASE, REFILL_AT, WebhookLane
 from notifier.delivery.ratelimit import UNLIMITED
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError

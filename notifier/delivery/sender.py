@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from notifier.config import Webhook
 from notifier.delivery.attempts import AttemptReport, Deliverer, DeliveryOutcome
 from notifier.delivery.grouping import GroupedStore, Grouper
-from notifier.delivery.health import HealthBoard
+from notifier.delivery.healthboard import HealthBoard
 from notifier.delivery.lanes import (
     PER_WEBHOOK_BACKLOG,
     Reservation,
