@@ -33,6 +33,8 @@ AREAS = [
     ("delivery: rate limit", "notifier/delivery/ratelimit"),
     ("delivery: completer", "notifier/delivery/completer"),
     ("delivery: sender", "notifier/delivery/sender"),
+    ("delivery: sender", "notifier/delivery/attempts"),
+    ("delivery: sender", "notifier/delivery/lanes"),
     ("delivery: grouping", "notifier/delivery/grouping"),
     ("polling", "notifier/polling/"),
     ("rules", "notifier/rules/"),

@@ -6,9 +6,9 @@ completions, with a null transport (the seam in notifier.delivery.transport).
 The deliveries are committed to a fresh SQLite outbox first (not timed); then the Sender
 claims, "POSTs" (a transport that answers 204 at once) and records all of them. CPU is
 the process's (the store's thread included) from the sender's start to the last outcome,
-per delivery; medians over --repeat runs. Compare two trees by running this script from
-each (PYTHONPATH=<tree>) in alternation: the figure is the notifier's own cost per
-delivery beyond the HTTP client.
+per delivery, and the event loop's thread's alone; medians over --repeat runs. Compare
+two trees by running this script from each (PYTHONPATH=<tree>) in alternation: the
+figure is the notifier's own cost per delivery beyond the HTTP client.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _deliveries(n: int) -> list[Delivery]:
     return out
 
 
-async def _once(n: int, folder: str | None) -> float:
+async def _once(n: int, folder: str | None) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         path = Path(tmp, "rules.yaml")
         path.write_text(config_yaml("http://127.0.0.1:1", "http://127.0.0.1:2", ["room-0"],
@@ -82,16 +82,17 @@ async def _once(n: int, folder: str | None) -> float:
 
         sender = Sender(config.webhooks, store, on_outcome=on_outcome, transport=_NullTransport)
         stop = asyncio.Event()
-        started = time.process_time()
+        started, loop_started = time.process_time(), time.thread_time()
         task = asyncio.create_task(sender.run(stop))
         await asyncio.wait_for(done.wait(), 300)
         cpu = time.process_time() - started
+        loop_cpu = time.thread_time() - loop_started  # this coroutine runs on the loop's thread
         stop.set()
         sender.poke()
         await task
         await sender.shutdown(1)
         await store.close()
-        return cpu / n * 1e6
+        return cpu / n * 1e6, loop_cpu / n * 1e6
 
 
 def main() -> None:
@@ -102,8 +103,10 @@ def main() -> None:
     args = parser.parse_args()
     runs = [run_loop(_once(args.deliveries, args.state)) for _ in range(args.repeat)]
     import notifier
-    print(f"{Path(notifier.__file__).parent.parent}: {statistics.median(runs):.1f} µs CPU "
-          f"per delivery (median; runs {', '.join(f'{r:.1f}' for r in runs)})")
+    total, loop = [r[0] for r in runs], [r[1] for r in runs]
+    print(f"{Path(notifier.__file__).parent.parent}: {statistics.median(total):.1f} µs CPU "
+          f"per delivery, loop thread {statistics.median(loop):.1f} (medians; runs "
+          f"{', '.join(f'{t:.1f}/{lp:.1f}' for t, lp in zip(total, loop, strict=True))})")
 
 
 if __name__ == "__main__":

@@ -16,22 +16,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 
 from notifier.config import Webhook
 from notifier.delivery.breaker import Breaker, BreakerSettings, BreakerState, Transition
-from notifier.delivery.operator_events import disabled_delivery
 from notifier.errors import StoreError, WebhookDisabledError
-from notifier.events import Delivery
 from notifier.store import Store, WebhookState
 
-__all__ = ["GONE", "HealthBoard", "WebhookHealth"]
+__all__ = ["GONE", "WebhookHealth"]
 
 log = logging.getLogger("notifier.delivery")
 
 #: The status that disables a webhook at once: the receiver says it is gone for good.
 GONE = 410
+#: Compared at every attempt: a module global is read faster than an enum member.
+_CLOSED = BreakerState.CLOSED
 #: A healthy webhook's last success is saved at most this often (seconds).
 SUCCESS_SAVE_INTERVAL = 60.0
 
@@ -97,7 +97,7 @@ class WebhookHealth:
     def still_admits(self, probe: bool) -> bool:
         """Whether an attempt admitted earlier may go now that it has a slot: the probe
         always, others only while the breaker is closed (and the webhook enabled)."""
-        return probe or (not self.disabled and self.breaker.state is BreakerState.CLOSED)
+        return probe or (not self.disabled and self.breaker.state is _CLOSED)
 
     async def retry_pause(self, seconds: float) -> None:
         """Wait ``seconds`` before retrying a delivery that has just failed; cut short
@@ -114,17 +114,40 @@ class WebhookHealth:
             if self._recovered_since <= failed_at:
                 return
 
+    def admit_now(self) -> bool:
+        """Whether an attempt may go at once as an ordinary one (breaker closed, webhook
+        enabled); else ``admit`` decides, waiting, probing or raising."""
+        return self.breaker.state is _CLOSED and not self.state.disabled
+
     async def record(self, ok: bool, status: int | None, *, probe: bool) -> None:
         """Note one attempt's result: move the breaker, the streak, maybe disable."""
         now = self._clock()
         transition = self.breaker.record(ok, probe=probe)
+        if not self._steady(ok, transition, now):
+            await self._recorded(ok, status, transition, now)
+
+    def record_success(self, probe: bool) -> Coroutine[None, None, None] | None:
+        """``record(True, None, probe=probe)``, done at once for a steady success (None);
+        else the rest of it, to be awaited."""
+        now = self._clock()
+        transition = self.breaker.record(True, probe=probe)
+        if self._steady(True, transition, now):
+            return None
+        return self._recorded(True, None, transition, now)
+
+    def _steady(self, ok: bool, transition: Transition | None, now: float) -> bool:
         if (ok and transition is None and self.state.failing_since is None
                 and now - self._saved_success < SUCCESS_SAVE_INTERVAL):
             # a steady success changes nothing to save: noted, not a new WebhookState
-            # per delivery (dataclasses.replace); folded in below at the next other
-            # result (every save follows it)
+            # per delivery (dataclasses.replace); folded in by ``_recorded`` at the next
+            # other result (every save follows it)
             self._success_at = now
-            return
+            return True
+        return False
+
+    async def _recorded(self, ok: bool, status: int | None, transition: Transition | None,
+                        now: float) -> None:
+        """What ``record`` does for a result that is not a steady success."""
         self._fold_success()
         before = self.state
         if ok:
@@ -217,92 +240,3 @@ def _span(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f}{unit}"
     return f"{seconds:.1f}s"
-
-
-class HealthBoard:
-    """The health of every webhook of a sender, kept in step with the store."""
-
-    #: How often (seconds) saved states are re-read, to see ``notifier webhook enable``.
-    refresh_interval = 1.0
-
-    def __init__(self, webhooks: Mapping[str, Webhook], store: Store, *,
-                 clock: Callable[[], float] = time.time, ops_webhook: str | None = None,
-                 on_enqueued: Callable[[list[Delivery]], None] | None = None,
-                 on_recovered: Callable[[], None] | None = None) -> None:
-        self._store, self._clock = store, clock
-        self._ops_webhook, self._on_enqueued = ops_webhook, on_enqueued
-        self._on_recovered = on_recovered
-        self._recovered: set[str] = set()
-        self._health = {name: self._new(w) for name, w in webhooks.items()}
-        self._loaded = False
-        self._refreshed = -float("inf")
-
-    def __getitem__(self, webhook: str) -> WebhookHealth:
-        return self._health[webhook]
-
-    def track(self, webhooks: Mapping[str, Webhook]) -> None:
-        """Follow a reloaded config: webhooks new to it start healthy (the next refresh
-        adopts any saved state); the others keep theirs."""
-        for name, w in webhooks.items():
-            if name not in self._health:
-                self._health[name] = self._new(w)
-
-    def _new(self, webhook: Webhook) -> WebhookHealth:
-        return WebhookHealth(webhook, self._store, clock=self._clock,
-                             on_disabled=self._notify, on_recovered=self._recover)
-
-    def _recover(self, webhook: str) -> None:
-        self._recovered.add(webhook)
-        if self._on_recovered is not None:
-            self._on_recovered()
-
-    def take_recovered(self) -> set[str]:
-        """Webhooks whose breaker closed after an outage since the last call: their
-        deliveries that failed in it, released to the outbox, are to be claimed early."""
-        recovered, self._recovered = self._recovered, set()
-        return recovered
-
-    async def refresh(self) -> None:
-        """Load saved states once, then adopt enables made elsewhere (rate-limited)."""
-        if time.monotonic() - self._refreshed < self.refresh_interval:
-            return
-        self._refreshed = time.monotonic()
-        states = await self._store.webhook_states()
-        for name, health in self._health.items():
-            if self._loaded:
-                await health.sync(states.get(name))
-            else:
-                health.restore(states.get(name))
-        self._loaded = True
-
-    def claimable(self, webhook: str) -> bool:
-        """Whether deliveries for ``webhook`` should be claimed now."""
-        health = self._health.get(webhook)
-        return health is None or health.claimable()
-
-    def is_disabled(self, webhook: str) -> bool:
-        """Whether ``webhook`` is disabled (its deliveries go back to the outbox)."""
-        health = self._health.get(webhook)
-        return health is not None and health.disabled
-
-    def cap_delay(self, delay: float) -> float:
-        """``delay``, shortened to wake for a probe, and to at most ``refresh_interval`` so
-        deliveries replayed and webhooks enabled by another process are seen quickly."""
-        now = self._clock()
-        for health in self._health.values():
-            wake = health.wake_at()
-            if wake is not None:
-                delay = min(delay, max(0.05, wake - now))
-        return min(delay, self.refresh_interval)
-
-    async def _notify(self, state: WebhookState) -> None:
-        ops = self._ops_webhook
-        if ops is None or ops == state.webhook or self.is_disabled(ops):
-            return
-        try:
-            added = await self._store.commit(None, [disabled_delivery(state, ops)])
-        except StoreError as exc:
-            log.error("cannot enqueue webhook.disabled for %s to %s: %s", state.webhook, ops, exc)
-            return
-        if added and self._on_enqueued is not None:
-            self._on_enqueued(added)

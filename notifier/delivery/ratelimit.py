@@ -18,7 +18,7 @@ from notifier.config import Rate
 from notifier.errors import DeliveryTransientError
 from notifier.util.pacing import TokenBucket
 
-__all__ = ["DEFAULT_PAUSE", "RateLimiter", "Slots", "Unlimited", "limiter_for"]
+__all__ = ["DEFAULT_PAUSE", "UNLIMITED", "RateLimiter", "Slots", "Unlimited", "limiter_for"]
 
 #: How long a 429 without Retry-After pauses the webhook (beyond one token's interval).
 DEFAULT_PAUSE = 1.0
@@ -42,9 +42,18 @@ class Slots:
         return self._free
 
     async def __aenter__(self) -> None:
+        if not self.take_now():
+            await self.take()
+
+    def take_now(self) -> bool:
+        """Take a slot if one is free and nobody waits for it (then ``release`` it)."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
-            return
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Wait for a slot, after those who came before (then ``release`` it)."""
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(handed)
         try:
@@ -53,13 +62,14 @@ class Slots:
             if handed.cancelled():  # cancelled while waiting: it never held a slot
                 self._waiters.remove(handed)
             else:  # handed a slot, then cancelled before it ran: pass the slot on
-                self._release()
+                self.release()
             raise
 
     async def __aexit__(self, *_exc: object) -> None:
-        self._release()
+        self.release()
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give a slot back: to the first waiter, or free."""
         waiters = self._waiters
         while waiters:
             handed = waiters.popleft()
@@ -106,6 +116,10 @@ class Unlimited:
         return None
 
 
+#: The one limiter of every webhook without a rate limit (the sender skips its turn).
+UNLIMITED = Unlimited()
+
+
 def limiter_for(rate: Rate | None) -> RateLimiter | Unlimited:
-    """The limiter for a webhook's ``rate_limit`` (None: unlimited)."""
-    return Unlimited() if rate is None else RateLimiter(rate)
+    """The limiter for a webhook's ``rate_limit`` (None: unlimited, ``UNLIMITED``)."""
+    return UNLIMITED if rate is None else RateLimiter(rate)

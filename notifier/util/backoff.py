@@ -218,19 +218,30 @@ class Retry(Generic[T]):
         earlier run, count toward ``stop`` and the waits); ``args`` are the state's
         ``args``, for ``before_sleep`` to read.
         """
-        state = RetryCallState(self.retrying, attempt, args, {})
-        state.attempt_number = first
+        started = time.monotonic()
+        try:
+            return await attempt(first)  # most calls end here: no RetryCallState for them
+        except BaseException as exc:
+            state = RetryCallState(self.retrying, attempt, args, {})
+            state.start_time, state.attempt_number = started, first
+            state.set_exception((type(exc), exc, exc.__traceback__))
+            if not self._again(state):
+                raise
+        return await self._retry(attempt, state)
+
+    async def _retry(self, attempt: Callable[[int], Awaitable[T]], state: RetryCallState) -> T:
+        """The loop after a failed attempt that tenacity retries (``state``: its outcome)."""
         while True:
+            if self.before_sleep is not None:
+                await self.before_sleep(state)
+            await self.sleep(state.upcoming_sleep)
+            state.prepare_for_next_attempt()
             try:
                 return await attempt(state.attempt_number)
             except BaseException as exc:
                 state.set_exception((type(exc), exc, exc.__traceback__))
                 if not self._again(state):
                     raise
-            if self.before_sleep is not None:
-                await self.before_sleep(state)
-            await self.sleep(state.upcoming_sleep)
-            state.prepare_for_next_attempt()
 
     def _again(self, state: RetryCallState) -> bool:
         """Whether tenacity retries the failure in ``state`` (and, if so, after how long:
