@@ -28,15 +28,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import RoomlioCursorError, RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
 from notifier.polling.client import Page, RoomlioClient
+from notifier.polling.commit import (
+    HandOff,
+    Reserved,
+    Routes,
+    commit_page,
+    deliveries_for,
+    routes_for,
+)
 from notifier.polling.position import (
     CLOCK_SKEW,
     FAR_FUTURE,
@@ -49,60 +57,16 @@ from notifier.polling.position import (
 )
 from notifier.polling.quarantine import keep
 from notifier.rules import Matcher
-from notifier.store import Quarantined, RoomState, Store
+from notifier.store import RoomState, Store
 from notifier.util import tracing
-from notifier.util.aio import finish_first
 from notifier.util.shown import shown
 from notifier.util.time import format_time, parse_time
 
-__all__ = ["HandOff", "Reserved", "Routes", "Tailer", "routes_for"]
+# HandOff, Reserved, Routes, deliveries_for and routes_for live in polling.commit; named
+# here too, where the service, the CLI and the tests have always imported them from
+__all__ = ["HandOff", "Reserved", "Routes", "Tailer", "deliveries_for", "routes_for"]
 
 log = logging.getLogger("notifier.tailer")
-
-#: rule name -> the webhooks it notifies
-Routes = Mapping[str, Sequence[str]]
-
-
-class Reserved(Protocol):
-    """What a ``HandOff`` reserved for one page: the deliveries it takes."""
-
-    @property
-    def ids(self) -> Collection[str]:
-        """The ids of the deliveries to commit claimed by this process."""
-        ...
-
-
-R = TypeVar("R", bound=Reserved)
-
-
-class HandOff(Protocol[R]):
-    """This process's sender, as the tailer sees it (``notifier.runtime`` wires it): it
-    takes a page's deliveries the moment they are committed, instead of claiming them from
-    the outbox again. Polling does not import delivery; this is the whole seam."""
-
-    def reserve(self, deliveries: Sequence[Delivery]) -> R | None:
-        """Room for the deliveries it can start at once (None: none)."""
-        ...
-
-    def adopt(self, reserved: R | None, added: Sequence[Delivery]) -> None:
-        """The page is committed (``added``: the deliveries it added; empty when the commit
-        failed): start the reserved ones, wake whoever claims the others."""
-        ...
-
-
-def routes_for(rules: Sequence[Any]) -> dict[str, tuple[str, ...]]:
-    """The routing table of a config's rules."""
-    return {rule.name: tuple(rule.notify) for rule in rules}
-
-
-def deliveries_for(event: Event, routes: Routes) -> list[Delivery]:
-    """One delivery per webhook, each listing the matched rules that notify it."""
-    per_webhook: dict[str, list[str]] = {}
-    for rule in event.rules:
-        for webhook in routes.get(rule, ()):
-            per_webhook.setdefault(webhook, []).append(rule)
-    return [Delivery.for_webhook(event, w, tuple(r)) for w, r in per_webhook.items()]
-
 
 class Tailer:
     """Tails one room; ``poll`` and ``scan_edits`` are single passes, awaited by the service."""
@@ -300,7 +264,8 @@ class Tailer:
             return  # nothing to save: a quiet room's poll costs no transaction
         kept = keep(self.room.name, page.defects, where, now)
         with tracing.commit(self.room.name) as span:
-            added, new = await self._commit_page(state, deliveries, kept)
+            added, new = await commit_page(self._store, self._handoff, state,
+                                           deliveries, kept)
             span.committed(added, new)
         if added:
             self._on_enqueued(added)
@@ -310,25 +275,3 @@ class Tailer:
                         kept[0].reason, extra={"room": self.room.name})
             if self._on_quarantined is not None:
                 self._on_quarantined(self.room.name, new)
-
-    async def _commit_page(self, state: RoomState | None, deliveries: list[Delivery],
-                           kept: Sequence[Quarantined]) -> tuple[list[Delivery], int]:
-        """Commit; the deliveries the hand-off reserved room for are added claimed and
-        handed to it, the others wait in the outbox (the hand-off wakes their claimer)."""
-        handoff = self._handoff
-        if handoff is None:
-            return await self._store.commit_page(state, deliveries, kept)
-        reserved = handoff.reserve(deliveries) if deliveries else None
-        try:
-            if reserved is None:
-                result = await self._store.commit_page(state, deliveries, kept)
-            else:
-                # finished even if a shutdown cancels the poll meanwhile: the rows it claims
-                # are then held by the sender, which gives them back as it stops
-                result = await finish_first(self._store.commit_page(
-                    state, deliveries, kept, claimed=reserved.ids))
-        except BaseException:
-            handoff.adopt(reserved, ())
-            raise
-        handoff.adopt(reserved, result[0])
-        return result
