@@ -26,6 +26,7 @@ transaction, so a crash between fetch and commit re-reads the page, never skips 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -116,40 +117,60 @@ class Tailer:
     async def poll(self) -> int:
         """Read the pages past the cursor and commit each; return messages read.
 
+        While a page commits, the next one (its cursor is known before the commit) is
+        already asked for: at most one page ahead, committed only after the one before it
+        was; a failed commit drops the page read ahead, and the next poll reads it again.
         A poll ends at the last page, at a cursor already asked for in this poll (a
         ``nextCursor`` that loops), or after ``max_pages_per_poll`` pages; the last two
         say so, and the room's next poll goes on from the saved cursor."""
         state = await self._load()
         seen = self.fresh = self.requests = 0
         asked: set[str] = set()
-        for _ in range(self._settings.max_pages_per_poll):
-            asked.add(state.cursor or "")
-            self.requests += 1
-            page = await self._fetch(state)
-            if page is None:  # the cursor was lost: the next request resumes by time
-                state = replace(state, cursor=None)
-                continue
-            now = self._clock()
-            new_state = advance(state, page, now=now)
-            # The message the last page ended on comes back first under the inclusive
-            # reading; it was processed then, so a new version of it is an edit, for
-            # scan_edits to find, not a new message.
-            fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
-            self._warn_ahead(fresh, now, page.newest)
-            await self._commit(new_state, replace(page, messages=fresh), CREATED,
-                               where(state))
-            self._state = state = new_state
-            seen += len(page.messages)
-            self.fresh += len(fresh)
-            if not page.has_more:
-                return seen
-            if (state.cursor or "") in asked:
-                self._cut_short(f"Roomlio's nextCursor {shown(state.cursor or '', 80)} "
-                                "repeats within one poll (hasMore, no way forward)")
-                return seen
+        pending: asyncio.Task[Page | None] | None = None
+        try:
+            for left in range(self._settings.max_pages_per_poll, 0, -1):
+                if pending is None:
+                    page = await self._ask(state, asked)
+                else:
+                    page, pending = await pending, None
+                if page is None:  # the cursor was lost: the next request resumes by time
+                    state = replace(state, cursor=None)
+                    continue
+                now = self._clock()
+                new_state = advance(state, page, now=now)
+                # The message the last page ended on comes back first under the inclusive
+                # reading; it was processed then, so a new version of it is an edit, for
+                # scan_edits to find, not a new message.
+                fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
+                self._warn_ahead(fresh, now, page.newest)
+                repeats = (new_state.cursor or "") in asked
+                if page.has_more and not repeats and left > 1:
+                    pending = asyncio.ensure_future(self._ask(new_state, asked))
+                    pending.add_done_callback(_retrieve)
+                await self._commit(new_state, replace(page, messages=fresh), CREATED,
+                                   where(state))
+                self._state = state = new_state
+                seen += len(page.messages)
+                self.fresh += len(fresh)
+                if not page.has_more:
+                    return seen
+                if repeats:
+                    self._cut_short(f"Roomlio's nextCursor {shown(state.cursor or '', 80)} "
+                                    "repeats within one poll (hasMore, no way forward)")
+                    return seen
+        finally:
+            if pending is not None:  # the commit failed, or a shutdown cancelled the poll
+                pending.cancel()
+                await asyncio.wait([pending])
         self._cut_short(f"still more after {self._settings.max_pages_per_poll} pages "
                         "(roomlio.max_pages_per_poll)")
         return seen
+
+    async def _ask(self, state: RoomState, asked: set[str]) -> Page | None:
+        """The page after ``state``, its cursor noted as asked for in this poll."""
+        asked.add(state.cursor or "")
+        self.requests += 1
+        return await self._fetch(state)
 
     async def _fetch(self, state: RoomState) -> Page | None:
         """The page after ``state``; None when Roomlio no longer knows its cursor."""
@@ -275,3 +296,10 @@ class Tailer:
                         kept[0].reason, extra={"room": self.room.name})
             if self._on_quarantined is not None:
                 self._on_quarantined(self.room.name, new)
+
+
+def _retrieve(task: asyncio.Task[Page | None]) -> None:
+    """Mark a page read ahead as looked at: when its commit before it failed, its own
+    error is dropped with it, not logged as never retrieved."""
+    if not task.cancelled():
+        task.exception()
