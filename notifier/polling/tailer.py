@@ -136,13 +136,7 @@ class Tailer:
                 if page is None:  # the cursor was lost: the next request resumes by time
                     state = replace(state, cursor=None)
                     continue
-                now = self._clock()
-                new_state = advance(state, page, now=now)
-                # The message the last page ended on comes back first under the inclusive
-                # reading; it was processed then, so a new version of it is an edit, for
-                # scan_edits to find, not a new message.
-                fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
-                self._warn_ahead(fresh, now, page.newest)
+                new_state, fresh = self._take(state, page)
                 repeats = (new_state.cursor or "") in asked
                 if page.has_more and not repeats and left > 1:
                     pending = asyncio.ensure_future(self._ask(new_state, asked))
@@ -165,6 +159,17 @@ class Tailer:
         self._cut_short(f"still more after {self._settings.max_pages_per_poll} pages "
                         "(roomlio.max_pages_per_poll)")
         return seen
+
+    def _take(self, state: RoomState,
+              page: Page) -> tuple[RoomState, tuple[Mapping[str, Any], ...]]:
+        """Where ``page`` moves the tail from ``state``, and its messages new to it."""
+        now = self._clock()
+        # The message the last page ended on comes back first under the inclusive
+        # reading; it was processed then, so a new version of it is an edit, for
+        # scan_edits to find, not a new message.
+        fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
+        self._warn_ahead(fresh, now, page.newest)
+        return advance(state, page, now=now), fresh
 
     async def _ask(self, state: RoomState, asked: set[str]) -> Page | None:
         """The page after ``state``, its cursor noted as asked for in this poll."""
