@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from notifier.events import Delivery, Event
+from notifier.events import Delivery, Event, EventKind
+from notifier.rules import Matcher
 from notifier.store import Quarantined, RoomState, Store
 from notifier.util.aio import finish_first
 
-__all__ = ["HandOff", "Reserved", "Routes", "commit_page", "deliveries_for", "routes_for"]
+__all__ = ["HandOff", "Reserved", "Routes", "commit_page", "deliveries_for", "page_deliveries",
+           "routes_for"]
 
 #: rule name -> the webhooks it notifies
 Routes = Mapping[str, Sequence[str]]
@@ -60,6 +62,20 @@ def deliveries_for(event: Event, routes: Routes) -> list[Delivery]:
         for webhook in routes.get(rule, ()):
             per_webhook.setdefault(webhook, []).append(rule)
     return [Delivery.for_webhook(event, w, tuple(r)) for w, r in per_webhook.items()]
+
+
+def page_deliveries(messages: Sequence[Mapping[str, Any]], kind: EventKind, room: str,
+                    names: Sequence[str], matcher: Matcher, routes: Routes,
+                    now: float) -> list[Delivery]:
+    """The deliveries of a page's messages that match (``names``: the room's id and key,
+    for rules naming rooms), as ``kind`` events detected at ``now``."""
+    deliveries: list[Delivery] = []
+    for message in messages:
+        rules = matcher.match(message, kind, names)
+        if rules:
+            event = Event.from_message(kind, room, message, rules, now)
+            deliveries.extend(deliveries_for(event, routes))
+    return deliveries
 
 
 async def commit_page(store: Store, handoff: HandOff[Any] | None, state: RoomState | None,

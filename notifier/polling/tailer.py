@@ -31,12 +31,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import RoomlioCursorError, RoomlioTransientError
-from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
+from notifier.events import CREATED, EDITED, Delivery, EventKind, is_edited
 from notifier.polling.client import Page, RoomlioClient
 from notifier.polling.commit import (
     HandOff,
@@ -44,6 +44,7 @@ from notifier.polling.commit import (
     Routes,
     commit_page,
     deliveries_for,
+    page_deliveries,
     routes_for,
 )
 from notifier.polling.position import (
@@ -52,6 +53,7 @@ from notifier.polling.position import (
     advance,
     ahead,
     created_at,
+    initial_state,
     reads_like_a_poll,
     where,
     window_holds,
@@ -262,30 +264,19 @@ class Tailer:
         if self._state is None:
             saved = await self._store.load_room(self.room.name)
             if saved is None:
-                saved = self._initial_state()
+                saved = initial_state(self.room.name, self._settings.start_from,
+                                      self._clock())
                 await self._store.commit(saved, [])
             self._state = saved
         return self._state
-
-    def _initial_state(self) -> RoomState:
-        start = self._settings.start_from
-        if start == "beginning":
-            return RoomState(self.room.name)
-        when = datetime.fromtimestamp(self._clock(), UTC) if start == "now" else start
-        assert isinstance(when, datetime)
-        return RoomState(self.room.name, high_water=format_time(when))
 
     async def _commit(self, state: RoomState | None, page: Page, kind: EventKind,
                       where: str) -> None:
         """Commit the page's deliveries, its defective messages (quarantined) and ``state``
         in one transaction; ``where`` says how the page was asked for."""
         now = self._clock()
-        deliveries: list[Delivery] = []
-        for message in page.messages:
-            rules = self._matcher.match(message, kind, self._names)
-            if rules:
-                event = Event.from_message(kind, self.room.name, message, rules, now)
-                deliveries.extend(deliveries_for(event, self._routes))
+        deliveries = page_deliveries(page.messages, kind, self.room.name, self._names,
+                                     self._matcher, self._routes, now)
         if (state is None or state == self._state) and not deliveries and not page.defects:
             return  # nothing to save: a quiet room's poll costs no transaction
         kept = keep(self.room.name, page.defects, where, now)
@@ -304,7 +295,6 @@ class Tailer:
 
 
 def _retrieve(task: asyncio.Task[Page | None]) -> None:
-    """Mark a page read ahead as looked at: when its commit before it failed, its own
-    error is dropped with it, not logged as never retrieved."""
+    """Marks a read-ahead's error seen: dropped with its page, it is not logged."""
     if not task.cancelled():
         task.exception()
