@@ -17,8 +17,8 @@ from notifier.store import RoomState
 from notifier.util.shown import shown
 from notifier.util.time import format_time, parse_time
 
-__all__ = ["CLOCK_SKEW", "FAR_FUTURE", "advance", "ahead", "created_at", "reads_like_a_poll",
-           "where", "window_holds"]
+__all__ = ["CLOCK_SKEW", "FAR_FUTURE", "advance", "ahead", "created_at", "initial_state",
+           "reads_like_a_poll", "where", "window_holds"]
 
 #: Stands in for a time that cannot be read: later than any real one.
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
@@ -99,3 +99,13 @@ def ahead(messages: Sequence[Mapping[str, Any]], now: float,
     if newest is not None and newest <= latest:
         return []
     return [m for m in messages if (parse_time(m["createdAt"]) or latest) > latest]
+
+
+def initial_state(room: str, start_from: str | datetime, now: float) -> RoomState:
+    """Where a room never tailed before starts (``roomlio.start_from``: "beginning",
+    "now", or a moment)."""
+    if start_from == "beginning":
+        return RoomState(room)
+    when = datetime.fromtimestamp(now, UTC) if start_from == "now" else start_from
+    assert isinstance(when, datetime)
+    return RoomState(room, high_water=format_time(when))

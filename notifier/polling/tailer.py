@@ -26,83 +26,50 @@ transaction, so a crash between fetch and commit re-reads the page, never skips 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from datetime import datetime
+from typing import Any
 
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import RoomlioCursorError, RoomlioTransientError
-from notifier.events import CREATED, EDITED, Delivery, Event, EventKind, is_edited
+from notifier.events import CREATED, EDITED, Delivery, EventKind, is_edited
 from notifier.polling.client import Page, RoomlioClient
+from notifier.polling.commit import (
+    HandOff,
+    Reserved,
+    Routes,
+    commit_page,
+    deliveries_for,
+    page_deliveries,
+    routes_for,
+)
 from notifier.polling.position import (
     CLOCK_SKEW,
     FAR_FUTURE,
     advance,
     ahead,
     created_at,
+    initial_state,
     reads_like_a_poll,
     where,
     window_holds,
 )
 from notifier.polling.quarantine import keep
 from notifier.rules import Matcher
-from notifier.store import Quarantined, RoomState, Store
+from notifier.store import RoomState, Store
 from notifier.util import tracing
-from notifier.util.aio import finish_first
 from notifier.util.shown import shown
 from notifier.util.time import format_time, parse_time
 
-__all__ = ["HandOff", "Reserved", "Routes", "Tailer", "routes_for"]
+# HandOff, Reserved, Routes, deliveries_for and routes_for live in polling.commit; named
+# here too, where the service, the CLI and the tests have always imported them from
+__all__ = ["HandOff", "Reserved", "Routes", "Tailer", "deliveries_for", "routes_for"]
 
 log = logging.getLogger("notifier.tailer")
-
-#: rule name -> the webhooks it notifies
-Routes = Mapping[str, Sequence[str]]
-
-
-class Reserved(Protocol):
-    """What a ``HandOff`` reserved for one page: the deliveries it takes."""
-
-    @property
-    def ids(self) -> Collection[str]:
-        """The ids of the deliveries to commit claimed by this process."""
-        ...
-
-
-R = TypeVar("R", bound=Reserved)
-
-
-class HandOff(Protocol[R]):
-    """This process's sender, as the tailer sees it (``notifier.runtime`` wires it): it
-    takes a page's deliveries the moment they are committed, instead of claiming them from
-    the outbox again. Polling does not import delivery; this is the whole seam."""
-
-    def reserve(self, deliveries: Sequence[Delivery]) -> R | None:
-        """Room for the deliveries it can start at once (None: none)."""
-        ...
-
-    def adopt(self, reserved: R | None, added: Sequence[Delivery]) -> None:
-        """The page is committed (``added``: the deliveries it added; empty when the commit
-        failed): start the reserved ones, wake whoever claims the others."""
-        ...
-
-
-def routes_for(rules: Sequence[Any]) -> dict[str, tuple[str, ...]]:
-    """The routing table of a config's rules."""
-    return {rule.name: tuple(rule.notify) for rule in rules}
-
-
-def deliveries_for(event: Event, routes: Routes) -> list[Delivery]:
-    """One delivery per webhook, each listing the matched rules that notify it."""
-    per_webhook: dict[str, list[str]] = {}
-    for rule in event.rules:
-        for webhook in routes.get(rule, ()):
-            per_webhook.setdefault(webhook, []).append(rule)
-    return [Delivery.for_webhook(event, w, tuple(r)) for w, r in per_webhook.items()]
-
 
 class Tailer:
     """Tails one room; ``poll`` and ``scan_edits`` are single passes, awaited by the service."""
@@ -152,40 +119,65 @@ class Tailer:
     async def poll(self) -> int:
         """Read the pages past the cursor and commit each; return messages read.
 
+        While a page commits, the next one (its cursor is known before the commit) is
+        already asked for: at most one page ahead, committed only after the one before it
+        was; a failed commit drops the page read ahead, and the next poll reads it again.
         A poll ends at the last page, at a cursor already asked for in this poll (a
         ``nextCursor`` that loops), or after ``max_pages_per_poll`` pages; the last two
         say so, and the room's next poll goes on from the saved cursor."""
         state = await self._load()
         seen = self.fresh = self.requests = 0
         asked: set[str] = set()
-        for _ in range(self._settings.max_pages_per_poll):
-            asked.add(state.cursor or "")
-            self.requests += 1
-            page = await self._fetch(state)
-            if page is None:  # the cursor was lost: the next request resumes by time
-                state = replace(state, cursor=None)
-                continue
-            now = self._clock()
-            new_state = advance(state, page, now=now)
-            # The message the last page ended on comes back first under the inclusive
-            # reading; it was processed then, so a new version of it is an edit, for
-            # scan_edits to find, not a new message.
-            fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
-            self._warn_ahead(fresh, now, page.newest)
-            await self._commit(new_state, replace(page, messages=fresh), CREATED,
-                               where(state))
-            self._state = state = new_state
-            seen += len(page.messages)
-            self.fresh += len(fresh)
-            if not page.has_more:
-                return seen
-            if (state.cursor or "") in asked:
-                self._cut_short(f"Roomlio's nextCursor {shown(state.cursor or '', 80)} "
-                                "repeats within one poll (hasMore, no way forward)")
-                return seen
+        pending: asyncio.Task[Page | None] | None = None
+        try:
+            for left in range(self._settings.max_pages_per_poll, 0, -1):
+                if pending is None:
+                    page = await self._ask(state, asked)
+                else:
+                    page, pending = await pending, None
+                if page is None:  # the cursor was lost: the next request resumes by time
+                    state = replace(state, cursor=None)
+                    continue
+                new_state, fresh = self._take(state, page)
+                repeats = (new_state.cursor or "") in asked
+                if page.has_more and not repeats and left > 1:
+                    pending = asyncio.ensure_future(self._ask(new_state, asked))
+                    pending.add_done_callback(_retrieve)
+                await self._commit(new_state, replace(page, messages=fresh), CREATED,
+                                   where(state))
+                self._state = state = new_state
+                seen += len(page.messages)
+                self.fresh += len(fresh)
+                if not page.has_more:
+                    return seen
+                if repeats:
+                    self._cut_short(f"Roomlio's nextCursor {shown(state.cursor or '', 80)} "
+                                    "repeats within one poll (hasMore, no way forward)")
+                    return seen
+        finally:
+            if pending is not None:  # the commit failed, or a shutdown cancelled the poll
+                pending.cancel()
+                await asyncio.wait([pending])
         self._cut_short(f"still more after {self._settings.max_pages_per_poll} pages "
                         "(roomlio.max_pages_per_poll)")
         return seen
+
+    def _take(self, state: RoomState,
+              page: Page) -> tuple[RoomState, tuple[Mapping[str, Any], ...]]:
+        """Where ``page`` moves the tail from ``state``, and its messages new to it."""
+        now = self._clock()
+        # The message the last page ended on comes back first under the inclusive
+        # reading; it was processed then, so a new version of it is an edit, for
+        # scan_edits to find, not a new message.
+        fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
+        self._warn_ahead(fresh, now, page.newest)
+        return advance(state, page, now=now), fresh
+
+    async def _ask(self, state: RoomState, asked: set[str]) -> Page | None:
+        """The page after ``state``, its cursor noted as asked for in this poll."""
+        asked.add(state.cursor or "")
+        self.requests += 1
+        return await self._fetch(state)
 
     async def _fetch(self, state: RoomState) -> Page | None:
         """The page after ``state``; None when Roomlio no longer knows its cursor."""
@@ -272,35 +264,25 @@ class Tailer:
         if self._state is None:
             saved = await self._store.load_room(self.room.name)
             if saved is None:
-                saved = self._initial_state()
+                saved = initial_state(self.room.name, self._settings.start_from,
+                                      self._clock())
                 await self._store.commit(saved, [])
             self._state = saved
         return self._state
-
-    def _initial_state(self) -> RoomState:
-        start = self._settings.start_from
-        if start == "beginning":
-            return RoomState(self.room.name)
-        when = datetime.fromtimestamp(self._clock(), UTC) if start == "now" else start
-        assert isinstance(when, datetime)
-        return RoomState(self.room.name, high_water=format_time(when))
 
     async def _commit(self, state: RoomState | None, page: Page, kind: EventKind,
                       where: str) -> None:
         """Commit the page's deliveries, its defective messages (quarantined) and ``state``
         in one transaction; ``where`` says how the page was asked for."""
         now = self._clock()
-        deliveries: list[Delivery] = []
-        for message in page.messages:
-            rules = self._matcher.match(message, kind, self._names)
-            if rules:
-                event = Event.from_message(kind, self.room.name, message, rules, now)
-                deliveries.extend(deliveries_for(event, self._routes))
+        deliveries = page_deliveries(page.messages, kind, self.room.name, self._names,
+                                     self._matcher, self._routes, now)
         if (state is None or state == self._state) and not deliveries and not page.defects:
             return  # nothing to save: a quiet room's poll costs no transaction
         kept = keep(self.room.name, page.defects, where, now)
         with tracing.commit(self.room.name) as span:
-            added, new = await self._commit_page(state, deliveries, kept)
+            added, new = await commit_page(self._store, self._handoff, state,
+                                           deliveries, kept)
             span.committed(added, new)
         if added:
             self._on_enqueued(added)
@@ -311,24 +293,8 @@ class Tailer:
             if self._on_quarantined is not None:
                 self._on_quarantined(self.room.name, new)
 
-    async def _commit_page(self, state: RoomState | None, deliveries: list[Delivery],
-                           kept: Sequence[Quarantined]) -> tuple[list[Delivery], int]:
-        """Commit; the deliveries the hand-off reserved room for are added claimed and
-        handed to it, the others wait in the outbox (the hand-off wakes their claimer)."""
-        handoff = self._handoff
-        if handoff is None:
-            return await self._store.commit_page(state, deliveries, kept)
-        reserved = handoff.reserve(deliveries) if deliveries else None
-        try:
-            if reserved is None:
-                result = await self._store.commit_page(state, deliveries, kept)
-            else:
-                # finished even if a shutdown cancels the poll meanwhile: the rows it claims
-                # are then held by the sender, which gives them back as it stops
-                result = await finish_first(self._store.commit_page(
-                    state, deliveries, kept, claimed=reserved.ids))
-        except BaseException:
-            handoff.adopt(reserved, ())
-            raise
-        handoff.adopt(reserved, result[0])
-        return result
+
+def _retrieve(task: asyncio.Task[Page | None]) -> None:
+    """Marks a read-ahead's error seen: dropped with its page, it is not logged."""
+    if not task.cancelled():
+        task.exception()
