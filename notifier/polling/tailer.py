@@ -236,9 +236,17 @@ class Tailer:
         for _ in range(self._settings.max_pages_per_poll):
             asked.add(cursor or "")
             self.requests += 1
-            page = await self._client.room_history(
-                self.room, limit=self._settings.page_size, start_cursor=cursor,
-                since=None if cursor else since)
+            try:
+                page = await self._client.room_history(
+                    self.room, limit=self._settings.page_size, start_cursor=cursor,
+                    since=None if cursor else since)
+            except RoomlioCursorError:
+                # as a poll does: the window is read again (the ledger drops what this
+                # scan committed already), not a failure that backs the room off
+                log.warning("room %s: edit scan: Roomlio no longer knows cursor %s; reading "
+                            "the window again", self.room.name, shown(cursor or "", 80))
+                cursor = None
+                continue
             edited = [m for m in page.messages if is_edited(m) and created_at(m) <= horizon]
             if edited or page.defects:
                 await self._commit(None, Page(tuple(edited), False, "", page.defects), EDITED,
