@@ -235,16 +235,8 @@ class Tailer:
         seen, last = 0, ""
         for _ in range(self._settings.max_pages_per_poll):
             asked.add(cursor or "")
-            self.requests += 1
-            try:
-                page = await self._client.room_history(
-                    self.room, limit=self._settings.page_size, start_cursor=cursor,
-                    since=None if cursor else since)
-            except RoomlioCursorError:
-                # as a poll does: the window is read again (the ledger drops what this
-                # scan committed already), not a failure that backs the room off
-                log.warning("room %s: edit scan: Roomlio no longer knows cursor %s; reading "
-                            "the window again", self.room.name, shown(cursor or "", 80))
+            page = await self._scan_page(cursor, since)
+            if page is None:  # the cursor was lost: the window is read again
                 cursor = None
                 continue
             edited = [m for m in page.messages if is_edited(m) and created_at(m) <= horizon]
@@ -267,6 +259,21 @@ class Tailer:
         self._cut_short(f"edit scan: still more after {self._settings.max_pages_per_poll} "
                         "pages (roomlio.max_pages_per_poll)")
         return seen
+
+    async def _scan_page(self, cursor: str | None, since: str) -> Page | None:
+        """An edit scan's page after ``cursor`` (the window's first by ``since``); None when
+        Roomlio no longer knows the cursor. As for a poll, that is not a failure that backs
+        the room off: the window is read again, and the ledger drops what this scan
+        committed already."""
+        self.requests += 1
+        try:
+            return await self._client.room_history(
+                self.room, limit=self._settings.page_size, start_cursor=cursor,
+                since=None if cursor else since)
+        except RoomlioCursorError:
+            log.warning("room %s: edit scan: Roomlio no longer knows cursor %s; reading the "
+                        "window again", self.room.name, shown(cursor or "", 80))
+            return None
 
     async def _load(self) -> RoomState:
         if self._state is None:
