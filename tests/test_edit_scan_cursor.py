@@ -4,15 +4,11 @@ faults queued for it then arrive one per retry, each doubling the wait."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import aiohttp
 
-from notifier.polling.client import RoomlioClient
-from notifier.polling.tailer import Tailer
-from notifier.runtime.reload import CompiledConfig
 from notifier.store.sqlite import SQLiteStore
 from notifier.testing import Fault, RoomlioEmulator
+from tests.tailers import tailer_for
 
 UNKNOWN_CURSOR = Fault.status(400, body={"code": "invalid_cursor", "message": "unknown cursor"})
 
@@ -24,13 +20,9 @@ async def test_an_unknown_cursor_in_an_edit_scan_restarts_the_window(
     emulator.add_room(key="r1")
     posted = [emulator.post("r1", f"refund {i}") for i in range(3)]
     config = make_config(rooms=["r1"])
-    active = CompiledConfig.of(config)
-    settings = replace(config.roomlio, page_size=2)  # the window is two pages
     async with SQLiteStore(str(tmp_path / "state.db")) as store, \
             aiohttp.ClientSession() as session:
-        tailer = Tailer(config.rooms[0], client=RoomlioClient(settings, session), store=store,
-                        matcher=active.matcher, routes=active.routes, settings=settings,
-                        on_enqueued=lambda added: None)
+        tailer = tailer_for(config, store, session, page_size=2)  # the window: two pages
         await tailer.poll()
         emulator.edit(posted[0]["id"], "refund 0, edited")
         emulator.inject(UNKNOWN_CURSOR, room="r1", times=3)

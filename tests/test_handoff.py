@@ -24,17 +24,15 @@ from notifier.delivery.breaker import BreakerState
 from notifier.delivery.sender import PER_WEBHOOK_BACKLOG, AttemptReport, Sender
 from notifier.errors import StoreError
 from notifier.events import Delivery, Event
-from notifier.polling.client import RoomlioClient
-from notifier.polling.tailer import Tailer
 from notifier.runtime.handoff import SenderHandOff
 from notifier.runtime.hooks import ServiceHooks
-from notifier.runtime.reload import CompiledConfig
 from notifier.runtime.service import Service
 from notifier.store import open_store
 from notifier.store.postgres import PostgresStore
 from notifier.store.sqlite import SQLiteStore
 from notifier.testing import RoomlioEmulator, WebhookReceiver
 from tests.conftest import Outcomes
+from tests.tailers import tailer_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -207,15 +205,11 @@ async def test_a_commit_that_fails_frees_its_reservation_and_loses_nothing(
     page and hands its delivery off."""
     emulator.add_room(key="r1")
     config = make_config(rooms=["r1"])
-    active = CompiledConfig.of(config)
     async with SQLiteStore(config.state, instance="i1", busy_timeout=0.1) as store, \
             aiohttp.ClientSession() as session:
         outcomes = Outcomes()
         sender = Sender(config.webhooks, store, on_outcome=outcomes)
-        tailer = Tailer(config.rooms[0], client=RoomlioClient(config.roomlio, session),
-                        store=store, matcher=active.matcher, routes=active.routes,
-                        settings=config.roomlio, on_enqueued=lambda added: None,
-                        handoff=SenderHandOff(sender, lambda: None))
+        tailer = tailer_for(config, store, session, sender)
         try:
             await tailer.poll()  # the room's first state saved, before the lock
             emulator.post("r1", "refund please")
@@ -239,16 +233,12 @@ async def test_a_poll_cancelled_mid_commit_still_hands_its_deliveries_off(
     as it stops) rather than leaving them claimed by nobody until the next start."""
     emulator.add_room(key="r1")
     config = make_config(rooms=["r1"])
-    active = CompiledConfig.of(config)
     gate = threading.Event()
     async with SQLiteStore(config.state, instance="i1") as store, \
             aiohttp.ClientSession() as session:
         outcomes = Outcomes()
         sender = Sender(config.webhooks, store, on_outcome=outcomes)
-        tailer = Tailer(config.rooms[0], client=RoomlioClient(config.roomlio, session),
-                        store=store, matcher=active.matcher, routes=active.routes,
-                        settings=config.roomlio, on_enqueued=lambda added: None,
-                        handoff=SenderHandOff(sender, lambda: None))
+        tailer = tailer_for(config, store, session, sender)
         executor: Any = store._executor
         try:
             await tailer.poll()

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
 
-from notifier.config import Config
 from notifier.delivery.sender import Sender
 from notifier.errors import RoomlioAuthError, StoreError
-from notifier.polling.client import RoomlioClient
-from notifier.polling.tailer import Tailer
-from notifier.runtime.handoff import SenderHandOff
-from notifier.runtime.reload import CompiledConfig
 from notifier.store import RoomState
 from notifier.store.sqlite import SQLiteStore
 from notifier.testing import Fault, RoomlioEmulator, WebhookReceiver
 from tests.conftest import Outcomes
+from tests.tailers import tailer_for
 
 PAGE = 4  # messages per page: three pages of refunds in the room
 
@@ -52,16 +47,6 @@ def cursors(emulator: RoomlioEmulator) -> list[str | None]:
     return [r.params.get("startCursor") for r in emulator.requests]
 
 
-def tailer_for(config: Config, store: SQLiteStore, session: aiohttp.ClientSession,
-               sender: Sender | None = None) -> Tailer:
-    active = CompiledConfig.of(config)
-    settings = replace(config.roomlio, page_size=PAGE)
-    return Tailer(config.rooms[0], client=RoomlioClient(settings, session), store=store,
-                  matcher=active.matcher, routes=active.routes, settings=settings,
-                  on_enqueued=lambda added: None,
-                  handoff=None if sender is None else SenderHandOff(sender, lambda: None))
-
-
 def fill(emulator: RoomlioEmulator, pages: int = 3) -> None:
     emulator.add_room(key="r1")
     for i in range(PAGE * pages):
@@ -80,7 +65,7 @@ async def test_the_next_page_is_asked_for_while_the_current_one_commits(
             await emulator.wait_for(lambda e: len(e.requests) == 2 and e.requests[1].done)
 
     async with Gated(config.state, gate) as store, aiohttp.ClientSession() as session:
-        tailer = tailer_for(config, store, session)
+        tailer = tailer_for(config, store, session, page_size=PAGE)
         assert await tailer.poll() == 3 * PAGE
         assert store.committed_cursors[:2] == cursors(emulator)[1:]  # in order
         assert store.committed_cursors[2] == emulator.messages("r1")[-1]["id"]
@@ -104,7 +89,7 @@ async def test_a_failed_commit_drops_the_page_read_ahead_and_the_next_poll_reads
     async with Gated(config.state, gate) as store, aiohttp.ClientSession() as session:
         outcomes = Outcomes()
         sender = Sender(config.webhooks, store, on_outcome=outcomes)
-        tailer = tailer_for(config, store, session, sender)
+        tailer = tailer_for(config, store, session, sender, page_size=PAGE)
         try:
             with pytest.raises(StoreError, match="disk full"):
                 await tailer.poll()
@@ -135,7 +120,7 @@ async def test_an_error_reading_ahead_is_raised_after_the_page_before_it_is_comm
             await emulator.wait_for(lambda e: len(e.requests) == 2 and e.requests[1].done)
 
     async with Gated(config.state, gate) as store, aiohttp.ClientSession() as session:
-        tailer = tailer_for(config, store, session)
+        tailer = tailer_for(config, store, session, page_size=PAGE)
         emulator.inject(Fault.delay(0), room="r1")  # the first request: answered
         emulator.inject(Fault.status(403), room="r1")  # the second: refused for good
         with pytest.raises(RoomlioAuthError):
@@ -161,7 +146,7 @@ async def test_a_cancelled_poll_cancels_the_page_read_ahead(
             await hold.wait()
 
     async with Gated(config.state, gate) as store, aiohttp.ClientSession() as session:
-        tailer = tailer_for(config, store, session)
+        tailer = tailer_for(config, store, session, page_size=PAGE)
         poll = asyncio.create_task(tailer.poll())
         await emulator.wait_for(lambda e: len(e.requests) == 1 and e.requests[0].done)
         emulator.set_latency(30)  # page 2's answer will not come while the test runs
@@ -190,7 +175,7 @@ async def test_reading_ahead_asks_no_page_beyond_the_poll_limits(
         pass
 
     async with Gated(config.state, gate) as store, aiohttp.ClientSession() as session:
-        tailer = tailer_for(config, store, session)
+        tailer = tailer_for(config, store, session, page_size=PAGE)
         counts = []
         for _ in range(3):
             await tailer.poll()
