@@ -112,24 +112,22 @@ class Sender:
         if self._closing:
             return None
         room: dict[str, int] = {}  # webhook -> room left in its lane as the page is read
-        first: dict[str, int] = {}
+        taken: dict[str, int] = {}
         ids: set[str] = set()
         for delivery in deliveries:
-            left = room.get(delivery.webhook)
-            if left is None:
-                left = first[delivery.webhook] = self._room_in(delivery.webhook)
-            if left > 0:
+            name = delivery.webhook
+            if name not in room:
+                room[name] = self._room_in(name)
+            if room[name] > taken.get(name, 0):
                 ids.add(delivery.id)
-                left -= 1
-            room[delivery.webhook] = left
+                taken[name] = taken.get(name, 0) + 1
         if not ids:
             return None
         lanes: dict[str, tuple[WebhookLane, int]] = {}
-        for name, start in first.items():
-            if (taken := start - room[name]) > 0:
-                lane = self._lanes[name]
-                lane.reserved += taken
-                lanes[name] = (lane, taken)
+        for name, count in taken.items():
+            lane = self._lanes[name]
+            lane.reserved += count
+            lanes[name] = (lane, count)
         return Reservation(frozenset(ids), lanes)
 
     def _room_in(self, webhook: str) -> int:
