@@ -97,7 +97,7 @@ class WebhookHealth:
     def still_admits(self, probe: bool) -> bool:
         """Whether an attempt admitted earlier may go now that it has a slot: the probe
         always, others only while the breaker is closed (and the webhook enabled)."""
-        return probe or (not self.disabled and self.breaker.state is _CLOSED)
+        return probe or self.admit_now()
 
     async def retry_pause(self, seconds: float) -> None:
         """Wait ``seconds`` before retrying a delivery that has just failed; cut short
