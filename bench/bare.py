@@ -13,7 +13,7 @@ import time
 
 import aiohttp
 
-from notifier.signing import decode_secret, signature_headers
+from notifier.signing import Signer, decode_secret
 
 
 async def _room(session: aiohttp.ClientSession, args: argparse.Namespace, room: str,
@@ -35,10 +35,11 @@ async def _room(session: aiohttp.ClientSession, args: argparse.Namespace, room: 
 
 async def _sender(session: aiohttp.ClientSession, key: bytes, target: str,
                   queue: asyncio.Queue[dict | None]) -> None:
+    signer = Signer([key])  # the key prepared once, as the notifier's transport does
     while (message := await queue.get()) is not None:
         body = json.dumps({"type": "message.created", "data": {"message": message}}).encode()
         headers = {"content-type": "application/json",
-                   **signature_headers([key], "msg_" + message["id"], int(time.time()), body)}
+                   **signer.headers("msg_" + message["id"], int(time.time()), body)}
         async with session.post(target, data=body, headers=headers) as resp:
             await resp.read()
 

@@ -235,21 +235,12 @@ def sign_v1a(key: Ed25519Key, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1a," + base64.b64encode(signature).decode()
 
 
-def _sign_any(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    if isinstance(key, Ed25519Key):
-        return sign_v1a(key, msg_id, timestamp, body)
-    return sign(key, msg_id, timestamp, body)
-
-
 def signature_headers(keys: Sequence[bytes], msg_id: str, timestamp: int,
                       body: bytes) -> dict[str, str]:
     """The three Standard Webhooks headers, signed with every key given (each in its
-    scheme: ``v1`` for HMAC keys, ``v1a`` for Ed25519Keys)."""
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(_sign_any(k, msg_id, timestamp, body) for k in keys),
-    }
+    scheme: ``v1`` for HMAC keys, ``v1a`` for Ed25519Keys); a transport keeps a ``Signer``
+    instead, its keys prepared once."""
+    return Signer(keys).headers(msg_id, timestamp, body)
 
 
 _SignOne = Callable[[bytes, bytes], str]

@@ -14,10 +14,13 @@ from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from notifier.signing import (
+    Ed25519Key,
     SignatureError,
     Signer,
     decode_secret,
     generate_key_pair,
+    sign,
+    sign_v1a,
     signature_headers,
     verify,
 )
@@ -97,6 +100,11 @@ def test_a_webhooks_signer_signs_as_signature_headers_does(secrets):
     for msg_id, timestamp, body in [("msg_1", 1_700_000_000, b'{"a":1}'),
                                     ("msg_2", 1_700_000_001, b"")]:
         headers = signer.headers(msg_id, timestamp, body)
+        # against the reference signers (hmac, cryptography), each key in its place
+        expected = " ".join(sign_v1a(k, msg_id, timestamp, body) if isinstance(k, Ed25519Key)
+                            else sign(k, msg_id, timestamp, body) for k in keys)
+        assert headers == {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+                           "webhook-signature": expected}
         assert headers == signature_headers(keys, msg_id, timestamp, body)
         for key in keys:
             verify(key, headers, body, now=timestamp)
