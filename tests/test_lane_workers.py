@@ -17,21 +17,21 @@ from notifier.store.sqlite import SQLiteStore
 from notifier.testing import Fault, WebhookReceiver
 
 
-def _deliveries(n: int) -> list[Delivery]:
+def _deliveries(n: int, webhook: str = "crm") -> list[Delivery]:
     out = []
     for i in range(n):
         message = {"id": f"msg_{i:020d}", "body": f"refund {i}", "userID": "usr_1",
                    "createdAt": "2026-11-25T10:00:02Z", "editedAt": "0001-01-01T00:00:00Z"}
         event = Event.from_message("message.created", "r1", message, ("refunds",), time.time())
-        out.append(Delivery.for_webhook(event, "crm", ("refunds",)))
+        out.append(Delivery.for_webhook(event, webhook, ("refunds",)))
     return out
 
 
 class _Run:
     """A Sender over a real SQLite outbox holding ``n`` deliveries, with its outcomes."""
 
-    def __init__(self, config: Config, n: int) -> None:
-        self.config, self.n = config, n
+    def __init__(self, config: Config, n: int, webhook: str = "crm") -> None:
+        self.config, self.n, self.webhook = config, n, webhook
         self.store = SQLiteStore(config.state)
         self.outcomes: list[DeliveryOutcome] = []
         self.changed = asyncio.Event()
@@ -43,7 +43,7 @@ class _Run:
 
     async def start(self) -> Sender:
         await self.store.open()
-        await self.store.commit_page(None, _deliveries(self.n), [])
+        await self.store.commit_page(None, _deliveries(self.n, self.webhook), [])
         self.sender = Sender(self.config.webhooks, self.store, on_outcome=self._outcome)
         self.runner = asyncio.create_task(self.sender.run(self.stop))
         return self.sender
@@ -128,4 +128,20 @@ async def test_a_shutdown_lets_a_workers_post_finish_and_gives_its_queue_back(
         assert len(rows) == 4 and all(row.attempts == 0 for row, *_ in rows)
         assert len(await run.store.claim_due(time.time() + 1, 10)) == 4  # released
     finally:
+        await run.store.close()
+
+
+async def test_a_grouped_delivery_lets_go_of_its_members(
+        make_config: Any, receiver: WebhookReceiver) -> None:
+    """Six matches sent as one Slack message: once it is recorded, the lane holds none
+    of the six (a lane full of settled members would claim nothing more)."""
+    hook = {"url": receiver.url_for("/slack"), "format": "slack", "group_wait": "50ms"}
+    run = _Run(make_config(rooms=["r1"], webhooks={"slack": hook}), 6, webhook="slack")
+    try:
+        sender = await run.start()
+        await run.until(lambda: len(run.outcomes) == 1)
+        assert run.outcomes[0].ok and len(receiver.attempts) == 1
+        assert sender.in_flight == 0
+    finally:
+        await run.shutdown(1)
         await run.store.close()

@@ -22,7 +22,7 @@ from tenacity import RetryCallState
 
 from notifier.config import Webhook
 from notifier.delivery.completer import Completer
-from notifier.delivery.grouping import members_of
+from notifier.delivery.grouping import GroupDelivery, members_of
 from notifier.delivery.healthboard import HealthBoard
 from notifier.delivery.lanes import BACKOFF_BASE, REFILL_AT, WebhookLane
 from notifier.delivery.ratelimit import UNLIMITED
@@ -160,7 +160,10 @@ class Deliverer:
 
     def finished(self, lane: WebhookLane, delivery: Delivery) -> None:
         """``delivery`` has its outcome (saved, or given back): the lane holds it no more."""
-        lane.held.difference_update(m.id for m in members_of(delivery))
+        if isinstance(delivery, GroupDelivery):
+            lane.held.difference_update(m.id for m in members_of(delivery))
+        else:  # most: one id, no generator
+            lane.held.discard(delivery.id)
         if lane.webhook.ordered or len(lane.held) == REFILL_AT:
             # ordered: the room's next delivery is its queue's head now; otherwise the
             # lane has room for another batch, which may be waiting already
