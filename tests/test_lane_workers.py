@@ -145,3 +145,47 @@ async def test_a_grouped_delivery_lets_go_of_its_members(
     finally:
         await run.shutdown(1)
         await run.store.close()
+
+
+class _BrokenTransport:
+    """A transport with a bug: every POST raises an error that is not a DeliveryError."""
+
+    def __init__(self, calls: list[int], all_made: asyncio.Event) -> None:
+        self.calls, self.all_made = calls, all_made
+
+    def scrub(self, text: str) -> str:
+        return text
+
+    async def post(self, _delivery: Delivery) -> int:
+        self.calls.append(1)
+        if len(self.calls) == 3:
+            self.all_made.set()
+        raise RuntimeError("a bug in the transport")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_transport_bug_lets_go_of_the_delivery_and_the_queue_goes_on(
+        make_config: Any) -> None:
+    """Each POST raises a RuntimeError: its delivery is let go (its claim kept until a
+    restart, as a failed delivery task's) and the next one is still tried."""
+    config = make_config(rooms=["r1"], delivery={"max_in_flight": 1})
+    store = SQLiteStore(config.state)
+    await store.open()
+    await store.commit_page(None, _deliveries(3), [])
+    calls: list[int] = []
+    all_made = asyncio.Event()
+    sender = Sender(config.webhooks, store,
+                    transport=lambda _webhook: _BrokenTransport(calls, all_made))
+    stop = asyncio.Event()
+    runner = asyncio.create_task(sender.run(stop))
+    try:
+        await asyncio.wait_for(all_made.wait(), 10)
+        assert sender.in_flight == 0
+    finally:
+        stop.set()
+        sender.poke()
+        await runner
+        await sender.shutdown(1)
+        await store.close()

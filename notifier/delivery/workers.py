@@ -105,6 +105,9 @@ class LaneWorkers:
                     await deliverer.post_now(lane, delivery, number, me)
         except DeliveryError as exc:
             return exc  # recorded by Deliverer.deliver, which goes on from it
+        except BaseException:
+            deliverer.finished(lane, delivery)  # as Deliverer.deliver's ``finally`` does
+            raise
         finally:
             slots.release()
         if (rest := health.record_success(False)) is not None:  # None: a steady success
