@@ -2,20 +2,24 @@
 completions, with a null transport (the seam in notifier.delivery.transport).
 
     python bench/sender_cpu.py [--deliveries 8000] [--repeat 3] [--state /dev/shm]
+                               [--baseline-tree DIR]
 
 The deliveries are committed to a fresh SQLite outbox first (not timed); then the Sender
 claims, "POSTs" (a transport that answers 204 at once) and records all of them. CPU is
 the process's (the store's thread included) from the sender's start to the last outcome,
-per delivery, and the event loop's thread's alone; medians over --repeat runs. Compare
-two trees by running this script from each (PYTHONPATH=<tree>) in alternation: the
-figure is the notifier's own cost per delivery beyond the HTTP client.
+per delivery, and the event loop's thread's alone; medians over --repeat runs: the
+notifier's own cost per delivery beyond the HTTP client. ``--baseline-tree DIR`` compares
+two trees in one run: each repeat runs DIR's notifier (PYTHONPATH=DIR), then this
+tree's, each in a fresh process, and prints both medians and every pair.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,15 +99,45 @@ async def _once(n: int, folder: str | None) -> tuple[float, float]:
         return cpu / n * 1e6, loop_cpu / n * 1e6
 
 
+def _child(tree: str, args: argparse.Namespace) -> tuple[float, float]:
+    """One run of this script in a fresh process on ``tree``'s notifier."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--raw", "--repeat", "1", "--deliveries",
+         str(args.deliveries), "--state", args.state],
+        env={**os.environ, "PYTHONPATH": tree}, cwd=args.state, check=True,
+        capture_output=True, text=True).stdout.split()
+    return float(out[-2]), float(out[-1])
+
+
+def _compare(args: argparse.Namespace) -> None:
+    here = str(Path(__file__).resolve().parent.parent)
+    pairs = [(_child(args.baseline_tree, args), _child(here, args))
+             for _ in range(args.repeat)]
+    for label, runs in (("baseline " + args.baseline_tree, [p[0] for p in pairs]),
+                        ("this tree " + here, [p[1] for p in pairs])):
+        print(f"{label}: {statistics.median(r[0] for r in runs):.1f} µs CPU per delivery, "
+              f"loop thread {statistics.median(r[1] for r in runs):.1f} (medians)")
+    print("pairs (total/loop, baseline -> this tree): " + ", ".join(
+        f"{b[0]:.1f}/{b[1]:.1f} -> {t[0]:.1f}/{t[1]:.1f}" for b, t in pairs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=8000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--state", default="/dev/shm", help="folder of the SQLite file")
+    parser.add_argument("--baseline-tree", default=None)
+    parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.baseline_tree:
+        _compare(args)
+        return
     runs = [run_loop(_once(args.deliveries, args.state)) for _ in range(args.repeat)]
     import notifier
     total, loop = [r[0] for r in runs], [r[1] for r in runs]
+    if args.raw:
+        print(statistics.median(total), statistics.median(loop))
+        return
     print(f"{Path(notifier.__file__).parent.parent}: {statistics.median(total):.1f} µs CPU "
           f"per delivery, loop thread {statistics.median(loop):.1f} (medians; runs "
           f"{', '.join(f'{t:.1f}/{lp:.1f}' for t, lp in zip(total, loop, strict=True))})")

@@ -1,25 +1,30 @@
 """Event-loop CPU per delivery of the sender's per-delivery path alone.
 
-    python bench/sender_path.py [--deliveries 40000] [--repeat 5]
+    python bench/sender_path.py [--deliveries 40000] [--repeat 5] [--baseline-tree DIR]
 
 ``bench/sender_cpu.py`` measures the sender whole (claims, decoding, the store's thread);
-this isolates what each delivery costs on the loop once it is held: its task, the retry
-loop, the breaker's admission and record, the slots, the rate limiter, the POST (to a
-transport that answers 204 at once) and the completion (a write that does nothing).
-Batches of 500 deliveries run concurrently, as a lane runs them; the figure is the loop
-thread's CPU per delivery, median of --repeat. Compare trees by running it with
-PYTHONPATH=<tree> in alternation (trees before the sender split, 54d9647, work too).
+this isolates what each delivery costs on the loop once it is held: started on its lane
+as the sender starts it (``Sender._start``: a task, or since the lane workers a place in
+the lane's queue), the retry loop, the breaker's admission and record, the slots, the
+rate limiter, the POST (to a transport that answers 204 at once) and the completion (a
+write that does nothing), up to its outcome's report. Batches of 500 deliveries; the
+figure is the loop thread's CPU per delivery, median of --repeat. ``--baseline-tree DIR``
+runs DIR's notifier (PYTHONPATH=DIR) and this tree's in alternation, fresh processes.
+(Until the lane workers this script started each delivery's coroutine in its own task
+itself: its figures before them are not comparable with these.)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +44,13 @@ async def _write_nothing(_ids: Sequence[str]) -> None:
     return None
 
 
-def _deliver_of(sender: Any) -> Callable[[Any, Any], Coroutine[Any, Any, None]]:
-    """The sender's per-delivery coroutine, its completions written nowhere."""
-    if hasattr(sender, "_deliverer"):  # since the split of sender.py
-        sender._deliverer.completer = Completer(_write_nothing)
-        return sender._deliverer.deliver  # type: ignore[no-any-return]
-    sender._completer = Completer(_write_nothing)
-    return sender._deliver  # type: ignore[no-any-return]
+def _prepare(sender: Any, on_outcome: Any) -> None:
+    """Completions written nowhere; outcomes to ``on_outcome``."""
+    deliverer = sender._deliverer
+    deliverer.completer = Completer(_write_nothing)
+    # the listener's attribute: public since the lane workers
+    name = "on_outcome" if hasattr(deliverer, "on_outcome") else "_on_outcome"
+    setattr(deliverer, name, on_outcome)
 
 
 async def _once(n: int) -> float:
@@ -56,24 +61,62 @@ async def _once(n: int) -> float:
         store = SQLiteStore(str(Path(tmp, "state.db")))
         await store.open()
         sender = Sender(load_config(str(path)).webhooks, store, transport=_NullTransport)
-        lane, deliver = sender._lanes["sink"], _deliver_of(sender)
-        batch = _deliveries(500)
+        lane, batch = sender._lanes["sink"], _deliveries(500)
+        done, left = asyncio.Event(), [0]
+
+        def on_outcome(_outcome: object) -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                done.set()
+
+        async def run_batch() -> None:
+            done.clear()
+            left[0] = len(batch)
+            for delivery in batch:
+                sender._start(lane, delivery)
+            await done.wait()
+
+        _prepare(sender, on_outcome)
         for _ in range(5):  # warm-up
-            await asyncio.gather(*[asyncio.create_task(deliver(lane, d)) for d in batch])
+            await run_batch()
         started = time.thread_time()
         for _ in range(n // len(batch)):
-            await asyncio.gather(*[asyncio.create_task(deliver(lane, d)) for d in batch])
+            await run_batch()
         cpu = time.thread_time() - started
         await store.close()
         return cpu / n * 1e6
+
+
+def _child(tree: str, n: int) -> float:
+    out = subprocess.run([sys.executable, __file__, "--raw", "--repeat", "1", "--deliveries",
+                          str(n)], env={**os.environ, "PYTHONPATH": tree}, check=True,
+                         cwd=tempfile.gettempdir(), capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def _compare(baseline: str, n: int, repeat: int) -> None:
+    here = str(Path(__file__).resolve().parent.parent)
+    pairs = [(_child(baseline, n), _child(here, n)) for _ in range(repeat)]
+    for label, runs in ((f"baseline {baseline}", [p[0] for p in pairs]),
+                        (f"this tree {here}", [p[1] for p in pairs])):
+        print(f"{label}: {statistics.median(runs):.2f} µs loop CPU per delivery (median)")
+    print("pairs: " + ", ".join(f"{b:.2f} -> {t:.2f}" for b, t in pairs))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=40000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline-tree", default=None)
+    parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.baseline_tree:
+        _compare(args.baseline_tree, args.deliveries, args.repeat)
+        return
     runs = [run_loop(_once(args.deliveries)) for _ in range(args.repeat)]
+    if args.raw:
+        print(statistics.median(runs))
+        return
     import notifier
     print(f"{Path(notifier.__file__).parent.parent}: {statistics.median(runs):.2f} µs loop CPU "
           f"per delivery (median; runs {', '.join(f'{r:.2f}' for r in runs)})")

@@ -61,3 +61,17 @@ async def test_a_waiter_cancelled_after_it_was_handed_the_slot_passes_it_on():
     async with asyncio.timeout(5):
         await after
     assert handed.cancelled() and log == ["c"] and slots.free == 1
+
+
+async def test_a_waiter_cancelled_then_skipped_by_a_release_ends_cancelled():
+    """``b`` is cancelled while queued, and a release passes over its cancelled turn
+    before ``b`` runs (a shutdown cancels every task at once): ``b`` ends cancelled, not
+    with an error, and the slot is free."""
+    slots, log, gate = Slots(1), [], asyncio.Event()
+    await slots.__aenter__()
+    queued = asyncio.create_task(_hold(slots, "b", log, gate))
+    await asyncio.sleep(0)
+    queued.cancel()  # cancels b's future at once; b itself runs later
+    await slots.__aexit__(None, None, None)  # skips b's cancelled turn: the slot is free
+    await asyncio.gather(queued, return_exceptions=True)
+    assert queued.cancelled() and log == [] and slots.free == 1

@@ -22,7 +22,7 @@ from tenacity import RetryCallState
 
 from notifier.config import Webhook
 from notifier.delivery.completer import Completer
-from notifier.delivery.grouping import members_of
+from notifier.delivery.grouping import GroupDelivery, members_of
 from notifier.delivery.healthboard import HealthBoard
 from notifier.delivery.lanes import BACKOFF_BASE, REFILL_AT, WebhookLane
 from notifier.delivery.ratelimit import UNLIMITED
@@ -76,7 +76,7 @@ class Deliverer:
                  on_attempt: Callable[[AttemptReport], None] | None,
                  clock: Callable[[], float], rng: random.Random) -> None:
         self._store, self.health, self._poke = store, health, poke
-        self._on_outcome, self._on_attempt = on_outcome, on_attempt
+        self.on_outcome, self._on_attempt = on_outcome, on_attempt
         self._clock, self._rng = clock, rng
         self.posting: set[asyncio.Task[None]] = set()
         """The tasks whose POST is under way (a shutdown lets them finish within grace)."""
@@ -98,10 +98,12 @@ class Deliverer:
             sleep=self.health[webhook.name].retry_pause,
         )
 
-    async def deliver(self, lane: WebhookLane, delivery: Delivery) -> None:
-        """Attempt ``delivery`` until it is delivered or dead-lettered, every step saved."""
+    async def deliver(self, lane: WebhookLane, delivery: Delivery,
+                      failed: DeliveryError | None = None) -> None:
+        """Attempt ``delivery`` until it is delivered or dead-lettered, every step saved;
+        ``failed``: its first attempt was made (by a lane's worker) and failed so."""
         try:
-            await self._deliver_once(lane, delivery)
+            await self._deliver_once(lane, delivery, failed)
         except StoreError as exc:
             # The outcome could not be saved (a locked or full state file). Give the claim
             # back once the store works again, so the delivery is retried in this run, not
@@ -119,13 +121,19 @@ class Deliverer:
         await self._store_retry.call(release)
         self._poke()
 
-    async def _deliver_once(self, lane: WebhookLane, delivery: Delivery) -> None:
+    async def _deliver_once(self, lane: WebhookLane, delivery: Delivery,
+                            failed: DeliveryError | None) -> None:
         webhook = lane.webhook
         attempt_no = delivery.attempts + 1
 
         async def attempt(number: int) -> None:
-            nonlocal attempt_no
+            nonlocal attempt_no, failed
             attempt_no = number
+            if failed is not None:  # made already: its result recorded as _attempt does
+                exc, failed = failed, None
+                await finish_first(self.health[webhook.name].record(False, exc.status,
+                                                                     probe=False))
+                raise exc
             await self._attempt(lane, delivery, number)
 
         try:
@@ -133,8 +141,8 @@ class Deliverer:
             # and the budget (tenacity's stop_after_attempt sees the total)
             await lane.retry.call(attempt, first=delivery.attempts + 1, args=(lane, delivery))
             await self.completer.delivered(delivery.id)
-            if self._on_outcome is not None:  # built only when someone listens
-                self._on_outcome(DeliveryOutcome(delivery, True, attempt_no, None))
+            if self.on_outcome is not None:  # built only when someone listens
+                self.on_outcome(DeliveryOutcome(delivery, True, attempt_no, None))
         except DeliveryError as exc:
             if self.health.is_disabled(webhook.name):  # disabled: kept in the outbox, unsent
                 await self._store.release([delivery.id])
@@ -146,13 +154,20 @@ class Deliverer:
             log.error("webhook %s: delivery %s dead-lettered after %d attempt(s); last: %s",
                       webhook.name, delivery.id, attempt_no, error,
                       extra=_fields(delivery, attempt_no, exc.status))
-            self._report(DeliveryOutcome(delivery, False, attempt_no, exc.status, error))
+            self.report(DeliveryOutcome(delivery, False, attempt_no, exc.status, error))
         finally:
+            self.finished(lane, delivery)
+
+    def finished(self, lane: WebhookLane, delivery: Delivery) -> None:
+        """``delivery`` has its outcome (saved, or given back): the lane holds it no more."""
+        if isinstance(delivery, GroupDelivery):
             lane.held.difference_update(m.id for m in members_of(delivery))
-            if webhook.ordered or len(lane.held) == REFILL_AT:
-                # ordered: the room's next delivery is its queue's head now; otherwise the
-                # lane has room for another batch, which may be waiting already
-                self._poke()
+        else:  # most: one id, no generator
+            lane.held.discard(delivery.id)
+        if lane.webhook.ordered or len(lane.held) == REFILL_AT:
+            # ordered: the room's next delivery is its queue's head now; otherwise the
+            # lane has room for another batch, which may be waiting already
+            self._poke()
 
     async def _attempt(self, lane: WebhookLane, delivery: Delivery, attempt_no: int) -> None:
         """One attempt, admitted by the webhook's breaker, its result recorded there."""
@@ -186,19 +201,23 @@ class Deliverer:
                 return False
             limiter = lane.limiter
             if limiter is UNLIMITED:
-                await self._post_now(lane, delivery, attempt_no)
+                await self.post_now(lane, delivery, attempt_no)
             else:
                 # the turn is taken holding a slot, so a 429's pause holds back every
                 # queued one
                 async with limiter.turn():
-                    await self._post_now(lane, delivery, attempt_no)
+                    await self.post_now(lane, delivery, attempt_no)
         finally:
             slots.release()
         return True
 
-    async def _post_now(self, lane: WebhookLane, delivery: Delivery, attempt_no: int) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    async def post_now(self, lane: WebhookLane, delivery: Delivery, attempt_no: int,
+                       task: asyncio.Task[None] | None = None) -> None:
+        """POST attempt ``attempt_no`` of ``delivery``, ``task`` (this one's, when not given)
+        counted as posting meanwhile; its report to the listeners after it."""
+        if task is None:
+            task = asyncio.current_task()
+            assert task is not None
         self.posting.add(task)
         started = time.monotonic()
         status: int | None = None
@@ -232,9 +251,10 @@ class Deliverer:
         await finish_first(self._store.reschedule(delivery.id, attempts, self._clock() + sleep,
                                                   status, error))
 
-    def _report(self, outcome: DeliveryOutcome) -> None:
-        if self._on_outcome is not None:
-            self._on_outcome(outcome)
+    def report(self, outcome: DeliveryOutcome) -> None:
+        """Tell the outcome listener, if any, what became of a delivery."""
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
 
     def _report_attempt(self, report: AttemptReport) -> None:
         if log.isEnabledFor(logging.DEBUG):  # its fields cost more than the POST's own work

@@ -123,6 +123,9 @@ class GroupedStore:
         return self._groups.get(delivery_id, (delivery_id,))
 
     async def delivered(self, ids: Sequence[str]) -> None:
+        if not self._groups:  # no group in flight: every id stands for itself
+            await self._store.delivered(ids)
+            return
         await self._store.delivered([m for i in ids for m in self._ids(i)])
         for i in ids:
             self._groups.pop(i, None)

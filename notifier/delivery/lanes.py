@@ -7,12 +7,14 @@ so a backlog never grows memory without bound: the rest waits in the outbox.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from notifier.config import Webhook
 from notifier.delivery.grouping import Grouper
 from notifier.delivery.ratelimit import UNLIMITED, RateLimiter, Slots, Unlimited
 from notifier.delivery.transport import Transport
+from notifier.events import Delivery
 from notifier.util.backoff import Retry
 from notifier.util.schedule import JITTER
 
@@ -47,6 +49,10 @@ class WebhookLane:
     limiter: RateLimiter | Unlimited = UNLIMITED
     grouper: Grouper | None = None
     held: set[str] = field(default_factory=set)
+    queue: deque[Delivery] = field(default_factory=deque)
+    """Held deliveries no worker has taken yet (notifier.delivery.workers)."""
+    workers: int = 0
+    """Worker tasks taking from ``queue``: at most the webhook's ``max_in_flight``."""
     reserved: int = 0
     """Backlog room promised to pages being committed (``Sender.reserve``)."""
 

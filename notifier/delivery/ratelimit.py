@@ -60,7 +60,9 @@ class Slots:
             await handed
         except asyncio.CancelledError:
             if handed.cancelled():  # cancelled while waiting: it never held a slot
-                self._waiters.remove(handed)
+                # a release may have passed over its cancelled turn already
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(handed)
             else:  # handed a slot, then cancelled before it ran: pass the slot on
                 self.release()
             raise

@@ -1,7 +1,9 @@
 """Take deliveries to POST to their webhooks: handed off at a page's commit, or claimed.
 
 The dispatcher claims due deliveries from the store, per webhook and up to a cap, and
-runs each in its own task (its attempts: notifier.delivery.attempts); the deliveries a
+queues each on its lane's workers (notifier.delivery.workers: a delivery that goes well
+costs no task of its own; one that must wait or retry goes on in its own task, its
+attempts: notifier.delivery.attempts); the deliveries a
 page of this process adds for a lane with room are handed over at its commit instead
 (``reserve``/``adopt``: added claimed, started from memory, never claimed or decoded
 again). Each webhook has its own lane (notifier.delivery.lanes): its connection pool,
@@ -17,7 +19,8 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
 from notifier.config import Webhook
 from notifier.delivery.attempts import AttemptReport, Deliverer, DeliveryOutcome
@@ -31,6 +34,7 @@ from notifier.delivery.lanes import (
 )
 from notifier.delivery.ratelimit import Slots, limiter_for
 from notifier.delivery.transport import TransportFactory, open_transport
+from notifier.delivery.workers import LaneWorkers
 from notifier.errors import StoreError
 from notifier.events import Delivery
 from notifier.store import Store
@@ -61,6 +65,7 @@ class Sender:
         self._deliverer = Deliverer(self._store, self.health, poke=self.poke,
                                     on_outcome=on_outcome, on_attempt=on_attempt, clock=clock,
                                     rng=rng or random.Random())
+        self._workers = LaneWorkers(self._deliverer, self._spawn)
         self._clock = clock
         self._lanes = {name: self._new_lane(w) for name, w in webhooks.items()}
         self._wake = asyncio.Event()
@@ -155,10 +160,8 @@ class Sender:
             lane.held.add(delivery.id)
             self._start(lane, delivery)
         if stray:
-            task = asyncio.create_task(self._deliverer.release_when_possible(stray),
-                                       name="release deliveries of a changed webhook")
-            self._tasks.add(task)
-            task.add_done_callback(self._finished)
+            self._spawn(self._deliverer.release_when_possible(stray),
+                        "release deliveries of a changed webhook")
 
     def poke(self, _added: object = None) -> None:
         """New deliveries were committed: look for due work now."""
@@ -212,8 +215,11 @@ class Sender:
 
     def _start(self, lane: WebhookLane, delivery: Delivery) -> None:
         self._grouped.track(delivery)
-        task = asyncio.create_task(self._deliverer.deliver(lane, delivery),
-                                   name=f"deliver {delivery.id}")
+        self._workers.start(lane, delivery)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` in a task of this sender's (cancelled by ``shutdown``)."""
+        task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
@@ -233,12 +239,12 @@ class Sender:
 
     @property
     def in_flight(self) -> int:
-        """Deliveries held in memory (attempting or waiting to retry)."""
-        return len(self._tasks)
+        """Deliveries held in memory (queued, attempting, waiting to retry or grouped)."""
+        return sum(len(lane.held) for lane in (*self._lanes.values(), *self._retired))
 
     async def shutdown(self, grace: float) -> None:
         """Let POSTs under way finish within ``grace``; cancel the rest; release claims."""
-        self._closing = True
+        self._closing = self._workers.closing = True
         for lane in self._lanes.values():
             if lane.grouper is not None:
                 lane.grouper.close()  # its deliveries are in ``held``: released below
