@@ -165,6 +165,17 @@ async def test_message_round_trips_exactly(store: SQLiteStore, message: dict[str
     assert claimed == Delivery.for_webhook(event, "crm", RULES)
 
 
+@pytest.mark.parametrize("detected_at", [1796065736.8647668, 1e-7 + 1700000000, 0.1])
+async def test_claimed_event_keeps_its_detection_time_to_the_last_bit(
+        store: SQLiteStore, detected_at: float) -> None:
+    """A time read back from the outbox is the same double (17 significant digits), not
+    one rounded on the way (SQLite's JSON keeps 15)."""
+    event = make_event(1, detected_at=detected_at)
+    await store.commit(None, deliveries(event, "crm"))
+    [claimed] = await store.claim_due(later(), 10)
+    assert claimed.event.detected_at == detected_at
+
+
 # --- atomicity ---------------------------------------------------------------------------
 
 async def _assert_unchanged_then_retry(store: SQLiteStore, retry: list[Delivery]) -> None:
