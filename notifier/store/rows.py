@@ -16,7 +16,7 @@ from notifier.store.base import DeadLetter, Quarantined, WebhookState
 from notifier.util.json import dumps, loads
 
 __all__ = ["QUARANTINE_COLUMNS", "ROOM_COLUMNS", "WEBHOOK_STATE_COLUMNS", "OutboxEntry",
-           "StateDump", "Transfer", "decode_claimed", "decode_dead_letters", "decode_deliveries",
+           "StateDump", "Transfer", "decode_dead_letters", "decode_deliveries",
            "decode_outbox", "decode_quarantined", "decode_webhook_states", "event_values",
            "page_events", "prune_ledger", "quarantine_values", "select_deliveries",
            "select_quarantined", "store_stats", "webhook_state_values"]
@@ -94,20 +94,6 @@ def decode_deliveries(rows: Iterable[Row]) -> list[Delivery]:
                 row[4], cast(EventKind, row[5]), row[6], loads(row[7]), rules_of(row[8]),
                 row[9])
         result.append(Delivery(row[0], row[1], rules_of(row[2]), event, row[3]))
-    return result
-
-
-def decode_claimed(rows: Iterable[Row]) -> list[Delivery]:
-    """Rebuild deliveries from rows whose columns 0-9 are those of ``select_deliveries``
-    with the rule lists and the message already decoded (one Event per id)."""
-    events: dict[str, Event] = {}
-    result = []
-    for row in rows:
-        event = events.get(row[4])
-        if event is None:
-            event = events[row[4]] = Event(
-                row[4], cast(EventKind, row[5]), row[6], row[7], tuple(row[8]), row[9])
-        result.append(Delivery(row[0], row[1], tuple(row[2]), event, row[3]))
     return result
 
 

@@ -21,7 +21,7 @@ from typing import TypeVar
 from notifier.errors import StoreError
 from notifier.events import Delivery
 from notifier.store.base import DeadLetter, Quarantined, RoomState, Store, StoreStats, WebhookState
-from notifier.store.rows import OutboxEntry, StateDump, decode_claimed
+from notifier.store.rows import OutboxEntry, StateDump, decode_deliveries
 from notifier.store.sqlite import dead_letters, outbox, quarantine
 from notifier.store.sqlite.files import check_same, lock, prepare_files
 from notifier.store.sqlite.locking import StateConnection
@@ -105,7 +105,7 @@ class SQLiteStore(Store):
         in_order = frozenset(ordered)
         rows = await self._run("claiming deliveries", lambda c: outbox.claim(
             c, now, limit, exclude, lanes, self.instance, in_order))
-        return decode_claimed(rows)
+        return decode_deliveries(rows)
 
     async def next_due(self, ordered: Collection[str] = ()) -> float | None:
         """When the earliest unclaimed outbox delivery becomes due, or None if empty

@@ -1,11 +1,13 @@
-"""A page's events and deliveries written to the SQLite ledger and outbox in two statements.
+"""A page's events and deliveries written to the SQLite ledger and outbox, many rows per
+statement.
 
-Each page goes in as two JSON documents that SQLite unpacks itself (``json_each``): one
-statement for the page's events, one for its deliveries, whatever the page's size. Row by
-row (``executemany``), every row was Python work on the store's thread (a tuple, a
-message and a rule list serialised, parameters bound) and one ``sqlite3_step``, around
-which the thread lets the GIL go and then waits to have it back from the event loop: a
-page of 500 took a GIL hand-over per row (bench/RESULTS.md, issue 16, "store").
+Row by row (``executemany``), each row was one ``sqlite3_step``, around which the store's
+thread lets the GIL go and then waits to have it back from the event loop, and a page of
+500 took a thousand of them. Here the rows go in as multi-row ``VALUES`` statements of
+256, 128, … 1 rows (a page of 500: six statements per table), so the few statement texts
+stay prepared in the connection's cache; each rule list is serialised once per page.
+Sending the page as JSON for SQLite to unpack (``json_each``) cut the Python further
+but cost more CPU in SQLite than it saved (bench/RESULTS.md, issue 16, "store").
 
 The events are numbered here, in page order, from the ledger's next ``seq``: an event the
 ledger already knows keeps its old number and its place stays unused, so the page's
@@ -14,7 +16,8 @@ deliveries find their event's row by ``seq`` (the rowid), not by id.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from functools import cache
 from typing import Any
 
 from notifier.errors import StoreError
@@ -25,19 +28,36 @@ from notifier.util.json import dumps
 
 __all__ = ["Page", "insert"]
 
-#: Parameters: the page's first seq, its events' JSON (``Page.events_json``).
-_EVENTS = ("INSERT INTO events (seq, id, kind, room, message, rules, detected_at)"
-           " SELECT ?1 + key, value->>0, value->>1, value->>2, value->3, value->4, value->>5"
-           " FROM json_each(?2) WHERE true ON CONFLICT (id) DO NOTHING")
-#: Parameters: the deliveries' JSON (``Page.deliveries_json``), now, the claiming instance,
-#: the page's first seq. A delivery whose event the ledger knew finds no row at its seq;
-#: a delivery repeated in the page goes in once, its first copy.
-_OUTBOX = ("INSERT INTO outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
-           " created_at, claimed_by)"
-           " SELECT d.value->>0, e.seq, d.value->>1, d.value->2, d.value->>3, ?2, ?2,"
-           " iif(d.value->>5, ?3, NULL)"
-           " FROM json_each(?1) AS d JOIN events AS e ON e.seq = ?4 + (d.value->>4)"
-           " WHERE true ON CONFLICT (id) DO NOTHING")
+#: The most rows in one statement (8 columns: 2,048 parameters, far below SQLite's limit).
+MAX_ROWS = 256
+
+
+@cache
+def _events_sql(count: int) -> str:
+    return ("INSERT INTO events (seq, id, kind, room, message, rules, detected_at) VALUES "
+            + ",".join(("(?,?,?,?,?,?,?)",) * count) + " ON CONFLICT (id) DO NOTHING")
+
+
+@cache
+def _outbox_sql(count: int) -> str:
+    # A delivery whose event the ledger knew finds no row at its seq; a delivery repeated
+    # in the page goes in once, its first copy. Parameters: now, then the rows.
+    return ("INSERT INTO outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
+            " created_at, claimed_by) SELECT v.column1, e.seq, v.column3, v.column4,"
+            " v.column5, ?1, ?1, v.column6 FROM (VALUES "
+            + ",".join(("(?,?,?,?,?,?)",) * count)
+            + ") AS v JOIN events AS e ON e.seq = v.column2 WHERE true"
+            " ON CONFLICT (id) DO NOTHING")
+
+
+def _chunks(total: int) -> Iterator[tuple[int, int]]:
+    """(start, count) spans covering ``total`` rows, counts from MAX_ROWS, 128, … 1."""
+    start, count = 0, MAX_ROWS
+    while start < total:
+        while count > total - start:
+            count //= 2
+        yield start, count
+        start += count
 
 
 class Page:
@@ -58,38 +78,49 @@ class Page:
                 self.events.append(delivery.event)
             self.slots.append(slot)
 
-    def events_json(self) -> str:
-        """The events as rows: id, kind, room, message, rules, detected_at."""
-        values = [(e.id, e.kind, e.room, e.message, e.rules, e.detected_at)
-                  for e in self.events]
-        try:
-            return dumps(values)
-        except (TypeError, ValueError):
-            for event in self.events:  # name the culprit, as a row-by-row write would
-                rows.event_values(event)
-            raise
-
-    def deliveries_json(self) -> str:
-        """The deliveries as rows: id, webhook, rules, attempts, event index, claimed?"""
-        mine = self.claimed
-        return dumps([(d.id, d.webhook, d.rules, d.attempts, slot, d.id in mine)
-                      for d, slot in zip(self.batch, self.slots, strict=True)])
-
 
 def insert(conn: StateConnection, page: Page, now: float, instance: str) -> list[Delivery]:
     """Add ``page``'s events the ledger does not know and their deliveries (inside the
     caller's transaction); return the deliveries added, in page order."""
-    try:
-        events = page.events_json()
-    except (TypeError, ValueError) as exc:  # event_values found no culprit: say so anyway
-        raise StoreError(f"commit failed: the page cannot be stored as JSON ({exc});"
-                         " nothing was saved") from exc
     first = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0]
-    new = conn.execute(_EVENTS, (first, events)).rowcount
-    added = conn.execute(_OUTBOX, (page.deliveries_json(), now, instance, first)).rowcount
+    rules: dict[tuple[str, ...], str] = {}  # a page has a few distinct rule lists
+    new = _add_events(conn, page.events, first, rules)
+    added = _add_deliveries(conn, page, first, now, instance, rules)
     if new == len(page.events) and added == len(page.batch):
         return list(page.batch)  # the usual page: every event new, no delivery repeated
     return _added(conn, page, first)
+
+
+def _add_events(conn: StateConnection, events: list[Event], first: int,
+                rules: dict[tuple[str, ...], str]) -> int:
+    new = 0
+    for start, count in _chunks(len(events)):
+        values: list[Any] = []
+        try:
+            for seq, e in enumerate(events[start:start + count], first + start):
+                text = rules.get(e.rules) or rules.setdefault(e.rules, dumps(e.rules))
+                values += (seq, e.id, e.kind, e.room, dumps(e.message), text, e.detected_at)
+        except (TypeError, ValueError) as exc:
+            for event in events:  # name the culprit
+                rows.event_values(event)
+            raise StoreError(f"commit failed: a message cannot be stored as JSON ({exc});"
+                             " nothing was saved") from exc
+        new += conn.execute(_events_sql(count), values).rowcount
+    return new
+
+
+def _add_deliveries(conn: StateConnection, page: Page, first: int, now: float,
+                    instance: str, rules: dict[tuple[str, ...], str]) -> int:
+    added, mine = 0, page.claimed
+    for start, count in _chunks(len(page.batch)):
+        values: list[Any] = [now]
+        end = start + count
+        for d, slot in zip(page.batch[start:end], page.slots[start:end], strict=True):
+            text = rules.get(d.rules) or rules.setdefault(d.rules, dumps(d.rules))
+            values += (d.id, first + slot, d.webhook, text, d.attempts,
+                       instance if d.id in mine else None)
+        added += conn.execute(_outbox_sql(count), values).rowcount
+    return added
 
 
 def _added(conn: StateConnection, page: Page, first: int) -> list[Delivery]:

@@ -7,6 +7,7 @@ than one row, one ``BEGIN IMMEDIATE`` transaction with batched statements.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from functools import partial
 from typing import Any
@@ -15,7 +16,6 @@ from notifier.events import Delivery, Event
 from notifier.store import rows
 from notifier.store.base import Quarantined, RoomState, StoreStats
 from notifier.store.sqlite import ledger, quarantine
-from notifier.store.sqlite.claims import HEAD_SEQS, claim
 from notifier.store.sqlite.locking import StateConnection
 from notifier.store.sqlite.schema import transaction
 
@@ -26,15 +26,26 @@ __all__ = ["add_events", "claim", "clear_claims", "commit_page", "delivered", "l
 Row = tuple[Any, ...]
 
 _CHUNK = 500  # ids per IN (...) query, well below SQLite's bound-parameter limit
+_DUE = " WHERE t.next_attempt_at <= ? AND t.claimed_by IS NULL"
+_OLDEST = " ORDER BY t.next_attempt_at, t.id"
 
 
 #: ``select(table, *extra)``: deliveries of ``table`` with their events (rows.select_deliveries).
 select = partial(rows.select_deliveries, events="events")
 
 
+#: An ordered webhook's claimable rows: per room, the row whose event the ledger numbered
+#: first (events.seq follows the tail's page order), if due and if no row of that room
+#: for that webhook is claimed (count() skips NULLs). Parameters: webhook, now, webhook.
+_HEAD_SEQS = (" AND t.event_seq IN (SELECT min(o.event_seq) FROM outbox AS o"
+              " JOIN events AS r ON r.seq = o.event_seq WHERE o.webhook = ?"
+              " GROUP BY r.room HAVING count(o.claimed_by) = 0)")
+_HEADS = select("outbox", "t.next_attempt_at") + (
+    " WHERE t.webhook = ? AND t.claimed_by IS NULL AND t.next_attempt_at <= ?"
+    + _HEAD_SEQS + _OLDEST)
 #: When the next head of an ordered webhook is due. Parameters: webhook, webhook.
 _NEXT_HEAD = ("SELECT min(t.next_attempt_at) FROM outbox AS t"
-              " WHERE t.webhook = ? AND t.claimed_by IS NULL" + HEAD_SEQS)
+              " WHERE t.webhook = ? AND t.claimed_by IS NULL" + _HEAD_SEQS)
 
 
 def commit_page(conn: StateConnection, state: RoomState | None, batch: Sequence[Delivery],
@@ -61,6 +72,36 @@ def commit_page(conn: StateConnection, state: RoomState | None, batch: Sequence[
                 (state.room, state.cursor, state.last_id, state.high_water, now))
         kept = quarantine.insert(conn, quarantined, now)
     return added, kept
+
+
+def claim(conn: StateConnection, now: float, limit: int, exclude: frozenset[str],
+          webhooks: Collection[str] | None, instance: str,
+          ordered: Collection[str] = ()) -> list[Row]:
+    """Mark up to ``limit`` due, unclaimed rows as ``instance``'s; return them.
+
+    A webhook in ``ordered`` gets only the head of each room's queue (see ``_heads``).
+    """
+    if limit <= 0 or (webhooks is not None and not webhooks):
+        return []
+    in_order = frozenset(ordered)
+    sql = select("outbox", "t.next_attempt_at") + _DUE
+    with transaction(conn, durable=False):  # a claim a power cut forgets costs nothing
+        if webhooks is None:
+            taken = _take(conn.execute(sql + _OLDEST, (now,)), limit, exclude, in_order)
+            lanes: Collection[str] = in_order
+        else:
+            taken, lanes = [], webhooks
+        # One index range per webhook, so a full lane's backlog is never scanned.
+        for webhook in dict.fromkeys(lanes):
+            if webhook in in_order:
+                taken += _take(conn.execute(_HEADS, (webhook, now, webhook)), limit, exclude)
+            else:
+                cursor = conn.execute(sql + " AND t.webhook = ?" + _OLDEST, (now, webhook))
+                taken += _take(cursor, limit, exclude)
+        taken = sorted(taken, key=lambda r: (r[10], r[0]))[:limit]
+        _by_ids(conn, "UPDATE outbox SET claimed_by = ? WHERE id IN ({})", [r[0] for r in taken],
+                instance)
+    return taken
 
 
 def next_due(conn: StateConnection, ordered: Collection[str]) -> float | None:
@@ -151,6 +192,21 @@ def _by_ids(conn: StateConnection, sql: str, ids: Sequence[str], *first: object)
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
         conn.execute(sql.format(",".join("?" * len(chunk))), (*first, *chunk))
+
+
+def _take(cursor: sqlite3.Cursor, limit: int, exclude: frozenset[str],
+          skip_webhooks: frozenset[str] = frozenset()) -> list[Row]:
+    # Stream rows and skip the excluded ones, rather than binding them into NOT IN (...).
+    kept: list[Row] = []
+    try:
+        for row in cursor:
+            if row[0] not in exclude and row[1] not in skip_webhooks:
+                kept.append(row)
+                if len(kept) == limit:
+                    break
+    finally:
+        cursor.close()
+    return kept
 
 
 def add_events(conn: StateConnection, events: dict[str, Event]
