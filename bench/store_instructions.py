@@ -6,9 +6,10 @@ Runs the store thread's work of ``bench/store_thread.py``'s claim path (pages of
 ``--page`` committed, claimed 256 at a time, completed 46 at a time) synchronously on a
 real file, under callgrind, for each ``--tree`` (a checkout whose ``notifier`` is
 imported; default: this one), with N and 3N events: (Ir(3N) - Ir(N)) / 2N cancels
-start-up. Counted apart: the instructions inside ``sqlite3_step`` and
-``sqlite3_prepare_v2``, during which CPython's sqlite3 module lets the GIL go; the rest
-is the thread's work with the GIL held (Python, binding, fetching). Instruction counts do
+start-up, and the same for a run that only builds the pages is subtracted. Counted
+apart: the instructions inside ``sqlite3_step`` and ``sqlite3_prepare_v2``, during
+which CPython's sqlite3 module lets the GIL go; the rest is the thread's work with the
+GIL held (Python, binding, fetching). Instruction counts do
 not move with the machine's load, as CPU times on a shared machine do. Needs valgrind.
 """
 
@@ -28,8 +29,9 @@ HERE = Path(__file__).resolve().parent
 UNLOCKED = ("sqlite3_step", "sqlite3_prepare_v2")
 
 
-def work(path: str, events: int, size: int) -> None:
-    """The claim path's store calls, as the worker thread makes them."""
+def work(path: str, events: int, size: int, store: bool = True) -> None:
+    """The claim path's store calls, as the worker thread makes them (``store`` False:
+    only the pages built, to be subtracted)."""
     import sqlite3
 
     from notifier.store.sqlite import outbox
@@ -44,7 +46,10 @@ def work(path: str, events: int, size: int) -> None:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                            factory=factory)
     prepare(conn, path, 5.0)
-    for batch in pages(events, size, 0):
+    batches = pages(events, size, 0)
+    if not store:
+        return
+    for batch in batches:
         outbox.commit_page(conn, None, batch, [], time.time())
         taken: list[str] = []
         while found := outbox.claim(conn, time.time() + 1, CLAIM, frozenset(), None, "bench"):
@@ -54,14 +59,15 @@ def work(path: str, events: int, size: int) -> None:
     conn.close()
 
 
-def _count(tree: Path, events: int, size: int, tmp: str) -> tuple[int, int]:
+def _count(tree: Path, events: int, size: int, tmp: str, *,
+           store: bool = True) -> tuple[int, int]:
     """(all instructions, those inside UNLOCKED) of one child run."""
     out = Path(tmp, f"cg.{events}")
     db = Path(tmp, f"state-{events}.db")
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
          sys.executable, str(HERE / "store_instructions.py"), "--child", str(db),
-         "--events", str(events), "--page", str(size)],
+         "--events", str(events), "--page", str(size), *([] if store else ["--pages-only"])],
         env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tempfile.gettempdir(),
         check=True, capture_output=True)
     for name in db.parent.glob(f"{db.name}*"):
@@ -88,7 +94,10 @@ def main(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(dir=HERE) as tmp:
             low = _count(tree, args.events, args.page, tmp)
             high = _count(tree, 3 * args.events, args.page, tmp)
-        per = [(h - lo) / (2 * args.events) for h, lo in zip(high, low, strict=True)]
+            built = (_count(tree, 3 * args.events, args.page, tmp, store=False)[0]
+                     - _count(tree, args.events, args.page, tmp, store=False)[0])
+        per = [(high[0] - low[0] - built) / (2 * args.events),
+               (high[1] - low[1]) / (2 * args.events)]
         print(f"{tree!s:40} {per[0]:8.0f} {per[0] - per[1]:9.0f} {per[1]:9.0f}")
 
 
@@ -98,8 +107,9 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=4000)
     parser.add_argument("--page", type=int, default=500)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--pages-only", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        work(arguments.child, arguments.events, arguments.page)
+        work(arguments.child, arguments.events, arguments.page, not arguments.pages_only)
     else:
         main(arguments)
