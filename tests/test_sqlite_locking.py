@@ -16,8 +16,9 @@ import pytest
 from notifier.errors import StoreError
 from notifier.polling.pages import Defect
 from notifier.polling.quarantine import keep
-from notifier.store import RoomState
-from notifier.store.sqlite import SQLiteStore, outbox
+from notifier.store import RoomState, WebhookState
+from notifier.store.sqlite import SQLiteStore, dead_letters, outbox
+from notifier.store.sqlite.locking import StateConnection
 from notifier.store.sqlite.schema import prepare, transaction
 from tests.test_store import deliveries, make_event
 
@@ -27,8 +28,9 @@ def path(tmp_path: Path) -> str:
     return str(tmp_path / "state.db")
 
 
-def _connect(path: str, timeout: float = 5.0) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+def _connect(path: str, timeout: float = 5.0) -> StateConnection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                           factory=StateConnection)
     prepare(conn, path, timeout)
     return conn
 
@@ -87,7 +89,7 @@ async def test_a_locked_file_is_a_store_error_naming_the_lock(path: str) -> None
 
 
 @pytest.fixture
-def traced(path: str) -> Iterator[tuple[sqlite3.Connection, list[str]]]:
+def traced(path: str) -> Iterator[tuple[StateConnection, list[str]]]:
     conn = _connect(path)
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
@@ -96,9 +98,11 @@ def traced(path: str) -> Iterator[tuple[sqlite3.Connection, list[str]]]:
 
 
 def _synchronous_at_commit(statements: list[str]) -> str:
-    """The ``synchronous`` level the last transaction among ``statements`` committed with."""
+    """The ``synchronous`` level the last transaction among ``statements`` (every
+    statement since the connection was prepared: FULL) committed with."""
     level = "FULL"
-    for sql in statements[:statements.index("COMMIT") + 1]:
+    last_commit = len(statements) - statements[::-1].index("COMMIT")
+    for sql in statements[:last_commit]:
         if sql.startswith("PRAGMA synchronous ="):
             level = sql.split("=")[1].strip()
     return level
@@ -114,11 +118,8 @@ def test_pages_are_synced_and_claims_and_completions_are_not(
     assert _synchronous_at_commit(statements) == "FULL"
     for step in (lambda: outbox.claim(conn, 2000.0, 10, frozenset(), None, "me"),
                  lambda: outbox.delivered(conn, [batch[0].id])):
-        statements.clear()
         step()
         assert _synchronous_at_commit(statements) == "NORMAL"
-        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again after
-    statements.clear()
     outbox.commit_page(conn, None, deliveries(make_event(2), "crm"), [], 1000.0)
     assert _synchronous_at_commit(statements) == "FULL"
 
@@ -131,17 +132,64 @@ def test_a_page_that_only_moves_the_cursor_is_not_synced_alone(
     conn, statements = traced
     outbox.commit_page(conn, RoomState("r1", cursor="c1"), [], [], 1000.0)
     assert _synchronous_at_commit(statements) == "NORMAL"
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again after
-    statements.clear()
     kept = keep("r1", [Defect(0, "bad", {"body": "no id"})], "cursor c1", 1000.0)
     outbox.commit_page(conn, RoomState("r1", cursor="c2"), [], kept, 1000.0)
     assert _synchronous_at_commit(statements) == "FULL"
 
 
-def test_a_failed_transaction_leaves_the_connection_synced(
-        traced: tuple[sqlite3.Connection, list[str]]) -> None:
-    conn, _ = traced
+def test_every_other_write_is_synced_even_after_an_unsynced_one(
+        traced: tuple[StateConnection, list[str]]) -> None:
+    """The level is switched only when a transaction needs the other one: a write made
+    after a claim or a completion (an attempt, a webhook's state, a dead letter, a prune,
+    a start's cleared claims) must still commit synced."""
+    conn, statements = traced
+    batch = deliveries(make_event(1), "crm") + deliveries(make_event(2), "crm")
+    outbox.commit_page(conn, None, batch, [], 1000.0)
+    writes = [lambda: outbox.reschedule(conn, batch[0].id, 1, 3000.0, 500, "boom"),
+              lambda: dead_letters.save_webhook_state(conn, WebhookState("crm"), 1000.0),
+              lambda: dead_letters.dead_letter(conn, batch[1].id, 3, 500, "boom", 1000.0),
+              lambda: outbox.prune(conn, 0.0),
+              lambda: outbox.clear_claims(conn)]
+    for write in writes:
+        outbox.claim(conn, 2000.0, 10, frozenset(), None, "me")
+        assert _synchronous_at_commit(statements) == "NORMAL"
+        commits = statements.count("COMMIT")
+        write()
+        assert statements.count("COMMIT") == commits + 1  # its own transaction: no autocommit
+        assert _synchronous_at_commit(statements) == "FULL"
+
+
+def test_a_run_of_unsynced_transactions_switches_the_level_once(
+        traced: tuple[StateConnection, list[str]]) -> None:
+    """Claims and completions in a row set ``synchronous`` once, not twice each; and no
+    transaction asks SQLite for the busy timeout it was given."""
+    conn, statements = traced
+    batch = deliveries(make_event(1), "crm")
+    outbox.commit_page(conn, None, batch, [], 1000.0)
+    statements.clear()
+    outbox.claim(conn, 2000.0, 10, frozenset(), None, "me")
+    for _ in range(3):
+        outbox.delivered(conn, [batch[0].id])
+    assert [s for s in statements if s.startswith("PRAGMA synchronous")] == [
+        "PRAGMA synchronous = NORMAL"]
+    assert "PRAGMA busy_timeout" not in statements
+
+
+def test_the_busy_timeout_is_back_after_a_transaction(path: str) -> None:
+    """Reads and everything else outside ``begin`` still wait for a lock as SQLite does."""
+    conn = _connect(path, timeout=0.7)
+    with transaction(conn, durable=False):
+        pass
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 700
+    conn.close()
+
+
+def test_a_failed_transaction_is_rolled_back_and_the_next_one_synced(
+        traced: tuple[StateConnection, list[str]]) -> None:
+    conn, statements = traced
     with pytest.raises(ZeroDivisionError), transaction(conn, durable=False):
         _ = 1 / 0
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert not conn.in_transaction
+    outbox.commit_page(conn, None, deliveries(make_event(1), "crm"), [], 1000.0)
+    assert _synchronous_at_commit(statements) == "FULL"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2

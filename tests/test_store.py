@@ -165,6 +165,34 @@ async def test_message_round_trips_exactly(store: SQLiteStore, message: dict[str
     assert claimed == Delivery.for_webhook(event, "crm", RULES)
 
 
+async def test_a_large_page_with_known_events_adds_only_the_new_ones(
+        store: SQLiteStore) -> None:
+    """A page of several hundred deliveries (written many rows per statement) with
+    events the ledger knows scattered through it adds exactly the others, each bound to
+    its own event, and says which."""
+    events = [make_event(n, detected_at=1000.0 + n) for n in range(300)]
+    known = [e for n, e in enumerate(events) if n % 7 == 3]
+    await store.commit(None, [d for e in known for d in deliveries(e, "crm")])
+    page = [d for e in events for d in deliveries(e, "crm", "slack")]
+    fresh = [d for d in page if d.event not in known]
+    assert await store.commit(None, page + page[:5]) == fresh
+    claimed = await store.claim_due(later(), 1000)
+    assert sorted(claimed, key=lambda d: d.id) == sorted(
+        fresh + [d for d in page if d.event in known and d.webhook == "crm"],
+        key=lambda d: d.id)
+
+
+@pytest.mark.parametrize("detected_at", [1796065736.8647668, 1e-7 + 1700000000, 0.1])
+async def test_claimed_event_keeps_its_detection_time_to_the_last_bit(
+        store: SQLiteStore, detected_at: float) -> None:
+    """A time read back from the outbox is the same double (17 significant digits), not
+    one rounded on the way (SQLite's JSON keeps 15)."""
+    event = make_event(1, detected_at=detected_at)
+    await store.commit(None, deliveries(event, "crm"))
+    [claimed] = await store.claim_due(later(), 10)
+    assert claimed.event.detected_at == detected_at
+
+
 # --- atomicity ---------------------------------------------------------------------------
 
 async def _assert_unchanged_then_retry(store: SQLiteStore, retry: list[Delivery]) -> None:

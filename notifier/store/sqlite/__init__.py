@@ -24,6 +24,7 @@ from notifier.store.base import DeadLetter, Quarantined, RoomState, Store, Store
 from notifier.store.rows import OutboxEntry, StateDump, decode_deliveries
 from notifier.store.sqlite import dead_letters, outbox, quarantine
 from notifier.store.sqlite.files import check_same, lock, prepare_files
+from notifier.store.sqlite.locking import StateConnection
 from notifier.store.sqlite.schema import describe, dump, prepare
 
 __all__ = ["SQLiteStore"]
@@ -43,7 +44,7 @@ class SQLiteStore(Store):
         self.busy_timeout = busy_timeout
         """Seconds to wait for another process's write lock before giving up."""
         self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._conn: StateConnection | None = None
         self._lock_fd: int | None = None
 
     async def __aenter__(self) -> SQLiteStore:
@@ -201,7 +202,7 @@ class SQLiteStore(Store):
         """The whole state, read in one snapshot (``notifier state migrate`` copies it)."""
         return await self._run("reading the state file", dump)
 
-    async def _run(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, what: str, fn: Callable[[StateConnection], T]) -> T:
         """Run ``fn`` on the worker thread; an SQLite error becomes a StoreError."""
         if self._executor is None:
             raise StoreError(f"state file {self.path} is not open (call open() first)")
@@ -210,13 +211,13 @@ class SQLiteStore(Store):
 
     # The methods below run on the worker thread, the only one that touches _conn.
 
-    def _call(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _call(self, what: str, fn: Callable[[StateConnection], T]) -> T:
         if self._conn is None:
             raise StoreError(f"state file {self.path} is not open (call open() first)")
         return self._guarded(what, fn, self._conn)
 
-    def _guarded(self, what: str, fn: Callable[[sqlite3.Connection], T],
-                 conn: sqlite3.Connection) -> T:
+    def _guarded(self, what: str, fn: Callable[[StateConnection], T],
+                 conn: StateConnection) -> T:
         try:
             return fn(conn)
         except sqlite3.Error as exc:
@@ -233,8 +234,8 @@ class SQLiteStore(Store):
             self._lock_fd = lock(self.path)
         try:
             identity = None if in_memory else prepare_files(self.path, tighten=self.exclusive)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
-                                   isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False, factory=StateConnection)
         except sqlite3.Error as exc:
             raise StoreError(describe(exc, self.path, self.busy_timeout)) from exc
         try:
@@ -242,8 +243,7 @@ class SQLiteStore(Store):
                 check_same(self.path, identity)
             self._guarded("opening", lambda c: prepare(c, self.path, self.busy_timeout), conn)
             if self.exclusive:  # claims belong to a live runner, and this is the only one
-                self._guarded("clearing stale claims", lambda c: c.execute(
-                    "UPDATE outbox SET claimed_by = NULL WHERE claimed_by IS NOT NULL"), conn)
+                self._guarded("clearing stale claims", outbox.clear_claims, conn)
         except BaseException:
             conn.close()
             raise

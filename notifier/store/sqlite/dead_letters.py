@@ -5,12 +5,12 @@ functions of a connection, run on the store's worker thread.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from notifier.events import Delivery
 from notifier.store import rows
 from notifier.store.base import DeadLetter, WebhookState
+from notifier.store.sqlite.locking import StateConnection
 from notifier.store.sqlite.outbox import add_events, select
 from notifier.store.sqlite.schema import transaction
 from notifier.util.json import dumps
@@ -24,7 +24,7 @@ _MOVE_BACK = (
     " last_status, last_error, ? FROM dead_letters WHERE id = ?")
 
 
-def dead_letter(conn: sqlite3.Connection, delivery_id: str, attempts: int,
+def dead_letter(conn: StateConnection, delivery_id: str, attempts: int,
                 last_status: int | None, last_error: str, now: float) -> None:
     """Move one outbox row to the dead letters (nothing happens if it is not there)."""
     with transaction(conn):
@@ -36,14 +36,14 @@ def dead_letter(conn: sqlite3.Connection, delivery_id: str, attempts: int,
         conn.execute("DELETE FROM outbox WHERE id = ?", (delivery_id,))
 
 
-def dead_letters(conn: sqlite3.Connection) -> list[DeadLetter]:
+def dead_letters(conn: StateConnection) -> list[DeadLetter]:
     """Every dead letter, oldest first."""
     return rows.decode_dead_letters(conn.execute(
         select("dead_letters", "t.last_status", "t.last_error", "t.failed_at")
         + " ORDER BY t.failed_at, t.rowid").fetchall())
 
 
-def _move_back(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> int:
+def _move_back(conn: StateConnection, ids: Sequence[str], now: float) -> int:
     moved = 0
     for delivery_id in dict.fromkeys(ids):
         moved += conn.execute(_MOVE_BACK, (now, now, delivery_id)).rowcount
@@ -51,13 +51,13 @@ def _move_back(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> int:
     return moved
 
 
-def requeue_dead_letters(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> int:
+def requeue_dead_letters(conn: StateConnection, ids: Sequence[str], now: float) -> int:
     """Move dead letters back to the outbox with a fresh budget; return how many moved."""
     with transaction(conn):
         return _move_back(conn, ids, now)
 
 
-def purge_dead_letters(conn: sqlite3.Connection, ids: Sequence[str]) -> int:
+def purge_dead_letters(conn: StateConnection, ids: Sequence[str]) -> int:
     """Delete dead letters; return how many were deleted."""
     deleted = 0
     with transaction(conn):
@@ -67,7 +67,7 @@ def purge_dead_letters(conn: sqlite3.Connection, ids: Sequence[str]) -> int:
     return deleted
 
 
-def requeue(conn: sqlite3.Connection, deliveries: Sequence[Delivery], now: float) -> int:
+def requeue(conn: StateConnection, deliveries: Sequence[Delivery], now: float) -> int:
     """Enqueue deliveries whether or not the ledger knows their events (replay)."""
     events = rows.page_events(deliveries)[0]
     with transaction(conn):
@@ -87,14 +87,15 @@ def requeue(conn: sqlite3.Connection, deliveries: Sequence[Delivery], now: float
     return added
 
 
-def webhook_states(conn: sqlite3.Connection) -> dict[str, WebhookState]:
+def webhook_states(conn: StateConnection) -> dict[str, WebhookState]:
     """Every saved webhook state, by name."""
     return rows.decode_webhook_states(conn.execute(
         f"SELECT {rows.WEBHOOK_STATE_COLUMNS} FROM webhook_state ORDER BY webhook"))
 
 
-def save_webhook_state(conn: sqlite3.Connection, state: WebhookState, now: float) -> None:
+def save_webhook_state(conn: StateConnection, state: WebhookState, now: float) -> None:
     """Insert or replace one webhook's state."""
-    conn.execute(
-        f"INSERT OR REPLACE INTO webhook_state ({rows.WEBHOOK_STATE_COLUMNS}, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.webhook_state_values(state, now))
+    with transaction(conn):
+        conn.execute(
+            f"INSERT OR REPLACE INTO webhook_state ({rows.WEBHOOK_STATE_COLUMNS}, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.webhook_state_values(state, now))

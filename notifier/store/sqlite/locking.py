@@ -10,9 +10,12 @@ then fails exactly as SQLite would (``database is locked``).
 A write that loses nothing if a power cut forgets it (a claim: a restarted runner clears
 every claim; a completion: the delivery is sent again under the same webhook-id, which
 at-least-once allows) commits without its own fsync (``synchronous = NORMAL`` for that
-transaction). The WAL is append-only and the next synced commit syncs everything before
-it, so the synced ones (a page's events and cursor, an attempt, a dead letter) stay
-durable, and the file is never corrupted.
+transaction). The level is switched only when a transaction needs the other one than the
+last (a run of claims and completions stays NORMAL, a page switches to FULL), so every
+write the store makes goes through ``begin`` saying which it needs. The WAL is
+append-only and the next synced commit syncs everything before it, so the synced ones (a page's
+events and cursor, an attempt, a dead letter) stay durable, and the file is never
+corrupted.
 """
 
 from __future__ import annotations
@@ -20,25 +23,37 @@ from __future__ import annotations
 import sqlite3
 import time
 
-__all__ = ["MAX_PAUSE", "begin", "finish"]
+__all__ = ["MAX_PAUSE", "StateConnection", "begin"]
 
 #: The first and the longest pause between two tries for a taken write lock.
 FIRST_PAUSE = 0.0005
 MAX_PAUSE = 0.004
 
 
-def begin(conn: sqlite3.Connection, *, durable: bool) -> None:
-    """``BEGIN IMMEDIATE``, waiting for another writer up to the busy timeout."""
-    timeout_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
-    if not durable:
-        conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA busy_timeout = 0")
+class StateConnection(sqlite3.Connection):
+    """A connection to a state file that remembers, in Python, what ``begin`` would
+    otherwise ask SQLite for or set on every transaction: the busy timeout and whether
+    commits are synced (each a statement, and the claims and completions that take them
+    are small and frequent)."""
+
+    busy_ms = 0
+    """``PRAGMA busy_timeout`` as ``schema.prepare`` set it (ms)."""
+    synced = True
+    """Whether ``PRAGMA synchronous`` is FULL (else NORMAL): every write transaction
+    says which it needs, so the level changes only when it must."""
+
+
+def begin(conn: StateConnection, *, durable: bool) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another writer up to the busy timeout, synced
+    as ``durable`` says."""
+    if conn.synced != durable:
+        conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
+        conn.synced = durable
+    timeout_ms = conn.busy_ms
+    conn.execute("PRAGMA busy_timeout = 0")  # SQLite's own waiting, with its long naps, off
     try:
         _take(conn, time.monotonic() + timeout_ms / 1000)
-    except BaseException:
-        finish(conn, durable=durable)
-        raise
-    finally:
+    finally:  # reads and the rest wait for a lock as SQLite does
         conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
 
 
@@ -55,8 +70,3 @@ def _take(conn: sqlite3.Connection, deadline: float) -> None:
         time.sleep(min(pause, left))
         pause = min(pause * 2, MAX_PAUSE)
 
-
-def finish(conn: sqlite3.Connection, *, durable: bool) -> None:
-    """After the transaction (committed or not): the connection syncs every commit again."""
-    if not durable:
-        conn.execute("PRAGMA synchronous = FULL")

@@ -15,12 +15,13 @@ from typing import Any
 from notifier.events import Delivery, Event
 from notifier.store import rows
 from notifier.store.base import Quarantined, RoomState, StoreStats
-from notifier.store.sqlite import quarantine
+from notifier.store.sqlite import ledger, quarantine
+from notifier.store.sqlite.locking import StateConnection
 from notifier.store.sqlite.schema import transaction
-from notifier.util.json import dumps
 
-__all__ = ["add_events", "claim", "commit_page", "delivered", "load_room", "next_due", "pending",
-           "prune", "release", "release_claims", "reschedule", "rooms", "select", "stats"]
+__all__ = ["add_events", "claim", "clear_claims", "commit_page", "delivered", "load_room",
+           "next_due", "pending", "prune", "release", "release_claims", "reschedule", "rooms",
+           "select", "stats"]
 
 Row = tuple[Any, ...]
 
@@ -47,7 +48,7 @@ _NEXT_HEAD = ("SELECT min(t.next_attempt_at) FROM outbox AS t"
               " WHERE t.webhook = ? AND t.claimed_by IS NULL" + _HEAD_SEQS)
 
 
-def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequence[Delivery],
+def commit_page(conn: StateConnection, state: RoomState | None, batch: Sequence[Delivery],
                 quarantined: Sequence[Quarantined], now: float,
                 claimed: Collection[str] = (), instance: str = "") -> tuple[list[Delivery], int]:
     """Save ``state``, the deliveries of events new to the ledger and the page's quarantined
@@ -56,19 +57,12 @@ def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequen
     The deliveries whose ids are in ``claimed`` are inserted claimed by ``instance``, whose
     sender takes them from the page itself: they never enter the partial indexes of
     unclaimed rows, which a later claim would update (bench/RESULTS.md, issue 16)."""
-    events, unique = rows.page_events(batch)
+    page = ledger.Page(batch, frozenset(claimed))
     # A page that brings no delivery and keeps no message only moves the cursor: a power
     # cut that forgets it makes the tail read those messages again, never skip one, and
     # the next synced commit syncs it too (sqlite.locking). Everything else is synced.
-    mine = frozenset(claimed)
     with transaction(conn, durable=bool(batch or quarantined)):
-        seqs = add_events(conn, events)[1]
-        added = [d for d in unique if d.event.id in seqs]
-        conn.executemany(
-            "INSERT INTO outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
-            " created_at, claimed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(d.id, seqs[d.event.id], d.webhook, dumps(list(d.rules)), d.attempts, now, now,
-              instance if d.id in mine else None) for d in added])
+        added = ledger.insert(conn, page, now, instance) if batch else []
         if state is not None:
             conn.execute(
                 "INSERT INTO rooms (room, cursor, last_id, high_water, updated_at)"
@@ -80,7 +74,7 @@ def commit_page(conn: sqlite3.Connection, state: RoomState | None, batch: Sequen
     return added, kept
 
 
-def claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[str],
+def claim(conn: StateConnection, now: float, limit: int, exclude: frozenset[str],
           webhooks: Collection[str] | None, instance: str,
           ordered: Collection[str] = ()) -> list[Row]:
     """Mark up to ``limit`` due, unclaimed rows as ``instance``'s; return them.
@@ -110,7 +104,7 @@ def claim(conn: sqlite3.Connection, now: float, limit: int, exclude: frozenset[s
     return taken
 
 
-def next_due(conn: sqlite3.Connection, ordered: Collection[str]) -> float | None:
+def next_due(conn: StateConnection, ordered: Collection[str]) -> float | None:
     """When the earliest row ``claim`` could hand out becomes due (None: no such row)."""
     lanes = list(dict.fromkeys(ordered))
     marks = ",".join("?" * len(lanes))
@@ -121,61 +115,69 @@ def next_due(conn: sqlite3.Connection, ordered: Collection[str]) -> float | None
     return min(found) if found else None
 
 
-def load_room(conn: sqlite3.Connection, room: str) -> RoomState | None:
+def load_room(conn: StateConnection, room: str) -> RoomState | None:
     """The saved state of ``room``, or None when it was never tailed."""
     row = conn.execute(f"SELECT {rows.ROOM_COLUMNS} FROM rooms WHERE room = ?", (room,)).fetchone()
     return RoomState(*row) if row else None
 
 
-def rooms(conn: sqlite3.Connection) -> list[RoomState]:
+def rooms(conn: StateConnection) -> list[RoomState]:
     """Every room's saved state, by room."""
     return [RoomState(*row) for row in
             conn.execute(f"SELECT {rows.ROOM_COLUMNS} FROM rooms ORDER BY room").fetchall()]
 
 
-def pending(conn: sqlite3.Connection, limit: int) -> list[rows.OutboxEntry]:
+def pending(conn: StateConnection, limit: int) -> list[rows.OutboxEntry]:
     """Up to ``limit`` outbox deliveries, soonest first."""
     return rows.decode_outbox(conn.execute(
         select("outbox", "t.next_attempt_at", "t.last_status", "t.last_error")
         + " ORDER BY t.next_attempt_at, t.id LIMIT ?", (limit,)).fetchall())
 
 
-def delivered(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
+def delivered(conn: StateConnection, ids: Iterable[str]) -> None:
     """Remove deliveries that received a 2xx (not synced on its own: one a power cut
     forgets is sent again under its webhook-id)."""
     _in_transaction(conn, "DELETE FROM outbox WHERE id IN ({})", list(ids), durable=False)
 
 
-def reschedule(conn: sqlite3.Connection, delivery_id: str, attempts: int,
+def reschedule(conn: StateConnection, delivery_id: str, attempts: int,
                next_attempt_at: float, last_status: int | None, last_error: str) -> None:
     """Record a failed attempt and when the next one is due; the claim is kept."""
-    conn.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_status = ?,"
-                 " last_error = ? WHERE id = ?",
-                 (attempts, next_attempt_at, last_status, last_error, delivery_id))
+    with transaction(conn):  # synced: the attempts spent count against the retry budget
+        conn.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_status = ?,"
+                     " last_error = ? WHERE id = ?",
+                     (attempts, next_attempt_at, last_status, last_error, delivery_id))
 
 
-def release(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
+def release(conn: StateConnection, ids: Iterable[str]) -> None:
     """Give claimed deliveries back to the outbox."""
     _in_transaction(conn, "UPDATE outbox SET claimed_by = NULL WHERE id IN ({})", list(ids))
 
 
-def release_claims(conn: sqlite3.Connection, instance: str) -> None:
+def clear_claims(conn: StateConnection) -> None:
+    """Give back every claim (an exclusive start: no other runner is alive to hold one)."""
+    with transaction(conn):
+        conn.execute("UPDATE outbox SET claimed_by = NULL WHERE claimed_by IS NOT NULL")
+
+
+def release_claims(conn: StateConnection, instance: str) -> None:
     """Give back every delivery ``instance`` claimed."""
     with transaction(conn):
         conn.execute("UPDATE outbox SET claimed_by = NULL WHERE claimed_by = ?", (instance,))
 
 
-def prune(conn: sqlite3.Connection, older_than: float) -> int:
+def prune(conn: StateConnection, older_than: float) -> int:
     """Forget ledger entries detected before ``older_than`` that nothing refers to."""
-    return conn.execute(rows.prune_ledger("", "?"), (older_than,)).rowcount
+    with transaction(conn):
+        return conn.execute(rows.prune_ledger("", "?"), (older_than,)).rowcount
 
 
-def stats(conn: sqlite3.Connection) -> StoreStats:
+def stats(conn: StateConnection) -> StoreStats:
     """Outbox depth, dead letters, rooms known, messages quarantined (one snapshot)."""
     return StoreStats(*conn.execute(rows.store_stats("")).fetchone())
 
 
-def _in_transaction(conn: sqlite3.Connection, sql: str, ids: Sequence[str], *,
+def _in_transaction(conn: StateConnection, sql: str, ids: Sequence[str], *,
                     durable: bool = True) -> None:
     """``_by_ids`` in a transaction of its own (none when there are no ids)."""
     if ids:
@@ -183,7 +185,7 @@ def _in_transaction(conn: sqlite3.Connection, sql: str, ids: Sequence[str], *,
             _by_ids(conn, sql, ids)
 
 
-def _by_ids(conn: sqlite3.Connection, sql: str, ids: Sequence[str], *first: object) -> None:
+def _by_ids(conn: StateConnection, sql: str, ids: Sequence[str], *first: object) -> None:
     """Run ``sql`` (its ``IN ({})`` filled with ``?``s) for ``ids``, ``_CHUNK`` at a time,
     ``first`` bound before them: one statement per chunk costs less CPU than one per id
     (bench/RESULTS.md, issue 16)."""
@@ -207,7 +209,7 @@ def _take(cursor: sqlite3.Cursor, limit: int, exclude: frozenset[str],
     return kept
 
 
-def add_events(conn: sqlite3.Connection, events: dict[str, Event]
+def add_events(conn: StateConnection, events: dict[str, Event]
                ) -> tuple[dict[str, int], dict[str, int]]:
     """Add the ``events`` the ledger does not know (inside the caller's transaction);
     return the ledger seqs of (the events it knew, the events added)."""
@@ -222,7 +224,7 @@ def add_events(conn: sqlite3.Connection, events: dict[str, Event]
     return known, seqs
 
 
-def _known_events(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+def _known_events(conn: StateConnection, ids: Sequence[str]) -> dict[str, int]:
     known: dict[str, int] = {}
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]

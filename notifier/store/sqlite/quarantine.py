@@ -5,17 +5,17 @@ a crash never keeps a message and loses the cursor move, or the other way round.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from notifier.store import rows
 from notifier.store.base import Quarantined
+from notifier.store.sqlite.locking import StateConnection
 from notifier.store.sqlite.schema import transaction
 
 __all__ = ["insert", "remove", "select"]
 
 
-def insert(conn: sqlite3.Connection, quarantine: Sequence[Quarantined], now: float) -> int:
+def insert(conn: StateConnection, quarantine: Sequence[Quarantined], now: float) -> int:
     """Keep ``quarantine`` (inside the caller's transaction); return how many were new (a
     message read again adds nothing: ``(room, fingerprint)`` is unique)."""
     if not quarantine:
@@ -26,13 +26,13 @@ def insert(conn: sqlite3.Connection, quarantine: Sequence[Quarantined], now: flo
     return max(cursor.rowcount, 0)
 
 
-def select(conn: sqlite3.Connection, limit: int | None) -> list[Quarantined]:
+def select(conn: StateConnection, limit: int | None) -> list[Quarantined]:
     """Kept messages, oldest first (the newest ``limit`` when given)."""
     found = conn.execute(rows.select_quarantined("quarantine", limit)).fetchall()
     return rows.decode_quarantined(found, limit)
 
 
-def remove(conn: sqlite3.Connection, ids: Sequence[int]) -> int:
+def remove(conn: StateConnection, ids: Sequence[int]) -> int:
     """Forget kept messages; return how many were removed."""
     with transaction(conn):
         removed = conn.executemany("DELETE FROM quarantine WHERE id = ?",

@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 
 from notifier.errors import StoreError
 from notifier.store.rows import QUARANTINE_COLUMNS, ROOM_COLUMNS, StateDump
-from notifier.store.sqlite.locking import begin, finish
+from notifier.store.sqlite.locking import StateConnection, begin
 
 __all__ = ["APPLICATION", "APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "describe",
            "dump", "prepare", "transaction"]
@@ -114,10 +114,11 @@ def describe(exc: sqlite3.Error, path: str, timeout: float) -> str:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection, *,
-                durable: bool = True) -> Iterator[sqlite3.Connection]:
+def transaction(conn: StateConnection, *,
+                durable: bool = True) -> Iterator[StateConnection]:
     """One write transaction, taken up front so it cannot fail half-way for a lock;
-    ``durable=False``: its commit is not synced by itself (see sqlite.locking)."""
+    ``durable=False``: its commit is not synced by itself (see sqlite.locking). Every
+    write to the state file goes through one."""
     begin(conn, durable=durable)
     try:
         yield conn
@@ -127,17 +128,17 @@ def transaction(conn: sqlite3.Connection, *,
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
-    finally:
-        finish(conn, durable=durable)
 
 
-def prepare(conn: sqlite3.Connection, path: str, timeout: float) -> None:
+def prepare(conn: StateConnection, path: str, timeout: float) -> None:
     """Set the connection up; create, migrate or refuse the file's schema."""
-    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    conn.busy_ms = int(timeout * 1000)
+    conn.execute(f"PRAGMA busy_timeout = {conn.busy_ms}")
     conn.execute("PRAGMA foreign_keys = ON")
     # In WAL mode FULL syncs the log on every commit: a commit that returned survives
     # power loss, not just a crash of the process.
     conn.execute("PRAGMA synchronous = FULL")
+    conn.synced = True
     # A page of deliveries touches pages all over the id indexes: 16 MiB keeps them warm.
     conn.execute("PRAGMA cache_size = -16384")
     version = _version(conn, path)  # refuses foreign files before anything is written
@@ -149,7 +150,7 @@ def prepare(conn: sqlite3.Connection, path: str, timeout: float) -> None:
             _migrate(conn, _version(conn, path))
 
 
-def _version(conn: sqlite3.Connection, path: str) -> int:
+def _version(conn: StateConnection, path: str) -> int:
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     user_version = conn.execute("PRAGMA user_version").fetchone()[0]
     objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -176,7 +177,7 @@ def _version(conn: sqlite3.Connection, path: str) -> int:
     return version
 
 
-def _migrate(conn: sqlite3.Connection, version: int) -> None:
+def _migrate(conn: StateConnection, version: int) -> None:
     for migration in MIGRATIONS[version:]:
         for statement in migration:
             conn.execute(statement)
@@ -198,7 +199,7 @@ _DUMP = {
 }
 
 
-def dump(conn: sqlite3.Connection) -> StateDump:
+def dump(conn: StateConnection) -> StateDump:
     """The whole state, read in one consistent snapshot."""
     with transaction(conn):
         return StateDump(**{name: conn.execute(sql).fetchall() for name, sql in _DUMP.items()})
