@@ -47,8 +47,9 @@ BLIP = 1.2
 class Stream:
     """Posts a matching message every EVERY seconds; remembers when each was posted."""
 
-    def __init__(self, emulator: RoomlioEmulator) -> None:
+    def __init__(self, emulator: RoomlioEmulator, every: float = EVERY) -> None:
         self._emulator = emulator
+        self._every = every
         self.posted: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -58,7 +59,7 @@ class Stream:
             message = self._emulator.post("r1", f"refund please, order {n}")
             self.posted[message["id"]] = time.monotonic()
             n += 1
-            await asyncio.sleep(EVERY)
+            await asyncio.sleep(self._every)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -153,15 +154,15 @@ class Notifier:
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path: Path, **delivery: Any
+async def rig(tmp_path: Path, every: float = EVERY, **delivery: Any
               ) -> AsyncIterator[tuple[RoomlioEmulator, WebhookReceiver, Stream, Notifier]]:
-    """Emulator, receiver, a running notifier and a steady stream, warmed up: events
-    already arrive before the test breaks anything."""
+    """Emulator, receiver, a running notifier and a steady stream (a message every
+    ``every`` seconds), warmed up: events already arrive before the test breaks anything."""
     async with RoomlioEmulator(api_key=API_KEY) as emu, \
             WebhookReceiver({"/crm": SECRET}) as rx:
         emu.add_room(key="r1")
         notifier = Notifier(write_config(tmp_path, emu, rx, **delivery))
-        stream = Stream(emu)
+        stream = Stream(emu, every)
         await notifier.start()
         stream.start()
         try:
@@ -248,10 +249,16 @@ def most_probes(seconds: float, cap: float) -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_a_receiver_down_for_long_sees_only_probes_not_the_backlog(tmp_path):
-    """Down 20s under the stream (about 400 events): after the breaker opens, the receiver
-    gets only probes, spaced by the growing backoff; back up, everything arrives."""
-    outage, cap, in_flight = 20.0, 4.0, 4
-    async with rig(tmp_path, breaker_cooldown=f"{cap:g}s", max_in_flight=in_flight) as (
+    """Down 12s under a stream of 40 a second (about 450 events): after the breaker opens,
+    the receiver gets only probes, spaced by the growing backoff (1, 1.6, 2.56s, then the
+    4s cap: the cap is reached); back up, everything arrives.
+
+    The outage is 12s, not longer, to keep the suite quick: the stream is twice as dense
+    so the backlog stays over 200; a breaker that let it through, or probed without
+    backing off (about 12 probes against at most 5 allowed), still fails."""
+    outage, cap, in_flight = 12.0, 4.0, 4
+    async with rig(tmp_path, EVERY / 2, breaker_cooldown=f"{cap:g}s",
+                   max_in_flight=in_flight) as (
             _, rx, stream, notifier):
         rx.set_default_status("/crm", 503)
         down, start = time.monotonic(), len(rx.attempts)

@@ -35,6 +35,9 @@ from tests.conftest import API_KEY, SECRET
 pytestmark = pytest.mark.chaos
 
 REQUEST_TIMEOUT = 0.3
+#: A quiet room's longest pause where a test waits for a number of polls: the back-off
+#: still doubles from poll_interval, but stops here, not at the default minute.
+QUIET_CEILING = "800ms"
 #: Seconds within which every version must arrive, short and soak; RELIABILITY.md
 #: measured at most 4.1 s and 14.4 s (9 s and 17 s on a loaded machine).
 MAX_DELAY, MAX_DELAY_SOAK = 30.0, 60.0
@@ -165,7 +168,9 @@ async def test_an_edit_of_the_newest_message_is_an_edit_under_either_cursor_read
     async with RoomlioEmulator(api_key=API_KEY, cursor_mode=cursor_mode) as emu:
         emu.add_room(key="r1")
         first = emu.post("r1", "refund please")
-        config = write_config(tmp_path, emu.url, receiver.url, rooms=["r1"], rules=rules)
+        # the quiet back-off capped, so the six polls below come within seconds
+        config = write_config(tmp_path, emu.url, receiver.url, rooms=["r1"], rules=rules,
+                              roomlio={"max_poll_interval": QUIET_CEILING})
         async with serve(config) as run:
             await run.until(receiver.wait_count(1))
             edited = emu.edit(first["id"], "refund please, it is urgent")
