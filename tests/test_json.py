@@ -66,3 +66,34 @@ def test_loads_reads_what_the_standard_library_reads(text: bytes) -> None:
 def test_the_fast_encoder_is_there_to_compare() -> None:
     """The test extra installs orjson: without it the comparisons above compare json to json."""
     assert notifier.util.json.orjson is not None
+
+
+_big_values = st.recursive(
+    st.integers() | st.integers(2**63 - 2, 2**66) | st.integers(-(2**66), -(2**63) + 2)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.from_regex(r"[a-z ]{0,3}[0-9]{17,22}[a-z ]{0,3}", fullmatch=True),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@given(_big_values)
+def test_long_digit_runs_in_numbers_and_strings_read_as_the_standard_library_reads(
+        value: Any) -> None:
+    """Integers of any size and strings holding 17-22 digits in a row (a snowflake id in a
+    message's text): the value and its types are json.loads's, never a big integer
+    turned into a float."""
+    import json
+    text = json.dumps({"v": value}).encode()
+    assert repr(loads(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", [
+    b'{"a": {"b": [1, 18446744073709551616]}, "t": "id 1234567890123456789"}',
+    b'[{"n": -9223372036854775809}]', b'{"n": 18446744073709551615, "s": "0000000000000000000"}',
+    b'{"m": {"text": "order 12345678901234567890", "n": 3}}',
+], ids=["2**64-nested", "below-int64", "uint64-max", "digits-in-a-string"])
+def test_documents_with_19_digit_runs_read_as_the_standard_library_reads(text: bytes) -> None:
+    """A big integer anywhere in the tree is an integer; one that fits, or digits only in
+    a string, read the same too."""
+    import json
+    assert repr(loads(text)) == repr(json.loads(text))
