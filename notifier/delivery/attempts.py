@@ -33,7 +33,7 @@ from notifier.util import tracing
 from notifier.util.aio import finish_first
 from notifier.util.backoff import ExponentialWait, Retry, retry_wait
 
-__all__ = ["AttemptReport", "Deliverer", "DeliveryOutcome"]
+__all__ = ["AttemptReport", "Deliverer", "DeliveryOutcome", "log_unrecorded"]
 
 log = logging.getLogger("notifier.delivery")
 
@@ -59,6 +59,12 @@ class AttemptReport:
     """The HTTP status, or None when no answer came (network error, timeout)."""
     error: str
     seconds: float
+
+
+def log_unrecorded(delivery: Delivery, error: Exception) -> None:
+    """Say that ``delivery``'s outcome could not be saved, so it will be sent again."""
+    log.error("webhook %s: cannot record the outcome of %s (%s); it will be retried",
+              delivery.webhook, delivery.id, error)
 
 
 def _fields(delivery: Delivery, attempt: int, status: int | None) -> dict[str, object]:
@@ -109,8 +115,7 @@ class Deliverer:
             # back once the store works again, so the delivery is retried in this run, not
             # left claimed until a restart; a 2xx already received is then sent again under
             # the same webhook-id: a duplicate, never a loss.
-            log.error("webhook %s: cannot record the outcome of %s (%s); it will be retried",
-                      delivery.webhook, delivery.id, exc)
+            log_unrecorded(delivery, exc)
             await self.release_when_possible([delivery.id])
 
     async def release_when_possible(self, ids: list[str]) -> None:
@@ -199,22 +204,26 @@ class Deliverer:
         try:
             if not self.health[lane.webhook.name].still_admits(probe):
                 return False
-            limiter = lane.limiter
-            if limiter is UNLIMITED:
-                await self.post_now(lane, delivery, attempt_no)
-            else:
-                # the turn is taken holding a slot, so a 429's pause holds back every
-                # queued one
-                async with limiter.turn():
-                    await self.post_now(lane, delivery, attempt_no)
+            await self.post_in_turn(lane, delivery, attempt_no)
         finally:
             slots.release()
         return True
 
-    async def post_now(self, lane: WebhookLane, delivery: Delivery, attempt_no: int,
-                       task: asyncio.Task[None] | None = None) -> None:
-        """POST attempt ``attempt_no`` of ``delivery``, ``task`` (this one's, when not given)
-        counted as posting meanwhile; its report to the listeners after it."""
+    async def post_in_turn(self, lane: WebhookLane, delivery: Delivery, attempt_no: int,
+                           task: asyncio.Task[None] | None = None) -> None:
+        """POST attempt ``attempt_no`` holding one of the lane's slots, in the webhook's
+        rate-limit turn: taken holding the slot, so a 429's pause holds back every queued
+        one. ``task`` (this one's, when not given) counts as posting meanwhile."""
+        limiter = lane.limiter
+        if limiter is UNLIMITED:
+            await self._post_now(lane, delivery, attempt_no, task)
+        else:
+            async with limiter.turn():
+                await self._post_now(lane, delivery, attempt_no, task)
+
+    async def _post_now(self, lane: WebhookLane, delivery: Delivery, attempt_no: int,
+                        task: asyncio.Task[None] | None) -> None:
+        """The POST, counted in ``posting``; its report to the listeners after it."""
         if task is None:
             task = asyncio.current_task()
             assert task is not None

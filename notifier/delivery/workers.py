@@ -24,9 +24,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from notifier.delivery.attempts import Deliverer, DeliveryOutcome
+from notifier.delivery.attempts import Deliverer, DeliveryOutcome, log_unrecorded
 from notifier.delivery.lanes import WebhookLane
-from notifier.delivery.ratelimit import UNLIMITED
 from notifier.errors import DeliveryError, StoreError
 from notifier.events import Delivery
 
@@ -97,12 +96,7 @@ class LaneWorkers:
             return _WAIT
         number = delivery.attempts + 1
         try:
-            limiter = lane.limiter
-            if limiter is UNLIMITED:
-                await deliverer.post_now(lane, delivery, number, me)
-            else:
-                async with limiter.turn():  # taken holding the slot, as _post does
-                    await deliverer.post_now(lane, delivery, number, me)
+            await deliverer.post_in_turn(lane, delivery, number, me)
         except DeliveryError as exc:
             return exc  # recorded by Deliverer.deliver, which goes on from it
         except BaseException:
@@ -134,8 +128,7 @@ class LaneWorkers:
             return
         # as Deliverer.deliver: the claim is given back once the store works again (a
         # shutdown gives back every held claim itself)
-        log.error("webhook %s: cannot record the outcome of %s (%s); it will be retried",
-                  delivery.webhook, delivery.id, error)
+        log_unrecorded(delivery, error)
         if not self.closing:
             self._spawn(deliverer.release_when_possible([delivery.id]),
                         "release a delivery not recorded")
