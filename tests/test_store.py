@@ -222,9 +222,10 @@ async def test_unserializable_message_fails_the_whole_commit(store: SQLiteStore)
     """A message that cannot become JSON fails the commit and nothing of it is saved."""
     await store.commit(RoomState("general", cursor="c1"), deliveries(make_event(1)))
     good = deliveries(make_event(2))
-    with pytest.raises(StoreError, match="cannot be stored as JSON"):
-        await store.commit(RoomState("general", cursor="c2"),
-                           good + deliveries(make_event(3, attachment=object())))
+    bad = deliveries(make_event(3, attachment=object()))
+    culprit = re.escape(f"the message of event {bad[0].event.id} cannot be stored as JSON")
+    with pytest.raises(StoreError, match=culprit):  # named: the culprit, not just "a message"
+        await store.commit(RoomState("general", cursor="c2"), good + bad)
     await _assert_unchanged_then_retry(store, good)
 
 

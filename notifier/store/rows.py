@@ -148,16 +148,17 @@ def webhook_state_values(state: WebhookState, now: float) -> tuple[Any, ...]:
             state.last_success_at, state.disabled_at, state.disabled_reason, now)
 
 
-def event_values(event: Event) -> tuple[Any, ...]:
+def event_values(event: Event, rules: str | None = None) -> tuple[Any, ...]:
     """A ledger row: id, kind, room, message, rules, detected_at (JSON text for the
-    message and rules); a message that cannot be JSON fails the whole commit."""
+    message and rules; ``rules`` given when the caller has it already); a message that
+    cannot be JSON fails the whole commit."""
     try:
         message = dumps(event.message)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"commit failed: the message of event {event.id} cannot be stored"
                          f" as JSON ({exc}); nothing was saved") from exc
-    return (event.id, event.kind, event.room, message, dumps(list(event.rules)),
-            event.detected_at)
+    return (event.id, event.kind, event.room, message,
+            dumps(list(event.rules)) if rules is None else rules, event.detected_at)
 
 
 def page_events(batch: Iterable[Delivery]) -> tuple[dict[str, Event], list[Delivery]]:

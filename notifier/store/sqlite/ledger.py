@@ -20,7 +20,6 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import Any
 
-from notifier.errors import StoreError
 from notifier.events import Delivery, Event
 from notifier.store import rows
 from notifier.store.sqlite.locking import StateConnection
@@ -83,7 +82,7 @@ def insert(conn: StateConnection, page: Page, now: float, instance: str) -> list
     """Add ``page``'s events the ledger does not know and their deliveries (inside the
     caller's transaction); return the deliveries added, in page order."""
     first = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0]
-    rules: dict[tuple[str, ...], str] = {}  # a page has a few distinct rule lists
+    rules: dict[tuple[str, ...], str] = {}
     new = _add_events(conn, page.events, first, rules)
     added = _add_deliveries(conn, page, first, now, instance, rules)
     if new == len(page.events) and added == len(page.batch):
@@ -91,20 +90,21 @@ def insert(conn: StateConnection, page: Page, now: float, instance: str) -> list
     return _added(conn, page, first)
 
 
+def _rules_text(rules: dict[tuple[str, ...], str], names: tuple[str, ...]) -> str:
+    """``names`` as JSON, serialised once per page (a page has a few distinct rule lists)."""
+    text = rules.get(names)
+    if text is None:
+        text = rules[names] = dumps(names)
+    return text
+
+
 def _add_events(conn: StateConnection, events: list[Event], first: int,
                 rules: dict[tuple[str, ...], str]) -> int:
     new = 0
     for start, count in _chunks(len(events)):
         values: list[Any] = []
-        try:
-            for seq, e in enumerate(events[start:start + count], first + start):
-                text = rules.get(e.rules) or rules.setdefault(e.rules, dumps(e.rules))
-                values += (seq, e.id, e.kind, e.room, dumps(e.message), text, e.detected_at)
-        except (TypeError, ValueError) as exc:
-            for event in events:  # name the culprit
-                rows.event_values(event)
-            raise StoreError(f"commit failed: a message cannot be stored as JSON ({exc});"
-                             " nothing was saved") from exc
+        for seq, e in enumerate(events[start:start + count], first + start):
+            values += (seq, *rows.event_values(e, _rules_text(rules, e.rules)))
         new += conn.execute(_events_sql(count), values).rowcount
     return new
 
@@ -116,8 +116,7 @@ def _add_deliveries(conn: StateConnection, page: Page, first: int, now: float,
         values: list[Any] = [now]
         end = start + count
         for d, slot in zip(page.batch[start:end], page.slots[start:end], strict=True):
-            text = rules.get(d.rules) or rules.setdefault(d.rules, dumps(d.rules))
-            values += (d.id, first + slot, d.webhook, text, d.attempts,
+            values += (d.id, first + slot, d.webhook, _rules_text(rules, d.rules), d.attempts,
                        instance if d.id in mine else None)
         added += conn.execute(_outbox_sql(count), values).rowcount
     return added
