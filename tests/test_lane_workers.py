@@ -189,3 +189,43 @@ async def test_a_transport_bug_lets_go_of_the_delivery_and_the_queue_goes_on(
         await runner
         await sender.shutdown(1)
         await store.close()
+
+
+class _SlowStateStore(SQLiteStore):
+    """The real store, whose webhook-state saves wait until ``go`` is set (``saving`` says
+    one started): what a state file busy with page commits does to a success's save."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.saving, self.go = asyncio.Event(), asyncio.Event()
+
+    async def save_webhook_state(self, state: Any) -> None:
+        self.saving.set()
+        await self.go.wait()
+        await super().save_webhook_state(state)
+
+
+async def test_a_shutdown_during_a_successes_state_save_still_records_the_2xx(
+        make_config: Any, receiver: WebhookReceiver) -> None:
+    """The first 2xx after a start saves the webhook's state; a shutdown that lands while
+    that save waits still removes the answered delivery from the outbox (else it is sent
+    again after the restart, a duplicate the receiver already acknowledged)."""
+    config = make_config(rooms=["r1"], delivery={"max_in_flight": 1})
+    store = _SlowStateStore(config.state)
+    await store.open()
+    await store.commit_page(None, _deliveries(1), [])
+    sender = Sender(config.webhooks, store)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(sender.run(stop))
+    try:
+        await asyncio.wait_for(store.saving.wait(), 10)  # answered 2xx, saving the state
+        assert len(receiver.attempts) == 1
+        stop.set()
+        sender.poke()
+        await runner
+        store.go.set()
+        await sender.shutdown(1)
+        assert await store.outbox() == []
+    finally:
+        store.go.set()
+        await store.close()

@@ -104,10 +104,13 @@ class LaneWorkers:
             raise
         finally:
             slots.release()
-        if (rest := health.record_success(False)) is not None:  # None: a steady success
-            await rest
+        rest = health.record_success(False)  # None: a steady success
+        # the 2xx is queued for the outbox first: a shutdown that cancels this task while
+        # the breaker's state is saved must not leave the answered delivery to be sent again
         deliverer.completer.add(delivery.id,
                                 functools.partial(self._recorded, lane, delivery, number))
+        if rest is not None:
+            await rest
         return None
 
     def _recorded(self, lane: WebhookLane, delivery: Delivery, attempts: int,
