@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import pytest
 
 from notifier.config import Rate
 from notifier.delivery.formats.template_render import compile_template, render
-from notifier.delivery.grouping import GroupBuffer, GroupDelivery, group_of, members_of
+from notifier.delivery.grouping import GroupBuffer, GroupDelivery, Grouper, group_of, members_of
 from notifier.errors import DeliveryPermanentError
+from notifier.events import Delivery
 from notifier.util.pacing import TokenBucket
 from tests.test_chat_formats import delivery_of
 
@@ -87,3 +90,32 @@ def test_a_template_that_fails_for_an_event_is_a_permanent_error_with_the_reason
     with pytest.raises(DeliveryPermanentError, match=reason):
         render(compile_template(source, "t"), delivery_of('a "quoted" body'), webhook="crm",
                content_type="application/json")
+
+
+class _EarlyTimersLoop(asyncio.SelectorEventLoop):
+    """A loop that runs each timer 2 ms before its time, as uvloop may (it keeps timers
+    in whole milliseconds): the loop's clock then still reads before the deadline."""
+
+    def call_at(self, when: float, callback: Any, *args: Any,
+                context: Any = None) -> asyncio.TimerHandle:
+        return super().call_at(when - 0.002, callback, *args, context=context)
+
+
+def test_a_group_whose_timer_runs_a_little_early_is_still_sent() -> None:
+    """The window's timer fired a hair before the window ends must still send the group
+    (before, it found nothing due and the group waited forever: no timer was left)."""
+    loop = _EarlyTimersLoop()
+    sent: list[Delivery] = []
+
+    async def run() -> None:
+        arrived = asyncio.Event()
+        grouper = Grouper(0.05, lambda group: (sent.append(group), arrived.set()))
+        grouper.add(delivery_of("refund one", n=1))
+        grouper.add(delivery_of("refund two", n=2))
+        await asyncio.wait_for(arrived.wait(), 2)
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    assert [len(members_of(g)) for g in sent] == [2]

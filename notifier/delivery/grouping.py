@@ -91,13 +91,16 @@ class Grouper:
         loop = asyncio.get_running_loop()
         closes = self._buffer.add(delivery, loop.time())
         if closes is not None:
-            timer = loop.call_at(closes, self._flush)
+            timer = loop.call_at(closes, self._flush, closes)
             self._timers.add(timer)
 
-    def _flush(self) -> None:
-        self._timers = {t for t in self._timers if not t.cancelled() and
-                        t.when() > asyncio.get_running_loop().time()}
-        for members in self._buffer.due(asyncio.get_running_loop().time()):
+    def _flush(self, closes: float) -> None:
+        # A loop may run a timer a hair early (uvloop keeps them in whole milliseconds),
+        # its clock still short of ``closes``: the deadline it was set for has come all
+        # the same, or the group would find itself not due and wait with no timer left.
+        now = max(asyncio.get_running_loop().time(), closes)
+        self._timers = {t for t in self._timers if not t.cancelled() and t.when() > now}
+        for members in self._buffer.due(now):
             self._send(group_of(members))
 
     def close(self) -> None:
