@@ -24,6 +24,9 @@ from /proc and given in µs per delivered event.
                                checkout (PYTHONPATH=DIR), to compare two commits in one run
     --page-size N              the notifiers' roomlio.page_size (default 1000, the API's
                                maximum; the notifier's own default is 100)
+    --gc-stats                 times the garbage collector in every contender's process
+                               (bench/gcstats/sitecustomize.py): µs per event spent in it,
+                               start-up included, and its collections
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -100,13 +105,36 @@ async def _first_request(emu: RoomlioEmulator) -> None:
         await asyncio.sleep(0.002)
 
 
+def _gc_env(tree: str | None, gc_dir: Path | None) -> dict[str, str] | None:
+    """The contender's environment: ``tree`` first on its path, the collector's probe on."""
+    if tree is None and gc_dir is None:
+        return None
+    paths = [tree] if tree is not None else []
+    env = dict(os.environ)
+    if gc_dir is not None:
+        paths.append(str(HERE / "gcstats"))
+        env["NOTIFIER_GCSTATS"] = str(gc_dir)
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def _gc_seconds(gc_dir: Path) -> tuple[float, int]:
+    """Seconds in the collector and collections, over the processes of one run."""
+    seconds, collections = 0.0, 0
+    for report in gc_dir.glob("*.json"):
+        for generation in json.loads(report.read_text())["generations"].values():
+            seconds += generation["seconds"]
+            collections += generation["collections"]
+    return seconds, collections
+
+
 async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path: str,
-                   expected: int, profile: Path | None = None, tree: str | None = None
-                   ) -> tuple[float, tuple[float, float]]:
+                   expected: int, profile: Path | None = None, tree: str | None = None,
+                   gc_dir: Path | None = None) -> tuple[float, tuple[float, float]]:
     """(events/s, CPU µs per event in (the main thread, the rest)) of one run of ``command``."""
     emu.requests.clear()
     rx.expect(path, expected)
-    env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
+    env = _gc_env(tree, gc_dir)
     # run from a folder without a notifier package: `python -m` puts the working directory
     # ahead of PYTHONPATH, so from the repository a --baseline-tree ran this tree
     proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
@@ -149,6 +177,7 @@ async def run(args: argparse.Namespace) -> dict:
         contenders = {**baselines, **contenders}
     results: dict[str, list[float]] = {"bare": [], **{label: [] for label in contenders}}
     cpu: dict[str, list[tuple[float, float]]] = {label: [] for label in results}
+    gcs: dict[str, list[tuple[float, int]]] = {label: [] for label in results}
     profile = None if args.profile is None else Path(args.profile).resolve()
     rx = await _Receiver.start()
     try:
@@ -161,7 +190,10 @@ async def run(args: argparse.Namespace) -> dict:
                         API_KEY, "--secret", SECRET, "--target", rx.url_for("/bare"),
                         "--rooms", ",".join(rooms)]
                 if "bare" in args.contenders:
-                    rate, us = await _measure(bare, emu, rx, "/bare", bare_total)
+                    with _gc_folder(args.gc_stats) as gc_dir:
+                        rate, us = await _measure(bare, emu, rx, "/bare", bare_total,
+                                                  gc_dir=gc_dir)
+                        _count_gc(gcs, "bare", gc_dir, bare_total)
                     results["bare"].append(rate)
                     cpu["bare"].append(us)
                 for label, (folder, workers, client) in contenders.items():
@@ -179,14 +211,34 @@ async def run(args: argparse.Namespace) -> dict:
                             name = "-".join(label.replace(",", "").strip("()").split())
                             spy = profile / f"{name}-{len(results[label])}.txt"
                         tree = args.baseline_tree if label.startswith("baseline") else None
-                        rate, us = await _measure(command, emu, rx, "/sink", total, spy, tree)
+                        with _gc_folder(args.gc_stats) as gc_dir:
+                            rate, us = await _measure(command, emu, rx, "/sink", total, spy,
+                                                      tree, gc_dir)
+                            _count_gc(gcs, label, gc_dir, total)
                         results[label].append(rate)
                         cpu[label].append(us)
     finally:
         await rx.close()
     return {"rooms": args.rooms, "messages_per_room": args.messages, "match": args.match,
             "repeat": args.repeat, "events_per_s": {k: v for k, v in results.items() if v},
-            "cpu_us_per_event": {k: v for k, v in cpu.items() if v}}
+            "cpu_us_per_event": {k: v for k, v in cpu.items() if v},
+            "gc_us_per_event_and_collections": {k: v for k, v in gcs.items() if v}}
+
+
+@contextlib.contextmanager
+def _gc_folder(wanted: bool) -> Iterator[Path | None]:
+    if not wanted:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="gcstats-") as folder:
+        yield Path(folder)
+
+
+def _count_gc(gcs: dict[str, list[tuple[float, int]]], label: str, gc_dir: Path | None,
+              events: int) -> None:
+    if gc_dir is not None:
+        seconds, collections = _gc_seconds(gc_dir)
+        gcs[label].append((seconds * 1e6 / events, collections))
 
 
 _PY_SPY = str(Path(sys.executable).with_name("py-spy"))
@@ -210,6 +262,7 @@ def main() -> None:
                         default=set(_SHORT.values()))
     parser.add_argument("--profile", default=None)
     parser.add_argument("--baseline-tree", default=None)
+    parser.add_argument("--gc-stats", action="store_true")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     rates = report["events_per_s"]
@@ -230,6 +283,10 @@ def main() -> None:
         rest_us = statistics.median(r for _, r in cpu)
         print(f"{label:<20} {med:>18,.0f} {runs:>28} {polled:>13,.0f} {polled / bare:>8.2f} "
               f"{f'{us:,.0f} ({main_us:,.0f} + {rest_us:,.0f})':>36}")
+    for label, values in report["gc_us_per_event_and_collections"].items():
+        print(f"{label:<20} garbage collector: "
+              f"{statistics.median(us for us, _ in values):,.1f} µs/event (median), "
+              f"collections {', '.join(str(n) for _, n in values)}")
     name = "e2e" if args.match == 1.0 else f"e2e_match{round(args.match * 100)}"
     out = write_results(name, report)
     print(f"results written to {out}")

@@ -110,3 +110,28 @@ def test_fan_out_passes_a_lone_listener_through_and_leaves_the_unheard_hooks_emp
     joined = fan_out(ServiceHooks(on_attempt=on_attempt), ServiceHooks())
     assert joined.on_attempt is on_attempt
     assert joined.on_outcome is None
+
+
+@pytest.mark.parametrize("before", [(700, 10, 10), (0, 10, 10), (50_000, 5, 7)])
+def test_run_loop_raises_the_young_gc_threshold_only_while_it_runs(before):
+    """The daemon's loop runs with the collector's first threshold at least
+    YOUNG_GC_THRESHOLD (a page's objects are freed by reference counting; at Python's 700
+    the collector traversed them hundreds of times a run); a collector turned off (0) stays
+    off, a higher threshold stays, and the process's own settings come back afterwards."""
+    import gc
+
+    from notifier.util.aio import YOUNG_GC_THRESHOLD, run_loop
+
+    async def during() -> tuple[int, int, int]:
+        return gc.get_threshold()
+
+    saved = gc.get_threshold()
+    gc.set_threshold(*before)
+    try:
+        seen = run_loop(during())
+        after = gc.get_threshold()
+    finally:
+        gc.set_threshold(*saved)
+    young = before[0] if before[0] in (0, 50_000) else YOUNG_GC_THRESHOLD
+    assert seen == (young, *before[1:])
+    assert after == before

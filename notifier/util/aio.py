@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["finish_first", "run_loop", "sleep_unless", "wait_any"]
+__all__ = ["YOUNG_GC_THRESHOLD", "finish_first", "run_loop", "sleep_unless", "wait_any"]
+
+#: The cyclic garbage collector's first threshold while ``run_loop`` runs (Python's: 700
+#: allocations). A decoded page is tens of thousands of dicts and lists that live until its
+#: commit and are then freed by reference counting, never by the collector; at 700 the
+#: collector ran hundreds of times a run, traversing them and promoting them to older
+#: generations to traverse again (bench/RESULTS.md, "the garbage collector").
+YOUNG_GC_THRESHOLD = 10_000
 
 T = TypeVar("T")
 
@@ -59,12 +67,19 @@ async def finish_first(work: Awaitable[T]) -> T:
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` on uvloop when it is installed (a dependency, but for Windows and PyPy:
     the daemon's work is mostly small HTTP requests, where uvloop's cheaper I/O shows), else
-    on asyncio's loop; NOTIFIER_LOOP=asyncio forces the latter."""
+    on asyncio's loop; NOTIFIER_LOOP=asyncio forces the latter. The garbage collector's
+    first threshold is raised to ``YOUNG_GC_THRESHOLD`` meanwhile."""
     factory = None
     if os.environ.get("NOTIFIER_LOOP", "") != "asyncio":
         with contextlib.suppress(ImportError):
             import uvloop
 
             factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main)
+    threshold = gc.get_threshold()
+    if 0 < threshold[0] < YOUNG_GC_THRESHOLD:  # 0: the collector is off; it stays so
+        gc.set_threshold(YOUNG_GC_THRESHOLD, *threshold[1:])
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(main)
+    finally:
+        gc.set_threshold(*threshold)
