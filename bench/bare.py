@@ -2,6 +2,10 @@
 
 Run by bench/e2e.py as a subprocess, exactly like `notifier run`, so both pay the same
 process start-up and share the machine the same way.
+
+``--fetch-only``: fetch and decode every page (orjson when installed) and POST nothing,
+then print ``fetched <time.monotonic()>``: how fast the emulator serves, the ceiling of
+any polled messages/s measured against it on this machine.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 import aiohttp
 
 from notifier.signing import Signer, decode_secret
+from notifier.util.json import loads
 
 
 async def _room(session: aiohttp.ClientSession, args: argparse.Namespace, room: str,
@@ -44,13 +49,37 @@ async def _sender(session: aiohttp.ClientSession, key: bytes, target: str,
             await resp.read()
 
 
+async def _fetch_only(args: argparse.Namespace) -> None:
+    async def room(session: aiohttp.ClientSession, key: str) -> None:
+        cursor = None
+        headers = {"Authorization": f"Bearer {args.api_key}"}
+        while True:
+            params = {"roomKey": key, "limit": args.page_size}
+            if cursor:
+                params["startCursor"] = cursor
+            async with session.post(f"{args.url}/RoomHistory", json=params,
+                                    headers=headers) as r:
+                page = loads(await r.read())
+            if not page["hasMore"]:
+                return
+            cursor = page["nextCursor"]
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await asyncio.gather(*(room(session, r) for r in args.rooms.split(",")))
+    print(f"fetched {time.monotonic()}", flush=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     for name in ("--url", "--api-key", "--secret", "--target", "--rooms"):
         parser.add_argument(name, required=True)
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--fetch-only", action="store_true")
     args = parser.parse_args()
+    if args.fetch_only:
+        await _fetch_only(args)
+        return
     key = decode_secret(args.secret)
     queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=10_000)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:

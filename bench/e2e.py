@@ -16,7 +16,10 @@ from /proc and given in µs per delivered event.
 
     --contenders bare,disk     run only these (bare, disk, aiohttp, tmpfs, worker; "disk" uses
                                delivery.http_client: auto, pyreqwest when the fast extra
-                               is installed, "aiohttp" the same with aiohttp)
+                               is installed, "aiohttp" the same with aiohttp); "fetch" (not
+                               run unless named) fetches and decodes every page and POSTs
+                               nothing (bench/bare.py --fetch-only): the polled messages/s
+                               the emulator can serve on this machine, a ceiling for the rest
     --profile DIR              py-spy samples the disk contenders, aiohttp too (raw stacks in DIR,
                                summarised by bench/profile_summary.py)
     --baseline-tree DIR        adds "baseline (disk)" (and "baseline (disk, aiohttp)" when
@@ -165,6 +168,27 @@ async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path
             ((main1 - main0) * per_event, (rest1 - rest0) * per_event))
 
 
+async def _fetch_only(command: list[str], emu: RoomlioEmulator, messages: int
+                      ) -> tuple[float, tuple[float, float]]:
+    """(polled messages/s, CPU µs per message) of bench/bare.py --fetch-only."""
+    emu.requests.clear()
+    proc = await asyncio.create_subprocess_exec(*command, "--fetch-only",
+                                                stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=asyncio.subprocess.PIPE,
+                                                cwd=tempfile.gettempdir())
+    assert proc.stdout is not None
+    try:
+        await asyncio.wait_for(_first_request(emu), timeout=60)
+        main0, rest0 = _tree_cpu(proc.pid)
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=600)
+        main1, rest1 = _tree_cpu(proc.pid)
+    finally:
+        await stop(proc)
+    per_message = 1e6 / messages
+    return (messages / (float(line.split()[1]) - emu.requests[0].time),
+            ((main1 - main0) * per_message, (rest1 - rest0) * per_message))
+
+
 async def run(args: argparse.Namespace) -> dict:
     rooms = [f"room-{i}" for i in range(args.rooms)]
     matching = int(args.messages * args.match)
@@ -175,7 +199,8 @@ async def run(args: argparse.Namespace) -> dict:
         if "aiohttp" in args.contenders:
             baselines["baseline (disk, aiohttp)"] = (None, 0, "aiohttp")
         contenders = {**baselines, **contenders}
-    results: dict[str, list[float]] = {"bare": [], **{label: [] for label in contenders}}
+    results: dict[str, list[float]] = {"bare": [], "fetch": [],
+                                       **{label: [] for label in contenders}}
     cpu: dict[str, list[tuple[float, float]]] = {label: [] for label in results}
     gcs: dict[str, list[tuple[float, int]]] = {label: [] for label in results}
     profile = None if args.profile is None else Path(args.profile).resolve()
@@ -189,6 +214,10 @@ async def run(args: argparse.Namespace) -> dict:
                 bare = [sys.executable, str(HERE / "bare.py"), "--url", emu.url, "--api-key",
                         API_KEY, "--secret", SECRET, "--target", rx.url_for("/bare"),
                         "--rooms", ",".join(rooms)]
+                if "fetch" in args.contenders:
+                    rate, us = await _fetch_only(bare, emu, bare_total)
+                    results["fetch"].append(rate)
+                    cpu["fetch"].append(us)
                 if "bare" in args.contenders:
                     with _gc_folder(args.gc_stats) as gc_dir:
                         rate, us = await _measure(bare, emu, rx, "/bare", bare_total,
@@ -259,7 +288,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--contenders", type=lambda v: set(v.split(",")),
-                        default=set(_SHORT.values()))
+                        default=set(_SHORT.values()))  # "fetch" only when named
     parser.add_argument("--profile", default=None)
     parser.add_argument("--baseline-tree", default=None)
     parser.add_argument("--gc-stats", action="store_true")
@@ -276,7 +305,7 @@ def main() -> None:
     for label, values in rates.items():
         med = statistics.median(values)
         runs = ", ".join(f"{v:,.0f}" for v in values)
-        polled = med if label == "bare" else med / args.match
+        polled = med if label in ("bare", "fetch") else med / args.match
         cpu = report["cpu_us_per_event"][label]
         us = statistics.median(m + r for m, r in cpu)
         main_us = statistics.median(m for m, _ in cpu)
