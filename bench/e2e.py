@@ -29,7 +29,8 @@ from /proc and given in µs per delivered event.
                                maximum; the notifier's own default is 100)
     --gc-stats                 times the garbage collector in every contender's process
                                (bench/gcstats/sitecustomize.py): µs per event spent in it,
-                               start-up included, and its collections
+                               start-up included, and its collections; and the peak RSS of
+                               the contender's largest process
 """
 
 from __future__ import annotations
@@ -121,14 +122,17 @@ def _gc_env(tree: str | None, gc_dir: Path | None) -> dict[str, str] | None:
     return env
 
 
-def _gc_seconds(gc_dir: Path) -> tuple[float, int]:
-    """Seconds in the collector and collections, over the processes of one run."""
-    seconds, collections = 0.0, 0
-    for report in gc_dir.glob("*.json"):
-        for generation in json.loads(report.read_text())["generations"].values():
+def _gc_seconds(gc_dir: Path) -> tuple[float, int, float]:
+    """Seconds in the collector and collections, over the processes of one run, and the
+    largest peak RSS of one of them in MB."""
+    seconds, collections, peak = 0.0, 0, 0.0
+    for path in gc_dir.glob("*.json"):
+        report = json.loads(path.read_text())
+        peak = max(peak, report["peak_rss_kb"] / 1024)
+        for generation in report["generations"].values():
             seconds += generation["seconds"]
             collections += generation["collections"]
-    return seconds, collections
+    return seconds, collections, peak
 
 
 async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path: str,
@@ -202,7 +206,7 @@ async def run(args: argparse.Namespace) -> dict:
     results: dict[str, list[float]] = {"bare": [], "fetch": [],
                                        **{label: [] for label in contenders}}
     cpu: dict[str, list[tuple[float, float]]] = {label: [] for label in results}
-    gcs: dict[str, list[tuple[float, int]]] = {label: [] for label in results}
+    gcs: dict[str, list[tuple[float, int, float]]] = {label: [] for label in results}
     profile = None if args.profile is None else Path(args.profile).resolve()
     rx = await _Receiver.start()
     try:
@@ -263,11 +267,11 @@ def _gc_folder(wanted: bool) -> Iterator[Path | None]:
         yield Path(folder)
 
 
-def _count_gc(gcs: dict[str, list[tuple[float, int]]], label: str, gc_dir: Path | None,
-              events: int) -> None:
+def _count_gc(gcs: dict[str, list[tuple[float, int, float]]], label: str,
+              gc_dir: Path | None, events: int) -> None:
     if gc_dir is not None:
-        seconds, collections = _gc_seconds(gc_dir)
-        gcs[label].append((seconds * 1e6 / events, collections))
+        seconds, collections, peak = _gc_seconds(gc_dir)
+        gcs[label].append((seconds * 1e6 / events, collections, peak))
 
 
 _PY_SPY = str(Path(sys.executable).with_name("py-spy"))
@@ -314,8 +318,9 @@ def main() -> None:
               f"{f'{us:,.0f} ({main_us:,.0f} + {rest_us:,.0f})':>36}")
     for label, values in report["gc_us_per_event_and_collections"].items():
         print(f"{label:<20} garbage collector: "
-              f"{statistics.median(us for us, _ in values):,.1f} µs/event (median), "
-              f"collections {', '.join(str(n) for _, n in values)}")
+              f"{statistics.median(us for us, _, _ in values):,.1f} µs/event (median), "
+              f"collections {', '.join(str(n) for _, n, _ in values)}; "
+              f"peak RSS {statistics.median(mb for _, _, mb in values):,.0f} MB (median)")
     name = "e2e" if args.match == 1.0 else f"e2e_match{round(args.match * 100)}"
     out = write_results(name, report)
     print(f"results written to {out}")

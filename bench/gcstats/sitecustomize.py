@@ -3,10 +3,10 @@
 Put on PYTHONPATH (with NOTIFIER_GCSTATS=<folder>), this times each of the cyclic
 collector's runs by generation (``gc.callbacks``). At exit each process writes its counts
 as JSON to ``<folder>/<pid>.json``: collections, seconds spent in them, objects found to
-be garbage, by generation; its command line; the collector's threshold at its last run.
-Start-up (imports, reading the config) is counted too. A SIGTERM that arrives before the
-process installs its own handler (bench/bare.py has none) writes them too, then exits
-with 143. Not part of the notifier: a measuring tool.
+be garbage, by generation; its peak RSS; its command line; the collector's threshold at
+its last run. Start-up (imports, reading the config) is counted too. A SIGTERM that
+arrives before the process installs its own handler (bench/bare.py has none) writes
+them too, then exits with 143. Not part of the notifier: a measuring tool.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import atexit
 import gc
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -41,7 +42,8 @@ def _write() -> None:
     assert _FOLDER is not None
     with open(os.path.join(_FOLDER, f"{os.getpid()}.json"), "w") as out:
         json.dump({"argv": sys.argv, "threshold": _threshold[0] if _threshold else None,
-                   "generations": _STATS}, out)
+                   "generations": _STATS,
+                   "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, out)
 
 
 def _terminated(signum: int, _frame: object) -> None:
