@@ -293,6 +293,18 @@ async def test_claim_due_skips_excluded_and_already_claimed(store: SQLiteStore) 
     assert await store.claim_due(1000.0, 10) == [batch["2/crm"]]
 
 
+async def test_claim_due_fills_its_limit_past_excluded_rows(store: SQLiteStore) -> None:
+    """Excluded ids among the oldest rows do not shorten a claim: the limit is filled
+    from the rows after them, for every webhook and for chosen ones."""
+    batch = await _spread(store, {f"{n}/crm": 100.0 * n for n in range(1, 7)})
+    excluded = frozenset({batch["1/crm"].id, batch["3/crm"].id})
+    assert await store.claim_due(1000.0, 3, excluded) == [
+        batch["2/crm"], batch["4/crm"], batch["5/crm"]]
+    await store.release([batch["2/crm"].id, batch["4/crm"].id, batch["5/crm"].id])
+    assert await store.claim_due(1000.0, 3, excluded, webhooks=["crm"]) == [
+        batch["2/crm"], batch["4/crm"], batch["5/crm"]]
+
+
 async def test_claim_due_for_some_webhooks_keeps_global_age_order(store: SQLiteStore) -> None:
     """Claiming for chosen webhooks leaves the others and still takes the oldest first."""
     batch = await _spread(store, {"1/crm": 100.0, "1/slack": 50.0, "2/crm": 20.0,
