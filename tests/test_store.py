@@ -11,7 +11,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -21,7 +21,7 @@ import pytest
 import notifier.util.json
 from notifier.errors import StoreError
 from notifier.events import CREATED, EDITED, NEVER_EDITED, Delivery, Event
-from notifier.store import RoomState, StoreStats, open_store
+from notifier.store import RoomState, StoreStats, open_store, rows
 from notifier.store.sqlite import SQLiteStore
 from notifier.store.sqlite import schema as schema
 
@@ -685,3 +685,29 @@ async def test_a_replay_after_prune_brings_back_the_forgotten_event(store: SQLit
     assert await store.requeue([delivery], time.time()) == 1
     claimed = await store.claim_due(later(), 10)
     assert [(d.id, d.event) for d in claimed] == [(delivery.id, event)]
+
+
+def test_claimed_rows_are_built_only_for_records_as_they_were_written() -> None:
+    """decode_deliveries sets Event's and Delivery's slots without their __init__: a
+    field added, renamed or moved, or a __post_init__, stops the import instead of
+    building records that skip it."""
+
+    @dataclass(frozen=True, slots=True)
+    class Record:
+        a: int
+        b: int
+
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            raise AssertionError("never called here")
+
+    record = object.__new__(Record)
+    for setter, value in zip(rows._setters(Record, ("a", "b")), (1, 2), strict=True):
+        setter(record, value)
+    assert record == Record(1, 2)
+    for cls, names in ((Record, ("b", "a")), (Record, ("a",)), (Checked, ("a",))):
+        with pytest.raises(TypeError, match=r"update notifier\.store\.rows\._setters"):
+            rows._setters(cls, names)
