@@ -239,15 +239,15 @@ async def test_a_poll_cancelled_mid_commit_still_hands_its_deliveries_off(
         outcomes = Outcomes()
         sender = Sender(config.webhooks, store, on_outcome=outcomes)
         tailer = tailer_for(config, store, session, sender)
-        executor: Any = store._executor
+        thread: Any = store._thread
         try:
             await tailer.poll()
             emulator.post("r1", "refund please")
             busy = threading.Event()
-            executor.submit(lambda: busy.set() or gate.wait(10))  # the store's one thread
+            thread.call(lambda: busy.set() or gate.wait(10))  # the store's one thread
             await until(busy.is_set)
             poll = asyncio.create_task(tailer.poll())
-            await until(lambda: executor._work_queue.qsize() == 1)  # the commit, queued
+            await until(lambda: thread.queued() == 1)  # the commit, queued
             poll.cancel()
             gate.set()
             with pytest.raises(asyncio.CancelledError):

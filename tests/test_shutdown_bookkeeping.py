@@ -55,7 +55,7 @@ async def test_a_shutdown_during_a_failed_attempts_save_keeps_its_count(
         if report.attempt == failing_attempt:
             # the store's only thread is busy (a long write of another task): the sender's
             # writes for this failure queue behind it
-            store._executor.submit(gate.wait, 10)  # type: ignore[union-attr]
+            store._thread.call(gate.wait, 10)  # type: ignore[union-attr]
             failed.set()
 
     try:

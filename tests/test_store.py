@@ -11,7 +11,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -21,7 +21,7 @@ import pytest
 import notifier.util.json
 from notifier.errors import StoreError
 from notifier.events import CREATED, EDITED, NEVER_EDITED, Delivery, Event
-from notifier.store import RoomState, StoreStats, open_store
+from notifier.store import RoomState, StoreStats, open_store, rows
 from notifier.store.sqlite import SQLiteStore
 from notifier.store.sqlite import schema as schema
 
@@ -291,6 +291,18 @@ async def test_claim_due_skips_excluded_and_already_claimed(store: SQLiteStore) 
     excluded = frozenset({batch["2/crm"].id})
     assert await store.claim_due(1000.0, 10, excluded) == [batch["3/crm"]]
     assert await store.claim_due(1000.0, 10) == [batch["2/crm"]]
+
+
+async def test_claim_due_fills_its_limit_past_excluded_rows(store: SQLiteStore) -> None:
+    """Excluded ids among the oldest rows do not shorten a claim: the limit is filled
+    from the rows after them, for every webhook and for chosen ones."""
+    batch = await _spread(store, {f"{n}/crm": 100.0 * n for n in range(1, 7)})
+    excluded = frozenset({batch["1/crm"].id, batch["3/crm"].id})
+    assert await store.claim_due(1000.0, 3, excluded) == [
+        batch["2/crm"], batch["4/crm"], batch["5/crm"]]
+    await store.release([batch["2/crm"].id, batch["4/crm"].id, batch["5/crm"].id])
+    assert await store.claim_due(1000.0, 3, excluded, webhooks=["crm"]) == [
+        batch["2/crm"], batch["4/crm"], batch["5/crm"]]
 
 
 async def test_claim_due_for_some_webhooks_keeps_global_age_order(store: SQLiteStore) -> None:
@@ -673,3 +685,29 @@ async def test_a_replay_after_prune_brings_back_the_forgotten_event(store: SQLit
     assert await store.requeue([delivery], time.time()) == 1
     claimed = await store.claim_due(later(), 10)
     assert [(d.id, d.event) for d in claimed] == [(delivery.id, event)]
+
+
+def test_claimed_rows_are_built_only_for_records_as_they_were_written() -> None:
+    """decode_deliveries sets Event's and Delivery's slots without their __init__: a
+    field added, renamed or moved, or a __post_init__, stops the import instead of
+    building records that skip it."""
+
+    @dataclass(frozen=True, slots=True)
+    class Record:
+        a: int
+        b: int
+
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            raise AssertionError("never called here")
+
+    record = object.__new__(Record)
+    for setter, value in zip(rows._setters(Record, ("a", "b")), (1, 2), strict=True):
+        setter(record, value)
+    assert record == Record(1, 2)
+    for cls, names in ((Record, ("b", "a")), (Record, ("a",)), (Checked, ("a",))):
+        with pytest.raises(TypeError, match=r"update notifier\.store\.rows\._setters"):
+            rows._setters(cls, names)

@@ -1,7 +1,8 @@
 """SQLiteStore: the embedded state store, one SQLite file (WAL, synchronous=FULL).
 
-All database work runs on one worker thread that owns the connection, one hop per method
-call, so the event loop never waits on a disk flush and SQLite's locking stays simple.
+All database work runs on one thread that owns the connection (``sqlite.thread``), one
+hop per method call, so the event loop never waits on a disk flush and SQLite's locking
+stays simple.
 Only the runner opens the file ``exclusive``ly (an advisory lock on ``<path>.lock``);
 inspection commands open it alongside the runner, and SQLite's own locks keep their writes
 apart.
@@ -9,12 +10,10 @@ apart.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TypeVar
 
@@ -26,6 +25,7 @@ from notifier.store.sqlite import dead_letters, outbox, quarantine
 from notifier.store.sqlite.files import check_same, lock, prepare_files
 from notifier.store.sqlite.locking import StateConnection
 from notifier.store.sqlite.schema import describe, dump, prepare
+from notifier.store.sqlite.thread import StoreThread
 
 __all__ = ["SQLiteStore"]
 
@@ -43,7 +43,7 @@ class SQLiteStore(Store):
         """Hold ``<path>.lock`` while open, and clear claims left by a crashed runner."""
         self.busy_timeout = busy_timeout
         """Seconds to wait for another process's write lock before giving up."""
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread: StoreThread | None = None
         self._conn: StateConnection | None = None
         self._lock_fd: int | None = None
 
@@ -57,24 +57,24 @@ class SQLiteStore(Store):
 
     async def open(self) -> None:
         """Create or check the schema; refuse a corrupt or foreign file with StoreError."""
-        if self._executor is not None:
+        if self._thread is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifier-store")
+        self._thread = StoreThread()
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+            await self._thread.call(self._connect)
         except BaseException:
             await self.close()  # queued after _connect: closes what it opened, even if cancelled
             raise
 
     async def close(self) -> None:
         """Close the connection on its thread and release the lock; idempotent."""
-        executor, self._executor = self._executor, None
-        if executor is None:
+        thread, self._thread = self._thread, None
+        if thread is None:
             return
-        try:  # work queued before close() still runs first: the worker is first in, first out
-            await asyncio.get_running_loop().run_in_executor(executor, self._disconnect)
+        try:  # work queued before close() still runs first: the thread is first in, first out
+            await thread.call(self._disconnect)
         finally:
-            executor.shutdown(wait=False)
+            thread.stop()
 
     async def load_room(self, room: str) -> RoomState | None:
         """The saved state of ``room``, or None when it was never tailed."""
@@ -204,10 +204,9 @@ class SQLiteStore(Store):
 
     async def _run(self, what: str, fn: Callable[[StateConnection], T]) -> T:
         """Run ``fn`` on the worker thread; an SQLite error becomes a StoreError."""
-        if self._executor is None:
+        if self._thread is None:
             raise StoreError(f"state file {self.path} is not open (call open() first)")
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._call, what, fn)
+        return await self._thread.call(self._call, what, fn)
 
     # The methods below run on the worker thread, the only one that touches _conn.
 

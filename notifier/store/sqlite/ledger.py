@@ -38,13 +38,21 @@ def _events_sql(count: int) -> str:
 
 
 @cache
-def _outbox_sql(count: int) -> str:
-    # A delivery whose event the ledger knew finds no row at its seq; a delivery repeated
-    # in the page goes in once, its first copy. Parameters: now, then the rows.
+def _outbox_sql(count: int, joined: bool) -> str:
+    """Parameters: now, then ``count`` rows of (id, seq, webhook, rules, attempts,
+    claimed_by). A repeated delivery goes in once, its first copy. ``joined``: a
+    delivery whose event the ledger knew (no row at its seq) is left out; without it,
+    for a page whose events were all new, each row's seq is its event's (the foreign key
+    checks it all the same)."""
+    rows = ",".join(("(?,?,?,?,?,?)",) * count)
+    if not joined:  # ?1 first in each row: the plain ? after it are numbered from 2
+        return ("INSERT INTO outbox (next_attempt_at, created_at, id, event_seq, webhook,"
+                " rules, attempts, claimed_by) VALUES "
+                + rows.replace("(?,?,?,?,?,?)", "(?1,?1,?,?,?,?,?,?)")
+                + " ON CONFLICT (id) DO NOTHING")
     return ("INSERT INTO outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
             " created_at, claimed_by) SELECT v.column1, e.seq, v.column3, v.column4,"
-            " v.column5, ?1, ?1, v.column6 FROM (VALUES "
-            + ",".join(("(?,?,?,?,?,?)",) * count)
+            " v.column5, ?1, ?1, v.column6 FROM (VALUES " + rows
             + ") AS v JOIN events AS e ON e.seq = v.column2 WHERE true"
             " ON CONFLICT (id) DO NOTHING")
 
@@ -84,7 +92,8 @@ def insert(conn: StateConnection, page: Page, now: float, instance: str) -> list
     first = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM events").fetchone()[0]
     rules: dict[tuple[str, ...], str] = {}
     new = _add_events(conn, page.events, first, rules)
-    added = _add_deliveries(conn, page, first, now, instance, rules)
+    # The usual page brings only new events: its deliveries need no join to find them.
+    added = _add_deliveries(conn, page, first, now, instance, rules, new != len(page.events))
     if new == len(page.events) and added == len(page.batch):
         return list(page.batch)  # the usual page: every event new, no delivery repeated
     return _added(conn, page, first)
@@ -110,7 +119,7 @@ def _add_events(conn: StateConnection, events: list[Event], first: int,
 
 
 def _add_deliveries(conn: StateConnection, page: Page, first: int, now: float,
-                    instance: str, rules: dict[tuple[str, ...], str]) -> int:
+                    instance: str, rules: dict[tuple[str, ...], str], joined: bool) -> int:
     added, mine = 0, page.claimed
     for start, count in _chunks(len(page.batch)):
         values: list[Any] = [now]
@@ -118,7 +127,7 @@ def _add_deliveries(conn: StateConnection, page: Page, first: int, now: float,
         for d, slot in zip(page.batch[start:end], page.slots[start:end], strict=True):
             values += (d.id, first + slot, d.webhook, _rules_text(rules, d.rules), d.attempts,
                        instance if d.id in mine else None)
-        added += conn.execute(_outbox_sql(count), values).rowcount
+        added += conn.execute(_outbox_sql(count, joined), values).rowcount
     return added
 
 

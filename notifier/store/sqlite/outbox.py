@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from notifier.events import Delivery, Event
@@ -40,7 +41,10 @@ select = partial(rows.select_deliveries, events="events")
 _HEAD_SEQS = (" AND t.event_seq IN (SELECT min(o.event_seq) FROM outbox AS o"
               " JOIN events AS r ON r.seq = o.event_seq WHERE o.webhook = ?"
               " GROUP BY r.room HAVING count(o.claimed_by) = 0)")
-_HEADS = select("outbox", "t.next_attempt_at") + (
+_CLAIMED = select("outbox", "t.next_attempt_at", "t.rowid")
+_ALL_DUE = _CLAIMED + _DUE + _OLDEST
+_LANE_DUE = _CLAIMED + _DUE + " AND t.webhook = ?" + _OLDEST
+_HEADS = _CLAIMED + (
     " WHERE t.webhook = ? AND t.claimed_by IS NULL AND t.next_attempt_at <= ?"
     + _HEAD_SEQS + _OLDEST)
 #: When the next head of an ordered webhook is due. Parameters: webhook, webhook.
@@ -77,30 +81,32 @@ def commit_page(conn: StateConnection, state: RoomState | None, batch: Sequence[
 def claim(conn: StateConnection, now: float, limit: int, exclude: frozenset[str],
           webhooks: Collection[str] | None, instance: str,
           ordered: Collection[str] = ()) -> list[Row]:
-    """Mark up to ``limit`` due, unclaimed rows as ``instance``'s; return them.
+    """Mark up to ``limit`` due, unclaimed rows as ``instance``'s; return them (columns
+    0-9 as ``select`` makes them, then next_attempt_at and the outbox rowid).
 
     A webhook in ``ordered`` gets only the head of each room's queue (see ``_heads``).
     """
     if limit <= 0 or (webhooks is not None and not webhooks):
         return []
     in_order = frozenset(ordered)
-    sql = select("outbox", "t.next_attempt_at") + _DUE
     with transaction(conn, durable=False):  # a claim a power cut forgets costs nothing
         if webhooks is None:
-            taken = _take(conn.execute(sql + _OLDEST, (now,)), limit, exclude, in_order)
+            found = [_take(conn.execute(_ALL_DUE, (now,)), limit, exclude, in_order)]
             lanes: Collection[str] = in_order
         else:
-            taken, lanes = [], webhooks
+            found, lanes = [], webhooks
         # One index range per webhook, so a full lane's backlog is never scanned.
         for webhook in dict.fromkeys(lanes):
             if webhook in in_order:
-                taken += _take(conn.execute(_HEADS, (webhook, now, webhook)), limit, exclude)
+                found.append(_take(conn.execute(_HEADS, (webhook, now, webhook)), limit, exclude))
             else:
-                cursor = conn.execute(sql + " AND t.webhook = ?" + _OLDEST, (now, webhook))
-                taken += _take(cursor, limit, exclude)
-        taken = sorted(taken, key=lambda r: (r[10], r[0]))[:limit]
-        _by_ids(conn, "UPDATE outbox SET claimed_by = ? WHERE id IN ({})", [r[0] for r in taken],
-                instance)
+                found.append(_take(conn.execute(_LANE_DUE, (now, webhook)), limit, exclude))
+        # Each query's rows come oldest first already: only several need merging.
+        taken = found[0] if len(found) == 1 else sorted(
+            chain.from_iterable(found), key=lambda r: (r[10], r[0]))[:limit]
+        # By rowid (stable within the transaction): no lookup in the id index per row.
+        _by_ids(conn, "UPDATE outbox SET claimed_by = ? WHERE rowid IN ({})",
+                [r[11] for r in taken], instance)
     return taken
 
 
@@ -196,14 +202,20 @@ def _by_ids(conn: StateConnection, sql: str, ids: Sequence[str], *first: object)
 
 def _take(cursor: sqlite3.Cursor, limit: int, exclude: frozenset[str],
           skip_webhooks: frozenset[str] = frozenset()) -> list[Row]:
-    # Stream rows and skip the excluded ones, rather than binding them into NOT IN (...).
+    # Fetch rows in blocks and skip the excluded ones, rather than binding them into
+    # NOT IN (...); the held ids are claimed already, so a block is usually all kept.
     kept: list[Row] = []
     try:
-        for row in cursor:
-            if row[0] not in exclude and row[1] not in skip_webhooks:
-                kept.append(row)
-                if len(kept) == limit:
-                    break
+        while len(kept) < limit:
+            block = cursor.fetchmany(limit - len(kept))
+            if skip_webhooks:
+                kept += [r for r in block if r[0] not in exclude and r[1] not in skip_webhooks]
+            elif exclude:
+                kept += [r for r in block if r[0] not in exclude]
+            else:
+                kept += block
+            if not block:
+                break
     finally:
         cursor.close()
     return kept
