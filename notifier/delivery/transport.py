@@ -32,6 +32,7 @@ from notifier import __version__
 from notifier.config import Webhook
 from notifier.delivery.errortext import Scrubber, answer_text
 from notifier.delivery.formats import formatter_for
+from notifier.delivery.inline_request import InlineBodyRequest
 from notifier.errors import (
     DeliveryError,
     DeliveryPermanentError,
@@ -197,7 +198,7 @@ class WebhookClient(SigningTransport):
             # (as with pyreqwest, which keeps none)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=w.timeout),
-                cookie_jar=aiohttp.DummyCookieJar())
+                cookie_jar=aiohttp.DummyCookieJar(), request_class=InlineBodyRequest)
         return self._session
 
     async def _send(self, body: bytes, headers: dict[str, str]) -> int:
