@@ -212,14 +212,15 @@ class WebhookClient(SigningTransport):
         deadlines.start(task)  # the whole request, from connecting to its answer's end
         try:
             with self._errors:
-                async with await self._open().post(w.url, data=body, headers=headers,
-                                                   allow_redirects=False) as resp:
-                    status = resp.status
-                    if 200 <= status < 300 and resp.content.is_eof():
-                        # all of it came, so its connection is back in the pool already;
-                        # a 2xx's text is never used: not read (a body still coming is
-                        # read below, to keep its connection)
-                        return status
+                resp = await self._open().post(w.url, data=body, headers=headers,
+                                               allow_redirects=False)
+                status = resp.status
+                if 200 <= status < 300 and resp.content.is_eof():
+                    # all of it came: aiohttp released the response and put its
+                    # connection back in the pool at its end, so there is nothing to
+                    # leave (no ``async with``); a 2xx's text is never used: not read
+                    return status
+                async with resp:  # a body still coming is read, to keep its connection
                     prefix, cut = await _read_prefix(resp)
                     return classify_answer(w.name, status, str(resp.reason or ""),
                                            resp.headers.get("Retry-After"),
