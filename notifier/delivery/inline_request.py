@@ -60,13 +60,13 @@ class InlineBodyRequest(aiohttp.ClientRequest):
 
     def _plain(self, conn: Connection) -> bool:
         """Whether aiohttp's ``send`` would do nothing here but write headers and body
-        (no default header to add, no chunking, no 100-continue to wait for)."""
+        (no default header to add, no chunking, no 100-continue to wait for; an upload
+        tracker is ``write_bytes``'s own business)."""
         body = self._body
         protocol = conn.protocol
         return (type(body) is BytesPayload and 0 < (body.size or 0) <= _INLINE_MAX
                 and self.method == hdrs.METH_POST and self.proxy is None
                 and not self._traces and not self.compress and self.chunked is None
-                and self._continue is None and self._upload_tracker is None
-                and protocol is not None and not protocol.writing_paused
+                and self._continue is None and protocol is not None and not protocol.writing_paused
                 and self.version == HttpVersion11 and not conn._connector.force_close
                 and hdrs.CONTENT_TYPE in self.headers)
