@@ -82,6 +82,27 @@ async def test_no_answer_within_the_timeout_is_a_transient_failure(transport_cls
     assert str(info.value) == "no answer within 0.5s"
 
 
+async def test_an_answer_that_trickles_in_is_cut_at_the_total_timeout(transport_cls):
+    """The timeout bounds the whole attempt, not each read: an answer whose body comes a
+    byte at a time, never pausing long, still ends the attempt at ``timeout``."""
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        answer = web.StreamResponse(status=500)
+        answer.content_length = 100_000
+        await answer.prepare(request)
+        for _ in range(100_000):
+            await answer.write(b"x")
+            await asyncio.sleep(0.05)
+        return answer
+
+    async with serving(trickle) as base:
+        started = time.monotonic()
+        with pytest.raises(DeliveryTransientError) as info:
+            await post(transport_cls, base + TOKEN, timeout=0.6)
+    assert time.monotonic() - started < 3
+    assert str(info.value) == "no answer within 0.6s"
+
+
 @pytest.mark.parametrize(("status", "header", "seconds"), [
     (503, "7", 7.0), (429, "120", 120.0), (503, None, None)])
 async def test_retry_after_is_read_from_a_transient_answer(transport_cls, status, header,

@@ -17,6 +17,7 @@ notifier.util.http_errors and notifier.delivery.errortext).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import time
@@ -30,8 +31,10 @@ from aiohttp.resolver import DefaultResolver
 
 from notifier import __version__
 from notifier.config import Webhook
+from notifier.delivery.deadlines import Deadlines
 from notifier.delivery.errortext import Scrubber, answer_text
 from notifier.delivery.formats import formatter_for
+from notifier.delivery.inline_request import InlineBodyRequest
 from notifier.errors import (
     DeliveryError,
     DeliveryPermanentError,
@@ -185,6 +188,7 @@ class WebhookClient(SigningTransport):
         super().__init__(webhook)
         self._session: aiohttp.ClientSession | None = None
         self._errors = ErrorMap(DeliveryTransientError, DeliveryPermanentError, self._word)
+        self._deadlines = Deadlines(webhook.timeout)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -194,34 +198,49 @@ class WebhookClient(SigningTransport):
                 limit=w.max_in_flight, resolver=GuardedResolver() if guarded else None,
                 socket_factory=guarded_socket if guarded else None)
             # no cookie jar: a receiver's Set-Cookie never rides on the next delivery
-            # (as with pyreqwest, which keeps none)
+            # (as with pyreqwest, which keeps none); no aiohttp timeout: ``_send`` keeps
+            # the webhook's (notifier.delivery.deadlines)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=w.timeout),
-                cookie_jar=aiohttp.DummyCookieJar())
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.DummyCookieJar(), request_class=InlineBodyRequest)
         return self._session
 
     async def _send(self, body: bytes, headers: dict[str, str]) -> int:
         w = self._webhook
-        with self._errors:
-            async with await self._open().post(w.url, data=body, headers=headers,
-                                               allow_redirects=False) as resp:
+        task: asyncio.Task[object] = asyncio.current_task()  # type: ignore[assignment]
+        deadlines = self._deadlines
+        deadlines.start(task)  # the whole request, from connecting to its answer's end
+        try:
+            with self._errors:
+                resp = await self._open().post(w.url, data=body, headers=headers,
+                                               allow_redirects=False)
                 status = resp.status
                 if 200 <= status < 300 and resp.content.is_eof():
-                    # all of it came, so its connection is back in the pool already; a
-                    # 2xx's text is never used: not read (a body still coming is read
-                    # below, to keep its connection)
+                    # all of it came: aiohttp released the response and put its
+                    # connection back in the pool at its end, so there is nothing to
+                    # leave (no ``async with``); a 2xx's text is never used: not read
                     return status
-                prefix, cut = await _read_prefix(resp)
-                return classify_answer(w.name, status, str(resp.reason or ""),
-                                       resp.headers.get("Retry-After"),
-                                       self.scrub.body_text(prefix, cut=cut))
+                async with resp:  # a body still coming is read, to keep its connection
+                    prefix, cut = await _read_prefix(resp)
+                    return classify_answer(w.name, status, str(resp.reason or ""),
+                                           resp.headers.get("Retry-After"),
+                                           self.scrub.body_text(prefix, cut=cut))
+        except asyncio.CancelledError:
+            if deadlines.timed_out(task):
+                raise DeliveryTransientError(self._timed_out()) from None
+            raise
+        finally:
+            deadlines.end(task)
+
+    def _timed_out(self) -> str:
+        return f"no answer within {self._webhook.timeout:g}s"
 
     def _word(self, mapped: Mapped) -> str:
         """The error text of a failed request (notifier.util.http_errors): no URL in it."""
         w = self._webhook
         match mapped.failure:
             case Failure.TIMEOUT:
-                return f"no answer within {w.timeout:g}s"
+                return self._timed_out()
             case Failure.REFUSED:
                 assert isinstance(mapped.error, aiohttp.ClientConnectorError)
                 return f"webhook {w.name}: {_refusal(mapped.error.os_error)}"
