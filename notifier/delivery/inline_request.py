@@ -3,11 +3,11 @@
 aiohttp's ``ClientRequest.send`` writes a request's body from a task. On Python 3.12 and
 later that task starts eagerly: a body held in memory is written before ``send``
 returns and the task is dropped, done. On 3.11 every POST pays for a task created,
-scheduled, stepped and its done callbacks run (bench/RESULTS.md, "(send5)": about 7% of
-the client's instructions per webhook POST). ``InlineBodyRequest`` (the webhook session's
-``request_class``) does on 3.11 what 3.12 does, with aiohttp's own ``write_bytes`` and so
-its error handling: a failed write is set on the connection's protocol and raised when
-the answer is read, a cancelled one closes the connection.
+scheduled, stepped and its done callbacks run (bench/RESULTS.md, "(send5)").
+``InlineBodyRequest`` (the webhook session's ``request_class``) does on 3.11 what 3.12
+does, with aiohttp's own ``write_bytes`` and so its error handling: a failed write is
+set on the connection's protocol and raised when the answer is read, a cancelled one
+closes the connection.
 
 Only the plain case takes this path: a POST of a ``bytes`` body small enough that
 writing it never waits (nothing to drain), no ``Expect: 100-continue``, no compression or
@@ -52,11 +52,13 @@ class InlineBodyRequest(aiohttp.ClientRequest):
         await writer.write_headers(
             f"POST {self.url.raw_path_qs} HTTP/{version.major}.{version.minor}", self.headers)
         await self.write_bytes(writer, conn, self._get_content_length())
-        self.response = self.response_class(
+        response = self.response_class(
             self.method, self.original_url, writer=None, continue100=None,
             timer=self._timer, request_info=self.request_info, traces=self._traces,
             loop=self.loop, session=self._session, stream_writer=writer)
-        return self.response
+        # aiohttp's own send sets it (declared as a class attribute of None there)
+        self.response = response  # type: ignore[assignment]
+        return response
 
     def _plain(self, conn: Connection) -> bool:
         """Whether aiohttp's ``send`` would do nothing here but write headers and body
