@@ -14,6 +14,8 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 
@@ -21,8 +23,9 @@ from notifier.signing import Signer, decode_secret
 from notifier.util.json import loads
 
 
-async def _room(session: aiohttp.ClientSession, args: argparse.Namespace, room: str,
-                queue: asyncio.Queue[dict | None]) -> None:
+async def _pages(session: aiohttp.ClientSession, args: argparse.Namespace, room: str,
+                 decode: Callable[[bytes], Any]) -> AsyncIterator[dict]:
+    """Every page of ``room``, read by cursor and decoded by ``decode``."""
     cursor = None
     headers = {"Authorization": f"Bearer {args.api_key}"}
     while True:
@@ -30,12 +33,18 @@ async def _room(session: aiohttp.ClientSession, args: argparse.Namespace, room: 
         if cursor:
             params["startCursor"] = cursor
         async with session.post(f"{args.url}/RoomHistory", json=params, headers=headers) as r:
-            page = json.loads(await r.read())
-        for message in page["messages"]:
-            await queue.put(message)
+            page = decode(await r.read())
+        yield page
         if not page["hasMore"]:
             return
         cursor = page["nextCursor"]
+
+
+async def _room(session: aiohttp.ClientSession, args: argparse.Namespace, room: str,
+                queue: asyncio.Queue[dict | None]) -> None:
+    async for page in _pages(session, args, room, json.loads):
+        for message in page["messages"]:
+            await queue.put(message)
 
 
 async def _sender(session: aiohttp.ClientSession, key: bytes, target: str,
@@ -51,18 +60,8 @@ async def _sender(session: aiohttp.ClientSession, key: bytes, target: str,
 
 async def _fetch_only(args: argparse.Namespace) -> None:
     async def room(session: aiohttp.ClientSession, key: str) -> None:
-        cursor = None
-        headers = {"Authorization": f"Bearer {args.api_key}"}
-        while True:
-            params = {"roomKey": key, "limit": args.page_size}
-            if cursor:
-                params["startCursor"] = cursor
-            async with session.post(f"{args.url}/RoomHistory", json=params,
-                                    headers=headers) as r:
-                page = loads(await r.read())
-            if not page["hasMore"]:
-                return
-            cursor = page["nextCursor"]
+        async for _page in _pages(session, args, key, loads):
+            pass
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await asyncio.gather(*(room(session, r) for r in args.rooms.split(",")))
