@@ -56,8 +56,7 @@ class InlineBodyRequest(aiohttp.ClientRequest):
             self.method, self.original_url, writer=None, continue100=None,
             timer=self._timer, request_info=self.request_info, traces=self._traces,
             loop=self.loop, session=self._session, stream_writer=writer)
-        # aiohttp's own send sets it (declared as a class attribute of None there)
-        self.response = response  # type: ignore[assignment]
+        self.response = response
         return response
 
     def _plain(self, conn: Connection) -> bool:
