@@ -43,7 +43,7 @@ import os
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -135,16 +135,20 @@ def _gc_seconds(gc_dir: Path) -> tuple[float, int, float]:
     return seconds, collections, peak
 
 
-async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path: str,
-                   expected: int, profile: Path | None = None, tree: str | None = None,
-                   gc_dir: Path | None = None) -> tuple[float, tuple[float, float]]:
-    """(events/s, CPU µs per event in (the main thread, the rest)) of one run of ``command``."""
+async def _measure(command: list[str], emu: RoomlioEmulator, expected: int,
+                   finished: Callable[[asyncio.subprocess.Process], Awaitable[float]],
+                   profile: Path | None = None, tree: str | None = None,
+                   gc_dir: Path | None = None, stdout: int | None = None
+                   ) -> tuple[float, tuple[float, float]]:
+    """(events/s, CPU µs per event in (the main thread, the rest)) of one run of
+    ``command``, ``finished`` giving the time (``time.monotonic``) its last event was
+    done; ``stdout``: asyncio.subprocess.PIPE when ``finished`` reads the output."""
     emu.requests.clear()
-    rx.expect(path, expected)
     env = _gc_env(tree, gc_dir)
     # run from a folder without a notifier package: `python -m` puts the working directory
     # ahead of PYTHONPATH, so from the repository a --baseline-tree ran this tree
     proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=stdout,
                                                 stderr=asyncio.subprocess.DEVNULL, env=env,
                                                 cwd=tempfile.gettempdir())
     spy = None
@@ -159,38 +163,35 @@ async def _measure(command: list[str], emu: RoomlioEmulator, rx: _Receiver, path
                 _PY_SPY, "record", "--threads", "--pid", str(proc.pid), "--nonblocking",
                 "-r", "250", "-f", "raw", "-o", str(profile),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        last, _duplicates, bad = await asyncio.wait_for(rx.done(), timeout=600)
+        last = await asyncio.wait_for(finished(proc), timeout=600)
         main1, rest1 = _tree_cpu(proc.pid)
     finally:
         await stop(proc)
         if spy is not None:
             await spy.wait()
-    if bad:
-        raise SystemExit(f"{bad} deliveries with a bad signature")
     per_event = 1e6 / expected
     return (expected / (last - emu.requests[0].time),
             ((main1 - main0) * per_event, (rest1 - rest0) * per_event))
 
 
-async def _fetch_only(command: list[str], emu: RoomlioEmulator, messages: int
-                      ) -> tuple[float, tuple[float, float]]:
-    """(polled messages/s, CPU µs per message) of bench/bare.py --fetch-only."""
-    emu.requests.clear()
-    proc = await asyncio.create_subprocess_exec(*command, "--fetch-only",
-                                                stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE,
-                                                cwd=tempfile.gettempdir())
+def _received(rx: _Receiver, path: str, expected: int
+              ) -> Callable[[asyncio.subprocess.Process], Awaitable[float]]:
+    """A run is finished when the receiver has ``expected`` distinct deliveries at
+    ``path``, every one signed right."""
+    rx.expect(path, expected)
+
+    async def finished(_proc: asyncio.subprocess.Process) -> float:
+        last, _duplicates, bad = await rx.done()
+        if bad:
+            raise SystemExit(f"{bad} deliveries with a bad signature")
+        return last
+    return finished
+
+
+async def _fetched(proc: asyncio.subprocess.Process) -> float:
+    """A bench/bare.py --fetch-only run is finished when it says so (``fetched <time>``)."""
     assert proc.stdout is not None
-    try:
-        await asyncio.wait_for(_first_request(emu), timeout=60)
-        main0, rest0 = _tree_cpu(proc.pid)
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=600)
-        main1, rest1 = _tree_cpu(proc.pid)
-    finally:
-        await stop(proc)
-    per_message = 1e6 / messages
-    return (messages / (float(line.split()[1]) - emu.requests[0].time),
-            ((main1 - main0) * per_message, (rest1 - rest0) * per_message))
+    return float((await proc.stdout.readline()).split()[1])
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -219,12 +220,14 @@ async def run(args: argparse.Namespace) -> dict:
                         API_KEY, "--secret", SECRET, "--target", rx.url_for("/bare"),
                         "--rooms", ",".join(rooms)]
                 if "fetch" in args.contenders:
-                    rate, us = await _fetch_only(bare, emu, bare_total)
+                    rate, us = await _measure([*bare, "--fetch-only"], emu, bare_total,
+                                              _fetched, stdout=asyncio.subprocess.PIPE)
                     results["fetch"].append(rate)
                     cpu["fetch"].append(us)
                 if "bare" in args.contenders:
                     with _gc_folder(args.gc_stats) as gc_dir:
-                        rate, us = await _measure(bare, emu, rx, "/bare", bare_total,
+                        rate, us = await _measure(bare, emu, bare_total,
+                                                  _received(rx, "/bare", bare_total),
                                                   gc_dir=gc_dir)
                         _count_gc(gcs, "bare", gc_dir, bare_total)
                     results["bare"].append(rate)
@@ -245,7 +248,8 @@ async def run(args: argparse.Namespace) -> dict:
                             spy = profile / f"{name}-{len(results[label])}.txt"
                         tree = args.baseline_tree if label.startswith("baseline") else None
                         with _gc_folder(args.gc_stats) as gc_dir:
-                            rate, us = await _measure(command, emu, rx, "/sink", total, spy,
+                            rate, us = await _measure(command, emu, total,
+                                                      _received(rx, "/sink", total), spy,
                                                       tree, gc_dir)
                             _count_gc(gcs, label, gc_dir, total)
                         results[label].append(rate)
