@@ -1,8 +1,8 @@
 """One webhook client's total timeout per request, kept by a single timer.
 
 aiohttp enforces a session's total timeout with a timer handle and a timer context per
-request (scheduled, entered at each step of the request, cancelled): about 5% of the
-client's instructions per webhook POST (bench/RESULTS.md, "(send5)"). Every request of
+request (scheduled, entered at each step of the request, cancelled), a cost paid by
+every webhook POST (bench/RESULTS.md, "(send5)"). Every request of
 one webhook has the same timeout, so their deadlines fall in the order the requests
 start: ``Deadlines`` keeps them in that order and one timer, set for the earliest, cancels
 each task whose deadline has passed, exactly as aiohttp's timer does (and

@@ -85,7 +85,7 @@ def _setters(cls: type, names: tuple[str, ...]) -> tuple[Callable[[Any, Any], No
 
 # A frozen dataclass's __init__ sets each field through object.__setattr__, which copies
 # its arguments each time: setting the slots directly builds a claimed row's Event and
-# Delivery in two thirds of the time (bench/RESULTS.md, issue 16, "store5").
+# Delivery for less (bench/RESULTS.md, issue 16, "store5").
 _EVENT = _setters(Event, ("id", "kind", "room", "message", "rules", "detected_at"))
 _DELIVERY = _setters(Delivery, ("id", "webhook", "rules", "event", "attempts"))
 

@@ -44,15 +44,15 @@ def _outbox_sql(count: int, joined: bool) -> str:
     delivery whose event the ledger knew (no row at its seq) is left out; without it,
     for a page whose events were all new, each row's seq is its event's (the foreign key
     checks it all the same)."""
-    rows = ",".join(("(?,?,?,?,?,?)",) * count)
     if not joined:  # ?1 first in each row: the plain ? after it are numbered from 2
         return ("INSERT INTO outbox (next_attempt_at, created_at, id, event_seq, webhook,"
                 " rules, attempts, claimed_by) VALUES "
-                + rows.replace("(?,?,?,?,?,?)", "(?1,?1,?,?,?,?,?,?)")
+                + ",".join(("(?1,?1,?,?,?,?,?,?)",) * count)
                 + " ON CONFLICT (id) DO NOTHING")
     return ("INSERT INTO outbox (id, event_seq, webhook, rules, attempts, next_attempt_at,"
             " created_at, claimed_by) SELECT v.column1, e.seq, v.column3, v.column4,"
-            " v.column5, ?1, ?1, v.column6 FROM (VALUES " + rows
+            " v.column5, ?1, ?1, v.column6 FROM (VALUES "
+            + ",".join(("(?,?,?,?,?,?)",) * count)
             + ") AS v JOIN events AS e ON e.seq = v.column2 WHERE true"
             " ON CONFLICT (id) DO NOTHING")
 

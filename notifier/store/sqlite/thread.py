@@ -3,10 +3,9 @@ and hands each result to the event loop that asked for it.
 
 A ``ThreadPoolExecutor`` of one worker did this before, at about twice the CPU per call
 (a concurrent future with its condition variable, the executor's locks, and the two
-futures chained across the threads): 29 against 12 µs per call on uvloop, measured
-(bench/RESULTS.md, issue 16, "store5"). The semantics are the executor's: first in,
-first out; a call whose future was cancelled before it started is skipped, one that
-started runs to its end (its result is dropped).
+futures chained across the threads; bench/RESULTS.md, issue 16, "store5"). The semantics
+are the executor's: first in, first out; a call whose future was cancelled before it
+started is skipped, one that started runs to its end (its result is dropped).
 """
 
 from __future__ import annotations
