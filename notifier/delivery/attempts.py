@@ -24,7 +24,7 @@ from notifier.config import Webhook
 from notifier.delivery.completer import Completer
 from notifier.delivery.grouping import GroupDelivery, members_of
 from notifier.delivery.healthboard import HealthBoard
-from notifier.delivery.lanes import BACKOFF_BASE, REFILL_AT, WebhookLane
+from notifier.delivery.lanes import BACKOFF_BASE, WebhookLane
 from notifier.delivery.ratelimit import UNLIMITED
 from notifier.errors import DeliveryError, DeliveryTransientError, StoreError
 from notifier.events import Delivery
@@ -169,7 +169,8 @@ class Deliverer:
             lane.held.difference_update(m.id for m in members_of(delivery))
         else:  # most: one id, no generator
             lane.held.discard(delivery.id)
-        if lane.webhook.ordered or len(lane.held) == REFILL_AT:
+        lane.left()
+        if lane.webhook.ordered or len(lane.held) == lane.capacity // 2:
             # ordered: the room's next delivery is its queue's head now; otherwise the
             # lane has room for another batch, which may be waiting already
             self._poke()

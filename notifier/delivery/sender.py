@@ -6,7 +6,8 @@ costs no task of its own; one that must wait or retry goes on in its own task, i
 attempts: notifier.delivery.attempts); the deliveries a
 page of this process adds for a lane with room are handed over at its commit instead
 (``reserve``/``adopt``: added claimed, started from memory, never claimed or decoded
-again). Each webhook has its own lane (notifier.delivery.lanes): its connection pool,
+again; a page whose lanes are full waits for room first: notifier.delivery.backpressure).
+Each webhook has its own lane (notifier.delivery.lanes): its connection pool,
 slots, rate limit and the deliveries it holds, so no webhook blocks another. A shutdown
 lets the POSTs under way finish within its grace, cancels the rest and gives their claims
 back.
@@ -19,11 +20,13 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from notifier.config import Webhook
 from notifier.delivery.attempts import AttemptReport, Deliverer, DeliveryOutcome
+from notifier.delivery.backpressure import Short, wait_for_room
 from notifier.delivery.grouping import GroupedStore, Grouper
 from notifier.delivery.healthboard import HealthBoard
 from notifier.delivery.lanes import (
@@ -55,7 +58,8 @@ class Sender:
                  on_attempt: Callable[[AttemptReport], None] | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  ops_webhook: str | None = None,
-                 transport: TransportFactory = open_transport) -> None:
+                 transport: TransportFactory = open_transport,
+                 backlog: int = PER_WEBHOOK_BACKLOG) -> None:
         self.health = HealthBoard(webhooks, store, clock=clock, ops_webhook=ops_webhook,
                                   on_enqueued=self.poke, on_recovered=self.poke)
         self._grouped = GroupedStore(store)
@@ -67,6 +71,8 @@ class Sender:
                                     rng=rng or random.Random())
         self._workers = LaneWorkers(self._deliverer, self._spawn)
         self._clock = clock
+        self._backlog = backlog
+        """Each lane's capacity (``lanes.lane_capacity`` of the pages handed off)."""
         self._lanes = {name: self._new_lane(w) for name, w in webhooks.items()}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -77,7 +83,8 @@ class Sender:
 
     def _new_lane(self, webhook: Webhook) -> WebhookLane:
         lane = WebhookLane(webhook, self._transport(webhook), Slots(webhook.max_in_flight),
-                           self._deliverer.retry(webhook), limiter_for(webhook.rate_limit))
+                           self._deliverer.retry(webhook), limiter_for(webhook.rate_limit),
+                           capacity=self._backlog)
         if webhook.group_wait > 0:
             lane.grouper = Grouper(webhook.group_wait, functools.partial(self._start, lane))
         return lane
@@ -135,6 +142,33 @@ class Sender:
             lanes[name] = (lane, count)
         return Reservation(frozenset(ids), lanes)
 
+    def room_for(self, deliveries: Sequence[Delivery]) -> Awaitable[None] | None:
+        """None when the page's deliveries need not wait before ``reserve``; else the wait
+        for room in its lanes (notifier.delivery.backpressure)."""
+        if self._closing:
+            return None
+        shares = Counter(delivery.webhook for delivery in deliveries)
+        if self._short(shares) is None:
+            return None
+        return wait_for_room(lambda: None if self._closing else self._short(shares))
+
+    def _short(self, shares: Mapping[str, int]) -> Short | None:
+        """The lanes a page with ``shares`` (webhook -> its deliveries) waits for: each
+        that could take a hand-off, when none of them has room for its share (up to half
+        its capacity); None when one has, or none could."""
+        short: Short = []
+        now = asyncio.get_running_loop().time()
+        for name, share in shares.items():
+            lane = self._lanes.get(name)
+            if (lane is None or lane.webhook.ordered or lane.grouper is not None
+                    or lane.congested_until > now or not self.health.claimable(name)):
+                continue
+            need = min(share, lane.capacity // 2)
+            if lane.room() >= need:
+                return None
+            short.append((lane, need))
+        return short or None
+
     def _room_in(self, webhook: str) -> int:
         lane = self._lanes.get(webhook)
         if lane is None or not self.health.claimable(webhook):
@@ -184,7 +218,7 @@ class Sender:
     async def _claim(self) -> int:
         held = frozenset().union(*(lane.held for lane in self._lanes.values()))
         open_lanes = [n for n, lane in self._lanes.items()
-                      if len(lane.held) < PER_WEBHOOK_BACKLOG and self.health.claimable(n)]
+                      if len(lane.held) < lane.capacity and self.health.claimable(n)]
         ordered = [n for n in open_lanes if self._lanes[n].webhook.ordered]
         now = self._clock()
         claimed = 0

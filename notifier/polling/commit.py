@@ -8,7 +8,7 @@ whole seam between polling and delivery (``notifier.runtime.handoff`` implements
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from notifier.events import Delivery, Event, EventKind
@@ -39,6 +39,12 @@ class HandOff(Protocol[R]):
     """This process's sender, as the tailer sees it (``notifier.runtime`` wires it): it
     takes a page's deliveries the moment they are committed, instead of claiming them from
     the outbox again. Polling does not import delivery; this is the whole seam."""
+
+    def room_for(self, deliveries: Sequence[Delivery]) -> Awaitable[None] | None:
+        """What to await before ``reserve`` so that it has room for the page (None: no
+        need to wait): its lanes are full, and draining. Bounded: see
+        notifier.delivery.backpressure."""
+        ...
 
     def reserve(self, deliveries: Sequence[Delivery]) -> R | None:
         """Room for the deliveries it can start at once (None: none)."""
@@ -82,10 +88,14 @@ async def commit_page(store: Store, handoff: HandOff[Any] | None, state: RoomSta
                       deliveries: list[Delivery],
                       kept: Sequence[Quarantined]) -> tuple[list[Delivery], int]:
     """Commit; the deliveries the hand-off reserved room for are added claimed and
-    handed to it, the others wait in the outbox (the hand-off wakes their claimer).
-    Returns the deliveries added and how many quarantined messages were new."""
+    handed to it, the others wait in the outbox (the hand-off wakes their claimer). A page
+    whose lanes are full waits for their room first (``HandOff.room_for``), so its tailer
+    reads no further meanwhile. Returns the deliveries added and how many quarantined
+    messages were new."""
     if handoff is None:
         return await store.commit_page(state, deliveries, kept)
+    if deliveries and (waiting := handoff.room_for(deliveries)) is not None:
+        await waiting
     reserved = handoff.reserve(deliveries) if deliveries else None
     try:
         if reserved is None:

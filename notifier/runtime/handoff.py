@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from notifier.delivery.sender import Reservation, Sender
 from notifier.events import Delivery
@@ -21,6 +21,10 @@ class SenderHandOff:
 
     def __init__(self, sender: Sender, poke: Callable[[], None]) -> None:
         self._sender, self._poke = sender, poke
+
+    def room_for(self, deliveries: Sequence[Delivery]) -> Awaitable[None] | None:
+        """The wait for room in the sender's lanes (None: no need to wait)."""
+        return self._sender.room_for(deliveries)
 
     def reserve(self, deliveries: Sequence[Delivery]) -> Reservation | None:
         """Room in the sender's lanes for the page's deliveries it can start at once."""

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import aiohttp
 
 from notifier.config import Config, Room, Webhook
+from notifier.delivery.lanes import lane_capacity
 from notifier.delivery.sender import Sender
 from notifier.errors import (
     LeaseLost,
@@ -103,7 +104,8 @@ class Service:
             client = self._client(session)
             sender = Sender(self._own_webhooks(), store, on_outcome=self.hooks.on_outcome,
                             on_attempt=self.hooks.on_attempt,
-                            ops_webhook=self.config.ops_webhook)
+                            ops_webhook=self.config.ops_webhook,
+                            backlog=lane_capacity(self.config.roomlio.page_size))
             self.sender = sender
             if self.config.delivery.workers:
                 level, fmt = current_settings()
