@@ -26,7 +26,6 @@ from tests.conftest import Outcomes
 from tests.tailers import tailer_for
 from tests.test_handoff import claim_spy, claimants, hook, page, until
 
-
 _made_up = itertools.count()
 
 
