@@ -248,3 +248,31 @@ async def poll_to_the_end(tailer: Any) -> int:
     while fresh := await tailer.poll():
         read += fresh
     return read
+
+
+async def test_at_most_max_waiting_pages_wait_at_once(
+        receiver: WebhookReceiver, make_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiting page holds a poll slot: once ``MAX_WAITING`` pages wait, the next is
+    committed at once (its deliveries to the outbox), so other rooms keep slots to poll in;
+    when a wait ends, pages may wait again."""
+    monkeypatch.setattr(backpressure, "MAX_WAITING", 2)
+    config = make_config(rooms=["r1"])
+    async with SQLiteStore(config.state) as store:
+        sender = Sender(config.webhooks, store)
+        try:
+            lane = sender._lanes["crm"]
+            fill(lane)
+            waits = [sender.room_for(page(range(3), "crm", room=f"r{n}")) for n in (1, 2)]
+            tasks = [asyncio.ensure_future(w) for w in waits if w is not None]
+            assert len(tasks) == 2
+            await until(lambda: len(lane.waiters) == 2)
+            assert sender.room_for(page(range(3), "crm", room="r3")) is None
+            tasks[0].cancel()
+            await asyncio.gather(tasks[0], return_exceptions=True)
+            again = sender.room_for(page(range(3), "crm", room="r3"))
+            assert again is not None
+            await cancelled(again)
+            tasks[1].cancel()
+            await asyncio.gather(tasks[1], return_exceptions=True)
+        finally:
+            await sender.shutdown(0)

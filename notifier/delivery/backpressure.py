@@ -17,18 +17,21 @@ The wait never holds up what could go, and never for long:
   ``STALL`` seconds, or after ``MAX_WAIT``, the page is committed as before (what does
   not fit waits in the outbox), and no page waits for those lanes for ``CONGESTED_FOR``
   seconds. A receiver that hangs or slows down costs a room one stalled wait in that
-  time, not one a page.
+  time, not one a page;
+* a waiting page holds one of the scheduler's poll slots (64): at most ``MAX_WAITING``
+  pages wait at once, so the rooms of other webhooks always find slots to poll in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from notifier.delivery.lanes import WebhookLane
 
-__all__ = ["CONGESTED_FOR", "MAX_WAIT", "STALL", "Short", "wait_for_room"]
+__all__ = ["CONGESTED_FOR", "MAX_WAIT", "MAX_WAITING", "STALL", "Short", "short_of_room",
+           "wait_for_room"]
 
 log = logging.getLogger("notifier.delivery")
 
@@ -38,9 +41,31 @@ STALL = 1.0
 MAX_WAIT = 5.0
 #: After a page stopped waiting for them, no page waits for those lanes for this long.
 CONGESTED_FOR = 30.0
+#: Pages waiting at once, at most: half the poll slots (notifier.polling.scheduler's 64).
+MAX_WAITING = 32
 
 #: Each lane a page waits for, with the room the page needs there.
 Short = list[tuple[WebhookLane, int]]
+
+
+def short_of_room(shares: Mapping[str, int], lanes: Mapping[str, WebhookLane],
+                  claimable: Callable[[str], bool]) -> Short | None:
+    """The lanes a page with ``shares`` (webhook -> its deliveries) waits for: each that
+    could take a hand-off (``claimable``: its breaker admits, it is enabled), when none of
+    them has room for its share (up to half its capacity); None when one has, or none
+    could."""
+    short: Short = []
+    now = asyncio.get_running_loop().time()
+    for name, share in shares.items():
+        lane = lanes.get(name)
+        if (lane is None or lane.webhook.ordered or lane.grouper is not None
+                or lane.congested_until > now or not claimable(name)):
+            continue
+        need = min(share, lane.capacity // 2)
+        if lane.room() >= need:
+            return None
+        short.append((lane, need))
+    return short or None
 
 
 async def wait_for_room(short: Callable[[], Short | None]) -> None:

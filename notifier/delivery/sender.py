@@ -25,8 +25,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from notifier.config import Webhook
+from notifier.delivery import backpressure
 from notifier.delivery.attempts import AttemptReport, Deliverer, DeliveryOutcome
-from notifier.delivery.backpressure import Short, wait_for_room
+from notifier.delivery.backpressure import Short
 from notifier.delivery.grouping import GroupedStore, Grouper
 from notifier.delivery.healthboard import HealthBoard
 from notifier.delivery.lanes import (
@@ -80,6 +81,8 @@ class Sender:
         """Lanes a reload replaced or removed: closed (and released) at shutdown."""
         self._closing = False
         """Set by ``shutdown``: pages committed from then on are not handed over."""
+        self._waiting = 0
+        """Pages waiting for room in the lanes (``room_for``)."""
 
     def _new_lane(self, webhook: Webhook) -> WebhookLane:
         lane = WebhookLane(webhook, self._transport(webhook), Slots(webhook.max_in_flight),
@@ -145,29 +148,23 @@ class Sender:
     def room_for(self, deliveries: Sequence[Delivery]) -> Awaitable[None] | None:
         """None when the page's deliveries need not wait before ``reserve``; else the wait
         for room in its lanes (notifier.delivery.backpressure)."""
-        if self._closing:
+        if self._closing or self._waiting >= backpressure.MAX_WAITING:
             return None
         shares = Counter(delivery.webhook for delivery in deliveries)
         if self._short(shares) is None:
             return None
-        return wait_for_room(lambda: None if self._closing else self._short(shares))
+        return self._wait_for_room(shares)
+
+    async def _wait_for_room(self, shares: Mapping[str, int]) -> None:
+        self._waiting += 1
+        try:
+            await backpressure.wait_for_room(
+                lambda: None if self._closing else self._short(shares))
+        finally:
+            self._waiting -= 1
 
     def _short(self, shares: Mapping[str, int]) -> Short | None:
-        """The lanes a page with ``shares`` (webhook -> its deliveries) waits for: each
-        that could take a hand-off, when none of them has room for its share (up to half
-        its capacity); None when one has, or none could."""
-        short: Short = []
-        now = asyncio.get_running_loop().time()
-        for name, share in shares.items():
-            lane = self._lanes.get(name)
-            if (lane is None or lane.webhook.ordered or lane.grouper is not None
-                    or lane.congested_until > now or not self.health.claimable(name)):
-                continue
-            need = min(share, lane.capacity // 2)
-            if lane.room() >= need:
-                return None
-            short.append((lane, need))
-        return short or None
+        return backpressure.short_of_room(shares, self._lanes, self.health.claimable)
 
     def _room_in(self, webhook: str) -> int:
         lane = self._lanes.get(webhook)
