@@ -3,7 +3,7 @@ hand-off instead of through the outbox.
 
 When the tailers read a backlog faster than a webhook takes it, a page whose lane is full
 leaves its deliveries in the outbox, to be claimed, read and decoded again when the lane
-drains (bench/RESULTS.md: about 15-20 µs of CPU an event). Instead, the page waits before
+drains (what that costs: bench/RESULTS.md, issue 16). Instead, the page waits before
 its commit until a lane it feeds has room for its share. Its tailer reads no further
 meanwhile (one page read ahead at most), so the backlog waits in Roomlio, memory stays
 bounded by the lanes' capacity, and the deliveries start from memory.
