@@ -56,6 +56,9 @@ class InlineBodyRequest(aiohttp.ClientRequest):
     """A ``ClientRequest`` that writes a small in-memory body within ``send`` (see the
     module's docstring); any other request is sent by aiohttp's own ``send``."""
 
+    #: The body's length when ``_build_plain`` built the request (None: aiohttp did).
+    _plain_length: int | None = None
+
     def __init__(self, method: str, url: URL, *, params: Any = None, headers: Any = None,
                  skip_auto_headers: Any = None, data: Any = None, cookies: Any = None,
                  auth: Any = None, version: HttpVersion = HttpVersion11, compress: Any = None,
@@ -112,11 +115,16 @@ class InlineBodyRequest(aiohttp.ClientRequest):
         sent[hdrs.CONTENT_LENGTH] = str(len(data))
         self.headers = sent  # its Content-Type is the caller's (``_plain_headers``)
         self._traces = [] if traces is None else traces
+        self._plain_length = len(data)
 
     async def send(self, conn: Connection) -> ClientResponse:
         """Send the request line, headers and body in one write; the response to read."""
-        if not (INLINE and self._plain(conn)):
+        # built plain, it meets every condition of ``_plain`` but the connection's
+        length = self._plain_length
+        if not (INLINE and (_writable(conn) if length is not None else self._plain(conn))):
             return await super().send(conn)
+        if length is None:
+            length = self._get_content_length()
         protocol = conn.protocol
         assert protocol is not None
         writer = StreamWriter(protocol, self.loop)
@@ -124,7 +132,7 @@ class InlineBodyRequest(aiohttp.ClientRequest):
         # buffered, then written with the body in one call (aiohttp's own coalescing)
         await writer.write_headers(
             f"POST {self.url.raw_path_qs} HTTP/{version.major}.{version.minor}", self.headers)
-        await self.write_bytes(writer, conn, self._get_content_length())
+        await self.write_bytes(writer, conn, length)
         response = self.response_class(
             self.method, self.original_url, writer=None, continue100=None,
             timer=self._timer, request_info=self.request_info, traces=self._traces,
@@ -137,13 +145,19 @@ class InlineBodyRequest(aiohttp.ClientRequest):
         (no default header to add, no chunking, no 100-continue to wait for; an upload
         tracker is ``write_bytes``'s own business)."""
         body = self._body
-        protocol = conn.protocol
         return (type(body) is BytesPayload and 0 < (body.size or 0) <= _INLINE_MAX
                 and self.method == hdrs.METH_POST and self.proxy is None
                 and not self._traces and not self.compress and self.chunked is None
-                and self._continue is None and protocol is not None and not protocol.writing_paused
-                and self.version == HttpVersion11 and not conn._connector.force_close
-                and hdrs.CONTENT_TYPE in self.headers)
+                and self._continue is None and self.version == HttpVersion11
+                and hdrs.CONTENT_TYPE in self.headers and _writable(conn))
+
+
+def _writable(conn: Connection) -> bool:
+    """A connection whose next write goes out at once and is not its last (``send``
+    would neither wait to drain nor close it after)."""
+    protocol = conn.protocol
+    return (protocol is not None and not protocol.writing_paused
+            and not conn._connector.force_close)
 
 
 def _plain_url(url: URL) -> bool:
