@@ -69,9 +69,8 @@ class InlineBodyRequest(aiohttp.ClientRequest):
                  ssl: Any = True, proxy_headers: Any = None, traces: Any = None,
                  trust_env: bool = False, server_hostname: str | None = None) -> None:
         if (LEAN and method == "POST" and type(data) is bytes and 0 < len(data) <= _INLINE_MAX
-                and not params
-                and not cookies and auth is None and not compress and chunked is None
-                and not expect100 and proxy is None and proxy_headers is None
+                and not params and not cookies and auth is None and not compress
+                and chunked is None and not expect100 and proxy is None and proxy_headers is None
                 and skip_auto_headers is None and version is HttpVersion11 and not traces
                 and loop is not None and not loop.get_debug() and type(url) is URL
                 and _plain_url(url) and type(headers) is CIMultiDict and _plain_headers(headers)):
@@ -153,8 +152,8 @@ class InlineBodyRequest(aiohttp.ClientRequest):
 
 
 def _writable(conn: Connection) -> bool:
-    """A connection whose next write goes out at once and is not its last (``send``
-    would neither wait to drain nor close it after)."""
+    """A connection whose write goes out at once (aiohttp's ``send`` would not wait for it
+    to drain) and that is kept (it would not add ``Connection: close``)."""
     protocol = conn.protocol
     return (protocol is not None and not protocol.writing_paused
             and not conn._connector.force_close)
