@@ -231,8 +231,8 @@ class WebhookClient(SigningTransport):
     async def close(self) -> None:
         """Close the connection pool; a later ``post`` opens a new one."""
         if self._session is not None:
-            session, self._session, self._request = self._session, None, None
-            await session.close()
+            await self._session.close()
+            self._session = self._request = None
 
 
 #: How ``_send`` calls the session: aiohttp's ``ClientSession._request`` (or ``request``).
