@@ -15,7 +15,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from notifier.config import Webhook
-from notifier.delivery import transport
+from notifier.delivery import guards
 from notifier.delivery.transport import GuardedResolver
 from notifier.errors import DeliveryPermanentError
 from notifier.events import CREATED, Delivery, Event
@@ -251,7 +251,7 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused(monkeypatch,
         port = rx.url.rsplit(":", 1)[1]
         # a refusal that failed would reach the receiver (127.0.0.1) or hang on the others
         FakeDNS.table = {"hooks.example.com": [*answers, "127.0.0.1"]}
-        monkeypatch.setattr(transport, "DefaultResolver", FakeDNS)
+        monkeypatch.setattr(guards, "DefaultResolver", FakeDNS)
         client = transport_cls(Webhook("crm", url=f"http://hooks.example.com:{port}/crm",
                                        timeout=2))
         try:
@@ -265,7 +265,7 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused(monkeypatch,
 async def test_a_name_that_resolves_to_public_addresses_passes_the_guard(monkeypatch):
     """Public answers are handed on unchanged."""
     FakeDNS.table = {"hooks.example.com": ["93.184.216.34", "2606:2800:220:1::1"]}
-    monkeypatch.setattr(transport, "DefaultResolver", FakeDNS)
+    monkeypatch.setattr(guards, "DefaultResolver", FakeDNS)
     results = await GuardedResolver().resolve("hooks.example.com", 443)
     assert [r["host"] for r in results] == ["93.184.216.34", "2606:2800:220:1::1"]
 

@@ -7,7 +7,9 @@ import asyncio
 from collections.abc import Coroutine, Generator
 from typing import Any
 
+import aiohttp
 import pytest
+from yarl import URL
 
 from notifier.config import Webhook
 from notifier.delivery import inline_request
@@ -89,3 +91,76 @@ async def test_a_body_too_large_to_write_inline_arrives_whole_and_signed():
     assert first.verified and second.verified
     assert first.json["data"]["message"]["body"] == big
     assert second.json["data"]["message"]["id"] == "msg_2"
+
+
+def _request_args(loop: asyncio.AbstractEventLoop, session: Any, headers: Any,
+                  **changed: Any) -> dict[str, Any]:
+    """The arguments aiohttp's session gives its request class, for a plain POST."""
+    url = changed.pop("url", URL("http://127.0.0.1:8080/crm?a=1"))
+    args = {"params": {}, "headers": headers, "skip_auto_headers": None, "data": b'{"a":1}',
+            "cookies": session.cookie_jar.filter_cookies(url), "auth": None,
+            "version": aiohttp.HttpVersion11, "compress": None, "chunked": None,
+            "expect100": False, "loop": loop, "response_class": None, "proxy": None,
+            "proxy_auth": None, "timer": None, "session": session, "ssl": True,
+            "server_hostname": None, "proxy_headers": None, "traces": [],
+            "trust_env": False}
+    return {"method": "POST", "url": url, **args, **changed}
+
+
+def _state(request: aiohttp.ClientRequest) -> dict[str, Any]:
+    """What a request holds, comparable between two of them."""
+    state = dict(vars(request))
+    state.pop("_plain_length", None)  # ours alone: compared with Content-Length below
+    state["headers"] = list(request.headers.items())
+    body = state.pop("_body")
+    state["_body"] = (type(body), {k: v for k, v in vars(body).items() if k != "_headers"},
+                      list(body.headers.items()))
+    for made_each_time in ("_timer", "_continue"):  # compared by type: a new one each
+        if made_each_time in state:
+            state[made_each_time] = type(state[made_each_time])
+    return state
+
+
+_HEADERS = {"content-type": "application/json", "user-agent": "roomlio-notifier/1",
+            "webhook-id": "msg_1", "X-Token": "t"}
+
+
+@pytest.mark.skipif(not inline_request.LEAN, reason="another aiohttp minor: not mirrored")
+@pytest.mark.parametrize("changed", [
+    {}, {"url": URL("https://hooks.example:8443/a")}, {"headers": {"content-type": "a/b"}},
+    {"ssl": False}, {"server_hostname": "h"},
+    # not plain: aiohttp's own constructor
+    {"data": b""}, {"data": b"x" * 60_000}, {"data": "text"}, {"compress": "deflate"},
+    {"expect100": True}, {"chunked": True}, {"params": {"b": "2"}},
+    {"url": URL("http://u:p@127.0.0.1/crm")}, {"url": URL("http://127.0.0.1/crm#f")},
+    {"headers": {**_HEADERS, "Host": "other"}}, {"headers": {**_HEADERS, "content-length": "7"}},
+    {"headers": {**_HEADERS, "Expect": "100-continue"}},
+    {"headers": {**_HEADERS, "Content-Encoding": "gzip"}},
+    {"headers": {**_HEADERS, "Transfer-Encoding": "chunked"}},
+    {"headers": {"webhook-id": "1"}},  # no Content-Type
+    {"skip_auto_headers": ["Accept"]},
+])
+async def test_a_request_is_built_as_aiohttp_builds_it(changed):
+    """The request class's own constructor for a plain POST leaves the request exactly as
+    aiohttp's would (attributes, headers in order, body); anything else is aiohttp's."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        headers = session._prepare_headers(changed.pop("headers", _HEADERS))
+        args = _request_args(asyncio.get_running_loop(), session, headers, **changed)
+        ours = inline_request.InlineBodyRequest(**args)
+        theirs = aiohttp.ClientRequest(**args)
+        assert _state(ours) == _state(theirs)
+        if ours._plain_length is not None:  # what ``send`` writes as the body's length
+            assert ours._plain_length == theirs._get_content_length()
+
+
+async def test_a_connector_that_closes_each_connection_gets_its_connection_close_header():
+    """A connector with ``force_close`` sends ``Connection: close`` (aiohttp's ``send`` adds
+    it), so the plain path leaves such a request to aiohttp."""
+    async with WebhookReceiver() as rx:
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                        request_class=inline_request.InlineBodyRequest)
+        async with session, session.post(rx.url + "/crm", data=b'{"a":1}', headers={
+                "content-type": "application/json"}) as resp:
+            assert resp.status == 200
+        await rx.wait_count(1)
+    assert rx.received[0].headers["connection"] == "close"

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from notifier.config import Webhook
-from notifier.delivery import transport
+from notifier.delivery import guards, transport
 from notifier.delivery.formats import load_config
 from notifier.delivery.transport import TransportFactory, WebhookClient, open_transport
 from notifier.errors import ConfigError, DeliveryPermanentError, DeliveryTransientError
@@ -212,7 +212,7 @@ async def test_a_second_dns_answer_is_never_asked_for(monkeypatch, transport_cls
     never to loopback."""
     monkeypatch.setattr(transport, "private_target", lambda url: None)
     FakeDNS.table = {"localhost": ["93.184.216.34"]}
-    monkeypatch.setattr(transport, "DefaultResolver", FakeDNS)
+    monkeypatch.setattr(guards, "DefaultResolver", FakeDNS)
     async with WebhookReceiver() as rx:
         port = rx.url.rsplit(":", 1)[1]
         client = transport_cls(Webhook("crm", url=f"http://{host}:{port}/crm", timeout=1))
@@ -230,7 +230,7 @@ async def test_a_changed_dns_answer_is_checked_again(monkeypatch):
     from notifier.delivery import transport_reqwest
 
     monkeypatch.setattr(transport_reqwest, "DNS_TTL", 0.0)
-    monkeypatch.setattr(transport, "DefaultResolver", FakeDNS)
+    monkeypatch.setattr(guards, "DefaultResolver", FakeDNS)
     async with WebhookReceiver() as rx:
         port = rx.url.rsplit(":", 1)[1]
         client = transport_reqwest.ReqwestTransport(
@@ -305,7 +305,7 @@ async def test_a_host_whose_answers_keep_changing_holds_few_clients(monkeypatch)
 
     now = [0.0]
     monkeypatch.setattr(transport_reqwest, "time", SimpleNamespace(monotonic=lambda: now[0]))
-    monkeypatch.setattr(transport, "DefaultResolver", FakeDNS)
+    monkeypatch.setattr(guards, "DefaultResolver", FakeDNS)
     client = transport_reqwest.ReqwestTransport(
         Webhook("crm", url="http://hooks.example.com/crm", timeout=2))
     try:

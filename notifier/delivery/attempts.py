@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
 from tenacity import RetryCallState
@@ -210,17 +210,19 @@ class Deliverer:
             slots.release()
         return True
 
-    async def post_in_turn(self, lane: WebhookLane, delivery: Delivery, attempt_no: int,
-                           task: asyncio.Task[None] | None = None) -> None:
+    def post_in_turn(self, lane: WebhookLane, delivery: Delivery, attempt_no: int,
+                     task: asyncio.Task[None] | None = None) -> Coroutine[None, None, None]:
         """POST attempt ``attempt_no`` holding one of the lane's slots, in the webhook's
         rate-limit turn: taken holding the slot, so a 429's pause holds back every queued
         one. ``task`` (this one's, when not given) counts as posting meanwhile."""
-        limiter = lane.limiter
-        if limiter is UNLIMITED:
+        if lane.limiter is UNLIMITED:  # the POST's own coroutine: no frame around it
+            return self._post_now(lane, delivery, attempt_no, task)
+        return self._post_limited(lane, delivery, attempt_no, task)
+
+    async def _post_limited(self, lane: WebhookLane, delivery: Delivery, attempt_no: int,
+                            task: asyncio.Task[None] | None) -> None:
+        async with lane.limiter.turn():
             await self._post_now(lane, delivery, attempt_no, task)
-        else:
-            async with limiter.turn():
-                await self._post_now(lane, delivery, attempt_no, task)
 
     async def _post_now(self, lane: WebhookLane, delivery: Delivery, attempt_no: int,
                         task: asyncio.Task[None] | None) -> None:

@@ -9,32 +9,30 @@ against each.
 Targets are checked against the SSRF guard three times: the host as aiohttp reads it
 (after IDNA folding, so ``１２７.０.０.１`` is 127.0.0.1) before anything is sent, every DNS
 answer inside the resolver, and the address of every connection before its socket
-connects (the socket factory sees it, literal IPs included). Redirects are never
-followed. Only the first MAX_ANSWER_BYTES of an answer are read; a longer body's
-connection is closed, never drained or buffered. Error texts name no URL (see
+connects (the socket factory sees it, literal IPs included; both in
+notifier.delivery.guards). Redirects are never followed. Only the first
+MAX_ANSWER_BYTES of an answer are read; a longer body's connection is closed, never
+drained or buffered. Error texts name no URL (see
 notifier.util.http_errors and notifier.delivery.errortext).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import aiohttp
-from aiohttp import AddrInfoType
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
+from aiohttp import hdrs
 
 from notifier import __version__
 from notifier.config import Webhook
 from notifier.delivery.deadlines import Deadlines
 from notifier.delivery.errortext import Scrubber, answer_text
-from notifier.delivery.formats import formatter_for
-from notifier.delivery.inline_request import InlineBodyRequest
+from notifier.delivery.formats import FORMATS
+from notifier.delivery.guards import ALLOW_PRIVATE, GuardedResolver, guarded_socket
+from notifier.delivery.inline_request import LEAN, InlineBodyRequest
 from notifier.errors import (
     DeliveryError,
     DeliveryPermanentError,
@@ -46,7 +44,7 @@ from notifier.signing import Signer
 from notifier.util import tracing
 from notifier.util.backoff import TRANSIENT_STATUSES, parse_retry_after
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
-from notifier.util.netguard import is_private_address, private_target
+from notifier.util.netguard import private_target
 
 __all__ = ["ALLOW_PRIVATE", "MAX_ANSWER_BYTES", "GuardedResolver", "SigningTransport",
            "Transport", "TransportFactory", "WebhookClient", "classify_answer",
@@ -54,8 +52,7 @@ __all__ = ["ALLOW_PRIVATE", "MAX_ANSWER_BYTES", "GuardedResolver", "SigningTrans
 
 #: The most of a webhook's answer that is read: enough for the error text.
 MAX_ANSWER_BYTES = 8 * 1024
-#: How every refusal of a private address ends.
-ALLOW_PRIVATE = _ALLOW = "set allow_private_urls: true to allow it"
+_ALLOW = ALLOW_PRIVATE
 
 
 class Transport(Protocol):
@@ -94,45 +91,16 @@ def open_transport(webhook: Webhook) -> Transport:
     return WebhookClient(webhook)
 
 
-def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
-    """The socket for one connection attempt; a private peer is refused before connecting.
-
-    aiohttp calls this for every address it tries, resolved or literal, so no spelling of
-    a host and no DNS answer reaches a private address unchecked.
-    """
-    family, kind, proto, _, address = addr_info
-    peer = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
-    if is_private_address(peer):
-        raise PrivateAddressRefused(f"connection to private address {peer} refused; {_ALLOW}")
-    return socket.socket(family=family, type=kind, proto=proto)
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp's default resolver, refusing private answers."""
-
-    def __init__(self) -> None:
-        self._inner = DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            if is_private_address(ipaddress.ip_address(result["host"])):
-                raise PrivateAddressRefused(
-                    f"{host} resolves to private address {result['host']}; {_ALLOW}")
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
 class SigningTransport:
     """What every transport shares: format, sign, refuse a private literal target, scrub
     error texts. A subclass sends (``_send``) and words its HTTP client's failures."""
 
     def __init__(self, webhook: Webhook) -> None:
         self._webhook = webhook
-        self._format = formatter_for(webhook)
+        form = FORMATS[webhook.format]
+        self._body = form.plain(webhook)
+        self._content_type, self._signed = webhook.content_type, form.signed
+        self._format = None if self._body is not None else form.formatter(webhook)
         self._private_target = (not webhook.allow_private_urls
                                 and private_target(webhook.url) is not None)
         self._fixed_headers = {"user-agent": f"roomlio-notifier/{__version__}",
@@ -164,11 +132,16 @@ class SigningTransport:
             if self._private_target:
                 raise DeliveryPermanentError(f"webhook {self._webhook.name}: target is a "
                                              f"private address; {_ALLOW}")
-            payload = self._format(delivery)
-            headers = self._headers(delivery, payload.body, payload.content_type,
-                                    payload.signed)
-            headers.update(payload.headers)  # the format's own (ce-*): not the webhook's
-            return await self._send(payload.body, headers)
+            if self._body is not None:  # the webhook's content type and signing: no Payload
+                body = self._body(delivery)
+                headers = self._headers(delivery, body, self._content_type, self._signed)
+            else:
+                assert self._format is not None
+                payload = self._format(delivery)
+                body = payload.body
+                headers = self._headers(delivery, body, payload.content_type, payload.signed)
+                headers.update(payload.headers)  # the format's own (ce-*): not the webhook's
+            return await self._send(body, headers)
         except DeliveryError as exc:
             raise type(exc)(self.scrub(str(exc)), status=exc.status,
                             retry_after=exc.retry_after) from None
@@ -187,11 +160,13 @@ class WebhookClient(SigningTransport):
     def __init__(self, webhook: Webhook) -> None:
         super().__init__(webhook)
         self._session: aiohttp.ClientSession | None = None
+        self._request: _Request | None = None
         self._errors = ErrorMap(DeliveryTransientError, DeliveryPermanentError, self._word)
         self._deadlines = Deadlines(webhook.timeout)
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _open(self) -> _Request:
+        """The session's request function, the session opened first if need be."""
+        if self._request is None:
             w = self._webhook
             guarded = not w.allow_private_urls
             connector = aiohttp.TCPConnector(
@@ -200,10 +175,13 @@ class WebhookClient(SigningTransport):
             # no cookie jar: a receiver's Set-Cookie never rides on the next delivery
             # (as with pyreqwest, which keeps none); no aiohttp timeout: ``_send`` keeps
             # the webhook's (notifier.delivery.deadlines)
-            self._session = aiohttp.ClientSession(
+            self._session = session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None),
                 cookie_jar=aiohttp.DummyCookieJar(), request_class=InlineBodyRequest)
-        return self._session
+            # the session's request without ``post``'s context-manager wrapper (a generic
+            # alias called per request), on the aiohttp minor this was checked against
+            self._request = session._request if LEAN else session.request
+        return self._request
 
     async def _send(self, body: bytes, headers: dict[str, str]) -> int:
         w = self._webhook
@@ -212,8 +190,8 @@ class WebhookClient(SigningTransport):
         deadlines.start(task)  # the whole request, from connecting to its answer's end
         try:
             with self._errors:
-                resp = await self._open().post(w.url, data=body, headers=headers,
-                                               allow_redirects=False)
+                resp = await self._open()(hdrs.METH_POST, w.url, data=body, headers=headers,
+                                          allow_redirects=False)
                 status = resp.status
                 if 200 <= status < 300 and resp.content.is_eof():
                     # all of it came: aiohttp released the response and put its
@@ -254,7 +232,11 @@ class WebhookClient(SigningTransport):
         """Close the connection pool; a later ``post`` opens a new one."""
         if self._session is not None:
             await self._session.close()
-            self._session = None
+            self._session = self._request = None
+
+
+#: How ``_send`` calls the session: aiohttp's ``ClientSession._request`` (or ``request``).
+_Request = Callable[..., Awaitable[aiohttp.ClientResponse]]
 
 
 def _refusal(error: OSError) -> str:

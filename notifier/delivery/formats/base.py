@@ -67,6 +67,12 @@ class Format:
         """The Webhook fields this format's keys give; problems go through ``options``."""
         return self.check(options)
 
+    def plain(self, webhook: Webhook) -> Body | None:
+        """The body function of ``webhook`` when its request is that body alone, sent with
+        the webhook's ``content_type`` and signed as ``signed`` says (what a transport can
+        send without a ``Payload`` per delivery); None when ``request`` builds it."""
+        return None if self.request is not None else self.build(webhook)
+
     def formatter(self, webhook: Webhook) -> Formatter:
         """The payload function of ``webhook``: its body, content type and signing."""
         if self.request is not None:
