@@ -1,6 +1,6 @@
 """CPU per message of the tailer's pure path on a 1,000-message page, 5% matching.
 
-    PYTHONPATH=TREE python bench/page_cost.py [--rounds 7]
+    PYTHONPATH=TREE python bench/page_cost.py [--rounds 7] [--spread]
     python bench/page_cost.py --instructions [--tree DIR ...] [--pages 20] [--steps read,...]
 
 One emulator page (its JSON as RoomHistory sends it) goes through what the tailer does
@@ -15,7 +15,8 @@ compare them: the numbers come from whichever ``notifier`` package is imported.
 ``--instructions`` counts instructions per message instead, under callgrind (a figure the
 machine's load does not move): each step run for 1 and for 1 + ``--pages`` pages in a
 child, (Ir(1 + P) - Ir(1)) / P / 1,000, for each ``--tree`` (default: this checkout).
-Needs valgrind.
+Needs valgrind. ``--spread`` dates the messages a second apart; without it they share
+the second or two in which the emulator was filled, as a busy room's do.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from notifier.rules import compile_rules
 from notifier.store import RoomState
 from notifier.testing import RoomlioEmulator
 from notifier.util.json import loads
+from notifier.util.time import format_time
 
 HERE = Path(__file__).resolve().parent
 MESSAGES = 1000
@@ -56,10 +58,17 @@ RULES = [Rule(name="bench", keywords=("refund",), notify=("sink",))]
 STEPS = ("read", "validate", "advance", "ahead", "match + build", "whole path")
 
 
-def _page() -> bytes:
+def _page(spread: bool = False) -> bytes:
+    """The page; ``spread``: each message a second after the one before it (the emulator
+    dates a preloaded room's messages within the same second or two)."""
     emu = RoomlioEmulator(api_key="k")
     preload(emu, ["r"], MESSAGES, MESSAGES // 20)
-    answer = {"messages": emu.messages("r"), "hasMore": False, "nextCursor": ""}
+    messages = emu.messages("r")
+    if spread:
+        start = time.time() - MESSAGES
+        messages = [{**m, "createdAt": format_time(float(int(start) + i))}
+                    for i, m in enumerate(messages)]
+    answer = {"messages": messages, "hasMore": False, "nextCursor": ""}
     return json.dumps(answer, separators=(",", ":")).encode()
 
 
@@ -106,11 +115,11 @@ def steps(raw: bytes) -> dict[str, Callable[[], Any]]:
             "match + build": match_and_build, "whole path": whole}
 
 
-def _times(rounds: int) -> None:
+def _times(rounds: int, spread: bool) -> None:
     import notifier
     print(f"notifier from {Path(notifier.__file__).parent.parent}")
     best: dict[str, float] = {}
-    todo = steps(_page())
+    todo = steps(_page(spread))
     for _ in range(rounds):
         for name, step in todo.items():
             spent = timeit.timeit(step, number=5, timer=time.process_time) / 5
@@ -119,19 +128,20 @@ def _times(rounds: int) -> None:
         print(f"  {name:<14} {spent / MESSAGES * 1e6:6.2f} µs per message")
 
 
-def _child(step: str, pages: int) -> None:
+def _child(step: str, pages: int, spread: bool) -> None:
     """Run ``step`` once, then ``pages`` times more (the collector off, as timeit has it)."""
-    run = steps(_page())[step]
+    run = steps(_page(spread))[step]
     gc.disable()
     for _ in range(1 + pages):
         run()
 
 
-def _count(tree: Path, step: str, pages: int, tmp: str) -> int:
+def _count(tree: Path, step: str, pages: int, spread: bool, tmp: str) -> int:
     out = Path(tmp, "cg.out")
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-         str(HERE / "page_cost.py"), "--child", step, "--pages", str(pages)],
+         str(HERE / "page_cost.py"), "--child", step, "--pages", str(pages),
+         *(["--spread"] if spread else [])],
         env={**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}, cwd=tmp, check=True,
         capture_output=True)
     found = re.search(rb"^summary: (\d+)", out.read_bytes(), re.M)
@@ -139,12 +149,12 @@ def _count(tree: Path, step: str, pages: int, tmp: str) -> int:
     return int(found[1])
 
 
-def _instructions(trees: list[Path], pages: int, names: list[str]) -> None:
+def _instructions(trees: list[Path], pages: int, names: list[str], spread: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for tree in trees:
             print(f"notifier from {tree}: instructions per message")
             for step in names:
-                low, high = (_count(tree, step, n, tmp) for n in (0, pages))
+                low, high = (_count(tree, step, n, spread, tmp) for n in (0, pages))
                 print(f"  {step:<14} {(high - low) / pages / MESSAGES:10,.0f}", flush=True)
 
 
@@ -156,14 +166,16 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=20)
     parser.add_argument("--steps", type=lambda v: v.split(","), default=list(STEPS),
                         help="with --instructions: only these (comma-separated)")
+    parser.add_argument("--spread", action="store_true",
+                        help="date the messages a second apart (not all in one second)")
     parser.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.pages)
+        _child(args.child, args.pages, args.spread)
     elif args.instructions:
-        _instructions(args.tree or [HERE.parent], args.pages, args.steps)
+        _instructions(args.tree or [HERE.parent], args.pages, args.steps, args.spread)
     else:
-        _times(args.rounds)
+        _times(args.rounds, args.spread)
 
 
 if __name__ == "__main__":
