@@ -7,10 +7,11 @@ One emulator page (its JSON as RoomHistory sends it) goes through what the taile
 with it between the request and the commit: read the answer (``util.json.loads`` and the
 client's check for lone surrogates, ``polling.client.decode_answer`` where there is one),
 validate (``parse_page``), move the resume point (``advance``), look for messages dated
-ahead of the clock (``ahead``), match each message and build the events and deliveries of
-the matching ones. Each step's best of ``--rounds`` (CPU time, ``time.process_time``), in
-µs per message. Run it with ``PYTHONPATH`` set to two checkouts, one after the other, to
-compare them: the numbers come from whichever ``notifier`` package is imported.
+ahead of the clock (``ahead``), match the messages and build the events and deliveries of
+the matching ones (``polling.commit.page_deliveries``). Each step's best of ``--rounds``
+(CPU time, ``time.process_time``), in µs per message. Run it with ``PYTHONPATH`` set to
+two checkouts, one after the other, to compare them: the numbers come from whichever
+``notifier`` package is imported.
 
 ``--instructions`` counts instructions per message instead, under callgrind (a figure the
 machine's load does not move): each step run for 1 and for 1 + ``--pages`` pages in a
@@ -41,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import preload
 
 from notifier.config import Rule
-from notifier.events import CREATED, Event
+from notifier.events import CREATED
 from notifier.polling import client
 from notifier.polling.client import parse_page
+from notifier.polling.commit import page_deliveries
 from notifier.polling.position import advance, ahead
-from notifier.polling.tailer import deliveries_for
 from notifier.rules import compile_rules
 from notifier.store import RoomState
 from notifier.testing import RoomlioEmulator
@@ -93,14 +94,8 @@ def steps(raw: bytes) -> dict[str, Callable[[], Any]]:
     newest = {"newest": page.newest} if "newest" in inspect.signature(ahead).parameters else {}
 
     def match_and_build() -> list[Any]:
-        out = []
-        now = time.time()
-        for message in page.messages:
-            rules = matcher.match(message, CREATED, names)
-            if rules:
-                event = Event.from_message(CREATED, "r", message, rules, now)
-                out.extend(deliveries_for(event, routes))
-        return out
+        return page_deliveries(page.messages, CREATED, "r", names, matcher, routes,
+                               time.time())
 
     def whole() -> None:
         nonlocal page
