@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import notifier.util.json
-from notifier.util.json import dumps_bytes, loads
+from notifier.util.json import dumps_bytes, loads, loads_utf8
 
 _values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
@@ -97,3 +97,67 @@ def test_documents_with_19_digit_runs_read_as_the_standard_library_reads(text: b
     a string, read the same too."""
     import json
     assert repr(loads(text)) == repr(json.loads(text))
+
+
+def _replaced(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (a pair, well formed, stays)."""
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if "\ud800" <= c <= "\udbff" and i + 1 < len(text) and "\udc00" <= text[i + 1] <= "\udfff":
+            out.append(c + text[i + 1])
+            i += 2
+            continue
+        out.append("\ufffd" if "\ud800" <= c <= "\udfff" else c)
+        i += 1
+    return "".join(out)
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return _replaced(value)
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    if isinstance(value, dict):
+        return {_replaced(k): _scrubbed(v) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    (b'{"b": "a \\ud83d half"}', {"b": "a \ufffd half"}),
+    (b'{"b": "\\udc00\\ud800", "\\ud800k": 1}', {"b": "\ufffd\ufffd", "\ufffdk": 1}),
+    (b'{"b": "\\ud83d\\ude80", "n": 1}', {"b": "\U0001f680", "n": 1}),
+    (b'{"b": "\\ud83d", "n": 18446744073709551616}', {"b": "\ufffd", "n": 2**64}),
+    (b'{"b": "\\ud83d\\ude80", "n": 18446744073709551616}', {"b": "\U0001f680", "n": 2**64}),
+    (b'[{"b": ["x\\uDBFF"]}]', [{"b": ["x\ufffd"]}]),
+    (b'{"b": "plain \\u00e9"}', {"b": "plain \u00e9"}),
+], ids=["lone", "reversed-pair-and-key", "pair", "lone-and-big-int", "pair-and-big-int",
+        "upper-case-nested", "no-surrogate"])
+def test_loads_utf8_replaces_lone_surrogates_whichever_decoder_reads(
+        text: bytes, value: Any) -> None:
+    """A lone surrogate escape becomes U+FFFD (as Go's decoder has it), a pair its
+    character, also in a document that only the standard library reads (a big integer)."""
+    found = loads_utf8(text)
+    assert repr(found) == repr(value)
+    found_text = notifier.util.json.dumps_bytes(found)  # every string can be UTF-8 now
+    assert loads(found_text) == value
+
+
+#: Text with surrogates (lone, paired, in either order) among other characters.
+#: (st.text drops surrogates whatever its alphabet: the strings are joined here)
+_with_surrogates = st.lists(
+    st.sampled_from("\ud800\udbff\udc00\udfff\ud83d\ude80") | st.characters(),
+    max_size=6).map("".join)
+
+
+@given(st.recursive(
+    _with_surrogates | st.integers(-(2**66), 2**66),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(_with_surrogates, inner, max_size=3),
+    max_leaves=10))
+def test_loads_utf8_reads_loads_value_with_lone_surrogates_replaced(value: Any) -> None:
+    """Any document (strings with any code points, integers of any size): the value
+    ``loads`` reads, each lone surrogate replaced, nothing else changed."""
+    import json
+    text = json.dumps({"v": value}).encode()
+    assert repr(loads_utf8(text)) == repr(_scrubbed(loads(text)))

@@ -11,7 +11,6 @@ validation is ``notifier.polling.pages``).
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,12 +35,12 @@ from notifier.util.backoff import (
     parse_retry_after,
 )
 from notifier.util.http_errors import ErrorMap, Failure, Mapped
-from notifier.util.json import loads
+from notifier.util.json import loads, loads_utf8
 from notifier.util.redaction import Redactor
 from notifier.util.shown import shown
 
-__all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "check_message", "message_id",
-           "parse_page"]
+__all__ = ["MAX_IDLE_PAGES", "Defect", "Page", "RoomlioClient", "check_message",
+           "decode_answer", "message_id", "parse_page"]
 
 #: Pages in a row that bring nothing new after which a one-off reading of history
 #: (``notifier replay``, ``backtest``) stops: a Roomlio handing out fresh cursors to empty
@@ -98,8 +97,7 @@ class RoomlioClient:
             raise _status_error(method, status, _error_detail(raw, self._redactor.redact),
                                 retry_after)
         try:
-            body = loads(raw)  # orjson; what it refuses, the standard library decides
-            return _scrub_surrogates(body) if _SURROGATE_ESCAPE.search(raw) else body
+            return decode_answer(raw)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise RoomlioTransientError(f"{method}: answer is not valid JSON ({exc})") from None
 
@@ -146,20 +144,11 @@ class RoomlioClient:
             raise
 
 
-#: A JSON escape of a UTF-16 surrogate: the only way a lone one can get into a string.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _scrub_surrogates(value: Any) -> Any:
-    """``value`` with lone surrogates (valid JSON escapes, but no UTF-8 can carry them to
-    the store or a webhook) replaced by U+FFFD, as Go's JSON decoder does."""
-    if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, list):
-        return [_scrub_surrogates(v) for v in value]
-    if isinstance(value, dict):
-        return {_scrub_surrogates(k): _scrub_surrogates(v) for k, v in value.items()}
-    return value
+def decode_answer(raw: bytes) -> Any:
+    """An answer's value, its lone surrogates replaced by U+FFFD (no UTF-8 can carry them
+    to the store or a webhook; Go's JSON decoder does the same); raises ValueError or
+    RecursionError (nested too deeply) for one that is not JSON."""
+    return loads_utf8(raw)
 
 
 def _status_error(method: str, status: int, detail: str,

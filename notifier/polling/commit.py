@@ -76,11 +76,9 @@ def page_deliveries(messages: Sequence[Mapping[str, Any]], kind: EventKind, room
     """The deliveries of a page's messages that match (``names``: the room's id and key,
     for rules naming rooms), as ``kind`` events detected at ``now``."""
     deliveries: list[Delivery] = []
-    for message in messages:
-        rules = matcher.match(message, kind, names)
-        if rules:
-            event = Event.from_message(kind, room, message, rules, now)
-            deliveries.extend(deliveries_for(event, routes))
+    for i, rules in matcher.match_page(messages, kind, names):
+        event = Event.from_message(kind, room, messages[i], rules, now)
+        deliveries.extend(deliveries_for(event, routes))
     return deliveries
 
 

@@ -8,7 +8,8 @@ at further, so the cost per message grows with its length, not with the rule cou
 ``match`` is the hot path (every message read): per event kind a ``Plan`` (see ``_plan``)
 files the rules that a keyword settles outright apart from the rest, so most messages are
 decided by set operations on their tokens; the conditions of the other rules are checked
-one by one, as ``explain`` always does.
+one by one, as ``explain`` always does. ``match_page`` takes a page at once, and calls
+``match`` only for the messages that hold a keyword's first token (see ``_page``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifier.config.model import RULE_EVENTS, Rule
+from notifier.rules._page import suspects
 from notifier.rules._plan import Plan, RuleKeys
 from notifier.rules._text import KeywordIndex, normalize, unicode_normalize
 from notifier.util.regex import LinearPattern, compile_pattern
@@ -130,6 +132,7 @@ class Matcher:
 
     def __init__(self, rules: Sequence[Rule], *, ascii_fast_path: bool = True) -> None:
         self._index = KeywordIndex(ascii_fast_path=ascii_fast_path)
+        self._ascii_fast_path = ascii_fast_path
         self._normalize = normalize if ascii_fast_path else unicode_normalize
         self._rules = tuple(self._compile(rule) for rule in rules)
         self._names = tuple(c.name for c in self._rules)
@@ -196,6 +199,23 @@ class Matcher:
         if plan.always or (plan.nominating and not plan.nominating.isdisjoint(toks)):
             hits = self._checked(plan, hits, toks, message, kind, rooms)
         return tuple(map(self._names.__getitem__, sorted(hits))) if hits else ()
+
+    def match_page(self, messages: Sequence[Mapping[str, Any]], kind: str,
+                   rooms: Collection[str]) -> list[tuple[int, tuple[str, ...]]]:
+        """``match`` for each message of a page: (index, rule names) of each that matches
+        a rule, in order. The page's ASCII text is searched once for the keys' first
+        tokens (``_page``): the messages that hold none match nothing, and only the
+        others are matched one by one."""
+        plan = self._plans.get(kind) or self._plan(kind)
+        picked: Sequence[int] | None = None
+        if self._keyed and self._ascii_fast_path and not plan.always:
+            picked = suspects(messages, plan.starts)
+        matched = []
+        for i in range(len(messages)) if picked is None else picked:
+            rules = self.match(messages[i], kind, rooms)
+            if rules:
+                matched.append((i, rules))
+        return matched
 
     def _checked(self, plan: Plan, hits: set[int] | frozenset[int], toks: list[bytes],
                  message: Mapping[str, Any], kind: str, rooms: Collection[str]) -> set[int]:

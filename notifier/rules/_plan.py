@@ -45,7 +45,7 @@ class Plan:
     """The rules of one event kind, filed for ``match``; immutable once built."""
 
     __slots__ = ("_firsts", "_longer", "_pairs", "_phrase_firsts", "_singles", "always",
-                 "nominated", "nominating")
+                 "nominated", "nominating", "starts")
 
     def __init__(self, event: str, rules: Sequence[RuleKeys], keys: Iterable[bytes]) -> None:
         outright: dict[bytes, set[int]] = {}
@@ -66,6 +66,9 @@ class Plan:
         self.nominating = frozenset(key.partition(b" ")[0] for key, ids in nominated.items()
                                     if ids)
         """First tokens of the keys that nominate a rule: without one, none is nominated."""
+        self.starts = self._firsts | self.nominating
+        """Every key's first token that settles or nominates a rule: a message holding
+        none matches no rule of the plan but ``always``."""
 
     def _file_outright(self, rules_by_key: dict[bytes, set[int]]) -> None:
         singles: dict[bytes, set[int]] = {}

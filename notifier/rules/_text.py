@@ -30,6 +30,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 
 __all__ = [
+    "ASCII_WORDS",
     "KeywordIndex",
     "contains",
     "normalize",
@@ -105,7 +106,7 @@ def tokens(text: str) -> list[str]:
 
 
 #: Byte → itself for a-z and 0-9, its lower case for A-Z, a space for anything else.
-_ASCII_WORDS = bytes(c | 0x20 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122
+ASCII_WORDS = bytes(c | 0x20 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122
                      else 32 for c in range(256))
 
 
@@ -116,7 +117,7 @@ def token_keys(text: str) -> list[bytes]:
     run of ``a-z0-9``, so one byte translation and a split give the same tokens.
     """
     if text.isascii():
-        return text.encode().translate(_ASCII_WORDS).split()
+        return text.encode().translate(ASCII_WORDS).split()
     return unicode_token_keys(text)
 
 

@@ -9,6 +9,9 @@ __all__ = ["format_time", "parse_time"]
 
 _LATEST = datetime.max.replace(tzinfo=UTC)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
+#: Bound once: ``datetime.fromisoformat`` makes a bound method at every call, and every
+#: message read has its createdAt parsed.
+_fromisoformat = datetime.fromisoformat
 
 
 def parse_time(value: object) -> datetime | None:
@@ -20,7 +23,7 @@ def parse_time(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        when = datetime.fromisoformat(value.strip())
+        when = _fromisoformat(value.strip())
     except ValueError:
         return None
     if when.tzinfo is UTC:  # "Z" or "+00:00", as Roomlio writes every time
