@@ -149,10 +149,9 @@ class DeliverySettings:
                                        "link-local or unspecified addresses")
     max_in_flight: int = setting(16, integer(1), "concurrent requests to one webhook")
     http_client: str = setting("auto", http_client, "the HTTP client that POSTs: `pyreqwest` "
-                               "(Rust's reqwest; about 3× less CPU per request, installed with "
-                               "the notifier on Linux x86_64/aarch64), `aiohttp`, or `auto`: "
-                               "pyreqwest when installed, else aiohttp (see "
-                               "[delivery](delivery.md))")
+                               "(Rust's reqwest; about 3× less CPU per request, installed by "
+                               "the `fast` extra), `aiohttp`, or `auto`: pyreqwest when "
+                               "installed, else aiohttp (see [delivery](delivery.md))")
     shutdown_grace: float = setting(10.0, duration(allow_zero=True), "how long a stopping "
                                     "notifier lets requests in flight finish")
     workers: int = setting(0, worker_count, "delivery worker processes that claim and POST "

@@ -32,8 +32,8 @@ def http_client(value: Any, shown: str) -> str:
     """One of auto, aiohttp, pyreqwest."""
     name = _http_client(value, shown)
     if name == "pyreqwest" and importlib.util.find_spec("pyreqwest") is None:
-        raise Invalid("pyreqwest is not installed (the notifier's install brings it on Linux "
-                      "x86_64/aarch64 only): pip install 'pyreqwest<0.16', or use auto")
+        raise Invalid("pyreqwest is not installed: pip install 'roomlio-notifier[fast]', "
+                      "or use auto")
     return name
 
 
