@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiohttp
@@ -33,6 +33,20 @@ def fill(lane: WebhookLane) -> None:
     """Hold as many (made-up) deliveries as the lane's capacity."""
     while len(lane.held) < lane.capacity:
         lane.held.add(f"held{next(_made_up)}")
+
+
+@pytest.fixture
+async def sender(make_config) -> AsyncIterator[Sender]:
+    """A sender of the test config's webhooks (crm, mod) on a real SQLite store, its crm
+    lane full; shut down after the test."""
+    config = make_config(rooms=["r1"])
+    async with SQLiteStore(config.state) as store:
+        sender = Sender(config.webhooks, store)
+        fill(sender._lanes["crm"])
+        try:
+            yield sender
+        finally:
+            await sender.shutdown(0)
 
 
 def leave(lane: WebhookLane, count: int) -> None:
@@ -109,21 +123,14 @@ async def test_a_page_does_not_wait_for_a_lane_that_takes_no_hand_off(
 
 
 async def test_a_page_waits_only_when_none_of_its_lanes_has_room_for_it(
-        receiver: WebhookReceiver, make_config) -> None:
+        sender: Sender) -> None:
     """``crm`` full: a page for crm alone waits; one that also feeds ``mod``, which has
     room, goes at once (its crm deliveries to the outbox), so a full lane never holds up
     another webhook's deliveries."""
-    config = make_config(rooms=["r1"])
-    async with SQLiteStore(config.state) as store:
-        sender = Sender(config.webhooks, store)
-        try:
-            fill(sender._lanes["crm"])
-            assert sender.room_for(page(range(3), "crm", "mod")) is None
-            waiting = sender.room_for(page(range(3), "crm"))
-            assert waiting is not None
-            await cancelled(waiting)
-        finally:
-            await sender.shutdown(0)
+    assert sender.room_for(page(range(3), "crm", "mod")) is None
+    waiting = sender.room_for(page(range(3), "crm"))
+    assert waiting is not None
+    await cancelled(waiting)
 
 
 async def cancelled(waiting: Awaitable[None]) -> None:
@@ -136,84 +143,66 @@ async def cancelled(waiting: Awaitable[None]) -> None:
 
 
 async def test_a_waiting_page_goes_as_soon_as_its_lane_has_room_for_it(
-        receiver: WebhookReceiver, make_config) -> None:
+        sender: Sender, monkeypatch: pytest.MonkeyPatch) -> None:
     """The wait ends when deliveries leaving the lane make room for the page's share, not
     before, and it is woken by them (no polling): the lane forgets the waiter."""
-    config = make_config(rooms=["r1"])
-    async with SQLiteStore(config.state) as store:
-        sender = Sender(config.webhooks, store)
-        try:
-            lane = sender._lanes["crm"]
-            fill(lane)
-            waiting = sender.room_for(page(range(10), "crm"))
-            assert waiting is not None
-            task = asyncio.ensure_future(waiting)
-            await until(lambda: bool(lane.waiters))
-            leave(lane, 9)
-            assert lane.waiters and not task.done()
-            leave(lane, 1)
-            assert not lane.waiters
-            await asyncio.wait_for(task, 5)
-            assert lane.congested_until == 0.0
-        finally:
-            await sender.shutdown(0)
+    monkeypatch.setattr(backpressure, "STALL", 60.0)  # only the wake-up can end it in time
+    lane = sender._lanes["crm"]
+    waiting = sender.room_for(page(range(10), "crm"))
+    assert waiting is not None
+    task = asyncio.ensure_future(waiting)
+    await until(lambda: bool(lane.waiters))
+    leave(lane, 9)
+    assert lane.waiters and not task.done()
+    leave(lane, 1)
+    assert not lane.waiters
+    await asyncio.wait_for(task, 5)
+    assert lane.congested_until == 0.0
 
 
 async def test_a_lane_that_stops_draining_stops_holding_pages_up(
-        receiver: WebhookReceiver, make_config, monkeypatch: pytest.MonkeyPatch,
+        sender: Sender, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     """No delivery leaves the full lane for ``STALL``: the page stops waiting, and for
     ``CONGESTED_FOR`` no page waits for that lane at all (one stalled wait, not one a page)."""
     monkeypatch.setattr(backpressure, "STALL", 0.2)
-    config = make_config(rooms=["r1"])
-    async with SQLiteStore(config.state) as store:
-        sender = Sender(config.webhooks, store)
-        try:
-            lane = sender._lanes["crm"]
-            fill(lane)
-            caplog.set_level(logging.DEBUG, logger="notifier.delivery")
-            waiting = sender.room_for(page(range(3), "crm"))
-            assert waiting is not None
-            await asyncio.wait_for(waiting, 5)
-            now = asyncio.get_running_loop().time()
-            assert lane.congested_until > now + backpressure.CONGESTED_FOR - 5
-            assert sender.room_for(page(range(3), "crm", room="r2")) is None
-            assert not lane.waiters
-            assert ["does not drain fast enough" in r.getMessage()
-                    for r in caplog.records] == [True]
-        finally:
-            await sender.shutdown(0)
+    lane = sender._lanes["crm"]
+    caplog.set_level(logging.DEBUG, logger="notifier.delivery")
+    waiting = sender.room_for(page(range(3), "crm"))
+    assert waiting is not None
+    await asyncio.wait_for(waiting, 5)
+    now = asyncio.get_running_loop().time()
+    assert lane.congested_until > now + backpressure.CONGESTED_FOR - 5
+    assert sender.room_for(page(range(3), "crm", room="r2")) is None
+    assert not lane.waiters
+    assert ["does not drain fast enough" in r.getMessage()
+            for r in caplog.records] == [True]
 
 
 async def test_a_lane_that_drains_slowly_holds_a_page_up_at_most_max_wait(
-        receiver: WebhookReceiver, make_config, monkeypatch: pytest.MonkeyPatch) -> None:
+        sender: Sender, monkeypatch: pytest.MonkeyPatch) -> None:
     """Deliveries keep leaving the lane, never enough for the page: the page waits past
     ``STALL`` (the lane is moving) but no longer than ``MAX_WAIT``."""
     monkeypatch.setattr(backpressure, "STALL", 0.2)
     monkeypatch.setattr(backpressure, "MAX_WAIT", 0.8)
-    config = make_config(rooms=["r1"])
-    async with SQLiteStore(config.state) as store:
-        sender = Sender(config.webhooks, store)
-        lane = sender._lanes["crm"]
+    lane = sender._lanes["crm"]
 
-        async def trickle() -> None:
-            while True:  # one leaves, another takes its place: moving, never any room
-                leave(lane, 1)
-                fill(lane)
-                await asyncio.sleep(0.05)
+    async def trickle() -> None:
+        while True:  # one leaves, another takes its place: moving, never any room
+            leave(lane, 1)
+            fill(lane)
+            await asyncio.sleep(0.05)
 
-        fill(lane)
-        trickling = asyncio.create_task(trickle())
-        try:
-            waiting = sender.room_for(page(range(3), "crm"))
-            assert waiting is not None
-            started = time.monotonic()
-            await asyncio.wait_for(waiting, 10)
-            assert time.monotonic() - started >= 0.8
-            assert lane.congested_until > 0
-        finally:
-            trickling.cancel()
-            await sender.shutdown(0)
+    trickling = asyncio.create_task(trickle())
+    try:
+        waiting = sender.room_for(page(range(3), "crm"))
+        assert waiting is not None
+        started = time.monotonic()
+        await asyncio.wait_for(waiting, 10)
+        assert time.monotonic() - started >= 0.8
+        assert lane.congested_until > 0
+    finally:
+        trickling.cancel()
 
 
 async def test_a_receiver_that_hangs_does_not_stop_its_rooms_tail(
@@ -251,28 +240,21 @@ async def poll_to_the_end(tailer: Any) -> int:
 
 
 async def test_at_most_max_waiting_pages_wait_at_once(
-        receiver: WebhookReceiver, make_config, monkeypatch: pytest.MonkeyPatch) -> None:
+        sender: Sender, monkeypatch: pytest.MonkeyPatch) -> None:
     """A waiting page holds a poll slot: once ``MAX_WAITING`` pages wait, the next is
     committed at once (its deliveries to the outbox), so other rooms keep slots to poll in;
     when a wait ends, pages may wait again."""
     monkeypatch.setattr(backpressure, "MAX_WAITING", 2)
-    config = make_config(rooms=["r1"])
-    async with SQLiteStore(config.state) as store:
-        sender = Sender(config.webhooks, store)
-        try:
-            lane = sender._lanes["crm"]
-            fill(lane)
-            waits = [sender.room_for(page(range(3), "crm", room=f"r{n}")) for n in (1, 2)]
-            tasks = [asyncio.ensure_future(w) for w in waits if w is not None]
-            assert len(tasks) == 2
-            await until(lambda: len(lane.waiters) == 2)
-            assert sender.room_for(page(range(3), "crm", room="r3")) is None
-            tasks[0].cancel()
-            await asyncio.gather(tasks[0], return_exceptions=True)
-            again = sender.room_for(page(range(3), "crm", room="r3"))
-            assert again is not None
-            await cancelled(again)
-            tasks[1].cancel()
-            await asyncio.gather(tasks[1], return_exceptions=True)
-        finally:
-            await sender.shutdown(0)
+    lane = sender._lanes["crm"]
+    waits = [sender.room_for(page(range(3), "crm", room=f"r{n}")) for n in (1, 2)]
+    tasks = [asyncio.ensure_future(w) for w in waits if w is not None]
+    assert len(tasks) == 2
+    await until(lambda: len(lane.waiters) == 2)
+    assert sender.room_for(page(range(3), "crm", room="r3")) is None
+    tasks[0].cancel()
+    await asyncio.gather(tasks[0], return_exceptions=True)
+    again = sender.room_for(page(range(3), "crm", room="r3"))
+    assert again is not None
+    await cancelled(again)
+    tasks[1].cancel()
+    await asyncio.gather(tasks[1], return_exceptions=True)
