@@ -60,8 +60,8 @@ def short_of_room(shares: Mapping[str, int], lanes: Mapping[str, WebhookLane],
     now = asyncio.get_running_loop().time()
     for name, share in shares.items():
         lane = lanes.get(name)
-        if (lane is None or lane.webhook.ordered or lane.grouper is not None
-                or lane.congested_until > now or not claimable(name)):
+        if (lane is None or not lane.hands_off or lane.congested_until > now
+                or not claimable(name)):
             continue
         need = min(share, lane.capacity // 2)
         if lane.room() >= need:

@@ -75,10 +75,16 @@ class WebhookLane:
     """Until then (the loop's clock), no page waits for room here: the lane stopped
     draining while one did."""
 
+    @property
+    def hands_off(self) -> bool:
+        """Whether deliveries may start here the moment they are committed: not when
+        ordered (a room's head is the store's to pick) or grouped."""
+        return not self.webhook.ordered and self.grouper is None
+
     def room(self) -> int:
         """How many more deliveries may start here the moment they are committed: none
-        when ordered (a room's head is the store's to pick) or grouped; else up to the cap."""
-        if self.webhook.ordered or self.grouper is not None:
+        unless it ``hands_off``; else up to the cap."""
+        if not self.hands_off:
             return 0
         return max(0, self.capacity - len(self.held) - self.reserved)
 

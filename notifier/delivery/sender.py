@@ -73,9 +73,9 @@ class Sender:
         self._workers = LaneWorkers(self._deliverer, self._spawn)
         self._clock = clock
         self._backlog = backlog
+        """Each lane's capacity (``lanes.lane_capacity`` of the pages handed off)."""
         self._paced = paced
         """Whether a page waits for room in full lanes (``room_for``): not in a cluster."""
-        """Each lane's capacity (``lanes.lane_capacity`` of the pages handed off)."""
         self._lanes = {name: self._new_lane(w) for name, w in webhooks.items()}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
