@@ -9,6 +9,7 @@ delivery whose claimer is alive but stuck is sent by another instance once
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -82,6 +83,9 @@ async def test_postgres_outage_longer_than_the_lease_ttl_fences_tailers_then_res
     assert (polls, posts) == ([], []), "an instance worked without a lease it could renew"
     logs = cluster.log(0) + cluster.log(1)
     assert "lease heartbeat failed" in logs
+    # the tailers stopped for want of a renewed lease: the operator is told, in the words
+    # a lease taken over uses (docs/cluster.md)
+    assert re.search(r"lease lost on \d room\(s\): not renewed", logs), logs
 
 
 #: The stuck delivery goes to /crm; steady pings to /mod keep both instances' senders

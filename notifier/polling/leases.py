@@ -103,7 +103,11 @@ class RoomKeeper:
             held, live = await self._store.heartbeat(ttl)
         except StoreError as exc:
             log.warning("lease heartbeat failed: %s", exc)
-            if time.monotonic() - self._renewed > ttl:  # another instance may hold them now
+            unrenewed = time.monotonic() - self._renewed
+            if unrenewed > ttl and self.tasks:  # another instance may hold them now
+                log.warning("lease lost on %d room(s): not renewed for %.1fs (lease_ttl "
+                            "%gs); stopped tailing them until a heartbeat succeeds",
+                            len(self.tasks), unrenewed, ttl)
                 await self._stop_rooms(list(self.tasks))
             return
         self._renewed = time.monotonic()
