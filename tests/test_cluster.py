@@ -172,6 +172,40 @@ async def test_paused_instance_cannot_write_with_its_stale_lease(
         assert bodies.setdefault(str(r.webhook_id), r.body) == r.body
 
 
+async def test_a_woken_instance_polls_no_room_before_it_renews_its_lease(
+        tmp_path: Path, pg_url: str) -> None:
+    """SIGSTOP between polls (Roomlio answers at once), past the lease TTL, then SIGCONT:
+    the woken instance's overdue polls do not go out, since by its own clock its leases
+    were not renewed within lease_ttl; it polls again only the rooms it claims anew."""
+    rooms = [f"room{i:02d}" for i in range(8)]
+    async with RoomlioEmulator(api_key=API_KEY) as emu, \
+            WebhookReceiver({"/crm": SECRET, "/mod": SECRET}) as rx:
+        for room in rooms:
+            emu.add_room(key=room)
+        cluster = Cluster(write_config(tmp_path, emu, rx, rooms, pg_url,
+                                       poll_interval="100ms"))
+        try:
+            paused = await cluster.start()
+            await wait_until(lambda: len(holders_since(emu, 0)) == 1 and len(
+                next(iter(holders_since(emu, 0).values()))) == 8, 15)
+            paused.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(0.2)  # a poll it sent just before is read by the emulator
+            stopped_at = time.monotonic()
+            await cluster.start()
+            await wait_until(lambda: len(holders_since(emu, stopped_at)) == 1 and len(
+                next(iter(holders_since(emu, stopped_at).values()))) == 8, TTL + 10)
+            paused.send_signal(signal.SIGCONT)
+            await wait_until(lambda: "lease lost" in cluster.log(0), 10)
+            # the rooms spread again: both poll, the woken one only the rooms it claimed
+            lost_at = time.monotonic()
+            await wait_until(lambda: len(holders_since(emu, lost_at)) == 2, 10)
+        finally:
+            await cluster.stop()
+    for room, room_runs in runs_per_room(emu).items():
+        # the paused holder, the other, then perhaps the woken one again: never interleaved
+        assert len(room_runs) <= 3, (room, room_runs)
+
+
 @pytest.mark.chaos
 async def test_database_restart_under_load_loses_nothing(
         tmp_path: Path, own_pg_server: PgServer, long_run: bool) -> None:

@@ -85,6 +85,14 @@ class RoomKeeper:
         self.tasks: dict[str, asyncio.Future[None]] = {}
         """The room tasks running now, by room name."""
         self._renewed = time.monotonic()
+        """When the last heartbeat that succeeded began (this process's monotonic clock):
+        the leases it renewed expire ``lease_ttl`` after that at the earliest."""
+
+    def current(self) -> bool:
+        """Whether this instance's leases were renewed within ``lease_ttl`` by its own
+        clock. A process paused past that (GC, SIGSTOP, a frozen VM) wakes with its polls
+        overdue; they wait for the next heartbeat, which keeps the rooms or stops them."""
+        return time.monotonic() - self._renewed <= self._settings.lease_ttl
 
     async def run(self, stop: asyncio.Event) -> None:
         """Heartbeat until ``stop`` (or cancellation); then stop every room and leave."""
@@ -99,6 +107,7 @@ class RoomKeeper:
 
     async def _beat(self) -> None:
         ttl = self._settings.lease_ttl
+        began = time.monotonic()
         try:
             held, live = await self._store.heartbeat(ttl)
         except StoreError as exc:
@@ -110,7 +119,7 @@ class RoomKeeper:
                             len(self.tasks), unrenewed, ttl)
                 await self._stop_rooms(list(self.tasks))
             return
-        self._renewed = time.monotonic()
+        self._renewed = began
         held &= set(self._rooms)
         # A task that ended lost its lease while tailing: it restarts with a fresh cursor
         # below if the lease is still this instance's.

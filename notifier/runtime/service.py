@@ -85,6 +85,8 @@ class Service:
         self._room_tasks: dict[str, asyncio.Future[None]] = {}
         self.scheduler: Scheduler | None = None
         """Polls every room this instance tails (one task, a heap of due times)."""
+        self._keeper: RoomKeeper | None = None
+        """Leases the rooms on shared state (a cluster); None on SQLite."""
         self.throttle = KeyThrottle(config.roomlio.max_requests_per_second)
         """The API key's pace, learned from 429s: every request of the process takes its
         turn from it (the status page and metrics read it)."""
@@ -203,7 +205,7 @@ class Service:
             tailer = self.tailers[name] = make_tailer(by_name[name])  # reloads the cursor
             return self._schedule(tailer)
 
-        keeper = RoomKeeper(store, list(by_name), self.config.cluster, start)
+        keeper = self._keeper = RoomKeeper(store, list(by_name), self.config.cluster, start)
         return [*tasks, group.create_task(keeper.run(stop), name="room leases")]
 
     def _schedule(self, tailer: Tailer) -> asyncio.Future[None]:
@@ -217,6 +219,10 @@ class Service:
         """One read of a room (its edit scan when due, standing for the poll when it can);
         the pause until the room's next place in its interval (failures: a backoff)."""
         settings, tailer = self.config.roomlio, turn.tailer
+        if self._keeper is not None and not self._keeper.current():
+            # woken from a pause past the lease TTL: the room may be another's by now,
+            # so it is not read until the next heartbeat keeps it (or stops it)
+            return self.config.cluster.heartbeat
         try:
             seen = await read_room(turn, settings, self.hooks.on_read)
             if turn.failures:
