@@ -259,15 +259,3 @@ async def test_at_most_max_waiting_pages_wait_at_once(
     tasks[1].cancel()
     await asyncio.gather(tasks[1], return_exceptions=True)
 
-
-async def test_a_sender_in_a_cluster_lets_no_page_wait(make_config) -> None:
-    """``paced=False`` (the service's choice when rooms are leased from a shared store):
-    a page for a full lane is committed at once, its deliveries left to the outbox."""
-    config = make_config(rooms=["r1"])
-    async with SQLiteStore(config.state) as store:
-        sender = Sender(config.webhooks, store, paced=False)
-        fill(sender._lanes["crm"])
-        try:
-            assert sender.room_for(page(range(3), "crm")) is None
-        finally:
-            await sender.shutdown(0)

@@ -19,9 +19,7 @@ The wait never holds up what could go, and never for long:
   seconds. A receiver that hangs or slows down costs a room one stalled wait in that
   time, not one a page;
 * a waiting page holds one of the scheduler's poll slots (64): at most ``MAX_WAITING``
-  pages wait at once, so the rooms of other webhooks always find slots to poll in;
-* not in a cluster (rooms leased from a shared store): there a waiting page delayed an
-  instance's discovery that it had lost its lease, and the other's takeover.
+  pages wait at once, so the rooms of other webhooks always find slots to poll in.
 """
 
 from __future__ import annotations

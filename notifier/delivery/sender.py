@@ -60,7 +60,7 @@ class Sender:
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  ops_webhook: str | None = None,
                  transport: TransportFactory = open_transport,
-                 backlog: int = PER_WEBHOOK_BACKLOG, paced: bool = True) -> None:
+                 backlog: int = PER_WEBHOOK_BACKLOG) -> None:
         self.health = HealthBoard(webhooks, store, clock=clock, ops_webhook=ops_webhook,
                                   on_enqueued=self.poke, on_recovered=self.poke)
         self._grouped = GroupedStore(store)
@@ -74,8 +74,6 @@ class Sender:
         self._clock = clock
         self._backlog = backlog
         """Each lane's capacity (``lanes.lane_capacity`` of the pages handed off)."""
-        self._paced = paced
-        """Whether a page waits for room in full lanes (``room_for``): not in a cluster."""
         self._lanes = {name: self._new_lane(w) for name, w in webhooks.items()}
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -150,7 +148,7 @@ class Sender:
     def room_for(self, deliveries: Sequence[Delivery]) -> Awaitable[None] | None:
         """None when the page's deliveries need not wait before ``reserve``; else the wait
         for room in its lanes (notifier.delivery.backpressure)."""
-        if not self._paced or self._closing or self._waiting >= backpressure.MAX_WAITING:
+        if self._closing or self._waiting >= backpressure.MAX_WAITING:
             return None
         shares = Counter(delivery.webhook for delivery in deliveries)
         if self._short(shares) is None:

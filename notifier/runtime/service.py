@@ -107,10 +107,7 @@ class Service:
             sender = Sender(self._own_webhooks(), store, on_outcome=self.hooks.on_outcome,
                             on_attempt=self.hooks.on_attempt,
                             ops_webhook=self.config.ops_webhook,
-                            backlog=lane_capacity(self.config.roomlio.page_size),
-                            # in a cluster a page waiting for lane room delayed the discovery
-                            # of a lost lease and the takeover (test_cluster, bench/RESULTS.md)
-                            paced=not isinstance(store, LeaseStore))
+                            backlog=lane_capacity(self.config.roomlio.page_size))
             self.sender = sender
             if self.config.delivery.workers:
                 level, fmt = current_settings()
