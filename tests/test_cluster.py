@@ -224,7 +224,9 @@ async def test_database_restart_under_load_loses_nothing(
                 await cluster.start()
             await traffic.run(2.0)
             # both instances up and delivering before the first stop: on a loaded machine
-            # their start can take longer than the traffic above (a stop then meets no one)
+            # their start can take longer than the traffic above (a stop then meets no one,
+            # or one still connecting, which then exits: the state is unreachable at start)
+            await wait_until(lambda: len(holders_since(emu, 0)) == 2, 60)
             await all_delivered(rx, traffic, timeout=60)
             for _ in rounds(long_run, 1, 5):
                 await asyncio.to_thread(own_pg_server.stop)

@@ -56,6 +56,9 @@ async def test_postgres_outage_longer_than_the_lease_ttl_fences_tailers_then_res
             for _ in range(2):
                 await cluster.start()
             await traffic.run(1.5)
+            # both up before the outage: one still connecting would exit (the state is
+            # unreachable at start), as it may on a loaded machine
+            await wait_until(lambda: len(holders_since(emu, 0)) == 2, 60)
             await all_delivered(rx, traffic)
             await asyncio.to_thread(own_pg_server.stop)
             down = time.monotonic()
