@@ -29,6 +29,8 @@ from aiohttp import hdrs
 from aiohttp.client_exceptions import ClientError, ClientOSError, ConnectionTimeoutError
 from aiohttp.client_reqrep import ClientResponse
 from aiohttp.helpers import TimerNoop
+from aiohttp.http import SERVER_SOFTWARE
+from multidict import CIMultiDict
 from yarl import URL
 
 from notifier.delivery.inline_request import (
@@ -40,6 +42,10 @@ from notifier.delivery.inline_request import (
 )
 
 __all__ = ["LeanPost", "lean_session"]
+
+#: How many sets of header names a ``LeanPost`` remembers: a webhook's requests use one
+#: or two (signed or not, traced or not); any others are checked each time.
+_PLANS = 16
 
 
 def lean_session(session: aiohttp.ClientSession) -> bool:
@@ -64,7 +70,13 @@ class LeanPost:
     def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
         self._session = session
         self._url = url
-        self._target = _plain_target(session, url) if lean_session(session) else None
+        self._target = target = (_plain_target(session, url) if lean_session(session)
+                                 else None)
+        #: The Host header as aiohttp writes it for this URL (first of every request's).
+        self._host = (() if target is None
+                      else ((hdrs.HOST, target.host_port_subcomponent or ""),))
+        #: Per set of header names, what ``_learn`` found.
+        self._added: dict[tuple[str, ...], tuple[tuple[str, str], ...] | None] = {}
         s: Any = session
         self._loop: asyncio.AbstractEventLoop = s._loop
         connector: Any = session.connector
@@ -82,12 +94,21 @@ class LeanPost:
         target = self._target
         if target is None or session.closed or not 0 < len(body) <= _INLINE_MAX:
             return await self._request(body, headers)
-        prepared = session._prepare_headers(headers)
-        if not _plain_headers(prepared):
+        names = tuple(headers)
+        try:
+            added = self._added[names]
+        except KeyError:  # names not seen yet
+            added = self._learn(names)
+        if added is None:
             return await self._request(body, headers)
+        sent = CIMultiDict(self._host)  # as ``_build_plain`` makes it of these names
+        sent.extend(headers)
+        if added:
+            sent.extend(added)
+        sent[hdrs.CONTENT_LENGTH] = str(len(body))
         req = InlineBodyRequest.__new__(InlineBodyRequest)
-        req._build_plain(target, prepared, body, self._loop, None, TimerNoop(), session,
-                         True, None, None)
+        req._set_plain(target, sent, body, self._loop, None, TimerNoop(), session, True,
+                       None, None)
         payload: Any = req._body
         try:
             resp = await self._send(req)
@@ -96,6 +117,22 @@ class LeanPost:
             raise
         await payload.close()
         return resp
+
+    def _learn(self, names: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
+        """The headers aiohttp adds after a request's own of these names (its defaults
+        the request does not set), or None if it would do more than copy them: names
+        equal but for case (it merges them), no Content-Type, a Host, Content-Length or
+        Expect (``_plain_headers``). Remembered for a few sets of names (a webhook's
+        requests use one or two)."""
+        given = CIMultiDict((name, "") for name in names)
+        plain = len({name.lower() for name in names}) == len(names) and _plain_headers(given)
+        added = None if not plain else tuple(
+            (name, value) for name, value in (*InlineBodyRequest.DEFAULT_HEADERS.items(),
+                                              (hdrs.USER_AGENT, SERVER_SOFTWARE))
+            if name not in given)
+        if len(self._added) < _PLANS:
+            self._added[names] = added
+        return added
 
     async def _send(self, req: InlineBodyRequest) -> ClientResponse:
         """``_request``'s ``_connect_and_send_request`` and its error mapping, for a POST
