@@ -151,6 +151,59 @@ async def test_the_lean_path_sends_and_ends_as_aiohttps_request(case):
     assert results[0][3] == 1  # one request: no retry, no redirect followed
 
 
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 500 Oops\r\nContent-Length: 9\r\n\r\nwent bang",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 429 Slow\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n",
+    # a whole stray answer after the answer, read as the next one both ways
+    b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 500 Early\r\nContent-Length: 0\r\n\r\n",
+])
+async def test_a_kept_connections_next_answers_end_as_with_aiohttps_request(answer):
+    """Three deliveries in turn on one kept connection (its response parser kept by the
+    lean path, made again by ``_request``): the same outcomes, bytes and connections."""
+    results = await _three_on_one_connection(answer)
+    assert results[0] == results[1]
+
+
+async def test_stray_bytes_on_a_kept_connection_fail_the_next_delivery_not_a_later_one():
+    """A receiver that writes part of an answer nobody asked for on a kept connection:
+    ``_request``'s new parser drops it; the kept parser reads it as the start of the
+    next answer, which is then malformed: that delivery fails (transient, so retried),
+    its connection is closed and the next delivery goes out on a new one."""
+    stray = b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Le"
+    lean, theirs = await _three_on_one_connection(stray)
+    assert theirs[0] == [204, 204, 204]
+    assert lean[0][0] == lean[0][2] == 204
+    kind, text, _ = lean[0][1]  # type: ignore[misc]
+    assert kind == "DeliveryTransientError"
+    assert text.startswith("malformed answer: Invalid header token")
+    assert lean[1:] == theirs[1:]  # nothing left acquired; the same three requests sent
+
+
+async def _three_on_one_connection(answer: bytes) -> list[tuple[list[object], int, bytes]]:
+    """Three deliveries' outcomes, the connections left acquired and the bytes sent,
+    by the lean path and then by ``_request``."""
+    results = []
+    async with _wire(answer) as (url, wire):
+        for lean in (True, False):
+            client = WebhookClient(Webhook("crm", url=url, allow_private_urls=True))
+            post = client._open()
+            if not lean:
+                post._target = None
+            outcomes: list[object] = []
+            for _ in range(3):
+                try:
+                    outcomes.append(await client.post(a_delivery()))
+                except DeliveryError as exc:
+                    outcomes.append((type(exc).__name__, str(exc), exc.status))
+                await asyncio.sleep(0.01)  # stray bytes, if any, reach the kept connection
+            connector: Any = client._session.connector if client._session else None
+            results.append((outcomes, len(connector._acquired), bytes(wire.received)))
+            wire.received.clear()
+            await client.close()
+    return results
+
+
 @pytest.mark.parametrize(("headers", "plain"), [
     ({"X-Token": "t"}, True), ({"Accept": "text/plain", "Accept-Encoding": "identity"}, True),
     # a name the notifier's own headers have, or two names equal but for case:

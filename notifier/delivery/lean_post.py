@@ -14,6 +14,13 @@ constructor, a connection from the session's connector, the session's response
 parameters set on its protocol, aiohttp's ``send`` and ``ClientResponse.start``, and
 ``_request``'s error mapping and clean-up (a connect timeout is ``ConnectionTimeoutError``,
 an ``OSError`` is ``ClientOSError``, a failure closes the response and the connection).
+One step is left out: on a kept connection, ``_request`` sets the same response
+parameters again and so builds a new response parser for every request; ``LeanPost``
+keeps the parser the connection has. Every request of this session sets the same
+parameters (this session's, for a POST: a body expected, read to EOF, no timer), and
+aiohttp's parser reads one response after another on a connection, as its server's
+does requests; a connection is kept only when its last response was read whole.
+
 Anything else (a URL or headers aiohttp would rewrite, a body not plain, a session
 configured otherwise, another aiohttp minor) goes through ``_request``
 (tests/test_lean_post.py sends each case both ways and compares).
@@ -145,9 +152,9 @@ class LeanPost:
                                                timeout=session.timeout)
             except TimeoutError as exc:
                 raise ConnectionTimeoutError(f"Connection timeout to host {req.url}") from exc
-            protocol = conn.protocol
-            assert protocol is not None
-            protocol.set_response_params(timer=req._timer, **self._response_params)
+            protocol: Any = conn.protocol
+            if protocol._parser is None:  # a new connection: its response parser
+                protocol.set_response_params(timer=req._timer, **self._response_params)
             try:
                 resp = await req.send(conn)
                 try:
