@@ -155,7 +155,9 @@ class SigningTransport:
 
 
 class WebhookClient(SigningTransport):
-    """Sends deliveries to one webhook over its own aiohttp connection pool (a Transport)."""
+    """Sends deliveries to one webhook over its own aiohttp connection pool (a Transport):
+    a plain POST with aiohttp's connector, request and response directly
+    (notifier.delivery.lean_post), anything else by ``ClientSession._request``."""
 
     def __init__(self, webhook: Webhook) -> None:
         super().__init__(webhook)
