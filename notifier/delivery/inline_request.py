@@ -91,6 +91,24 @@ class InlineBodyRequest(aiohttp.ClientRequest):
                      traces: Any) -> None:
         """What aiohttp's constructor makes of a POST of ``data`` with these headers, set
         directly: the same attributes, the same headers in the same order."""
+        sent: CIMultiDict[str] = CIMultiDict()
+        sent[hdrs.HOST] = url.host_port_subcomponent  # type: ignore[assignment]
+        sent.extend(headers)
+        for name, value in self.DEFAULT_HEADERS.items():
+            if name not in sent:
+                sent[name] = value
+        if hdrs.USER_AGENT not in sent:
+            sent[hdrs.USER_AGENT] = aiohttp.http.SERVER_SOFTWARE
+        sent[hdrs.CONTENT_LENGTH] = str(len(data))
+        self._set_plain(url, sent, data, loop, response_class, timer, session, ssl,
+                        server_hostname, traces)
+
+    def _set_plain(self, url: URL, sent: CIMultiDict[str], data: bytes,
+                   loop: asyncio.AbstractEventLoop, response_class: type[ClientResponse] | None,
+                   timer: Any, session: Any, ssl: Any, server_hostname: str | None,
+                   traces: Any) -> None:
+        """``_build_plain``'s request with the headers to send made already (the caller's
+        own Content-Type, aiohttp's defaults, Content-Length last)."""
         self._session = session
         self.original_url = self.url = url
         self.method = hdrs.METH_POST
@@ -101,17 +119,8 @@ class InlineBodyRequest(aiohttp.ClientRequest):
         self._ssl = ssl if ssl is not None else True
         self.server_hostname = server_hostname
         self.version = HttpVersion11
-        sent: CIMultiDict[str] = CIMultiDict()
-        sent[hdrs.HOST] = url.host_port_subcomponent  # type: ignore[assignment]
-        sent.extend(headers)
-        for name, value in self.DEFAULT_HEADERS.items():
-            if name not in sent:
-                sent[name] = value
-        if hdrs.USER_AGENT not in sent:
-            sent[hdrs.USER_AGENT] = aiohttp.http.SERVER_SOFTWARE
         self.proxy = self.proxy_auth = self.proxy_headers = None
         self._body = _bytes_payload(data)
-        sent[hdrs.CONTENT_LENGTH] = str(len(data))
         self.headers = sent  # its Content-Type is the caller's (``_plain_headers``)
         self._traces = [] if traces is None else traces
         self._plain_length = len(data)

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 import aiohttp
-from aiohttp import hdrs
 
 from notifier import __version__
 from notifier.config import Webhook
@@ -32,7 +31,8 @@ from notifier.delivery.deadlines import Deadlines
 from notifier.delivery.errortext import Scrubber, answer_text
 from notifier.delivery.formats import FORMATS
 from notifier.delivery.guards import ALLOW_PRIVATE, GuardedResolver, guarded_socket
-from notifier.delivery.inline_request import LEAN, InlineBodyRequest
+from notifier.delivery.inline_request import InlineBodyRequest
+from notifier.delivery.lean_post import LeanPost
 from notifier.errors import (
     DeliveryError,
     DeliveryPermanentError,
@@ -155,18 +155,20 @@ class SigningTransport:
 
 
 class WebhookClient(SigningTransport):
-    """Sends deliveries to one webhook over its own aiohttp connection pool (a Transport)."""
+    """Sends deliveries to one webhook over its own aiohttp connection pool (a Transport):
+    a plain POST with aiohttp's connector, request and response directly
+    (notifier.delivery.lean_post), anything else by ``ClientSession._request``."""
 
     def __init__(self, webhook: Webhook) -> None:
         super().__init__(webhook)
         self._session: aiohttp.ClientSession | None = None
-        self._request: _Request | None = None
+        self._post: LeanPost | None = None
         self._errors = ErrorMap(DeliveryTransientError, DeliveryPermanentError, self._word)
         self._deadlines = Deadlines(webhook.timeout)
 
-    def _open(self) -> _Request:
-        """The session's request function, the session opened first if need be."""
-        if self._request is None:
+    def _open(self) -> LeanPost:
+        """What POSTs to the webhook, the session opened first if need be."""
+        if self._post is None:
             w = self._webhook
             guarded = not w.allow_private_urls
             connector = aiohttp.TCPConnector(
@@ -178,10 +180,9 @@ class WebhookClient(SigningTransport):
             self._session = session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None),
                 cookie_jar=aiohttp.DummyCookieJar(), request_class=InlineBodyRequest)
-            # the session's request without ``post``'s context-manager wrapper (a generic
-            # alias called per request), on the aiohttp minor this was checked against
-            self._request = session._request if LEAN else session.request
-        return self._request
+            # a plain POST without ``_request``'s orchestration (none of it used here)
+            self._post = LeanPost(session, w.url)
+        return self._post
 
     async def _send(self, body: bytes, headers: dict[str, str]) -> int:
         w = self._webhook
@@ -190,8 +191,7 @@ class WebhookClient(SigningTransport):
         deadlines.start(task)  # the whole request, from connecting to its answer's end
         try:
             with self._errors:
-                resp = await self._open()(hdrs.METH_POST, w.url, data=body, headers=headers,
-                                          allow_redirects=False)
+                resp = await self._open()(body, headers)
                 status = resp.status
                 if 200 <= status < 300 and resp.content.is_eof():
                     # all of it came: aiohttp released the response and put its
@@ -232,11 +232,7 @@ class WebhookClient(SigningTransport):
         """Close the connection pool; a later ``post`` opens a new one."""
         if self._session is not None:
             await self._session.close()
-            self._session = self._request = None
-
-
-#: How ``_send`` calls the session: aiohttp's ``ClientSession._request`` (or ``request``).
-_Request = Callable[..., Awaitable[aiohttp.ClientResponse]]
+            self._session = self._post = None
 
 
 def _refusal(error: OSError) -> str:
