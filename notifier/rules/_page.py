@@ -23,6 +23,7 @@ from operator import add, itemgetter
 from typing import Any
 
 from notifier.rules._text import ASCII_WORDS
+from notifier.util.keys import own_keys
 
 __all__ = ["suspects"]
 
@@ -82,8 +83,7 @@ def _bodies(messages: Sequence[Mapping[str, Any]]) -> list[Any]:
     dict finds the very object it holds without comparing text."""
     if not messages:
         return []
-    own = next((key for key in messages[0] if key == "body"), "body") \
-        if len(messages[0]) <= 64 else "body"
+    own, = own_keys(messages[0], ("body",))
     try:
         return list(map(itemgetter(own), messages))
     except KeyError:
