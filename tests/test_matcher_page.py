@@ -21,7 +21,8 @@ ROOMS = {"rm_1", "support"}
 #: ASCII keywords, some sharing a first token, phrases among them.
 WORDS = ["refund", "cancel", "cancel my account", "x 2", "urgent", "order", "my", "2"]
 ASCII_BODY = st.lists(st.sampled_from([*WORDS, "hello", "REFUND!", "refunded", "x2", "\n",
-                                       "my-account", "cancel-my", "\x00", "a\x00refund"]), max_size=6).map(" ".join)
+                                       "my-account", "cancel-my", "\x00", "a\x00refund"]),
+                      max_size=6).map(" ".join)
 #: Bodies: ASCII word salads, any text (non-ASCII too), none, no string at all.
 BODY = ASCII_BODY | TEXT | st.sampled_from([None, "", 7, 0, ["refund"], {"b": "refund"}])
 
