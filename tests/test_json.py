@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import MappingProxyType
 from typing import Any
 
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import notifier.util.json
-from notifier.util.json import dumps_bytes, loads, loads_utf8
+from notifier.util.json import _has_long_number, dumps_bytes, loads, loads_utf8
 
 _values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
@@ -161,3 +162,21 @@ def test_loads_utf8_reads_loads_value_with_lone_surrogates_replaced(value: Any) 
     import json
     text = json.dumps({"v": value}).encode()
     assert repr(loads_utf8(text)) == repr(_scrubbed(loads(text)))
+
+
+@pytest.mark.parametrize("run", [18, 19, 20, 25])
+@pytest.mark.parametrize("offset", range(9))
+def test_a_run_of_19_digits_is_found_wherever_it_starts(run: int, offset: int) -> None:
+    """A run of 19 or more digits, at any offset and between any other bytes, sends the
+    document to the standard library; 18 in a row do not (the quick search of every
+    fourth byte must not miss a run however it falls)."""
+    for before, after in ((b'"', b'"'), (b":", b","), (b"x-", b"}")):
+        text = b"a" * offset + before + b"7" * run + after + b"0123-45678"
+        assert _has_long_number(text) is (run >= 19), (text, run)
+        assert _has_long_number(text.decode()) is (run >= 19)
+
+
+@given(st.binary(max_size=120) | st.text("0123456789 :\"x", max_size=120).map(str.encode))
+def test_has_long_number_is_a_search_for_19_digits_in_a_row(text: bytes) -> None:
+    """``_has_long_number`` says exactly whether the text holds 19 ASCII digits in a row."""
+    assert _has_long_number(text) is (re.search(rb"[0-9]{19}", text) is not None)

@@ -21,7 +21,8 @@ ROOMS = {"rm_1", "support"}
 #: ASCII keywords, some sharing a first token, phrases among them.
 WORDS = ["refund", "cancel", "cancel my account", "x 2", "urgent", "order", "my", "2"]
 ASCII_BODY = st.lists(st.sampled_from([*WORDS, "hello", "REFUND!", "refunded", "x2", "\n",
-                                       "my-account", "cancel-my"]), max_size=6).map(" ".join)
+                                       "my-account", "cancel-my", "\x00", "a\x00refund"]),
+                      max_size=6).map(" ".join)
 #: Bodies: ASCII word salads, any text (non-ASCII too), none, no string at all.
 BODY = ASCII_BODY | TEXT | st.sampled_from([None, "", 7, 0, ["refund"], {"b": "refund"}])
 
@@ -71,9 +72,11 @@ def test_a_page_matches_as_its_messages_do_one_by_one(rules: list[Rule], bodies:
     ["refund", "refund"], ["x", "refund", "refund refund", "refund"],
     ["cancel", "my account"], ["cancel my", "account"], ["re", "fund"], ["", "refund", ""],
     ["caf\u00e9 refund", "refund", "\u9000\u6b3e"], [None, "refund", 7, "refund"],
-    ["refund."] * 3, ["ReFuNd"], [],
+    ["refund."] * 3, ["ReFuNd"], [], ["x\x00", "refund", "\x00refund", "refund\x00 x"],
+    ["refund", "\x00", "x", "refund"],
 ], ids=["adjacent", "repeats", "phrase-split", "phrase-split-2", "word-split", "empties",
-        "non-ascii", "no-strings", "punctuation", "case", "no-messages"])
+        "non-ascii", "no-strings", "punctuation", "case", "no-messages", "nul-in-bodies",
+        "nul-alone"])
 def test_words_at_the_edges_of_messages_belong_to_their_own(bodies: list[Any]) -> None:
     """A keyword ending one message and one starting the next are two hits; a word or
     phrase cut between two messages is none."""

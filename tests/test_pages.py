@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifier.polling.pages import Defect, check_message, message_id, parse_page
+from notifier.polling.pages import Defect, check_message, message_id, parse_page, without_id
 from notifier.util.json import dumps_bytes, loads
+from notifier.util.keys import MAX_KEYS, own_keys
 from notifier.util.time import parse_time
 
 #: createdAt spellings: repeats of one instant in several spellings, times that are no
@@ -100,3 +102,52 @@ def test_a_repeated_created_at_is_judged_each_time_it_comes() -> None:
     assert [d.index for d in page.defects] == [2, 3]
     assert page.newest == parse_time("2026-11-25T10:00:05Z")
     assert page.last_id == "msg_0007"
+
+
+@given(st.lists(_messages(), max_size=12), st.booleans(), st.integers(0, 2))
+def test_without_id_drops_exactly_the_messages_with_that_id(messages: list[Any], wire: bool,
+                                                          repeats: int) -> None:
+    """The tail's ``fresh`` messages: a page's well-formed messages but those whose id is
+    the one the tail stands on (any of the page's, once or more, or none of them), the
+    same objects in order."""
+    messages = messages + messages[:repeats]
+    if wire:
+        messages = loads(dumps_bytes(messages))
+    kept = parse_page({"messages": messages}).messages
+    for ident in [*(m["id"] for m in kept), "msg_absent", "", None]:
+        fresh = without_id(kept, ident)
+        assert [id(m) for m in fresh] == [id(m) for m in kept if m["id"] != ident]
+
+
+def test_without_id_at_either_end_of_a_decoded_page() -> None:
+    """The inclusive reading's repeat (the first message) and a last message with the id
+    are dropped; a page without it comes back as it is."""
+    kept = parse_page(loads(dumps_bytes(
+        {"messages": [_message(1), _message(2), _message(3), _message(1)]}))).messages
+    assert [m["id"] for m in without_id(kept, "msg_0001")] == ["msg_0002", "msg_0003"]
+    assert [m["id"] for m in without_id(kept, "msg_0003")] == ["msg_0001", "msg_0002",
+                                                               "msg_0001"]
+    assert without_id(kept, "msg_0009") is kept
+    once = kept[:3]
+    assert [m["id"] for m in without_id(once, "msg_0001")] == ["msg_0002", "msg_0003"]
+    assert [m["id"] for m in without_id(once, "msg_0003")] == ["msg_0001", "msg_0002"]
+
+
+@pytest.mark.parametrize(("first", "own"), [
+    ({"id": 1, "body": 2}, (True, True, False)),
+    ({f"k{n}": n for n in range(MAX_KEYS - 2)} | {"id": 1, "body": 2}, (True, True, False)),
+    ({f"k{n}": n for n in range(MAX_KEYS)} | {"id": 1}, (False, False, False)),
+    ([("id", 1)], (False, False, False)),
+    (None, (False, False, False)),
+], ids=["small", "at-the-limit", "too-many-keys", "not-a-dict", "none"])
+def test_own_keys_are_the_first_objects_own_where_it_has_them(first: Any,
+                                                             own: tuple[bool, ...]) -> None:
+    """Each name becomes the first object's own key object equal to it (the same text)
+    where it is a dict of at most MAX_KEYS keys holding it; the name itself otherwise."""
+    first = loads(dumps_bytes(first)) if isinstance(first, dict) else first
+    names = ("id", "body", "links")
+    asked = ["".join(name) for name in names]  # new objects, none of them the first's
+    found = own_keys(first, asked)
+    assert found == names
+    for key, name, is_own in zip(found, asked, own, strict=True):
+        assert (key is not name) is is_own

@@ -21,10 +21,11 @@ from operator import itemgetter
 from typing import Any
 
 from notifier.errors import RoomlioTransientError
+from notifier.util.keys import own_keys
 from notifier.util.shown import shown
 from notifier.util.time import parse_time
 
-__all__ = ["Defect", "Page", "check_message", "message_id", "parse_page"]
+__all__ = ["Defect", "Page", "check_message", "message_id", "parse_page", "without_id"]
 
 _REQUIRED_STRINGS = ("id", "createdAt")
 _OPTIONAL_STRINGS = ("body", "editedAt", "messageType", "userType", "roomID")
@@ -33,8 +34,6 @@ _LIST_OR_NONE = (list, type(None))
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 #: What ``_read`` takes from each message, in the order it unpacks them.
 _CHECKED = ("id", "createdAt", "body", "editedAt", "messageType", "userType", "roomID", "links")
-#: A first message with more keys than this is not searched for the page's key objects.
-_MAX_KEYS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +124,22 @@ def _read(messages: list[Any], has_more: bool, cursor: str) -> Page:
 
 def _fields_of(messages: list[Any]) -> Callable[[Any], tuple[Any, ...]]:
     """A message's ``_CHECKED`` fields, looked up by the key objects of the page's first
-    message: the decoder gives every message of a page the same key objects (orjson
-    caches them), and a dict finds a key that *is* the one it holds without comparing
-    text. Any other key object finds the same value, only slower."""
-    first = next((m for m in messages if type(m) is dict), {})
-    own = {key: key for key in first} if len(first) <= _MAX_KEYS else {}
-    return itemgetter(*(own.get(name, name) for name in _CHECKED))
+    message that is an object (``notifier.util.keys``)."""
+    first = next((m for m in messages if type(m) is dict), None)
+    return itemgetter(*own_keys(first, _CHECKED))
+
+
+def without_id(messages: tuple[Mapping[str, Any], ...],
+               ident: str | None) -> tuple[Mapping[str, Any], ...]:
+    """The well-formed ``messages`` (a ``Page``'s) but those whose id is ``ident``: the
+    same tuple when none is, as for nearly every page (the ids compared in one C loop,
+    read by the page's own key object)."""
+    if ident is None or not messages:
+        return messages  # a well-formed message's id is a string
+    key, = own_keys(messages[0], ("id",))
+    if ident not in list(map(itemgetter(key), messages)):
+        return messages
+    return tuple(m for m in messages if m["id"] != ident)
 
 
 def _examined(msg: Any) -> datetime | str:

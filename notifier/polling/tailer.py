@@ -47,6 +47,7 @@ from notifier.polling.commit import (
     page_deliveries,
     routes_for,
 )
+from notifier.polling.pages import without_id
 from notifier.polling.position import (
     CLOCK_SKEW,
     FAR_FUTURE,
@@ -169,7 +170,7 @@ class Tailer:
         # The message the last page ended on comes back first under the inclusive
         # reading; it was processed then, so a new version of it is an edit, for
         # scan_edits to find, not a new message.
-        fresh = tuple(m for m in page.messages if m["id"] != state.last_id)
+        fresh = without_id(page.messages, state.last_id)
         self._warn_ahead(fresh, now, page.newest)
         return advance(state, page, now=now), fresh
 
