@@ -118,12 +118,9 @@ class LeanPost:
                        None, None)
         payload: Any = req._body
         try:
-            resp = await self._send(req)
-        except BaseException:
+            return await self._send(req)
+        finally:
             await payload.close()
-            raise
-        await payload.close()
-        return resp
 
     def _learn(self, names: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
         """The headers aiohttp adds after a request's own of these names (its defaults
