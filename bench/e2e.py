@@ -14,17 +14,19 @@ The CPU each contender used from its first RoomHistory request to the last deliv
 main thread; its other threads, such as the SQLite store's, and worker processes) is read
 from /proc and given in µs per delivered event.
 
-    --contenders bare,disk     run only these (bare, disk, aiohttp, tmpfs, worker; "disk" uses
-                               delivery.http_client: auto, pyreqwest when the fast extra
-                               is installed, "aiohttp" the same with aiohttp); "fetch" (not
+    --contenders bare,disk     run only these (bare, disk, aiohttp, pyreqwest, tmpfs, worker;
+                               "disk" uses delivery.http_client: auto, the default (aiohttp
+                               since the eighth pass; pyreqwest, when installed, in older
+                               trees), "aiohttp" and "pyreqwest" name the client); "fetch" (not
                                run unless named) fetches and decodes every page and POSTs
                                nothing (bench/bare.py --fetch-only): the polled messages/s
                                the emulator can serve on this machine, a ceiling for the rest
     --profile DIR              py-spy samples the disk contenders, aiohttp too (raw stacks in DIR,
                                summarised by bench/profile_summary.py)
-    --baseline-tree DIR        adds "baseline (disk)" (and "baseline (disk, aiohttp)" when
-                               aiohttp is a contender): the disk contender run from another
-                               checkout (PYTHONPATH=DIR), to compare two commits in one run
+    --baseline-tree DIR        adds "baseline (disk)" (and "baseline (disk, aiohttp)" or
+                               "(disk, pyreqwest)" when those are contenders): the same
+                               contenders run from another checkout (PYTHONPATH=DIR), to
+                               compare two commits in one run
     --page-size N              the notifiers' roomlio.page_size (default 1000, the API's
                                maximum; the notifier's own default is 100)
     --gc-stats                 times the garbage collector in every contender's process
@@ -201,8 +203,9 @@ async def run(args: argparse.Namespace) -> dict:
                   if _SHORT[label] in args.contenders}
     if args.baseline_tree:
         baselines = {"baseline (disk)": (None, 0, "auto")}
-        if "aiohttp" in args.contenders:
-            baselines["baseline (disk, aiohttp)"] = (None, 0, "aiohttp")
+        for client in ("aiohttp", "pyreqwest"):
+            if client in args.contenders:
+                baselines[f"baseline (disk, {client})"] = (None, 0, client)
         contenders = {**baselines, **contenders}
     results: dict[str, list[float]] = {"bare": [], "fetch": [],
                                        **{label: [] for label in contenders}}
@@ -282,9 +285,11 @@ _PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 #: label → (state folder, delivery workers, delivery.http_client)
 CONTENDERS = {"notifier (disk)": (None, 0, "auto"),
               "notifier (disk, aiohttp)": (None, 0, "aiohttp"),
+              "notifier (disk, pyreqwest)": (None, 0, "pyreqwest"),
               "notifier (tmpfs)": ("/dev/shm", 0, "auto"),
               "notifier + 1 worker": (None, 1, "auto")}
 _SHORT = {"bare": "bare", "notifier (disk)": "disk", "notifier (disk, aiohttp)": "aiohttp",
+          "notifier (disk, pyreqwest)": "pyreqwest",
           "notifier (tmpfs)": "tmpfs", "notifier + 1 worker": "worker"}
 
 

@@ -69,7 +69,7 @@ HTTP_CLIENTS = ("aiohttp", "pyreqwest")
 
 @pytest.fixture(params=HTTP_CLIENTS)
 def http_client(request: pytest.FixtureRequest) -> str:
-    """Each HTTP client in turn (pyreqwest skipped when the ``fast`` extra is missing)."""
+    """Each HTTP client in turn (pyreqwest skipped when not installed)."""
     if request.param == "pyreqwest":
         pytest.importorskip("pyreqwest")
     return str(request.param)

@@ -148,10 +148,10 @@ class DeliverySettings:
     allow_private_urls: bool = setting(False, boolean, "allow targets on loopback, private, "
                                        "link-local or unspecified addresses")
     max_in_flight: int = setting(16, integer(1), "concurrent requests to one webhook")
-    http_client: str = setting("auto", http_client, "the HTTP client that POSTs: `pyreqwest` "
-                               "(Rust's reqwest; about 3× less CPU per request, installed by "
-                               "the `fast` extra), `aiohttp`, or `auto`: pyreqwest when "
-                               "installed, else aiohttp (see [delivery](delivery.md))")
+    http_client: str = setting("auto", http_client, "the HTTP client that POSTs: `auto` "
+                               "(the one measured fastest: aiohttp), `aiohttp`, or `pyreqwest` "
+                               "(Rust's reqwest, installed by the `pyreqwest` extra; see "
+                               "[delivery](delivery.md))")
     shutdown_grace: float = setting(10.0, duration(allow_zero=True), "how long a stopping "
                                     "notifier lets requests in flight finish")
     workers: int = setting(0, worker_count, "delivery worker processes that claim and POST "

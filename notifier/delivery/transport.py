@@ -2,9 +2,9 @@
 
 The sender posts through the ``Transport`` protocol (httpx's ``BaseTransport`` is the
 model), built by ``open_transport`` as the webhook's ``http_client`` says: ``WebhookClient``
-here, on aiohttp, or notifier.delivery.transport_reqwest's, on pyreqwest (faster; the
-``fast`` extra installs it). Both keep the guarantees below; the delivery tests run
-against each.
+here, on aiohttp (``auto``, the default), or notifier.delivery.transport_reqwest's, on
+pyreqwest (``http_client: pyreqwest``; the ``pyreqwest`` extra installs it). Both keep
+the guarantees below; the delivery tests run against each.
 
 Targets are checked against the SSRF guard three times: the host as aiohttp reads it
 (after IDNA folding, so ``１２７.０.０.１`` is 127.0.0.1) before anything is sent, every DNS
@@ -80,9 +80,9 @@ TransportFactory = Callable[[Webhook], Transport]
 
 def open_transport(webhook: Webhook) -> Transport:
     """The transport ``webhook.http_client`` names (the sender's default factory): ``auto``
-    is pyreqwest when installed (less CPU per request: bench/RESULTS.md), else
-    aiohttp. The config refuses ``pyreqwest`` when it is not installed."""
-    if webhook.http_client != "aiohttp":
+    is aiohttp, measured as fast or faster than pyreqwest with less CPU (bench/RESULTS.md,
+    "eighth pass"). The config refuses ``pyreqwest`` when it is not installed."""
+    if webhook.http_client == "pyreqwest":
         try:
             from notifier.delivery.transport_reqwest import ReqwestTransport
         except ImportError:
