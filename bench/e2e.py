@@ -27,8 +27,9 @@ from /proc and given in µs per delivered event.
                                "(disk, pyreqwest)" when those are contenders): the same
                                contenders run from another checkout (PYTHONPATH=DIR), to
                                compare two commits in one run
-    --page-size N              the notifiers' roomlio.page_size (default 1000, the API's
-                               maximum; the notifier's own default is 100)
+    --page-size N              the page size every contender reads (the notifiers'
+                               roomlio.page_size; default 1000, the API's maximum; the
+                               notifier's own default is 100)
     --gc-stats                 times the garbage collector in every contender's process
                                (bench/gcstats/sitecustomize.py): µs per event spent in it,
                                start-up included, and its collections; and the peak RSS of
@@ -221,7 +222,7 @@ async def run(args: argparse.Namespace) -> dict:
             for _ in range(args.repeat):
                 bare = [sys.executable, str(HERE / "bare.py"), "--url", emu.url, "--api-key",
                         API_KEY, "--secret", SECRET, "--target", rx.url_for("/bare"),
-                        "--rooms", ",".join(rooms)]
+                        "--rooms", ",".join(rooms), "--page-size", str(args.page_size)]
                 if "fetch" in args.contenders:
                     rate, us = await _measure([*bare, "--fetch-only"], emu, bare_total,
                                               _fetched, stdout=asyncio.subprocess.PIPE)

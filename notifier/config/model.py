@@ -94,7 +94,9 @@ class RoomlioSettings:
                                            "the whole process, all rooms and retries included; "
                                            "rooms take turns in the order they fell due; `0`: "
                                            "no limit")
-    page_size: int = setting(100, integer(1, 1000), "the `limit` sent")
+    page_size: int = setting(1000, integer(1, 1000), "the `limit` sent: the most messages one "
+                             "request asks for (a backlog is read in that many; at most 16 "
+                             "rooms at once read pages of more than 100, the others 100)")
     start_from: Literal["now", "beginning"] | datetime = setting(
         "now", start_from, "where a room with no saved cursor starts")
     edit_lookback: float = setting(3600.0, duration(allow_zero=True), "how far back edits are "

@@ -48,6 +48,7 @@ from notifier.polling.commit import (
     routes_for,
 )
 from notifier.polling.pages import without_id
+from notifier.polling.pagesize import PageBudget, PollTurns
 from notifier.polling.position import (
     CLOCK_SKEW,
     FAR_FUTURE,
@@ -76,16 +77,16 @@ class Tailer:
     """Tails one room; ``poll`` and ``scan_edits`` are single passes, awaited by the service."""
 
     # one Tailer per room, 100,000 rooms in a process: slots keep each a few hundred bytes
-    __slots__ = ("_client", "_clock", "_handoff", "_matcher", "_names", "_on_enqueued",
-                 "_on_quarantined", "_routes", "_settings", "_state", "_store", "caught_up",
-                 "fresh", "requests", "room")
+    __slots__ = ("_budget", "_client", "_clock", "_handoff", "_matcher", "_names",
+                 "_on_enqueued", "_on_quarantined", "_routes", "_settings", "_state", "_store",
+                 "caught_up", "fresh", "requests", "room")
 
     def __init__(self, room: Room, *, client: RoomlioClient, store: Store, matcher: Matcher,
                  routes: Routes, settings: RoomlioSettings,
                  on_enqueued: Callable[[list[Delivery]], None],
                  on_quarantined: Callable[[str, int], None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 handoff: HandOff[Any] | None = None) -> None:
+                 handoff: HandOff[Any] | None = None, budget: PageBudget | None = None) -> None:
         self.room = room
         self._client, self._store, self._matcher = client, store, matcher
         self._routes, self._settings = routes, settings
@@ -97,6 +98,8 @@ class Tailer:
         self._on_quarantined = on_quarantined
         """Told (room, how many) when defective messages of a page were newly quarantined."""
         self._clock = clock
+        self._budget = PageBudget() if budget is None else budget
+        """The big-page turns this room's polls share with the process's other rooms."""
         self._names = tuple(n for n in (room.id, room.key) if n)  # a frozenset: 4 times larger
         self._state: RoomState | None = None
         self.fresh = 0
@@ -130,10 +133,11 @@ class Tailer:
         seen = self.fresh = self.requests = 0
         asked: set[str] = set()
         pending: asyncio.Task[Page | None] | None = None
+        turns = self._budget.turns(self._settings.page_size)
         try:
             for left in range(self._settings.max_pages_per_poll, 0, -1):
                 if pending is None:
-                    page = await self._ask(state, asked)
+                    page = await self._ask(state, asked, turns)
                 else:
                     page, pending = await pending, None
                 if page is None:  # the cursor was lost: the next request resumes by time
@@ -142,7 +146,7 @@ class Tailer:
                 new_state, fresh = self._take(state, page)
                 repeats = (new_state.cursor or "") in asked
                 if page.has_more and not repeats and left > 1:
-                    pending = asyncio.ensure_future(self._ask(new_state, asked))
+                    pending = asyncio.ensure_future(self._ask(new_state, asked, turns))
                     pending.add_done_callback(_retrieve)
                 await self._commit(new_state, replace(page, messages=fresh), CREATED,
                                    where(state))
@@ -159,6 +163,7 @@ class Tailer:
             if pending is not None:  # the commit failed, or a shutdown cancelled the poll
                 pending.cancel()
                 await asyncio.wait([pending])
+            turns.release()
         self._cut_short(f"still more after {self._settings.max_pages_per_poll} pages "
                         "(roomlio.max_pages_per_poll)")
         return seen
@@ -174,17 +179,17 @@ class Tailer:
         self._warn_ahead(fresh, now, page.newest)
         return advance(state, page, now=now), fresh
 
-    async def _ask(self, state: RoomState, asked: set[str]) -> Page | None:
+    async def _ask(self, state: RoomState, asked: set[str], turns: PollTurns) -> Page | None:
         """The page after ``state``, its cursor noted as asked for in this poll."""
         asked.add(state.cursor or "")
         self.requests += 1
-        return await self._fetch(state)
+        return await self._fetch(state, turns.limit())
 
-    async def _fetch(self, state: RoomState) -> Page | None:
+    async def _fetch(self, state: RoomState, limit: int) -> Page | None:
         """The page after ``state``; None when Roomlio no longer knows its cursor."""
         try:
             return await self._client.room_history(
-                self.room, limit=self._settings.page_size, start_cursor=state.cursor,
+                self.room, limit=limit, start_cursor=state.cursor,
                 since=None if state.cursor else self._resume_point(state))
         except RoomlioCursorError:
             log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
@@ -229,14 +234,21 @@ class Tailer:
         since_at = self._clock() - self._settings.edit_lookback
         if self._settings.edit_lookback <= 0 or not window_holds(state, since_at):
             return 0
+        turns = self._budget.turns(self._settings.page_size)
+        try:
+            return await self._scan(state, format_time(since_at), turns)
+        finally:
+            turns.release()
+
+    async def _scan(self, state: RoomState, since: str, turns: PollTurns) -> int:
+        """``scan_edits``' pages, from the first after ``since``."""
         horizon = parse_time(state.high_water or "") or FAR_FUTURE
-        since = format_time(since_at)
         cursor: str | None = None
         asked: set[str] = set()
         seen, last = 0, ""
         for _ in range(self._settings.max_pages_per_poll):
             asked.add(cursor or "")
-            page = await self._scan_page(cursor, since)
+            page = await self._scan_page(cursor, since, turns.limit())
             if page is None:  # the cursor was lost: the window is read again
                 cursor = None
                 continue
@@ -261,7 +273,7 @@ class Tailer:
                         "pages (roomlio.max_pages_per_poll)")
         return seen
 
-    async def _scan_page(self, cursor: str | None, since: str) -> Page | None:
+    async def _scan_page(self, cursor: str | None, since: str, limit: int) -> Page | None:
         """An edit scan's page after ``cursor`` (the window's first by ``since``); None when
         Roomlio no longer knows the cursor. As for a poll, that is not a failure that backs
         the room off: the window is read again, and the ledger drops what this scan
@@ -269,8 +281,7 @@ class Tailer:
         self.requests += 1
         try:
             return await self._client.room_history(
-                self.room, limit=self._settings.page_size, start_cursor=cursor,
-                since=None if cursor else since)
+                self.room, limit=limit, start_cursor=cursor, since=None if cursor else since)
         except RoomlioCursorError:
             log.warning("room %s: edit scan: Roomlio no longer knows cursor %s; reading the "
                         "window again", self.room.name, shown(cursor or "", 80))

@@ -32,6 +32,7 @@ from notifier.errors import (
 from notifier.events import Delivery
 from notifier.polling.client import RoomlioClient
 from notifier.polling.leases import LeaseStore, RoomKeeper, new_instance_id
+from notifier.polling.pagesize import PageBudget
 from notifier.polling.policy import failure_delay, jittered, next_interval, slot_delay
 from notifier.polling.scheduler import (
     RoomTurn,
@@ -148,12 +149,14 @@ class Service:
                          sender: Sender) -> None:
         on_enqueued = self._enqueued  # one bound method for every room
         handoff = SenderHandOff(sender, self.poke)
+        budget = PageBudget()  # one for the process: bounds the decoded pages it holds
 
         def make_tailer(room: Room) -> Tailer:
             matcher, routes = self.active.matcher, self.active.routes
             return Tailer(room, client=client, store=store, matcher=matcher, routes=routes,
                           settings=self.config.roomlio, on_enqueued=on_enqueued,
-                          on_quarantined=self.hooks.on_quarantined, handoff=handoff)
+                          on_quarantined=self.hooks.on_quarantined, handoff=handoff,
+                          budget=budget)
 
         tailers = [make_tailer(room) for room in self.config.rooms]
         self.tailers = {t.room.name: t for t in tailers}

@@ -1,0 +1,63 @@
+"""How many messages a RoomHistory request asks for: ``roomlio.page_size`` (by default
+the API's maximum, 1,000: a backlog is read in ten times fewer requests than at the API's
+default of 100, which counts against the key's rate limit), within a budget of big pages.
+
+A decoded page is held while it is checked, committed and handed off, and a room reads one
+page ahead, so a process could hold 2 × ``MAX_CONCURRENT_POLLS`` (64) pages at once. Only
+``BIG_PAGES`` of them may be bigger than ``SMALL_PAGE``: a poll (or edit scan) takes two
+turns (its page and the one it reads ahead) before it asks for more than ``SMALL_PAGE``
+messages, and while none are free it asks for ``SMALL_PAGE``, taking them at a later page
+of the same poll when they have come free. So a catch-up of many rooms holds at most
+``BIG_PAGES`` × 1,000 + 2 × 64 × 100 decoded messages, whatever ``page_size`` is.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BIG_PAGES", "SMALL_PAGE", "PageBudget", "PollTurns"]
+
+#: The most messages a request asks for without a big-page turn (the API's default limit).
+SMALL_PAGE = 100
+#: Big-page turns in a process: 16 rooms reading big pages at once, one page ahead each.
+BIG_PAGES = 32
+
+
+class PageBudget:
+    """The big-page turns of one process, shared by its rooms' tailers (one event loop)."""
+
+    __slots__ = ("free",)
+
+    def __init__(self, turns: int = BIG_PAGES) -> None:
+        self.free = turns
+        """Turns no poll holds."""
+
+    def turns(self, page_size: int) -> PollTurns:
+        """One poll's (or edit scan's) claim, to ``release`` when it ends."""
+        return PollTurns(self, page_size)
+
+
+class PollTurns:
+    """What one poll asks for: ``page_size`` while it holds two turns, else at most
+    ``SMALL_PAGE``; it takes them at the first request that finds them free."""
+
+    __slots__ = ("_budget", "_page_size", "held")
+
+    def __init__(self, budget: PageBudget, page_size: int) -> None:
+        self._budget, self._page_size = budget, page_size
+        self.held = False
+        """Whether this poll holds two of the budget's turns."""
+
+    def limit(self) -> int:
+        """The ``limit`` of the poll's next request."""
+        if self.held or self._page_size <= SMALL_PAGE:
+            return self._page_size
+        if self._budget.free >= 2:
+            self._budget.free -= 2
+            self.held = True
+            return self._page_size
+        return SMALL_PAGE
+
+    def release(self) -> None:
+        """The poll has ended: its turns, if it held them, are free again."""
+        if self.held:
+            self.held = False
+            self._budget.free += 2
