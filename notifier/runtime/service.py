@@ -26,14 +26,13 @@ from notifier.errors import (
     NotifierError,
     RoomlioAuthError,
     RoomlioError,
-    RoomlioNotFoundError,
     StoreError,
 )
 from notifier.events import Delivery
 from notifier.polling.client import RoomlioClient
 from notifier.polling.leases import LeaseStore, RoomKeeper, new_instance_id
 from notifier.polling.pagesize import PageBudget
-from notifier.polling.policy import failure_delay, jittered, next_interval, slot_delay
+from notifier.polling.policy import jittered, next_interval, slot_delay
 from notifier.polling.scheduler import (
     RoomTurn,
     Scheduler,
@@ -44,6 +43,7 @@ from notifier.polling.scheduler import (
 )
 from notifier.polling.tailer import Tailer
 from notifier.polling.throttle import KeyThrottle
+from notifier.runtime.failures import first_fatal, room_failed, unexpected
 from notifier.runtime.handoff import SenderHandOff
 from notifier.runtime.hooks import ServiceHooks
 from notifier.runtime.logs import config_secrets, current_settings
@@ -52,7 +52,6 @@ from notifier.runtime.workers import DeliveryWorkers, delivered_by_workers
 from notifier.store import Store, open_store
 from notifier.util.aio import sleep_unless
 from notifier.util.pacing import TokenBucket
-from notifier.util.shown import shown
 
 __all__ = ["Service", "ServiceHooks"]
 
@@ -118,7 +117,7 @@ class Service:
             try:
                 await self._run_tasks(stop, store, client, sender)
             except BaseExceptionGroup as group:
-                raise _first_fatal(group) from None
+                raise first_fatal(group) from None
 
     def _own_webhooks(self) -> dict[str, Webhook]:
         """The webhooks this process POSTs to (delivery workers take the others)."""
@@ -241,9 +240,11 @@ class Service:
             log.warning("room %s: %s; this instance stops tailing it", tailer.room.name, exc)
             return None
         except (RoomlioError, StoreError) as exc:
-            delay = self._room_failed(tailer, turn, exc)
+            failure: NotifierError = exc
         except Exception as exc:
-            delay = self._room_failed(tailer, turn, _unexpected(exc))
+            failure = unexpected(exc)
+        delay = room_failed(tailer.room.name, turn, failure, hooks=self.hooks,
+                            poll_interval=self.config.roomlio.poll_interval)
         return jittered(delay, self._rng)
 
     def request_reload(self) -> None:
@@ -293,23 +294,6 @@ class Service:
         if self.hooks.on_enqueued is not None:
             self.hooks.on_enqueued(added)
 
-    def _room_failed(self, tailer: Tailer, health: RoomTurn, exc: NotifierError) -> float:
-        if self.hooks.on_poll_failed is not None:
-            self.hooks.on_poll_failed(tailer.room.name, exc)
-        health.failures += 1
-        delay = failure_delay(health.failures, self.config.roomlio.poll_interval,
-                              room_unknown=isinstance(exc, RoomlioNotFoundError))
-        bug = isinstance(exc, _Unexpected)
-        # A 429 is the key's, not the room's: the throttle warns once for all rooms.
-        level = (logging.ERROR if bug else logging.INFO if getattr(exc, "status", None) == 429
-                 else logging.WARNING)
-        # A bug's traceback once per failure streak: enough to report it, not a flood.
-        log.log(level,
-                "room %s: %s; next try in %.0fs (cursor kept)", tailer.room.name, exc, delay,
-                exc_info=exc.__cause__ if bug and health.failures == 1 else None,
-                extra={"room": tailer.room.name, "status": getattr(exc, "status", None)})
-        return delay
-
     async def _prune(self, store: Store, stop: asyncio.Event) -> None:
         keep = max(2 * self.config.roomlio.edit_lookback, 3600.0)
         while not stop.is_set():
@@ -318,25 +302,3 @@ class Service:
             except StoreError as exc:
                 log.warning("pruning the ledger failed: %s", exc)
             await sleep_unless(stop, PRUNE_INTERVAL)
-
-
-class _Unexpected(NotifierError):
-    """An exception no part of a poll raises on purpose (a bug, or input nothing foresaw):
-    it fails the room's poll like a Roomlio error would, never the process."""
-
-
-def _unexpected(exc: Exception) -> _Unexpected:
-    wrapped = _Unexpected(f"unexpected {type(exc).__name__} while polling: "
-                          f"{shown(str(exc), 300)}")
-    wrapped.__cause__ = exc
-    return wrapped
-
-
-def _first_fatal(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to report when a task of the group failed (the group itself is noise)."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_fatal(exc)
-        if not isinstance(exc, asyncio.CancelledError):
-            return exc
-    return group
