@@ -171,10 +171,15 @@ async def main(path, seconds):
                                       s.max_poll_interval)
         return turn.interval
     scheduler = Scheduler(step)
+    try:  # one budget for the process, as the service's
+        from notifier.polling.pagesize import PageBudget
+        shared = {"budget": PageBudget()}
+    except ImportError:  # a tree from before it (PYTHONPATH= another checkout)
+        shared = {}
     for room in config.rooms:
         # a closure per room, as the service's make_tailer passes one
         tailer = Tailer(room, client=None, store=None, matcher=None, routes=routes, settings=s,
-                        on_enqueued=lambda added: None)
+                        on_enqueued=lambda added: None, **shared)
         scheduler.add(tailer, s.max_poll_interval,
                       due=time.monotonic() + hash(room.name) % 60_000 / 1000)
         scheduler.turn(room.name).quiet = 100  # long quiet: at the ceiling already
