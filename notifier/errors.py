@@ -7,7 +7,8 @@
     │   └── RoomlioPermanentError   other 4xx: retrying will not help
     │       ├── RoomlioAuthError    401/403: the API key is wrong
     │       ├── RoomlioNotFoundError  404: the room does not exist (any more)
-    │       └── RoomlioCursorError  400 naming the cursor: resume by time instead
+    │       ├── RoomlioCursorError  400 naming the cursor: resume by time instead
+    │       └── RoomlioAnswerTooLarge  over roomlio.max_response_bytes: ask for fewer
     ├── DeliveryError               POSTing an event to a webhook
     │   ├── DeliveryTransientError  network errors, timeouts, 408, 429, 5xx: retry
     │   ├── DeliveryPermanentError  other 4xx, refused targets: dead-letter at once
@@ -41,6 +42,7 @@ __all__ = [
     "NotifierError",
     "PrivateAddressRefused",
     "Problem",
+    "RoomlioAnswerTooLarge",
     "RoomlioAuthError",
     "RoomlioCursorError",
     "RoomlioError",
@@ -106,6 +108,11 @@ class RoomlioNotFoundError(RoomlioPermanentError):
 
 class RoomlioCursorError(RoomlioPermanentError):
     """Roomlio no longer knows the cursor we sent (400): resume by time instead."""
+
+
+class RoomlioAnswerTooLarge(RoomlioPermanentError):
+    """An answer larger than ``roomlio.max_response_bytes``: the same request would get it
+    again, so it is not retried; a request for fewer messages may fit."""
 
 
 class DeliveryError(NotifierError):

@@ -110,7 +110,8 @@ async def test_a_one_megabyte_body_arrives_whole_and_signed(world):
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 async def test_an_answer_over_the_size_limit_is_refused_and_says_so(world, chunked):
-    """Past roomlio.max_response_bytes the client stops reading and names the setting."""
+    """Past roomlio.max_response_bytes the client stops reading and names the setting; the
+    page is asked for again in fewer messages, and arrives."""
     emu, rx, config = world
     emu.post("r1", "refund before")
     emu.inject(Fault.huge(300_000, chunked=chunked), room="r1", times=3)
@@ -118,24 +119,33 @@ async def test_an_answer_over_the_size_limit_is_refused_and_says_so(world, chunk
         await run.until(rx.wait_count(1, timeout=20))
         emu.post("r1", "refund after")
         await run.until(rx.wait_count(2, timeout=20))
-    assert said("exceeds the 200000-byte limit; lower roomlio.page_size"), API_ERRORS
+    assert said("exceeds the 200000-byte limit (roomlio.max_response_bytes)"), API_ERRORS
     assert emu.pending_faults == 0
     assert _bodies(rx) == ["refund after", "refund before"]
 
 
-async def test_a_page_too_big_for_the_limit_holds_its_room_only(world):
-    """A room whose pages cannot fit delivers nothing wrong and says why; others go on."""
+async def test_a_page_too_big_for_the_limit_comes_in_fewer_messages_and_one_message_holds_its_room(
+        world, caplog):
+    """Pages of 5 messages of 90 KB cannot fit 150 KB: they are read one message a page.
+    A single message of 200 KB cannot fit at all: its room stops there and says which
+    setting to raise; the messages before it are delivered, the other room goes on."""
     emu, rx, config = world
     for i in range(3):
         emu.post("r1", f"refund {i} " + "z" * 90_000)
+    emu.post("r1", "refund too big " + "z" * 200_000)
+    emu.post("r1", "refund after the big one")
     async with serve(config(roomlio={"max_response_bytes": 150_000, "page_size": 5}),
                      hooks=hooks()) as run:
-        await run.until(emu.wait_for(
-            lambda e: sum(r.room == "r1" and r.done for r in e.requests) >= 3))
+        await run.until(rx.wait_count(3, timeout=20))
         emu.post("r2", "refund from the other room")
-        await run.until(rx.wait_count(1, timeout=10))
-    assert said("lower roomlio.page_size"), API_ERRORS
-    assert _bodies(rx) == ["refund from the other room"]
+        await run.until(rx.wait_count(4, timeout=10))
+        await run.until(emu.wait_for(
+            lambda e: sum(r.room == "r1" and r.params["limit"] == 1 and r.done
+                          for r in e.requests) >= 5))
+    assert any("raise roomlio.max_response_bytes to read this room" in r.getMessage()
+               for r in caplog.records), "no log line names the setting"
+    assert _bodies(rx) == sorted([f"refund {i} " + "z" * 90_000 for i in range(3)]
+                                 + ["refund from the other room"])
 
 
 def _page(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:

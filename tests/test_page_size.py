@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from notifier.config import RoomlioSettings
-from notifier.errors import StoreError
+from notifier.errors import RoomlioAnswerTooLarge, StoreError
 from notifier.polling.pagesize import BIG_PAGES, SMALL_PAGE, PageBudget
 from notifier.store.sqlite import SQLiteStore
 from notifier.testing import RoomlioEmulator
@@ -136,3 +136,39 @@ def test_the_budget_holds_16_polls_of_big_pages() -> None:
     budget = PageBudget()
     polls = [budget.turns(1000) for _ in range(BIG_PAGES // 2 + 1)]
     assert [p.limit() for p in polls] == [1000] * (BIG_PAGES // 2) + [SMALL_PAGE]
+
+
+async def test_a_page_over_max_response_bytes_is_asked_for_again_in_a_tenth_of_the_messages(
+        emulator: RoomlioEmulator, make_config, tmp_path, caplog) -> None:
+    """300 messages of 1 KB, answers limited to 50 KB: 1,000 and then 100 messages are too
+    many (each asked once, not retried as they were); 10 fit, for the rest of the poll."""
+    emulator.add_room(key="r1")
+    for i in range(300):
+        emulator.post("r1", f"message {i} " + "x" * 1000)
+    config = make_config(rooms=["r1"], roomlio={"max_response_bytes": 50_000})
+    async with SQLiteStore(str(tmp_path / "s.db")) as store, aiohttp.ClientSession() as s:
+        assert await tailer_for(config, store, s, page_size=1000).poll() == 300
+    assert limits(emulator) == [1000, 100] + [10] * 30
+    shrunk = [r.getMessage() for r in caplog.records if "message(s) a page" in r.getMessage()]
+    assert len(shrunk) == 2 and "asking for 10 message(s) a page" in shrunk[1], shrunk
+
+
+async def test_one_message_over_max_response_bytes_fails_its_poll_and_names_the_setting(
+        emulator: RoomlioEmulator, make_config, tmp_path) -> None:
+    """Down to one message a page, still too large: the poll fails (the room backs off
+    and tries again), and the error says which setting to raise."""
+    emulator.add_room(key="r1")
+    emulator.post("r1", "refund " + "x" * 60_000)
+    config = make_config(rooms=["r1"], roomlio={"max_response_bytes": 50_000})
+    async with SQLiteStore(str(tmp_path / "s.db")) as store, aiohttp.ClientSession() as s:
+        with pytest.raises(RoomlioAnswerTooLarge, match=r"raise roomlio\.max_response_bytes"):
+            await tailer_for(config, store, s, page_size=1000).poll()
+    assert limits(emulator) == [1000, 100, 10, 1]
+
+
+def test_a_poll_whose_pages_shrink_to_100_gives_its_turns_back_at_once() -> None:
+    budget = PageBudget(2)
+    turns = budget.turns(1000)
+    assert (turns.limit(), budget.free) == (1000, 0)
+    assert (turns.shrink(1000), turns.limit(), budget.free) == (100, 100, 2)
+    assert (turns.shrink(100), turns.limit(), budget.free) == (10, 10, 2)

@@ -106,8 +106,9 @@ class RoomlioSettings:
                                         "nothing new is that poll)")
     request_timeout: float = setting(30.0, duration(), "per RoomHistory request")
     max_response_bytes: int = setting(32 * 1024 * 1024, integer(1), "the largest RoomHistory "
-                                      "answer read, in bytes; a larger one fails the poll "
-                                      "(lower `page_size`)")
+                                      "answer read, in bytes; a page over it is asked for "
+                                      "again in a tenth of the messages, down to one; a "
+                                      "single message over it holds its room")
     max_pages_per_poll: int = setting(100, integer(1), "pages one poll (or edit scan) of a "
                                       "room reads at most; a `nextCursor` already asked for in "
                                       "the same poll ends it too (a Roomlio that loops). Either "

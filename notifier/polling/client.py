@@ -19,6 +19,7 @@ import aiohttp
 from notifier import __version__
 from notifier.config import Room, RoomlioSettings
 from notifier.errors import (
+    RoomlioAnswerTooLarge,
     RoomlioAuthError,
     RoomlioCursorError,
     RoomlioError,
@@ -112,16 +113,16 @@ class RoomlioClient:
     async def _read_limited(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self._settings.max_response_bytes
         if resp.content_length is not None and resp.content_length > limit:
-            raise RoomlioTransientError(
-                f"answer of {resp.content_length} bytes exceeds the {limit}-byte limit; "
-                "lower roomlio.page_size")
+            raise RoomlioAnswerTooLarge(
+                f"answer of {resp.content_length} bytes exceeds the {limit}-byte limit "
+                "(roomlio.max_response_bytes)")
         # read(n) returns what has arrived so far (up to n), not n: loop until the end.
         body = bytearray()
         while chunk := await resp.content.read(limit + 1 - len(body)):
             body += chunk
             if len(body) > limit:
-                raise RoomlioTransientError(
-                    f"answer exceeds the {limit}-byte limit; lower roomlio.page_size")
+                raise RoomlioAnswerTooLarge(
+                    f"answer exceeds the {limit}-byte limit (roomlio.max_response_bytes)")
         return bytes(body)
 
     async def room_history(self, room: Room, *, limit: int, start_cursor: str | None = None,

@@ -56,6 +56,14 @@ class PollTurns:
             return self._page_size
         return SMALL_PAGE
 
+    def shrink(self, limit: int) -> int:
+        """An answer to a request for ``limit`` messages was too large: the rest of the
+        poll asks for a tenth of that (at least one); returns the new page size."""
+        self._page_size = min(self._page_size, max(1, limit // 10))
+        if self._page_size <= SMALL_PAGE:
+            self.release()  # small pages take no turn
+        return self._page_size
+
     def release(self) -> None:
         """The poll has ended: its turns, if it held them, are free again."""
         if self.held:

@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from notifier.config import Room, RoomlioSettings
-from notifier.errors import RoomlioCursorError, RoomlioTransientError
+from notifier.errors import RoomlioAnswerTooLarge, RoomlioCursorError, RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, EventKind, is_edited
 from notifier.polling.client import Page, RoomlioClient
 from notifier.polling.commit import (
@@ -182,20 +182,37 @@ class Tailer:
     async def _ask(self, state: RoomState, asked: set[str], turns: PollTurns) -> Page | None:
         """The page after ``state``, its cursor noted as asked for in this poll."""
         asked.add(state.cursor or "")
-        self.requests += 1
-        return await self._fetch(state, turns.limit())
+        return await self._fetch(state, turns)
 
-    async def _fetch(self, state: RoomState, limit: int) -> Page | None:
+    async def _fetch(self, state: RoomState, turns: PollTurns) -> Page | None:
         """The page after ``state``; None when Roomlio no longer knows its cursor."""
         try:
-            return await self._client.room_history(
-                self.room, limit=limit, start_cursor=state.cursor,
-                since=None if state.cursor else self._resume_point(state))
+            return await self._history(turns, state.cursor,
+                                       None if state.cursor else self._resume_point(state))
         except RoomlioCursorError:
             log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
                         self.room.name, shown(state.cursor or "", 80),
                         state.high_water or "start_from")
             return None
+
+    async def _history(self, turns: PollTurns, cursor: str | None, since: str | None) -> Page:
+        """One RoomHistory page. An answer over ``max_response_bytes`` is asked for again in
+        a tenth of the messages, as the rest of the poll is, down to one message a page;
+        one message over it fails the poll."""
+        while True:
+            limit = turns.limit()
+            self.requests += 1
+            try:
+                return await self._client.room_history(self.room, limit=limit,
+                                                       start_cursor=cursor, since=since)
+            except RoomlioAnswerTooLarge as exc:
+                if limit <= 1:
+                    raise RoomlioAnswerTooLarge(
+                        f"{exc}, with a single message: raise roomlio.max_response_bytes "
+                        "to read this room") from None
+                log.warning("room %s: %s at %d messages; asking for %d message(s) a page "
+                            "for the rest of this poll", self.room.name, exc, limit,
+                            turns.shrink(limit), extra={"room": self.room.name})
 
     def _resume_point(self, state: RoomState) -> str | None:
         """``since`` for a tail without a cursor: the saved resume point, unless it lies
@@ -248,7 +265,7 @@ class Tailer:
         seen, last = 0, ""
         for _ in range(self._settings.max_pages_per_poll):
             asked.add(cursor or "")
-            page = await self._scan_page(cursor, since, turns.limit())
+            page = await self._scan_page(cursor, since, turns)
             if page is None:  # the cursor was lost: the window is read again
                 cursor = None
                 continue
@@ -273,15 +290,14 @@ class Tailer:
                         "pages (roomlio.max_pages_per_poll)")
         return seen
 
-    async def _scan_page(self, cursor: str | None, since: str, limit: int) -> Page | None:
+    async def _scan_page(self, cursor: str | None, since: str,
+                         turns: PollTurns) -> Page | None:
         """An edit scan's page after ``cursor`` (the window's first by ``since``); None when
         Roomlio no longer knows the cursor. As for a poll, that is not a failure that backs
         the room off: the window is read again, and the ledger drops what this scan
         committed already."""
-        self.requests += 1
         try:
-            return await self._client.room_history(
-                self.room, limit=limit, start_cursor=cursor, since=None if cursor else since)
+            return await self._history(turns, cursor, None if cursor else since)
         except RoomlioCursorError:
             log.warning("room %s: edit scan: Roomlio no longer knows cursor %s; reading the "
                         "window again", self.room.name, shown(cursor or "", 80))
