@@ -172,3 +172,26 @@ def test_a_poll_whose_pages_shrink_to_100_gives_its_turns_back_at_once() -> None
     assert (turns.limit(), budget.free) == (1000, 0)
     assert (turns.shrink(1000), turns.limit(), budget.free) == (100, 100, 2)
     assert (turns.shrink(100), turns.limit(), budget.free) == (10, 10, 2)
+
+
+@pytest.mark.parametrize("reader", ["replay", "backtest"])
+async def test_replay_and_backtest_read_large_messages_in_fewer_per_page(
+        emulator: RoomlioEmulator, make_config, reader: str) -> None:
+    """`notifier replay` and `backtest` read history as the tailer does: pages of 1,000
+    that cannot fit 50 KB are asked for again in 100 and then 10 messages."""
+    from notifier.cli import replay
+    from notifier.polling import backtest
+    from notifier.polling.client import RoomlioClient
+
+    emulator.add_room(key="r1")
+    for i in range(300):
+        emulator.post("r1", f"message {i} " + "x" * 1000)
+    config = make_config(rooms=["r1"], roomlio={"max_response_bytes": 50_000})
+    async with aiohttp.ClientSession() as session:
+        client = RoomlioClient(config.roomlio, session)
+        since = "2020-01-01T00:00:00Z"
+        messages = (replay.history(client, config.rooms[0], since, 1000) if reader == "replay"
+                    else backtest.history(client, config.rooms[0], since=since, page_size=1000))
+        got = [m async for m in messages]
+    assert len(got) == 300
+    assert limits(emulator) == [1000, 100] + [10] * 30

@@ -17,6 +17,7 @@ from notifier.config import Config, Room
 from notifier.errors import RoomlioTransientError
 from notifier.events import CREATED, EDITED, is_edited
 from notifier.polling.client import MAX_IDLE_PAGES, RoomlioClient
+from notifier.polling.pagesize import PageBudget, page_asker, sized_page
 from notifier.rules import Matcher
 
 __all__ = ["Sample", "Tally", "history"]
@@ -32,10 +33,10 @@ async def history(client: RoomlioClient, room: Room, *, since: str,
     cursor: str | None = None
     asked: set[str] = set()  # a nextCursor that comes back would loop for ever
     idle = 0
+    turns = PageBudget().turns(page_size)  # one reader: no other room shares the budget
     while True:
         asked.add(cursor or "")
-        page = await client.room_history(room, limit=page_size, start_cursor=cursor,
-                                         since=None if cursor else since)
+        page = await sized_page(page_asker(client, room, cursor, since), turns, room.name)
         idle += 1
         for message in page.messages:
             version = (str(message["id"]), str(message.get("editedAt", "")))

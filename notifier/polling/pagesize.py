@@ -13,7 +13,16 @@ of the same poll when they have come free. So a catch-up of many rooms holds at 
 
 from __future__ import annotations
 
-__all__ = ["BIG_PAGES", "SMALL_PAGE", "PageBudget", "PollTurns"]
+import logging
+from collections.abc import Awaitable, Callable
+
+from notifier.config import Room
+from notifier.errors import RoomlioAnswerTooLarge
+from notifier.polling.client import Page, RoomlioClient
+
+__all__ = ["BIG_PAGES", "SMALL_PAGE", "PageBudget", "PollTurns", "page_asker", "sized_page"]
+
+log = logging.getLogger("notifier.tailer")
 
 #: The most messages a request asks for without a big-page turn (the API's default limit).
 SMALL_PAGE = 100
@@ -69,3 +78,30 @@ class PollTurns:
         if self.held:
             self.held = False
             self._budget.free += 2
+
+
+async def sized_page(ask: Callable[[int], Awaitable[Page]], turns: PollTurns,
+                     room: str) -> Page:
+    """``ask(limit)``'s page at the poll's limit. An answer over ``max_response_bytes`` is
+    asked for again in a tenth of the messages, as the rest of the poll is, down to one
+    message a page; one message over it raises, saying which setting to raise."""
+    while True:
+        limit = turns.limit()
+        try:
+            return await ask(limit)
+        except RoomlioAnswerTooLarge as exc:
+            if limit <= 1:
+                raise RoomlioAnswerTooLarge(
+                    f"{exc}, with a single message: raise roomlio.max_response_bytes to read "
+                    "this room") from None
+            log.warning("room %s: %s at %d messages; asking for %d message(s) a page for "
+                        "the rest of this poll", room, exc, limit, turns.shrink(limit),
+                        extra={"room": room})
+
+
+def page_asker(client: RoomlioClient, room: Room, cursor: str | None,
+               since: str | None) -> Callable[[int], Awaitable[Page]]:
+    """``sized_page``'s ``ask`` for the page at ``cursor`` (the first from ``since`` when
+    there is none) of a one-off reading of history (``notifier replay``, ``backtest``)."""
+    return lambda limit: client.room_history(room, limit=limit, start_cursor=cursor,
+                                             since=None if cursor else since)

@@ -29,13 +29,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from notifier.config import Room, RoomlioSettings
-from notifier.errors import RoomlioAnswerTooLarge, RoomlioCursorError, RoomlioTransientError
+from notifier.errors import RoomlioCursorError, RoomlioTransientError
 from notifier.events import CREATED, EDITED, Delivery, EventKind, is_edited
 from notifier.polling.client import Page, RoomlioClient
 from notifier.polling.commit import (
@@ -48,7 +48,7 @@ from notifier.polling.commit import (
     routes_for,
 )
 from notifier.polling.pages import without_id
-from notifier.polling.pagesize import PageBudget, PollTurns
+from notifier.polling.pagesize import PageBudget, PollTurns, sized_page
 from notifier.polling.position import (
     CLOCK_SKEW,
     FAR_FUTURE,
@@ -196,23 +196,14 @@ class Tailer:
             return None
 
     async def _history(self, turns: PollTurns, cursor: str | None, since: str | None) -> Page:
-        """One RoomHistory page. An answer over ``max_response_bytes`` is asked for again in
-        a tenth of the messages, as the rest of the poll is, down to one message a page;
-        one message over it fails the poll."""
-        while True:
-            limit = turns.limit()
+        """One RoomHistory page at the poll's page size (``sized_page``)."""
+
+        def ask(limit: int) -> Awaitable[Page]:
             self.requests += 1
-            try:
-                return await self._client.room_history(self.room, limit=limit,
-                                                       start_cursor=cursor, since=since)
-            except RoomlioAnswerTooLarge as exc:
-                if limit <= 1:
-                    raise RoomlioAnswerTooLarge(
-                        f"{exc}, with a single message: raise roomlio.max_response_bytes "
-                        "to read this room") from None
-                log.warning("room %s: %s at %d messages; asking for %d message(s) a page "
-                            "for the rest of this poll", self.room.name, exc, limit,
-                            turns.shrink(limit), extra={"room": self.room.name})
+            return self._client.room_history(self.room, limit=limit, start_cursor=cursor,
+                                             since=since)
+
+        return await sized_page(ask, turns, self.room.name)
 
     def _resume_point(self, state: RoomState) -> str | None:
         """``since`` for a tail without a cursor: the saved resume point, unless it lies
