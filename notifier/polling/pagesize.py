@@ -9,6 +9,9 @@ turns (its page and the one it reads ahead) before it asks for more than ``SMALL
 messages, and while none are free it asks for ``SMALL_PAGE``, taking them at a later page
 of the same poll when they have come free. So a catch-up of many rooms holds at most
 ``BIG_PAGES`` × 1,000 + 2 × 64 × 100 decoded messages, whatever ``page_size`` is.
+
+An answer over ``roomlio.max_response_bytes`` is no reason to stop a room whose pages of
+fewer messages fit: ``sized_page`` asks again in a tenth of the messages, down to one.
 """
 
 from __future__ import annotations
