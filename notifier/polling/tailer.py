@@ -180,12 +180,9 @@ class Tailer:
         return advance(state, page, now=now), fresh
 
     async def _ask(self, state: RoomState, asked: set[str], turns: PollTurns) -> Page | None:
-        """The page after ``state``, its cursor noted as asked for in this poll."""
+        """The page after ``state``, its cursor noted as asked for in this poll; None when
+        Roomlio no longer knows the cursor."""
         asked.add(state.cursor or "")
-        return await self._fetch(state, turns)
-
-    async def _fetch(self, state: RoomState, turns: PollTurns) -> Page | None:
-        """The page after ``state``; None when Roomlio no longer knows its cursor."""
         try:
             return await self._history(turns, state.cursor,
                                        None if state.cursor else self._resume_point(state))
