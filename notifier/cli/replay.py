@@ -35,7 +35,7 @@ from notifier.config import Config, Room
 from notifier.errors import NotifierError
 from notifier.events import CREATED, EDITED, Delivery, Event, is_edited
 from notifier.polling.client import MAX_IDLE_PAGES, RoomlioClient
-from notifier.polling.pagesize import PageBudget, page_asker, sized_page
+from notifier.polling.pagesize import PageBudget, sized_page
 from notifier.polling.tailer import deliveries_for, routes_for
 from notifier.rules import Matcher, compile_rules
 from notifier.util.time import format_time
@@ -85,7 +85,7 @@ async def history(client: RoomlioClient, room: Room, since: str,
     turns = PageBudget().turns(page_size)  # one reader: no other room shares the budget
     while idle < MAX_IDLE_PAGES:
         asked.add(cursor or "")
-        page = await sized_page(page_asker(client, room, cursor, since), turns, room.name)
+        page = await sized_page(client, room, turns, cursor, None if cursor else since)
         idle += 1
         for message in page.messages:
             if message["id"] not in seen:

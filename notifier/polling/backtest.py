@@ -17,7 +17,7 @@ from notifier.config import Config, Room
 from notifier.errors import RoomlioTransientError
 from notifier.events import CREATED, EDITED, is_edited
 from notifier.polling.client import MAX_IDLE_PAGES, RoomlioClient
-from notifier.polling.pagesize import PageBudget, page_asker, sized_page
+from notifier.polling.pagesize import PageBudget, sized_page
 from notifier.rules import Matcher
 
 __all__ = ["Sample", "Tally", "history"]
@@ -36,7 +36,7 @@ async def history(client: RoomlioClient, room: Room, *, since: str,
     turns = PageBudget().turns(page_size)  # one reader: no other room shares the budget
     while True:
         asked.add(cursor or "")
-        page = await sized_page(page_asker(client, room, cursor, since), turns, room.name)
+        page = await sized_page(client, room, turns, cursor, None if cursor else since)
         idle += 1
         for message in page.messages:
             version = (str(message["id"]), str(message.get("editedAt", "")))

@@ -17,13 +17,12 @@ fewer messages fit: ``sized_page`` asks again in a tenth of the messages, down t
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from notifier.config import Room
 from notifier.errors import RoomlioAnswerTooLarge
 from notifier.polling.client import Page, RoomlioClient
 
-__all__ = ["BIG_PAGES", "SMALL_PAGE", "PageBudget", "PollTurns", "page_asker", "sized_page"]
+__all__ = ["BIG_PAGES", "SMALL_PAGE", "PageBudget", "PollTurns", "sized_page"]
 
 log = logging.getLogger("notifier.tailer")
 
@@ -51,12 +50,14 @@ class PollTurns:
     """What one poll asks for: ``page_size`` while it holds two turns, else at most
     ``SMALL_PAGE``; it takes them at the first request that finds them free."""
 
-    __slots__ = ("_budget", "_page_size", "held")
+    __slots__ = ("_budget", "_page_size", "held", "requests")
 
     def __init__(self, budget: PageBudget, page_size: int) -> None:
         self._budget, self._page_size = budget, page_size
         self.held = False
         """Whether this poll holds two of the budget's turns."""
+        self.requests = 0
+        """RoomHistory requests ``sized_page`` sent for this poll."""
 
     def limit(self) -> int:
         """The ``limit`` of the poll's next request."""
@@ -83,28 +84,23 @@ class PollTurns:
             self._budget.free += 2
 
 
-async def sized_page(ask: Callable[[int], Awaitable[Page]], turns: PollTurns,
-                     room: str) -> Page:
-    """``ask(limit)``'s page at the poll's limit. An answer over ``max_response_bytes`` is
-    asked for again in a tenth of the messages, as the rest of the poll is, down to one
-    message a page; one message over it raises, saying which setting to raise."""
+async def sized_page(client: RoomlioClient, room: Room, turns: PollTurns,
+                     cursor: str | None, since: str | None) -> Page:
+    """The RoomHistory page at ``cursor`` (or from ``since``) at the poll's limit. An answer
+    over ``max_response_bytes`` is asked for again in a tenth of the messages, as the rest
+    of the poll is, down to one message a page; one message over it raises, saying which
+    setting to raise."""
     while True:
         limit = turns.limit()
+        turns.requests += 1
         try:
-            return await ask(limit)
+            return await client.room_history(room, limit=limit, start_cursor=cursor,
+                                             since=since)
         except RoomlioAnswerTooLarge as exc:
             if limit <= 1:
                 raise RoomlioAnswerTooLarge(
                     f"{exc}, with a single message: raise roomlio.max_response_bytes to read "
                     "this room") from None
             log.warning("room %s: %s at %d messages; asking for %d message(s) a page for "
-                        "the rest of this poll", room, exc, limit, turns.shrink(limit),
-                        extra={"room": room})
-
-
-def page_asker(client: RoomlioClient, room: Room, cursor: str | None,
-               since: str | None) -> Callable[[int], Awaitable[Page]]:
-    """``sized_page``'s ``ask`` for the page at ``cursor`` (the first from ``since`` when
-    there is none) of a one-off reading of history (``notifier replay``, ``backtest``)."""
-    return lambda limit: client.room_history(room, limit=limit, start_cursor=cursor,
-                                             since=None if cursor else since)
+                        "the rest of this poll", room.name, exc, limit, turns.shrink(limit),
+                        extra={"room": room.name})

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -164,6 +164,7 @@ class Tailer:
                 pending.cancel()
                 await asyncio.wait([pending])
             turns.release()
+            self.requests = turns.requests
         self._cut_short(f"still more after {self._settings.max_pages_per_poll} pages "
                         "(roomlio.max_pages_per_poll)")
         return seen
@@ -184,23 +185,13 @@ class Tailer:
         Roomlio no longer knows the cursor."""
         asked.add(state.cursor or "")
         try:
-            return await self._history(turns, state.cursor,
-                                       None if state.cursor else self._resume_point(state))
+            return await sized_page(self._client, self.room, turns, state.cursor,
+                                    None if state.cursor else self._resume_point(state))
         except RoomlioCursorError:
             log.warning("room %s: Roomlio no longer knows cursor %s; resuming from %s",
                         self.room.name, shown(state.cursor or "", 80),
                         state.high_water or "start_from")
             return None
-
-    async def _history(self, turns: PollTurns, cursor: str | None, since: str | None) -> Page:
-        """One RoomHistory page at the poll's page size (``sized_page``)."""
-
-        def ask(limit: int) -> Awaitable[Page]:
-            self.requests += 1
-            return self._client.room_history(self.room, limit=limit, start_cursor=cursor,
-                                             since=since)
-
-        return await sized_page(ask, turns, self.room.name)
 
     def _resume_point(self, state: RoomState) -> str | None:
         """``since`` for a tail without a cursor: the saved resume point, unless it lies
@@ -244,6 +235,7 @@ class Tailer:
             return await self._scan(state, format_time(since_at), turns)
         finally:
             turns.release()
+            self.requests = turns.requests
 
     async def _scan(self, state: RoomState, since: str, turns: PollTurns) -> int:
         """``scan_edits``' pages, from the first after ``since``."""
@@ -285,7 +277,8 @@ class Tailer:
         the room off: the window is read again, and the ledger drops what this scan
         committed already."""
         try:
-            return await self._history(turns, cursor, None if cursor else since)
+            return await sized_page(self._client, self.room, turns, cursor,
+                                    None if cursor else since)
         except RoomlioCursorError:
             log.warning("room %s: edit scan: Roomlio no longer knows cursor %s; reading the "
                         "window again", self.room.name, shown(cursor or "", 80))
